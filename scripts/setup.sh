@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything rollback-drill needs on a fresh Debian bookworm machine, idempotently:
+# Debian packages (redis-server, nginx, openssl, chromium), the Node tools in package.json
+# (anvil, solcjs, mongosh, Allure 3) and the Python venv .venv with the project installed.
+# Each part is skipped when its stamp says it is already current, so a second call takes ~1 s.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+stamp_dir="$root/.venv/.stamps"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need_apt=()
+for pkg in redis-server nginx openssl chromium ${ROLLBACK_DRILL_EXTRA_APT:-}; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+npm_hash="$(sha256sum package.json package-lock.json | sha256sum | cut -c1-16)"
+if [ ! -x node_modules/.bin/anvil ] || [ "$(cat node_modules/.stamp 2>/dev/null)" != "$npm_hash" ]; then
+  log "npm ci (anvil, solc, mongosh, allure)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$npm_hash" > node_modules/.stamp
+fi
+
+py_hash="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x .venv/bin/python ]; then
+  log "python venv .venv"
+  python3 -m venv .venv
+fi
+if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$py_hash" ]; then
+  log "pip install -e .[dev]"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  mkdir -p "$stamp_dir" && echo "$py_hash" > "$stamp_dir/pip"
+fi
+log "ready"
