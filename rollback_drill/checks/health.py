@@ -1,0 +1,46 @@
+"""The runbook's "Health Checks": every service's health endpoint answers 200 and says ok."""
+
+from __future__ import annotations
+
+from rollback_drill.checks.http import evidence, request
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.target import Target
+
+
+def _service_health(name: str, url_of: str, path: str) -> Check:
+    check_name = f"health.{name}"
+
+    def run(target: Target) -> CheckResult:
+        url = getattr(target, url_of) + path
+        resp = request(target, "GET", url)
+        body = resp.body if isinstance(resp.body, dict) else {}
+        ok = resp.status == 200 and body.get("status") == "ok"
+        reason = "" if ok else f": {body.get('status', resp.text[:120])} {body.get('checks', '')}".rstrip()
+        return CheckResult(check_name, ok, f"GET {path} -> {resp.status}{reason}", evidence(resp, url))
+
+    return Check(check_name, "health", run, doc=f"curl -f {path} on {name}")
+
+
+def _frontend(name: str, url_of: str) -> Check:
+    check_name = f"health.{name}"
+
+    def run(target: Target) -> CheckResult:
+        base = getattr(target, url_of)
+        if base is None:
+            from rollback_drill.checks.result import CheckSkipped
+
+            raise CheckSkipped(f"target has no {url_of}")
+        resp = request(target, "GET", base + "/")
+        ok = resp.status == 200 and "<html" in resp.text.lower()
+        return CheckResult(check_name, ok, f"GET / -> {resp.status}", evidence(resp, base + "/"))
+
+    return Check(check_name, "health", run, doc="curl -f http://localhost:80")
+
+
+CHECKS = [
+    _service_health("backend", "backend_url", "/health"),
+    _service_health("ai-chatbot", "chatbot_url", "/health"),
+    _service_health("did", "backend_url", "/api/did/health"),
+    _frontend("frontend", "frontend_url"),
+    _frontend("frontend-tls", "frontend_tls_url"),
+]

@@ -1,0 +1,786 @@
+"""Build and cache the Docker images of the reference stack, without any registry.
+
+Nothing can be pulled here, so every image is made locally:
+
+* the base ``rollback-drill/debian:bookworm`` is a Debian rootfs made by ``mmdebstrap
+  --variant=minbase`` from the host's own apt sources, written to a file and ``docker import``-ed;
+* every other image is built by ``DOCKER_BUILDKIT=1 /usr/bin/docker build`` ``FROM`` that base,
+  from a Dockerfile in ``fixtures/safepsy/docker/`` and a build context this module assembles
+  (the host's local CA certificates, the app, the frontend, the anvil binary, the release env).
+
+Caching, in two levels:
+
+* each image carries the label ``rollback-drill.inputs``: a hash of everything it was made from
+  (rendered Dockerfile, every context file, the CA certificates, the base image id, build args).
+  An image whose label matches the inputs of this run is kept ("cached");
+* the whole set is saved as one zstd-compressed ``docker save`` bundle under ``.cache/images/``
+  with an index of the input hashes it holds. A machine that has the cache directory but not the
+  images loads the bundle ("loaded") instead of building; only images whose inputs changed since
+  are then built.
+
+``scripts/build-images.sh`` runs :func:`main`; it prints one line per image (built / cached /
+loaded, seconds) and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+#: Debian's docker client: the other client on PATH lacks buildx, which BuildKit builds need.
+DOCKER = "/usr/bin/docker"
+BASE_TAG = "rollback-drill/debian:bookworm"
+SUITE = "bookworm"
+VARIANT = "minbase"
+LABEL_INPUTS = "rollback-drill.inputs"
+LABEL_TITLE = "org.opencontainers.image.title"
+LABEL_VERSION = "org.opencontainers.image.version"
+LABEL_RELEASE = "rollback-drill.release"
+LABEL_SERVICE = "rollback-drill.service"
+#: Bumped when the way images are assembled changes, so every cached image is rebuilt.
+SCHEMA = "rollback-drill-images/1"
+#: Lines of a Dockerfile that are replaced by the release's service env as ``ENV`` lines.
+RELEASE_ENV_MARKER = "# @release-env"
+DEFAULT_CA_DIR = Path("/usr/local/share/ca-certificates")
+DEFAULT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+#: Files never copied into a build context nor hashed.
+IGNORED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+Action = Literal["built", "cached", "loaded"]
+
+
+class ImageBuildError(RuntimeError):
+    """A build, import, save or load step failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the inputs and the cache are. Defaults are the repository's own paths."""
+
+    root: Path
+    fixtures: Path
+    docker_dir: Path
+    anvil_package: Path
+    cache_dir: Path
+    ca_dir: Path = DEFAULT_CA_DIR
+    sources: Path = DEFAULT_SOURCES
+
+    @classmethod
+    def default(cls, root: Path | None = None) -> Layout:
+        root = (root or Path(__file__).resolve().parent.parent).resolve()
+        fixtures = root / "fixtures" / "safepsy"
+        return cls(
+            root=root,
+            fixtures=fixtures,
+            docker_dir=fixtures / "docker",
+            anvil_package=root / "node_modules" / "@foundry-rs" / "anvil-linux-amd64",
+            cache_dir=root / ".cache" / "images",
+        )
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """A file or directory copied into the build context at ``dest`` (relative)."""
+
+    src: Path
+    dest: str
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One derived image: what it is built from and how."""
+
+    tag: str
+    title: str
+    dockerfile: Path
+    entries: tuple[ContextEntry, ...]
+    target: str | None = None
+    release: str | None = None
+    service: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    uses_ca: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one image in a run."""
+
+    tag: str
+    action: Action
+    seconds: float
+    size_bytes: int
+    image_id: str
+    note: str = ""
+
+
+@dataclass
+class BuildReport:
+    """Every image's outcome in build order (the base first) and the run's total time."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    total_seconds: float = 0.0
+    bundle: Path | None = None
+    bundle_note: str = ""
+
+    def by_tag(self) -> dict[str, Outcome]:
+        return {o.tag: o for o in self.outcomes}
+
+
+# --------------------------------------------------------------------------- docker helpers
+
+
+def _docker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DOCKER_BUILDKIT"] = "1"
+    return env
+
+
+def _run(args: Sequence[str], *, what: str, log: Path | None = None) -> str:
+    """Run a command; return stdout. On failure raise with the tail of its output."""
+    result = subprocess.run(
+        list(args), capture_output=True, text=True, env=_docker_env(), check=False
+    )
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        where = f" (full log: {log})" if log is not None else ""
+        raise ImageBuildError(f"{what} failed with exit status {result.returncode}{where}:\n{tail}")
+    return result.stdout
+
+
+def docker_available() -> bool:
+    """True when a Docker daemon answers ``docker info``."""
+    if not Path(DOCKER).exists():
+        return False
+    try:
+        result = subprocess.run(
+            [DOCKER, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    image_id: str
+    size_bytes: int
+    labels: dict[str, str]
+
+
+def inspect_image(ref: str) -> ImageInfo | None:
+    """The local image ``ref`` (tag or id), or None when there is none."""
+    result = subprocess.run(
+        [DOCKER, "image", "inspect", "--format", "{{json .}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    data = json.loads(result.stdout.strip().splitlines()[0])
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return ImageInfo(
+        image_id=str(data["Id"]),
+        size_bytes=int(data.get("Size") or 0),
+        labels={str(k): str(v) for k, v in labels.items()},
+    )
+
+
+def current_inputs(tag: str) -> str | None:
+    """The ``rollback-drill.inputs`` label of the local image ``tag``, if it exists."""
+    info = inspect_image(tag)
+    return None if info is None else info.labels.get(LABEL_INPUTS)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _release_manifests(fixtures: Path) -> list[dict[str, object]]:
+    """The release manifests, oldest first (by version number)."""
+    releases_dir = fixtures / "releases"
+    manifests: list[dict[str, object]] = []
+    for path in releases_dir.glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "version" not in data:
+            raise ImageBuildError(f"{path}: not a release manifest (no `version`)")
+        manifests.append(data)
+    if not manifests:
+        raise ImageBuildError(f"no release manifests in {releases_dir}")
+
+    def version_key(manifest: dict[str, object]) -> tuple[int, ...]:
+        return tuple(int(p) if p.isdigit() else 0 for p in str(manifest["version"]).split("."))
+
+    return sorted(manifests, key=version_key)
+
+
+def _service_env(manifest: dict[str, object], service: str) -> tuple[tuple[str, str], ...]:
+    services = manifest.get("services") or {}
+    if not isinstance(services, dict):
+        raise ImageBuildError(f"release {manifest.get('version')}: `services` is not a mapping")
+    entry = services.get(service) or {}
+    env = entry.get("env") if isinstance(entry, dict) else None
+    if not env:
+        return ()
+    if not isinstance(env, dict):
+        raise ImageBuildError(f"release {manifest.get('version')}: {service}.env is not a mapping")
+    return tuple(sorted((str(k), "" if v is None else str(v)) for k, v in env.items()))
+
+
+def _anvil_version(package: Path) -> str:
+    data = json.loads((package / "package.json").read_text(encoding="utf-8"))
+    return str(data["version"])
+
+
+def image_specs(layout: Layout) -> list[ImageSpec]:
+    """Every derived image, in build order (images sharing layers next to each other)."""
+    d = layout.docker_dir
+    app = ContextEntry(layout.fixtures / "app", "app")
+    manifests = _release_manifests(layout.fixtures)
+    specs: list[ImageSpec] = []
+    for service, target in (("backend", "backend"), ("ai-chatbot", "ai-chatbot")):
+        for manifest in manifests:
+            release = str(manifest["version"])
+            specs.append(
+                ImageSpec(
+                    tag=f"rollback-drill/safepsy-{service}:{release}",
+                    title=f"safepsy-{service}",
+                    dockerfile=d / "python-app.Dockerfile",
+                    entries=(app,),
+                    target=target,
+                    release=release,
+                    service=service,
+                    env=_service_env(manifest, service),
+                )
+            )
+    specs.append(
+        ImageSpec(
+            tag="rollback-drill/mongodb:secantus-0.7",
+            title="mongodb-secantusdb",
+            dockerfile=d / "mongodb.Dockerfile",
+            entries=(),
+            target="mongodb",
+            service="mongodb",
+        )
+    )
+    for manifest in manifests:
+        release = str(manifest["version"])
+        specs.append(
+            ImageSpec(
+                tag=f"rollback-drill/safepsy-frontend:{release}",
+                title="safepsy-frontend",
+                dockerfile=d / "nginx.Dockerfile",
+                entries=(
+                    ContextEntry(layout.fixtures / "frontend", "frontend"),
+                    ContextEntry(d / "nginx-default.conf", "nginx-default.conf"),
+                ),
+                release=release,
+                service="frontend",
+                env=_service_env(manifest, "frontend"),
+            )
+        )
+    specs.append(
+        ImageSpec(
+            tag="rollback-drill/redis:7.0",
+            title="redis",
+            dockerfile=d / "redis.Dockerfile",
+            entries=(),
+            service="redis",
+        )
+    )
+    specs.append(
+        ImageSpec(
+            tag=f"rollback-drill/anvil:{_anvil_version(layout.anvil_package)}",
+            title="anvil",
+            dockerfile=d / "anvil.Dockerfile",
+            entries=(ContextEntry(layout.anvil_package / "bin" / "anvil", "anvil"),),
+            service="chain",
+            uses_ca=False,
+        )
+    )
+    return specs
+
+
+# --------------------------------------------------------------------------- contexts and hashes
+
+
+def _walk(src: Path, dest: str) -> Iterator[tuple[Path, str]]:
+    """(file, relative destination) pairs under ``src``, sorted, skipping caches."""
+    if not src.exists():
+        raise ImageBuildError(f"build input missing: {src}")
+    if src.is_file():
+        yield src, dest
+        return
+    for child in sorted(src.iterdir(), key=lambda p: p.name):
+        if child.name in IGNORED_NAMES or child.name.endswith(IGNORED_SUFFIXES):
+            continue
+        yield from _walk(child, f"{dest}/{child.name}")
+
+
+def _quote_env(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def render_dockerfile(spec: ImageSpec) -> str:
+    """The Dockerfile with each ``# @release-env`` line replaced by the release's env."""
+    if spec.env:
+        env_lines = "\n".join(f"ENV {k}={_quote_env(v)}" for k, v in spec.env)
+    else:
+        env_lines = "# (this release sets no env for this service)"
+    text = spec.dockerfile.read_text(encoding="utf-8")
+    out = [env_lines if line.strip() == RELEASE_ENV_MARKER else line for line in text.splitlines()]
+    return "\n".join(out) + "\n"
+
+
+def render_release_env(spec: ImageSpec) -> str:
+    lines = [f"# {spec.tag}: env of {spec.service} in release {spec.release}"]
+    if spec.release is not None:
+        lines.append(f"RELEASE={spec.release}")
+    lines += [f"{k}={v}" for k, v in spec.env]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Context:
+    """A build context as a list of files plus generated files, hashable without copying."""
+
+    files: tuple[tuple[Path, str], ...]
+    generated: tuple[tuple[str, bytes], ...]
+
+    def digest(self, *extra: str) -> str:
+        h = hashlib.sha256()
+        for item in (SCHEMA, *extra):
+            h.update(item.encode() + b"\0")
+        entries = [(rel, hashlib.sha256(data).digest(), False) for rel, data in self.generated]
+        entries += [(rel, _file_digest(src), os.access(src, os.X_OK)) for src, rel in self.files]
+        for rel, digest, executable in sorted(entries):
+            h.update(rel.encode() + b"\0" + (b"x" if executable else b"-") + b"\0" + digest)
+        return h.hexdigest()
+
+    def materialize(self, directory: Path) -> None:
+        for src, rel in self.files:
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+        for rel, data in self.generated:
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
+def _file_digest(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _ca_files(ca_dir: Path) -> list[tuple[Path, str]]:
+    """The host's local CA certificates (what update-ca-certificates reads), if any."""
+    if not ca_dir.is_dir():
+        return []
+    return list(_walk(ca_dir, "ca-certificates"))
+
+
+def build_context(spec: ImageSpec, layout: Layout) -> Context:
+    files: list[tuple[Path, str]] = []
+    for entry in spec.entries:
+        files.extend(_walk(entry.src, entry.dest))
+    if spec.uses_ca:
+        files.extend(_ca_files(layout.ca_dir))
+    generated = [("Dockerfile", render_dockerfile(spec).encode())]
+    if spec.service is not None and spec.release is not None:
+        generated.append(("release.env", render_release_env(spec).encode()))
+    if spec.uses_ca:
+        # An empty directory still needs to exist for the Dockerfile's COPY.
+        generated.append(("ca-certificates/.keep", b""))
+    return Context(files=tuple(files), generated=tuple(generated))
+
+
+def spec_inputs(spec: ImageSpec, layout: Layout, base_id: str) -> str:
+    """The input hash of a derived image: its context, build settings and the base image id."""
+    ctx = build_context(spec, layout)
+    settings = json.dumps(
+        {
+            "tag": spec.tag,
+            "title": spec.title,
+            "target": spec.target,
+            "release": spec.release,
+            "service": spec.service,
+        },
+        sort_keys=True,
+    )
+    return ctx.digest(settings, f"base={base_id}")
+
+
+def base_inputs(layout: Layout) -> str:
+    """The input hash of the base image: suite, variant and the host's apt sources."""
+    h = hashlib.sha256()
+    for item in (SCHEMA, "base", SUITE, VARIANT, BASE_TAG):
+        h.update(item.encode() + b"\0")
+    h.update(layout.sources.read_bytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_base(layout: Layout, inputs: str) -> None:
+    """mmdebstrap a minbase rootfs into a file, then ``docker import`` it (never a pipe)."""
+    work = layout.cache_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    rootfs = work / "debian-bookworm-rootfs.tar"
+    rootfs.unlink(missing_ok=True)
+    try:
+        _run(
+            ["mmdebstrap", f"--variant={VARIANT}", SUITE, str(rootfs), str(layout.sources)],
+            what="mmdebstrap (base rootfs)",
+            log=layout.cache_dir / "logs" / "base.log",
+        )
+        changes = [
+            f"LABEL {LABEL_TITLE}=debian-{SUITE}-{VARIANT}",
+            f"LABEL {LABEL_INPUTS}={inputs}",
+            'CMD ["/bin/bash"]',
+        ]
+        args = [DOCKER, "import"]
+        for change in changes:
+            args += ["--change", change]
+        _run([*args, str(rootfs), BASE_TAG], what="docker import (base)")
+    finally:
+        rootfs.unlink(missing_ok=True)
+
+
+def build_derived(spec: ImageSpec, layout: Layout, inputs: str) -> None:
+    """Assemble the context in a temporary directory and build it with BuildKit."""
+    slug = spec.tag.replace("/", "_").replace(":", "_")
+    with tempfile.TemporaryDirectory(prefix=f"ctx-{slug}-", dir=layout.cache_dir) as tmp:
+        ctx_dir = Path(tmp)
+        build_context(spec, layout).materialize(ctx_dir)
+        args = [DOCKER, "build", "--progress=plain", "-f", str(ctx_dir / "Dockerfile")]
+        args += ["-t", spec.tag]
+        labels = {LABEL_TITLE: spec.title, LABEL_INPUTS: inputs}
+        if spec.release is not None:
+            labels[LABEL_VERSION] = spec.release
+            labels[LABEL_RELEASE] = spec.release
+            args += ["--build-arg", f"RELEASE={spec.release}"]
+        if spec.service is not None:
+            labels[LABEL_SERVICE] = spec.service
+        for key, value in labels.items():
+            args += ["--label", f"{key}={value}"]
+        if spec.target is not None:
+            args += ["--target", spec.target]
+        args.append(str(ctx_dir))
+        _run(args, what=f"docker build {spec.tag}", log=layout.cache_dir / "logs" / f"{slug}.log")
+
+
+# --------------------------------------------------------------------------- bundle cache
+
+
+BUNDLE_PREFIX = "images-"
+BUNDLE_SUFFIX = ".tar.zst"
+
+
+def _bundles(cache_dir: Path) -> list[tuple[Path, dict[str, str]]]:
+    """Complete bundles in the cache (bundle, {tag: inputs}), newest first."""
+    found: list[tuple[float, Path, dict[str, str]]] = []
+    for path in cache_dir.glob(f"{BUNDLE_PREFIX}*{BUNDLE_SUFFIX}"):
+        index_path = path.with_name(path.name[: -len(BUNDLE_SUFFIX)] + ".json")
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        images = index.get("images") if isinstance(index, dict) else None
+        if isinstance(images, dict):
+            found.append((path.stat().st_mtime, path, {str(k): str(v) for k, v in images.items()}))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [(path, images) for _, path, images in found]
+
+
+def _pipe(first: list[str], second: list[str], *, what: str) -> str:
+    """``first | second``; fail when either side fails. Returns second's stdout."""
+    with subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p1:
+        assert p1.stdout is not None
+        p2 = subprocess.run(second, stdin=p1.stdout, capture_output=True, check=False)
+        p1.stdout.close()
+        err1 = p1.stderr.read() if p1.stderr is not None else b""
+        p1.wait()
+    if p1.returncode != 0 or p2.returncode != 0:
+        detail = (err1 + p2.stderr).decode(errors="replace").strip()
+        raise ImageBuildError(
+            f"{what} failed ({first[0]} exit {p1.returncode}, {second[0]} exit "
+            f"{p2.returncode}): {detail}"
+        )
+    return p2.stdout.decode(errors="replace")
+
+
+def load_bundle(path: Path) -> None:
+    """``zstd -dc BUNDLE | docker load``."""
+    _pipe(["zstd", "-dc", "-q", str(path)], [DOCKER, "load", "-q"], what=f"loading {path.name}")
+
+
+def save_bundle(cache_dir: Path, images: dict[str, str]) -> Path:
+    """``docker save TAGS | zstd`` into a new bundle with its index; drop older bundles."""
+    key = hashlib.sha256(json.dumps(images, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{BUNDLE_PREFIX}{key}{BUNDLE_SUFFIX}"
+    index_path = cache_dir / f"{BUNDLE_PREFIX}{key}.json"
+    part = path.with_name(path.name + ".part")
+    _pipe(
+        [DOCKER, "save", *sorted(images)],
+        ["zstd", "-q", "-T0", "-3", "-f", "-o", str(part)],
+        what="saving the image bundle",
+    )
+    index_path.write_text(
+        json.dumps({"images": images, "created": time.time()}, indent=2, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    part.replace(path)
+    for old, _ in _bundles(cache_dir):
+        if old != path:
+            old.unlink(missing_ok=True)
+            old.with_name(old.name[: -len(BUNDLE_SUFFIX)] + ".json").unlink(missing_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@contextlib.contextmanager
+def _lock(cache_dir: Path) -> Iterator[None]:
+    """One build at a time per cache directory (tests and the CLI may overlap)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class _Runner:
+    """Brings images up to date one at a time and records what happened to each."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        tags: Sequence[str],
+        *,
+        force: bool,
+        use_bundle: bool,
+        emit: Callable[[str], None],
+    ) -> None:
+        self.layout = layout
+        self.force = force
+        self.use_bundle = use_bundle
+        self.emit = emit
+        self.report = BuildReport()
+        self.loaded_bundles: set[Path] = set()
+        self.replaced_ids: set[str] = set()
+        # Image ids at the start of the run: an image that is current now but had another id
+        # then, and that this run did not build, came from a bundle.
+        self.initial_ids = {tag: _image_id(tag) for tag in tags}
+
+    def _outcome(self, tag: str, action: Action, seconds: float, note: str = "") -> Outcome:
+        info = inspect_image(tag)
+        if info is None:
+            raise ImageBuildError(f"{tag}: missing right after it was {action}")
+        outcome = Outcome(tag, action, seconds, info.size_bytes, info.image_id, note)
+        self.report.outcomes.append(outcome)
+        extra = f"  {note}" if note else ""
+        self.emit(f"{action:<7} {tag:<44} {seconds:6.1f} s {info.size_bytes / 1e6:7.0f} MB{extra}")
+        return outcome
+
+    def _try_bundle(self, tag: str, inputs: str, expected: dict[str, str]) -> bool:
+        """Load the newest bundle that holds ``tag`` at ``inputs``; True when it is now current.
+
+        Images that are already current in Docker are re-tagged to their ids after the load,
+        so a bundle never replaces a current image with another one.
+        """
+        if self.force or not self.use_bundle:
+            return False
+        for path, images in _bundles(self.layout.cache_dir):
+            if images.get(tag) != inputs or path in self.loaded_bundles:
+                continue
+            keep = {
+                t: info.image_id
+                for t in expected
+                if t != tag
+                and (info := inspect_image(t)) is not None
+                and info.labels.get(LABEL_INPUTS) == expected[t]
+            }
+            start = time.monotonic()
+            load_bundle(path)
+            for kept_tag, image_id in keep.items():
+                if _image_id(kept_tag) != image_id:
+                    _run([DOCKER, "tag", image_id, kept_tag], what=f"re-tagging {kept_tag}")
+            self.loaded_bundles.add(path)
+            seconds = time.monotonic() - start
+            size_mb = path.stat().st_size / 1e6
+            self.report.bundle_note = f"loaded {path.name} ({size_mb:.0f} MB) in {seconds:.1f} s"
+            self.emit(f"bundle  {path.name:<44} {seconds:6.1f} s {size_mb:7.0f} MB  (zstd -dc)")
+            return current_inputs(tag) == inputs
+        return False
+
+    def ensure(
+        self, tag: str, inputs: str, build: Callable[[], None], expected: dict[str, str]
+    ) -> Outcome:
+        """Keep, load or build ``tag`` so that its inputs label is ``inputs``."""
+        start = time.monotonic()
+        before = inspect_image(tag)
+        if not self.force and before is not None and before.labels.get(LABEL_INPUTS) == inputs:
+            if before.image_id == self.initial_ids.get(tag):
+                return self._outcome(tag, "cached", time.monotonic() - start)
+            return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
+        if self._try_bundle(tag, inputs, expected):
+            return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
+        if before is not None:
+            self.replaced_ids.add(before.image_id)
+        build()
+        if current_inputs(tag) != inputs:
+            raise ImageBuildError(f"{tag}: built, but its {LABEL_INPUTS} label does not match")
+        return self._outcome(tag, "built", time.monotonic() - start)
+
+
+def _image_id(tag: str) -> str | None:
+    info = inspect_image(tag)
+    return None if info is None else info.image_id
+
+
+def build_all(
+    layout: Layout | None = None,
+    *,
+    force: bool = False,
+    use_bundle: bool = True,
+    save: bool = True,
+    emit: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Make every image current (cached, loaded from the bundle, or built) and report.
+
+    ``force`` rebuilds everything (BuildKit's layer cache still applies). ``use_bundle`` lets
+    missing images come from the zstd bundle; ``save`` writes a new bundle when the set of
+    images differs from every bundle in the cache.
+    """
+    layout = layout or Layout.default()
+    say = emit or (lambda line: print(f"[images] {line}", flush=True))
+    if not docker_available():
+        raise ImageBuildError(
+            "no Docker daemon answers `docker info` (run scripts/start-docker.sh)"
+        )
+    start = time.monotonic()
+    with _lock(layout.cache_dir):
+        specs = image_specs(layout)
+        runner = _Runner(
+            layout,
+            [BASE_TAG, *(s.tag for s in specs)],
+            force=force,
+            use_bundle=use_bundle,
+            emit=say,
+        )
+        # Expected inputs of every image. Derived images depend on the base image id, which
+        # is only known once the base is current; fill them in after that.
+        expected: dict[str, str] = {BASE_TAG: base_inputs(layout)}
+        base_id = _base_id_if_current(expected[BASE_TAG])
+        if base_id is not None:
+            expected.update({s.tag: spec_inputs(s, layout, base_id) for s in specs})
+        runner.ensure(
+            BASE_TAG, expected[BASE_TAG], lambda: build_base(layout, expected[BASE_TAG]), expected
+        )
+        base_info = inspect_image(BASE_TAG)
+        assert base_info is not None
+        if base_info.image_id != base_id:
+            base_id = base_info.image_id
+            expected.update({s.tag: spec_inputs(s, layout, base_id) for s in specs})
+        for spec in specs:
+            inputs = expected[spec.tag]
+            runner.ensure(
+                spec.tag, inputs, functools.partial(build_derived, spec, layout, inputs), expected
+            )
+        report = runner.report
+        if save and use_bundle:
+            current = {o.tag: expected[o.tag] for o in report.outcomes}
+            existing = [p for p, images in _bundles(layout.cache_dir) if images == current]
+            if existing:
+                report.bundle = existing[0]
+            else:
+                t0 = time.monotonic()
+                report.bundle = save_bundle(layout.cache_dir, current)
+                size_mb = report.bundle.stat().st_size / 1e6
+                say(
+                    f"saved   {report.bundle.name:<44} {time.monotonic() - t0:6.1f} s "
+                    f"{size_mb:7.0f} MB  (docker save | zstd)"
+                )
+        for image_id in runner.replaced_ids:
+            # Best effort: an old image still used by a container stays.
+            subprocess.run([DOCKER, "image", "rm", image_id], capture_output=True, check=False)
+    report.total_seconds = time.monotonic() - start
+    counts = {
+        a: sum(1 for o in report.outcomes if o.action == a) for a in ("built", "cached", "loaded")
+    }
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
+    say(f"total   {len(report.outcomes)} images ({summary}) in {report.total_seconds:.1f} s")
+    return report
+
+
+def _base_id_if_current(inputs: str) -> str | None:
+    info = inspect_image(BASE_TAG)
+    if info is None or info.labels.get(LABEL_INPUTS) != inputs:
+        return None
+    return info.image_id
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build-images",
+        description="Build (or load from .cache/images, or keep) the reference stack's images.",
+    )
+    parser.add_argument("--root", type=Path, default=None, help="repository root")
+    parser.add_argument("--fixtures", type=Path, default=None, help="reference stack directory")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="bundle cache directory")
+    parser.add_argument("--force", action="store_true", help="rebuild every image")
+    parser.add_argument("--no-bundle", action="store_true", help="neither load nor save bundles")
+    parser.add_argument("--list", action="store_true", help="print the image tags and exit")
+    args = parser.parse_args(argv)
+    layout = Layout.default(args.root)
+    if args.fixtures is not None:
+        layout = dataclasses.replace(layout, fixtures=args.fixtures.resolve())
+    if args.cache_dir is not None:
+        layout = dataclasses.replace(layout, cache_dir=args.cache_dir.resolve())
+    try:
+        if args.list:
+            for tag in [BASE_TAG, *(s.tag for s in image_specs(layout))]:
+                print(tag)
+            return 0
+        build_all(layout, force=args.force, use_bundle=not args.no_bundle)
+    except ImageBuildError as exc:
+        print(f"[images] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

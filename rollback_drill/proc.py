@@ -1,0 +1,276 @@
+"""Child processes that cannot outlive the run.
+
+Three layers, because each covers a way the others fail: process groups killed on normal
+teardown and at exit (covers test failures and Ctrl-C); PR_SET_PDEATHSIG so the kernel kills
+a direct child when the harness dies by SIGKILL; and an owner mark in every child's
+environment plus a sweep that removes what an earlier, killed run left behind (covers the
+grandchildren, e.g. nginx workers, that PDEATHSIG does not reach).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OWNER_VAR = "ROLLBACK_DRILL_OWNER"
+_PR_SET_PDEATHSIG = 1
+_live: dict[int, ManagedProcess] = {}
+_live_lock = threading.Lock()
+_temp_dirs: list[Path] = []
+
+
+class StartError(RuntimeError):
+    """A process did not become ready; the message carries the tail of its log."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out; the tiny reuse race is acceptable for a test stack."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    probe: Callable[[], bool], timeout: float, interval: float = 0.02, what: str = "condition"
+) -> float:
+    """Poll `probe` until it is true; return the seconds it took, raise TimeoutError otherwise."""
+    start = time.monotonic()
+    while True:
+        try:
+            if probe():
+                return time.monotonic() - start
+        except Exception:  # noqa: BLE001 - a probe failing is the same as "not yet"
+            pass
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what} not reached within {timeout:.1f} s")
+        time.sleep(interval)
+
+
+@dataclass
+class ManagedProcess:
+    """One server process in its own process group, logging to a file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> ManagedProcess:
+        env = dict(self.env)
+        env[OWNER_VAR] = str(os.getpid())
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(  # noqa: S603 - argv comes from the stack spec
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            )
+        with _live_lock:
+            _live[self.popen.pid] = self
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the group, SIGKILL whatever is left after `grace` seconds."""
+        if self.popen is None:
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal_group(signal.SIGKILL)  # also reaps grandchildren still in the group
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        self._forget()
+
+    def kill(self) -> None:
+        if self.popen is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.popen is not None:
+            with _live_lock:
+                _live.pop(self.popen.pid, None)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float) -> float:
+        def ready() -> bool:
+            if not self.alive():
+                code = self.popen.returncode if self.popen else None
+                raise StartError(
+                    f"{self.name} exited with code {code} before it was ready; log tail:\n"
+                    f"{self.log_tail()}"
+                )
+            return probe()
+
+        start = time.monotonic()
+        while True:
+            try:
+                if ready():
+                    return time.monotonic() - start
+            except StartError:
+                raise
+            except Exception:  # noqa: BLE001 - not ready yet
+                pass
+            if time.monotonic() - start > timeout:
+                raise StartError(
+                    f"{self.name} not ready within {timeout:.1f} s; log tail:\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
+    base = dict(os.environ)
+    base.update(env or {})
+    return ManagedProcess(name, list(argv), log_path, base, cwd).start()
+
+
+def make_temp_dir(prefix: str) -> Path:
+    """A temp dir marked with our pid, so a later sweep can tell it from a live run's."""
+    root = Path(tempfile.gettempdir()) / "rollback-drill"
+    root.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}-", dir=root))
+    _temp_dirs.append(path)
+    return path
+
+
+def remove_temp_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(ValueError):
+        _temp_dirs.remove(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_of(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    for item in raw.split(b"\0"):
+        if item.startswith(OWNER_VAR.encode() + b"="):
+            with contextlib.suppress(ValueError):
+                return int(item.split(b"=", 1)[1])
+    return None
+
+
+@dataclass
+class SweepResult:
+    processes: list[int]
+    temp_dirs: list[Path]
+
+
+def sweep_orphans() -> SweepResult:
+    """Remove processes and temp dirs left by runs whose harness process no longer exists."""
+    killed: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        owner = _owner_of(pid)
+        if owner is None or owner == me or _pid_alive(owner):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    removed: list[Path] = []
+    root = Path(tempfile.gettempdir()) / "rollback-drill"
+    if root.is_dir():
+        for path in root.iterdir():
+            owner_text = path.name.split("-", 1)[0]
+            if owner_text.isdigit() and int(owner_text) != me and not _pid_alive(int(owner_text)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return SweepResult(killed, removed)
+
+
+def kill_all() -> None:
+    """Last-resort cleanup: every process this run started, then every temp dir."""
+    with _live_lock:
+        procs = list(_live.values())
+    for proc in procs:
+        proc.kill()
+    for path in list(_temp_dirs):
+        remove_temp_dir(path)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+atexit.register(kill_all)
+if threading.current_thread() is threading.main_thread():
+    with contextlib.suppress(ValueError):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,0 +1,94 @@
+"""The Stack protocol: everything a procedure or a check may do to a running stack.
+
+Procedures see only this, never a backend's internals, so one drill runs unchanged on the
+local (processes) and docker (containers) backends - the same move as httpx's transports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from rollback_drill.spec import LoadedStack
+from rollback_drill.target import Target
+
+DATA_SERVICES = ("mongodb", "redis")
+"""Stores the stack owns; the chain is external infrastructure and is never stopped."""
+
+
+class StackError(RuntimeError):
+    """A stack operation failed; the message names the service and carries its log tail."""
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """One sample of what `docker stats --no-stream` shows for a service."""
+
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+
+    @property
+    def memory_fraction(self) -> float:
+        return self.memory_bytes / self.memory_limit_bytes if self.memory_limit_bytes else 0.0
+
+
+@runtime_checkable
+class Stack(Protocol):
+    backend_name: str
+    loaded: LoadedStack
+
+    @property
+    def workdir(self) -> Path:
+        """Where this stack keeps its config, data, logs and artifacts."""
+
+    @property
+    def config_dir(self) -> Path:
+        """The live configuration (service .env files, nginx.conf, certificates)."""
+
+    def app_services(self) -> list[str]:
+        """Services a release deploys, in start order (apps before the nginx front)."""
+
+    def all_services(self) -> list[str]:
+        """Data services then app services: the order to start; reversed, to stop."""
+
+    def up(self, release: str) -> None:
+        """Start everything at `release` with seeded data, and wait until it is healthy."""
+
+    def down(self) -> None:
+        """Stop everything and remove every process, container and temp dir."""
+
+    def target(self) -> Target:
+        """How checks reach this stack."""
+
+    def release_of(self, service: str) -> str:
+        """The release a service is set to run."""
+
+    def set_release(self, service: str, release: str) -> None:
+        """Select a release's code and render its configuration; takes effect at next start."""
+
+    def deploy(self, service: str, release: str) -> None:
+        """set_release then (re)start, waiting only until the service listens, not until healthy."""
+
+    def start(self, service: str, wait_healthy: bool = True) -> None: ...
+
+    def stop(self, service: str) -> None: ...
+
+    def kill(self, service: str) -> None: ...
+
+    def restart(self, service: str) -> None: ...
+
+    def pause(self, service: str) -> None:
+        """Freeze the service (SIGSTOP / docker pause): connections hang, nothing answers."""
+
+    def unpause(self, service: str) -> None: ...
+
+    def is_running(self, service: str) -> bool: ...
+
+    def logs(self, service: str) -> str: ...
+
+    def stats(self) -> dict[str, ResourceUsage]: ...
+
+    def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
+        """Run a command in the service's environment (docker exec, or locally with its env)."""

@@ -1,0 +1,1 @@
+"""The stack's data stores, reached through their real clients: fingerprint, backup, restore."""

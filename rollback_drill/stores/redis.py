@@ -1,0 +1,105 @@
+"""Redis: probes that fail fast, a logical backup (DUMP/RESTORE, portable across backends),
+and the runbook's FLUSHALL.
+
+redis-py 8's default retry policy takes ~4 s to report a refused connection, so every client
+here is built with retries off: "is it down" must be answered within the caller's timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+FORMAT = "rollback-drill-redis-archive/1"
+
+
+def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+    )
+
+
+def ping(url: str, timeout_s: float = 2.0) -> float:
+    """Round-trip time of PING in seconds; raises redis.RedisError when it does not answer."""
+    conn = connect(url, timeout_s)
+    try:
+        start = time.monotonic()
+        if not conn.ping():
+            raise redis.RedisError("PING did not answer PONG")
+        return time.monotonic() - start
+    finally:
+        conn.close()
+
+
+def backup(url: str, dest: Path, timeout_s: float = 5.0) -> Path:
+    """Every key with its TTL as DUMP payloads in one JSON file with a checksum."""
+    conn = connect(url, timeout_s)
+    try:
+        entries = []
+        for key in conn.scan_iter(count=1000):
+            payload = conn.dump(key)
+            if payload is None:  # expired between SCAN and DUMP
+                continue
+            ttl = conn.pttl(key)
+            entries.append(
+                {
+                    "key": base64.b64encode(key).decode(),
+                    "ttl_ms": max(int(ttl), 0) if ttl is not None and int(ttl) > 0 else 0,
+                    "dump": base64.b64encode(payload).decode(),  # type: ignore[arg-type]
+                }
+            )
+    finally:
+        conn.close()
+    entries.sort(key=lambda e: e["key"])
+    body = json.dumps(entries, sort_keys=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(
+        json.dumps({"format": FORMAT, "keys": len(entries), "sha256": hashlib.sha256(body.encode()).hexdigest(), "entries": entries})
+    )
+    return dest
+
+
+def restore(url: str, archive: Path, timeout_s: float = 5.0) -> int:
+    data = json.loads(archive.read_text())
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{archive}: format: expected {FORMAT!r}, got {data.get('format')!r}")
+    body = json.dumps(data["entries"], sort_keys=True)
+    if hashlib.sha256(body.encode()).hexdigest() != data["sha256"]:
+        raise ValueError(f"{archive}: checksum mismatch (archive corrupt)")
+    conn = connect(url, timeout_s)
+    try:
+        pipe = conn.pipeline(transaction=False)
+        for entry in data["entries"]:
+            pipe.restore(base64.b64decode(entry["key"]), entry["ttl_ms"], base64.b64decode(entry["dump"]), replace=True)
+        pipe.execute()
+    finally:
+        conn.close()
+    return int(data["keys"])
+
+
+def flush_all(url: str, timeout_s: float = 2.0) -> None:
+    """The runbook's Redis rollback: the cache is disposable, MongoDB holds the truth."""
+    conn = connect(url, timeout_s)
+    try:
+        conn.flushall()
+    finally:
+        conn.close()
+
+
+def key_count(url: str, timeout_s: float = 2.0) -> int:
+    conn = connect(url, timeout_s)
+    try:
+        return int(conn.dbsize())  # type: ignore[arg-type]
+    finally:
+        conn.close()
