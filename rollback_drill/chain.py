@@ -53,7 +53,9 @@ def load_artifact(path: Path) -> Artifact:
         data = json.loads(path.read_text())
         return Artifact(data.get("contractName", path.stem), data["abi"], data["bytecode"])
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: not a contract artifact (expected JSON with abi and bytecode): {exc}") from None
+        raise ValueError(
+            f"{path}: not a contract artifact (expected JSON with abi and bytecode): {exc}"
+        ) from None
 
 
 def connect(rpc_url: str, timeout_s: float = 5.0) -> Web3:
@@ -91,7 +93,9 @@ def deploy_registry(rpc_url: str, artifact_path: Path, version: str) -> Deployme
     w3 = connect(rpc_url)
     artifact = load_artifact(artifact_path)
     contract = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    data = contract.constructor(version).build_transaction({"from": operator_address(w3), "gas": 5_000_000})["data"]
+    data = contract.constructor(version).build_transaction(
+        {"from": operator_address(w3), "gas": 5_000_000}
+    )["data"]
     receipt = _send(w3, {"data": data, "gas": 5_000_000})
     return Deployment(
         address=str(receipt["contractAddress"]),
@@ -105,7 +109,9 @@ def deploy_registry(rpc_url: str, artifact_path: Path, version: str) -> Deployme
 def _registry(w3: Web3, artifact_path: Path, address: str) -> Any:
     from web3 import Web3 as _W3
 
-    return w3.eth.contract(address=_W3.to_checksum_address(address), abi=load_artifact(artifact_path).abi)
+    return w3.eth.contract(
+        address=_W3.to_checksum_address(address), abi=load_artifact(artifact_path).abi
+    )
 
 
 def set_paused(rpc_url: str, artifact_path: Path, address: str, paused: bool) -> str:
@@ -118,7 +124,9 @@ def set_paused(rpc_url: str, artifact_path: Path, address: str, paused: bool) ->
     return str(receipt["transactionHash"].to_0x_hex())
 
 
-def status(rpc_url: str, artifact_path: Path, address: str | None, timeout_s: float = 5.0) -> RegistryStatus:
+def status(
+    rpc_url: str, artifact_path: Path, address: str | None, timeout_s: float = 5.0
+) -> RegistryStatus:
     """What a verifier asks of the chain: reachable, code at the address, version, paused."""
     w3 = connect(rpc_url, timeout_s)
     chain_id = int(w3.eth.chain_id)

@@ -22,7 +22,11 @@ _ORDER: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 
 def classify(failed: Iterable[tuple[str, CheckResult]]) -> Severity:
     """The most severe severity among (category, result) pairs of failed checks."""
-    found = {_SEVERITY_BY_CATEGORY.get(category, "medium") for category, result in failed if not result.ok}
+    found = {
+        _SEVERITY_BY_CATEGORY.get(category, "medium")
+        for category, result in failed
+        if not result.ok
+    }
     for severity in _ORDER:
         if severity in found:
             return severity

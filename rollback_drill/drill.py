@@ -77,8 +77,20 @@ class DrillOutcome:
             "time_to_recover_s": round(self.verdict.time_to_recover_s, 4) if self.verdict else None,
             "timeline": self.timeline.to_json(),
             "checks": [
-                {"name": o.check.name, "category": o.check.category, "skipped": o.skipped,
-                 **({"ok": o.result.ok, "summary": o.result.summary, "seconds": round(o.result.duration_s, 4)} if o.result else {})}
+                {
+                    "name": o.check.name,
+                    "category": o.check.category,
+                    "skipped": o.skipped,
+                    **(
+                        {
+                            "ok": o.result.ok,
+                            "summary": o.result.summary,
+                            "seconds": round(o.result.duration_s, 4),
+                        }
+                        if o.result
+                        else {}
+                    ),
+                }
                 for o in self.verification
             ],
             "integrity": self.integrity,
@@ -94,7 +106,9 @@ def _detect(ctx: DrillContext, timeout_s: float) -> list[Outcome]:
         if failing:
             return failing
         if time.monotonic() > deadline:
-            raise DrillFailed(f"fault not detected: every health check stayed green for {timeout_s:.0f} s")
+            raise DrillFailed(
+                f"fault not detected: every health check stayed green for {timeout_s:.0f} s"
+            )
         time.sleep(DETECT_INTERVAL_S)
 
 
@@ -113,30 +127,53 @@ def run_drill(
     artifacts.mkdir(parents=True, exist_ok=True)
     timeline = Timeline()
     budget = stack.loaded.budget(procedure.severity)
-    outcome = DrillOutcome(procedure, stack.backend_name, bad_release, good_release, budget, timeline, artifacts)
+    outcome = DrillOutcome(
+        procedure, stack.backend_name, bad_release, good_release, budget, timeline, artifacts
+    )
     ctx = DrillContext(stack, timeline, artifacts, bad_release, good_release)
-    report.label_drill(section=procedure.runbook_section, severity=procedure.severity,
-                       budget_s=budget.budget_s, procedure=procedure.name, backend=stack.backend_name)
+    report.label_drill(
+        section=procedure.runbook_section,
+        severity=procedure.severity,
+        budget_s=budget.budget_s,
+        procedure=procedure.name,
+        backend=stack.backend_name,
+    )
     try:
         _run_phases(ctx, procedure, fault, outcome, detect_timeout_s)
-    except Exception as exc:  # noqa: BLE001 - a failed drill is a result, not a crash
+    except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
     _write_record(outcome)
     return outcome
 
 
-def _run_phases(ctx: DrillContext, procedure: Procedure, fault: Fault, outcome: DrillOutcome, detect_timeout_s: float) -> None:
+def _run_phases(
+    ctx: DrillContext,
+    procedure: Procedure,
+    fault: Fault,
+    outcome: DrillOutcome,
+    detect_timeout_s: float,
+) -> None:
     stack, timeline = ctx.stack, ctx.timeline
     target = stack.target()
-    with report.step("Baseline: the stack is healthy and its data fingerprinted"), timeline.step("baseline"):
-        unhealthy = [o.result.explain() for o in run_checks(health.CHECKS, target) if o.failed and o.result]
+    with (
+        report.step("Baseline: the stack is healthy and its data fingerprinted"),
+        timeline.step("baseline"),
+    ):
+        unhealthy = [
+            o.result.explain() for o in run_checks(health.CHECKS, target) if o.failed and o.result
+        ]
         if unhealthy:
             raise DrillFailed("stack unhealthy before the fault: " + "; ".join(unhealthy))
-        baseline = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, list(target.integrity_collections))
+        baseline = mongo.fingerprint(
+            target.mongodb_uri.reveal(), target.mongodb_database, list(target.integrity_collections)
+        )
         ctx.facts["baseline"] = baseline
         report.attach_json("baseline fingerprint", baseline.to_json())
 
-    with report.step(f"Inject fault: {fault.description}"), timeline.step(f"inject {fault.name}") as detail:
+    with (
+        report.step(f"Inject fault: {fault.description}"),
+        timeline.step(f"inject {fault.name}") as detail,
+    ):
         detail.update(fault.inject(ctx))
     timeline.mark(FAULT_INJECTED, fault=fault.name)
 
@@ -149,10 +186,14 @@ def _run_phases(ctx: DrillContext, procedure: Procedure, fault: Fault, outcome: 
         severity = classify((o.check.category, o.result) for o in failing if o.result)
         outcome.severity_detected = severity
         row = stack.loaded.budget(severity)
-        timeline.mark(DECIDED, severity=severity, rollback_type=row.rollback_type, budget_s=row.budget_s)
+        timeline.mark(
+            DECIDED, severity=severity, rollback_type=row.rollback_type, budget_s=row.budget_s
+        )
         if severity != procedure.severity:
-            raise DrillFailed(f"the fault classifies as {severity} ({row.rollback_type} rollback), "
-                              f"but this drill exercises the {procedure.severity} procedure")
+            raise DrillFailed(
+                f"the fault classifies as {severity} ({row.rollback_type} rollback), "
+                f"but this drill exercises the {procedure.severity} procedure"
+            )
 
     timeline.mark(ROLLBACK_STARTED, procedure=procedure.name)
     with report.step(f"Rollback: {procedure.runbook_section}"):
@@ -164,10 +205,19 @@ def _run_phases(ctx: DrillContext, procedure: Procedure, fault: Fault, outcome: 
         outcome.verification = run_checks(ALL_CHECKS, verify_target)
         for o in outcome.verification:
             if o.result is not None:
-                timeline.record_check(o.check.name, o.result.ok, o.result.duration_s, summary=o.result.summary)
+                timeline.record_check(
+                    o.check.name, o.result.ok, o.result.duration_s, summary=o.result.summary
+                )
                 with report.step(o.result.explain()):
                     report.attach_json("evidence", o.result.evidence)
-    integrity = next((o.result for o in outcome.verification if o.check.name == "integrity.mongodb" and o.result), None)
+    integrity = next(
+        (
+            o.result
+            for o in outcome.verification
+            if o.check.name == "integrity.mongodb" and o.result
+        ),
+        None,
+    )
     if integrity is not None:
         outcome.integrity = integrity.evidence
         report.attach_json("integrity comparison", integrity.evidence)

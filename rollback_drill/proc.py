@@ -64,7 +64,7 @@ def wait_until(
         try:
             if probe():
                 return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - a probe failing is the same as "not yet"
+        except Exception:
             pass
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"{what} not reached within {timeout:.1f} s")
@@ -89,7 +89,7 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(  # noqa: S603 - argv comes from the stack spec
+            self.popen = subprocess.Popen(
                 self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -97,7 +97,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+                preexec_fn=_die_with_parent,
             )
         with _live_lock:
             _live[self.popen.pid] = self
@@ -121,10 +121,8 @@ class ManagedProcess:
         if self.popen is None:
             return
         self.signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
         self.signal_group(signal.SIGKILL)  # also reaps grandchildren still in the group
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=5)
@@ -166,7 +164,7 @@ class ManagedProcess:
                     return time.monotonic() - start
             except StartError:
                 raise
-            except Exception:  # noqa: BLE001 - not ready yet
+            except Exception:
                 pass
             if time.monotonic() - start > timeout:
                 raise StartError(

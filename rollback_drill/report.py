@@ -37,18 +37,30 @@ def attach_file(name: str, path: Path) -> None:
         attach_text(name, path.read_text(errors="replace"))
 
 
-def label_drill(*, section: str, severity: str, budget_s: float, procedure: str, backend: str) -> None:
+def label_drill(
+    *, section: str, severity: str, budget_s: float, procedure: str, backend: str
+) -> None:
     """Labels a person filters by: runbook section, decision-matrix severity, backend."""
     allure.dynamic.label("runbook_section", section)
     allure.dynamic.label("procedure", procedure)
     allure.dynamic.label("stack_backend", backend)
     allure.dynamic.tag(f"severity:{severity}")
     allure.dynamic.severity(
-        {"critical": allure.severity_level.BLOCKER, "high": allure.severity_level.CRITICAL,
-         "medium": allure.severity_level.NORMAL, "low": allure.severity_level.MINOR}[severity]
+        {
+            "critical": allure.severity_level.BLOCKER,
+            "high": allure.severity_level.CRITICAL,
+            "medium": allure.severity_level.NORMAL,
+            "low": allure.severity_level.MINOR,
+        }[severity]
     )
     allure.dynamic.parameter("budget_s", budget_s)
     allure.dynamic.description(
         f"Runbook section: **{section}**\n\nSeverity **{severity}**, time budget {budget_s:.0f} s "
         f"(decision matrix). Stack backend: {backend}."
     )
+
+
+def label_verification(category: str, runbook_command: str) -> None:
+    allure.dynamic.label("verification", category)
+    if runbook_command:
+        allure.dynamic.description(f"Runbook: `{runbook_command}`")

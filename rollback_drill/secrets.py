@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 _known: set[str] = set()
 _lock = threading.Lock()
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]+):(?P<pw>[^@/\s]+)@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]+):(?P<pw>[^@/\s]+)@"
+)
 
 
 class Secret:

@@ -81,6 +81,22 @@ class TestAccountSpec(_Model):
     password_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
 
 
+class TargetAccountSpec(_Model):
+    """The verify suite's test account; its password from an env variable or a file (0600)."""
+
+    email: str
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetAccountSpec:
+        if not (self.password_env or self.password_file):
+            raise ValueError(
+                "give `password_env` (an environment variable name) or `password_file`"
+            )
+        return self
+
+
 class Thresholds(_Model):
     """The runbook's alert thresholds ("Monitoring During Rollback")."""
 
@@ -164,7 +180,7 @@ class TargetSpec(_Model):
     registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     chain_id: int | None = None
     contract_artifact: str | None = None
-    test_account: TestAccountSpec
+    test_account: TargetAccountSpec
     test_did: str | None = None
     tls: TargetTLS = Field(default_factory=TargetTLS)
     integrity: IntegritySpec | None = None
@@ -174,7 +190,9 @@ class TargetSpec(_Model):
     @model_validator(mode="after")
     def _one_source_each(self) -> TargetSpec:
         if not (self.mongodb_uri or self.mongodb_uri_env):
-            raise ValueError("give `mongodb_uri_env` (preferred: URIs carry passwords) or `mongodb_uri`")
+            raise ValueError(
+                "give `mongodb_uri_env` (preferred: URIs carry passwords) or `mongodb_uri`"
+            )
         if not (self.redis_url or self.redis_url_env):
             raise ValueError("give `redis_url_env` (preferred) or `redis_url`")
         return self
@@ -246,7 +264,10 @@ class LoadedStack:
         self._check_files()
 
     def _check_files(self) -> None:
-        wanted = {"runbook": self.spec.runbook, "chain.contract_artifact": self.spec.chain.contract_artifact}
+        wanted = {
+            "runbook": self.spec.runbook,
+            "chain.contract_artifact": self.spec.chain.contract_artifact,
+        }
         for name, svc in self.spec.services.items():
             if svc.config_template:
                 wanted[f"services.{name}.config_template"] = svc.config_template
@@ -254,7 +275,9 @@ class LoadedStack:
                 wanted[f"services.{name}.static_root"] = svc.static_root
         for field, rel in wanted.items():
             if not (self.root / rel).exists():
-                raise SpecError(f"{self.path}: {field}: expected an existing path, {rel!r} not found")
+                raise SpecError(
+                    f"{self.path}: {field}: expected an existing path, {rel!r} not found"
+                )
 
     def resolve(self, rel: str) -> Path:
         return self.root / rel

@@ -40,7 +40,11 @@ class Target:
     read_only: bool = True
 
     def service_urls(self) -> dict[str, str]:
-        urls = {"backend": self.backend_url, "ai-chatbot": self.chatbot_url, "frontend": self.frontend_url}
+        urls = {
+            "backend": self.backend_url,
+            "ai-chatbot": self.chatbot_url,
+            "frontend": self.frontend_url,
+        }
         if self.frontend_tls_url:
             urls["frontend-tls"] = self.frontend_tls_url
         return urls
@@ -56,18 +60,33 @@ def _from_env(spec_path: Path, field_name: str, var: str | None, literal: str | 
     return Secret(literal)
 
 
+def _password(path: Path, spec: TargetSpec) -> str:
+    account = spec.test_account
+    if account.password_env:
+        value = os.environ.get(account.password_env)
+        if not value:
+            raise SpecError(
+                f"{path}: test_account.password_env: environment variable "
+                f"{account.password_env} is not set (the test account's password)"
+            )
+        return value
+    assert account.password_file is not None
+    file = path.resolve().parent / account.password_file
+    try:
+        return file.read_text().strip()
+    except OSError as exc:
+        raise SpecError(
+            f"{path}: test_account.password_file: cannot read {file}: {exc.strerror}"
+        ) from None
+
+
 def target_from_file(path: Path) -> Target:
     """Resolve a target file: secrets from the environment, paths relative to the file."""
     from rollback_drill.spec import load_target
 
     spec: TargetSpec = load_target(path)
     base = path.resolve().parent
-    password = os.environ.get(spec.test_account.password_env)
-    if not password:
-        raise SpecError(
-            f"{path}: test_account.password_env: environment variable "
-            f"{spec.test_account.password_env} is not set (the test account's password)"
-        )
+    password = _password(path, spec)
     baseline = None
     if spec.integrity:
         baseline = Fingerprint.load(base / spec.integrity.baseline)
@@ -80,7 +99,9 @@ def target_from_file(path: Path) -> Target:
         backend_url=spec.services.backend.rstrip("/"),
         chatbot_url=spec.services.ai_chatbot.rstrip("/"),
         frontend_url=spec.services.frontend.rstrip("/"),
-        frontend_tls_url=spec.services.frontend_tls.rstrip("/") if spec.services.frontend_tls else None,
+        frontend_tls_url=spec.services.frontend_tls.rstrip("/")
+        if spec.services.frontend_tls
+        else None,
         mongodb_uri=_from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri),
         mongodb_database=spec.mongodb_database,
         redis_url=_from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url),

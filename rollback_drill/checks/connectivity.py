@@ -12,19 +12,32 @@ from rollback_drill.target import Target
 
 def _mongodb(target: Target) -> CheckResult:
     seconds = mongo.ping(target.mongodb_uri.reveal(), timeout_s=target.thresholds.request_timeout_s)
-    return CheckResult("connectivity.mongodb", True, f"ping answered in {seconds * 1000:.1f} ms", {"seconds": seconds})
+    return CheckResult(
+        "connectivity.mongodb",
+        True,
+        f"ping answered in {seconds * 1000:.1f} ms",
+        {"seconds": seconds},
+    )
 
 
 def _redis(target: Target) -> CheckResult:
-    seconds = redis_store.ping(target.redis_url.reveal(), timeout_s=target.thresholds.request_timeout_s)
-    return CheckResult("connectivity.redis", True, f"PONG in {seconds * 1000:.1f} ms", {"seconds": seconds})
+    seconds = redis_store.ping(
+        target.redis_url.reveal(), timeout_s=target.thresholds.request_timeout_s
+    )
+    return CheckResult(
+        "connectivity.redis", True, f"PONG in {seconds * 1000:.1f} ms", {"seconds": seconds}
+    )
 
 
 def _chain(target: Target) -> CheckResult:
     if not target.rpc_url or target.contract_artifact is None:
         raise CheckSkipped("target names no rpc_url / contract_artifact")
-    state = chain.status(target.rpc_url, target.contract_artifact, target.registry_address,
-                         timeout_s=target.thresholds.request_timeout_s)
+    state = chain.status(
+        target.rpc_url,
+        target.contract_artifact,
+        target.registry_address,
+        timeout_s=target.thresholds.request_timeout_s,
+    )
     problems = []
     if target.chain_id is not None and state.chain_id != target.chain_id:
         problems.append(f"chain id {state.chain_id}, expected {target.chain_id}")
@@ -32,14 +45,28 @@ def _chain(target: Target) -> CheckResult:
         problems.append(f"no contract code at {target.registry_address}")
     if state.paused:
         problems.append("registry is paused")
-    evidence = {"chain_id": state.chain_id, "block": state.block_number, "registry": state.address,
-                "has_code": state.has_code, "version": state.version, "paused": state.paused}
-    summary = "; ".join(problems) or f"chain {state.chain_id} at block {state.block_number}, registry v{state.version}"
+    evidence = {
+        "chain_id": state.chain_id,
+        "block": state.block_number,
+        "registry": state.address,
+        "has_code": state.has_code,
+        "version": state.version,
+        "paused": state.paused,
+    }
+    summary = (
+        "; ".join(problems)
+        or f"chain {state.chain_id} at block {state.block_number}, registry v{state.version}"
+    )
     return CheckResult("connectivity.chain", not problems, summary, evidence)
 
 
 CHECKS = [
-    Check("connectivity.mongodb", "connectivity", _mongodb, doc="mongosh --eval db.adminCommand('ping')"),
+    Check(
+        "connectivity.mongodb",
+        "connectivity",
+        _mongodb,
+        doc="mongosh --eval db.adminCommand('ping')",
+    ),
     Check("connectivity.redis", "connectivity", _redis, doc="redis-cli ping"),
     Check("connectivity.chain", "connectivity", _chain, doc="npm run check:amoy:health"),
 ]

@@ -15,8 +15,14 @@ def _service_health(name: str, url_of: str, path: str) -> Check:
         resp = request(target, "GET", url)
         body = resp.body if isinstance(resp.body, dict) else {}
         ok = resp.status == 200 and body.get("status") == "ok"
-        reason = "" if ok else f": {body.get('status', resp.text[:120])} {body.get('checks', '')}".rstrip()
-        return CheckResult(check_name, ok, f"GET {path} -> {resp.status}{reason}", evidence(resp, url))
+        reason = (
+            ""
+            if ok
+            else f": {body.get('status', resp.text[:120])} {body.get('checks', '')}".rstrip()
+        )
+        return CheckResult(
+            check_name, ok, f"GET {path} -> {resp.status}{reason}", evidence(resp, url)
+        )
 
     return Check(check_name, "health", run, doc=f"curl -f {path} on {name}")
 

@@ -28,7 +28,9 @@ def _verify(target: Target) -> ssl.SSLContext | bool:
 
 
 def request(target: Target, method: str, url: str, **kwargs: Any) -> Response:
-    with httpx.Client(timeout=target.thresholds.request_timeout_s, verify=_verify(target), trust_env=False) as client:
+    with httpx.Client(
+        timeout=target.thresholds.request_timeout_s, verify=_verify(target), trust_env=False
+    ) as client:
         start = time.monotonic()
         resp = client.request(method, url, **kwargs)
         seconds = time.monotonic() - start
@@ -40,4 +42,9 @@ def request(target: Target, method: str, url: str, **kwargs: Any) -> Response:
 
 
 def evidence(resp: Response, url: str) -> dict[str, Any]:
-    return {"url": url, "status": resp.status, "seconds": round(resp.seconds, 4), "body": resp.body if resp.body is not None else resp.text[:500]}
+    return {
+        "url": url,
+        "status": resp.status,
+        "seconds": round(resp.seconds, 4),
+        "body": resp.body if resp.body is not None else resp.text[:500],
+    }

@@ -14,14 +14,16 @@ def compare(baseline: mongo.Fingerprint, current: mongo.Fingerprint) -> CheckRes
     for name, before in baseline.collections.items():
         after = current.collections.get(name)
         same = after == before
-        rows.append({
-            "collection": name,
-            "count_before": before.count,
-            "count_after": after.count if after else None,
-            "sha256_before": before.sha256,
-            "sha256_after": after.sha256 if after else None,
-            "equal": same,
-        })
+        rows.append(
+            {
+                "collection": name,
+                "count_before": before.count,
+                "count_after": after.count if after else None,
+                "sha256_before": before.sha256,
+                "sha256_after": after.sha256 if after else None,
+                "equal": same,
+            }
+        )
         if not same:
             if after is None:
                 differences.append(f"{name}: not measured")
@@ -32,15 +34,33 @@ def compare(baseline: mongo.Fingerprint, current: mongo.Fingerprint) -> CheckRes
     summary = "; ".join(differences) or "all collections equal to the baseline: " + ", ".join(
         f"{r['collection']}={r['count_after']}" for r in rows
     )
-    return CheckResult("integrity.mongodb", not differences, summary, {"database": baseline.database, "collections": rows})
+    return CheckResult(
+        "integrity.mongodb",
+        not differences,
+        summary,
+        {"database": baseline.database, "collections": rows},
+    )
 
 
 def _integrity(target: Target) -> CheckResult:
     if target.baseline is None:
-        raise CheckSkipped("no integrity baseline: take one with `rollback-drill fingerprint` before the change")
-    current = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database,
-                                list(target.baseline.collections), timeout_s=target.thresholds.request_timeout_s)
+        raise CheckSkipped(
+            "no integrity baseline: take one with `rollback-drill fingerprint` before the change"
+        )
+    current = mongo.fingerprint(
+        target.mongodb_uri.reveal(),
+        target.mongodb_database,
+        list(target.baseline.collections),
+        timeout_s=target.thresholds.request_timeout_s,
+    )
     return compare(target.baseline, current)
 
 
-CHECKS = [Check("integrity.mongodb", "integrity", _integrity, doc="db.users.countDocuments(); db.sessions.countDocuments()")]
+CHECKS = [
+    Check(
+        "integrity.mongodb",
+        "integrity",
+        _integrity,
+        doc="db.users.countDocuments(); db.sessions.countDocuments()",
+    )
+]

@@ -47,11 +47,21 @@ class Check:
             result = self.run_fn(target)
         except CheckSkipped:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is evidence
+        except Exception as exc:
             return CheckResult(
-                self.name, False, redact(f"{type(exc).__name__}: {exc}"), {}, time.monotonic() - start
+                self.name,
+                False,
+                redact(f"{type(exc).__name__}: {exc}"),
+                {},
+                time.monotonic() - start,
             )
-        return CheckResult(result.name, result.ok, redact(result.summary), result.evidence, time.monotonic() - start)
+        return CheckResult(
+            result.name,
+            result.ok,
+            redact(result.summary),
+            result.evidence,
+            time.monotonic() - start,
+        )
 
 
 @dataclass(frozen=True)

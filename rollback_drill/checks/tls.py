@@ -24,8 +24,10 @@ def _certificate(target: Target) -> CheckResult:
     port = parts.port or 443
     server_name = target.server_name or host
     context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
-    with socket.create_connection((host, port), timeout=target.thresholds.request_timeout_s) as raw, \
-            context.wrap_socket(raw, server_hostname=server_name) as conn:
+    with (
+        socket.create_connection((host, port), timeout=target.thresholds.request_timeout_s) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as conn,
+    ):
         der = conn.getpeercert(binary_form=True)
         protocol = conn.version()
     assert der is not None
@@ -35,11 +37,21 @@ def _certificate(target: Target) -> CheckResult:
     summary = f"{server_name}: verified, {protocol}, expires in {days_left} days"
     if not ok:
         summary += f" (less than {MIN_DAYS_LEFT})"
-    return CheckResult("tls.certificate", ok, summary, {
-        "server_name": server_name, "protocol": protocol, "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(), "not_after": cert.not_valid_after_utc.isoformat(),
-        "days_left": days_left,
-    })
+    return CheckResult(
+        "tls.certificate",
+        ok,
+        summary,
+        {
+            "server_name": server_name,
+            "protocol": protocol,
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "days_left": days_left,
+        },
+    )
 
 
-CHECKS = [Check("tls.certificate", "tls", _certificate, doc="openssl s_client -connect localhost:443")]
+CHECKS = [
+    Check("tls.certificate", "tls", _certificate, doc="openssl s_client -connect localhost:443")
+]

@@ -59,7 +59,9 @@ def revert_release(ctx: DrillContext) -> dict[str, Any]:
 def restore_configuration(ctx: DrillContext) -> dict[str, Any]:
     archive = ctx.facts.get("config_backup")
     if archive is None:
-        raise RuntimeError("no configuration backup was taken before the deploy: nothing to restore")
+        raise RuntimeError(
+            "no configuration backup was taken before the deploy: nothing to restore"
+        )
     restored = configbackup.restore(archive, ctx.stack.config_dir)
     return {"archive": archive.name, "files": sorted(restored)}
 
@@ -84,12 +86,24 @@ PROCEDURE = Procedure(
     severity="critical",
     steps=(
         Step("Stop application services", "./docker-manage.sh stop production", stop_application),
-        Step("Preserve current state for analysis", "docker-compose logs > rollback-logs-$(date).log", preserve_logs),
+        Step(
+            "Preserve current state for analysis",
+            "docker-compose logs > rollback-logs-$(date).log",
+            preserve_logs,
+        ),
         Step("Create emergency backup", "./docker-manage.sh backup production", emergency_backup),
         Step("Stop data services", "./docker-manage.sh stop production", stop_data),
         Step("Revert to the previous release", "git checkout HEAD~1", revert_release),
-        Step("Restore previous configuration", "tar -xzf config-backup-*.tar.gz", restore_configuration),
-        Step("Rebuild and start the previous version", "./docker-manage.sh build/start production", start_previous),
+        Step(
+            "Restore previous configuration",
+            "tar -xzf config-backup-*.tar.gz",
+            restore_configuration,
+        ),
+        Step(
+            "Rebuild and start the previous version",
+            "./docker-manage.sh build/start production",
+            start_previous,
+        ),
         Step("Verify rollback success", "./docker-manage.sh health production", verify_health),
     ),
 )

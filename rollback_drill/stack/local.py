@@ -63,7 +63,9 @@ class LocalStack:
 
     backend_name = "local"
 
-    def __init__(self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
+    ) -> None:
         proc.sweep_orphans()
         self.loaded = loaded
         self.spec = loaded.spec
@@ -73,11 +75,14 @@ class LocalStack:
         self.seed_users = seed_users or self.spec.seed.users
         self._procs: dict[str, proc.ManagedProcess] = {}
         self._releases: dict[str, str] = {}
-        self._ports = {name: proc.free_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]}
+        self._ports = {
+            name: proc.free_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
+        }
         self._tls_ports = {
             name: proc.free_port() for name, svc in self.spec.services.items() if svc.tls_port
         }
         self.registry_address: str | None = None
+        self.test_did: str | None = None
         self.operator_address: str | None = None
         self._password = self._test_password()
         self.certs: tls.CertSet | None = None
@@ -107,7 +112,9 @@ class LocalStack:
         try:
             return self.spec.services[name]
         except KeyError:
-            raise StackError(f"unknown service {name!r}; expected one of {self.all_services()}") from None
+            raise StackError(
+                f"unknown service {name!r}; expected one of {self.all_services()}"
+            ) from None
 
     def _test_password(self) -> Secret:
         var = self.spec.test_account.password_env
@@ -162,7 +169,7 @@ class LocalStack:
             test_email=self.spec.test_account.email,
             test_password=self._password,
             contract_artifact=self.loaded.resolve(self.spec.chain.contract_artifact),
-            test_did=None,
+            test_did=self.test_did,
             ca_file=self.certs.ca_file if self.certs else None,
             server_name=self._service(front).server_name,
             integrity_collections=tuple(self.spec.stores.mongodb.integrity_collections),
@@ -197,6 +204,7 @@ class LocalStack:
             apps = [n for n in self.app_services() if self._service(n).kind == "app"]
             launched = {name: self._launch(name) for name in apps}
             self._finish_seed(seeding)
+            self.test_did = self._lookup_test_did()
             self.timings["seeded_s"] = time.monotonic() - started
             self._parallel_ready(launched)
             fronts = [n for n in self.app_services() if self._service(n).kind == "nginx"]
@@ -286,26 +294,64 @@ class LocalStack:
         if name == "mongodb":
             data = self._workdir / "data" / "mongodb"
             data.mkdir(parents=True, exist_ok=True)
-            argv = [find_tool("secantusd-py"), "--host", "127.0.0.1", "--port", str(self._ports[name]),
-                    "--storage-path", str(data), "--log-level", "WARNING"]
+            argv = [
+                find_tool("secantusd-py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self._ports[name]),
+                "--storage-path",
+                str(data),
+                "--log-level",
+                "WARNING",
+            ]
             return argv, {}
         if name == "redis":
             data = self._workdir / "data" / "redis"
             data.mkdir(parents=True, exist_ok=True)
-            argv = [find_tool("redis-server"), "--port", str(self._ports[name]), "--bind", "127.0.0.1",
-                    "--dir", str(data), "--save", "", "--appendonly", "no", "--protected-mode", "yes"]
+            argv = [
+                find_tool("redis-server"),
+                "--port",
+                str(self._ports[name]),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ]
             return argv, {}
         if name == "chain":
             home = self._workdir / "anvil-home"
             home.mkdir(parents=True, exist_ok=True)
-            argv = [find_tool("anvil"), "--host", "127.0.0.1", "--port", str(self._ports[name]),
-                    "--chain-id", str(self.spec.chain.chain_id), "--silent", "--prune-history"]
+            argv = [
+                find_tool("anvil"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self._ports[name]),
+                "--chain-id",
+                str(self.spec.chain.chain_id),
+                "--silent",
+                "--prune-history",
+            ]
             return argv, {"HOME": str(home)}
         svc = self._service(name)
         if svc.kind == "nginx":
             prefix = self._workdir / "run" / name
-            argv = [find_tool("nginx"), "-p", str(prefix), "-c", str(self.config_dir / "nginx" / "nginx.conf"),
-                    "-g", "daemon off;"]
+            argv = [
+                find_tool("nginx"),
+                "-p",
+                str(prefix),
+                "-c",
+                str(self.config_dir / "nginx" / "nginx.conf"),
+                "-g",
+                "daemon off;",
+            ]
             return argv, {}
         env = read_env_file(self.config_dir / f"{name}.env")
         if svc.pythonpath:
@@ -337,7 +383,9 @@ class LocalStack:
         self._procs[name] = process
         return process
 
-    def _parallel_ready(self, launched: dict[str, proc.ManagedProcess], healthy: bool = True) -> None:
+    def _parallel_ready(
+        self, launched: dict[str, proc.ManagedProcess], healthy: bool = True
+    ) -> None:
         def wait(name: str) -> float:
             return launched[name].wait_ready(self._probe(name, healthy), START_TIMEOUT_S)
 
@@ -347,7 +395,7 @@ class LocalStack:
             for name, future in futures.items():
                 try:
                     self.timings[f"{name}_ready_s"] = future.result()
-                except Exception as exc:  # noqa: BLE001 - collect every failure
+                except Exception as exc:
                     errors.append(str(exc))
         if errors:
             raise StackError("\n".join(errors))
@@ -355,13 +403,20 @@ class LocalStack:
     def _start_seed(self) -> subprocess.Popen[bytes]:
         seed = self.spec.seed
         argv = [sys.executable if a == "python" else a for a in seed.command] + [
-            "--mongodb-uri", self.mongodb_uri,
-            "--database", self.spec.stores.mongodb.database,
-            "--users", str(self.seed_users),
-            "--seed", str(seed.seed),
-            "--rpc-url", self.rpc_url,
-            "--registry", self.registry_address or "",
-            "--operator", self.operator_address or "",
+            "--mongodb-uri",
+            self.mongodb_uri,
+            "--database",
+            self.spec.stores.mongodb.database,
+            "--users",
+            str(self.seed_users),
+            "--seed",
+            str(seed.seed),
+            "--rpc-url",
+            self.rpc_url,
+            "--registry",
+            self.registry_address or "",
+            "--operator",
+            self.operator_address or "",
         ]
         env = dict(os.environ)
         env[self.spec.test_account.password_env] = self._password.reveal()
@@ -371,7 +426,7 @@ class LocalStack:
         log = self._log("seed")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def _finish_seed(self, seeding: subprocess.Popen[bytes]) -> None:
         try:
@@ -380,7 +435,15 @@ class LocalStack:
             seeding.kill()
             raise StackError("seed did not finish within 600 s") from None
         if code != 0:
-            raise StackError(f"seed exited with code {code}:\n{self._log('seed').read_text()[-2000:]}")
+            raise StackError(
+                f"seed exited with code {code}:\n{self._log('seed').read_text()[-2000:]}"
+            )
+
+    def _lookup_test_did(self) -> str | None:
+        with mongo.client(self.mongodb_uri) as conn:
+            users = conn[self.spec.stores.mongodb.database]["users"]
+            doc = users.find_one({"email": self.spec.test_account.email})
+        return str(doc["did"]) if doc is not None and "did" in doc else None
 
     def start(self, service: str, wait_healthy: bool = True) -> None:
         if self.is_running(service):
@@ -450,13 +513,18 @@ class LocalStack:
         tool = argv[0]
         extra: list[str] = []
         if tool == "nginx":
-            extra = ["-p", str(self._workdir / "run" / service), "-c", str(self.config_dir / "nginx" / "nginx.conf")]
+            extra = [
+                "-p",
+                str(self._workdir / "run" / service),
+                "-c",
+                str(self.config_dir / "nginx" / "nginx.conf"),
+            ]
         elif tool == "redis-cli":
             extra = ["-p", str(self._ports["redis"])]
         elif tool == "mongosh":
             extra = [self.mongodb_uri, "--quiet", "--norc"]
         try:
-            done = subprocess.run(  # noqa: S603
+            done = subprocess.run(
                 [find_tool(tool), *extra, *argv[1:]],
                 capture_output=True,
                 timeout=timeout_s,

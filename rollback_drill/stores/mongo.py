@@ -91,10 +91,12 @@ class Fingerprint:
 
 def _ordered(conn: MongoClient[RawBSONDocument], db: str, name: str) -> Iterator[bytes]:
     for doc in conn[db][name].find({}, sort=[("_id", 1)], batch_size=2000):
-        yield doc.raw
+        yield bytes(doc.raw)
 
 
-def fingerprint(uri: str, database: str, collections: Sequence[str], timeout_s: float = 2.0) -> Fingerprint:
+def fingerprint(
+    uri: str, database: str, collections: Sequence[str], timeout_s: float = 2.0
+) -> Fingerprint:
     """Hash every document's raw BSON in _id order: any changed, added or lost byte shows."""
     prints: dict[str, CollectionPrint] = {}
     with client(uri, timeout_s) as conn:
@@ -119,7 +121,12 @@ def ping(uri: str, timeout_s: float = 2.0) -> float:
 def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
     """Write every collection of `database` to `dest`; return the manifest path."""
     dest.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"format": FORMAT, "database": database, "created": time.time(), "collections": {}}
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "database": database,
+        "created": time.time(),
+        "collections": {},
+    }
     with client(uri, timeout_s) as conn:
         db = conn[database]
         for name in sorted(db.list_collection_names()):
@@ -132,7 +139,11 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
                     digest.update(raw)
                     count += 1
             indexes = [
-                {"name": idx_name, "key": list(info["key"]), "unique": bool(info.get("unique", False))}
+                {
+                    "name": idx_name,
+                    "key": list(info["key"]),
+                    "unique": bool(info.get("unique", False)),
+                }
                 for idx_name, info in db[name].index_information().items()
                 if idx_name != "_id_"
             ]
@@ -166,7 +177,9 @@ def verify_archive(archive: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ArchiveError(f"{manifest_path}: unreadable manifest: {exc}") from None
     if manifest.get("format") != FORMAT:
-        raise ArchiveError(f"{manifest_path}: format: expected {FORMAT!r}, got {manifest.get('format')!r}")
+        raise ArchiveError(
+            f"{manifest_path}: format: expected {FORMAT!r}, got {manifest.get('format')!r}"
+        )
     for name, entry in manifest["collections"].items():
         path = archive / entry["file"]
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
@@ -188,7 +201,9 @@ def restore(uri: str, database: str, archive: Path, timeout_s: float = 5.0) -> d
             db.drop_collection(name)
             coll = db[name]
             for index in entry["indexes"]:
-                coll.create_index([tuple(k) for k in index["key"]], name=index["name"], unique=index["unique"])
+                coll.create_index(
+                    [tuple(k) for k in index["key"]], name=index["name"], unique=index["unique"]
+                )
             batch: list[RawBSONDocument] = []
             for doc in _read_docs(archive / entry["file"]):
                 batch.append(doc)

@@ -46,7 +46,7 @@ def backup(url: str, dest: Path, timeout_s: float = 5.0) -> Path:
     """Every key with its TTL as DUMP payloads in one JSON file with a checksum."""
     conn = connect(url, timeout_s)
     try:
-        entries = []
+        entries: list[dict[str, str | int]] = []
         for key in conn.scan_iter(count=1000):
             payload = conn.dump(key)
             if payload is None:  # expired between SCAN and DUMP
@@ -56,16 +56,23 @@ def backup(url: str, dest: Path, timeout_s: float = 5.0) -> Path:
                 {
                     "key": base64.b64encode(key).decode(),
                     "ttl_ms": max(int(ttl), 0) if ttl is not None and int(ttl) > 0 else 0,
-                    "dump": base64.b64encode(payload).decode(),  # type: ignore[arg-type]
+                    "dump": base64.b64encode(payload).decode(),
                 }
             )
     finally:
         conn.close()
-    entries.sort(key=lambda e: e["key"])
+    entries.sort(key=lambda e: str(e["key"]))
     body = json.dumps(entries, sort_keys=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(
-        json.dumps({"format": FORMAT, "keys": len(entries), "sha256": hashlib.sha256(body.encode()).hexdigest(), "entries": entries})
+        json.dumps(
+            {
+                "format": FORMAT,
+                "keys": len(entries),
+                "sha256": hashlib.sha256(body.encode()).hexdigest(),
+                "entries": entries,
+            }
+        )
     )
     return dest
 
@@ -81,7 +88,12 @@ def restore(url: str, archive: Path, timeout_s: float = 5.0) -> int:
     try:
         pipe = conn.pipeline(transaction=False)
         for entry in data["entries"]:
-            pipe.restore(base64.b64decode(entry["key"]), entry["ttl_ms"], base64.b64decode(entry["dump"]), replace=True)
+            pipe.restore(
+                base64.b64decode(entry["key"]),
+                entry["ttl_ms"],
+                base64.b64decode(entry["dump"]),
+                replace=True,
+            )
         pipe.execute()
     finally:
         conn.close()
@@ -100,6 +112,6 @@ def flush_all(url: str, timeout_s: float = 2.0) -> None:
 def key_count(url: str, timeout_s: float = 2.0) -> int:
     conn = connect(url, timeout_s)
     try:
-        return int(conn.dbsize())  # type: ignore[arg-type]
+        return int(conn.dbsize())
     finally:
         conn.close()

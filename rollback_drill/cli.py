@@ -1,0 +1,319 @@
+"""`rollback-drill`: run drills, verify a live target, bring the reference stack up and down,
+take an integrity baseline, check the machine.
+
+`up` detaches a small supervisor process that owns the stack (so the stack outlives the
+command, but not the supervisor) and returns once the stack is healthy and its target file
+is written; `down` asks that supervisor to tear everything down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from rollback_drill import proc
+from rollback_drill.spec import SpecError, load_stack
+from rollback_drill.tools import PROJECT_ROOT, ToolMissing, find_tool
+
+DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
+DEFAULT_UP_DIR = Path(".rollback-drill")
+DEFAULT_RESULTS = PROJECT_ROOT / "reports" / "allure-results"
+
+
+def _pytest(args: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(args))
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    args = [
+        str(PROJECT_ROOT / "drills"),
+        "--alluredir",
+        str(ns.alluredir),
+        "-p",
+        "no:cacheprovider",
+        "--stack-file",
+        str(ns.stack),
+        "--stack-backend",
+        ns.backend,
+    ]
+    if ns.seed_users:
+        args += ["--seed-users", str(ns.seed_users)]
+    return _pytest(args + ns.pytest_args)
+
+
+def cmd_verify(ns: argparse.Namespace) -> int:
+    args = [
+        str(PROJECT_ROOT / "verifications"),
+        "-m",
+        "verify",
+        "--target",
+        str(ns.target),
+        "-p",
+        "no:cacheprovider",
+    ]
+    if ns.alluredir:
+        args += ["--alluredir", str(ns.alluredir)]
+    return _pytest(args + ns.pytest_args)
+
+
+def _state_path(directory: Path) -> Path:
+    return directory / "state.json"
+
+
+def cmd_up(ns: argparse.Namespace) -> int:
+    directory: Path = ns.dir.resolve()
+    state = _state_path(directory)
+    if state.exists():
+        pid = json.loads(state.read_text()).get("pid")
+        if pid and proc._pid_alive(int(pid)):
+            print(
+                f"a stack is already up in {directory} (supervisor pid {pid}); "
+                "`rollback-drill down` first"
+            )
+            return 1
+        state.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "rollback_drill.cli",
+        "serve",
+        "--stack",
+        str(ns.stack),
+        "--dir",
+        str(directory),
+        "--release",
+        ns.release or "",
+    ]
+    if ns.seed_users:
+        argv += ["--seed-users", str(ns.seed_users)]
+    log = directory / "supervisor.log"
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + ns.timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(
+                f"the stack failed to start; see {log}:\n" + log.read_text()[-3000:],
+                file=sys.stderr,
+            )
+            return 1
+        if state.exists():
+            info = json.loads(state.read_text())
+            print(f"stack up ({info['ready_s']:.2f} s): target file {info['target']}")
+            print(f"verify it:  pytest -m verify --target {info['target']}")
+            print(f"stop it:    rollback-drill down --dir {directory}")
+            return 0
+        time.sleep(0.1)
+    child.terminate()
+    print(f"the stack was not up within {ns.timeout} s; see {log}", file=sys.stderr)
+    return 1
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT."""
+    from rollback_drill.stack.local import LocalStack
+    from rollback_drill.stores import mongo
+
+    loaded = load_stack(ns.stack)
+    directory: Path = ns.dir
+    release = ns.release or next(iter(loaded.releases))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stack = LocalStack(loaded, workdir=directory / "stack", seed_users=ns.seed_users)
+    stack.up(release)
+    try:
+        target = stack.target()
+        baseline = mongo.fingerprint(
+            target.mongodb_uri.reveal(), target.mongodb_database, ["users", "did_documents"]
+        )
+        baseline.save(directory / "baseline.json")
+        front = next(n for n, s in loaded.spec.services.items() if s.kind == "nginx")
+        doc = {
+            "name": f"{loaded.spec.name}-local",
+            "services": {
+                "backend": target.backend_url,
+                "ai-chatbot": target.chatbot_url,
+                "frontend": target.frontend_url,
+                "frontend_tls": target.frontend_tls_url,
+            },
+            "mongodb_uri": target.mongodb_uri.reveal(),
+            "mongodb_database": target.mongodb_database,
+            "redis_url": target.redis_url.reveal(),
+            "rpc_url": target.rpc_url,
+            "registry_address": target.registry_address,
+            "chain_id": target.chain_id,
+            "contract_artifact": str(target.contract_artifact),
+            "test_account": {"email": target.test_email, "password_file": str(stack.password_file)},
+            "test_did": target.test_did,
+            "tls": {
+                "ca_file": str(target.ca_file),
+                "server_name": loaded.spec.services[front].server_name,
+            },
+            "integrity": {"baseline": "baseline.json", "collections": ["users", "did_documents"]},
+            "read_only": True,
+        }
+        target_file = directory / "target.yaml"
+        target_file.write_text(
+            "# written by `rollback-drill up`; the stack runs until `rollback-drill down`\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
+        _state_path(directory).write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "target": str(target_file),
+                    "ready_s": stack.timings.get("ready_s", 0.0),
+                    "release": release,
+                    "workdir": str(stack.workdir),
+                }
+            )
+        )
+        stop.wait()
+    finally:
+        stack.down()
+        _state_path(directory).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_down(ns: argparse.Namespace) -> int:
+    state = _state_path(ns.dir.resolve())
+    if not state.exists():
+        print(f"no stack is up in {ns.dir}")
+        return 0
+    pid = int(json.loads(state.read_text())["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        state.unlink(missing_ok=True)
+        return 0
+    try:
+        proc.wait_until(lambda: not proc._pid_alive(pid), timeout=30, what="supervisor exit")
+    except TimeoutError:
+        os.killpg(pid, signal.SIGKILL)
+    print("stack down")
+    return 0
+
+
+def cmd_fingerprint(ns: argparse.Namespace) -> int:
+    from rollback_drill.stores import mongo
+    from rollback_drill.target import target_from_file
+
+    target = target_from_file(ns.target)
+    collections = ns.collections or list(target.integrity_collections)
+    print_ = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, collections)
+    print_.save(ns.output)
+    for name, entry in print_.collections.items():
+        print(f"{name}: {entry.count} documents, sha256 {entry.sha256[:16]}...")
+    print(f"baseline written to {ns.output}")
+    return 0
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    ok = True
+    for tool in [
+        "secantusd-py",
+        "redis-server",
+        "nginx",
+        "anvil",
+        "mongosh",
+        "allure",
+        "chromium",
+        "node",
+    ]:
+        try:
+            print(f"ok      {tool}: {find_tool(tool)}")
+        except ToolMissing as exc:
+            ok = False
+            print(f"MISSING {exc}")
+    try:
+        load_stack(ns.stack)
+        print(f"ok      stack file {ns.stack}")
+    except SpecError as exc:
+        ok = False
+        print(f"BROKEN  {exc}")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollback-drill", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the drills and write Allure results")
+    run.add_argument("--stack", type=Path, default=DEFAULT_STACK)
+    run.add_argument("--backend", choices=["auto", "local", "docker"], default="auto")
+    run.add_argument("--alluredir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--seed-users", type=int)
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    run.set_defaults(func=cmd_run)
+
+    verify = sub.add_parser("verify", help="verify a live environment read-only")
+    verify.add_argument("--target", type=Path, required=True)
+    verify.add_argument("--alluredir", type=Path)
+    verify.add_argument("pytest_args", nargs="*")
+    verify.set_defaults(func=cmd_verify)
+
+    up = sub.add_parser("up", help="start the reference stack and write its target file")
+    up.add_argument("--stack", type=Path, default=DEFAULT_STACK)
+    up.add_argument("--dir", type=Path, default=DEFAULT_UP_DIR)
+    up.add_argument("--release")
+    up.add_argument("--seed-users", type=int)
+    up.add_argument("--timeout", type=float, default=120.0)
+    up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help=argparse.SUPPRESS)
+    serve.add_argument("--stack", type=Path, required=True)
+    serve.add_argument("--dir", type=Path, required=True)
+    serve.add_argument("--release", default="")
+    serve.add_argument("--seed-users", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    down = sub.add_parser("down", help="stop the stack `up` started")
+    down.add_argument("--dir", type=Path, default=DEFAULT_UP_DIR)
+    down.set_defaults(func=cmd_down)
+
+    fp = sub.add_parser(
+        "fingerprint", help="take an integrity baseline of a target before a change"
+    )
+    fp.add_argument("--target", type=Path, required=True)
+    fp.add_argument("-o", "--output", type=Path, default=Path("baseline.json"))
+    fp.add_argument("--collections", nargs="*")
+    fp.set_defaults(func=cmd_fingerprint)
+
+    doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
+    doctor.add_argument("--stack", type=Path, default=DEFAULT_STACK)
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except SpecError as exc:
+        print(f"rollback-drill: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The pytest plugin (entry point `pytest11`): options, markers, fixtures and the guards that
+keep a verify run read-only and a drill off anything it did not start itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rollback_drill import proc
+from rollback_drill.drill import DrillOutcome
+from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.stack.base import Stack
+from rollback_drill.target import Target, target_from_file
+from rollback_drill.tools import PROJECT_ROOT
+
+MARKERS = {
+    "drill": "a rollback drill: spins up a stack, breaks it, rolls it back, verifies",
+    "verify": "a read-only verification of a live target (needs --target FILE)",
+    "emergency": "runbook: Emergency Rollback (Critical Issues)",
+    "planned": "runbook: Planned Rollback (Non-Critical Issues)",
+    "database": "runbook: Database Rollback (MongoDB)",
+    "redis_rollback": "runbook: Database Rollback (Redis)",
+    "contract": "runbook: Smart Contract Rollback",
+    "service": "runbook: Service-Specific Rollback",
+    "configuration": "runbook: Configuration Rollback (env, nginx, SSL)",
+    "staging": "runbook: Staging Environment Rollback",
+    "automation": "runbook: Rollback Automation (auto-rollback.sh)",
+}
+DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
+outcomes_key = pytest.StashKey[list[DrillOutcome]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rollback-drill")
+    group.addoption(
+        "--stack-file", default=None, help=f"stack file for drills (default {DEFAULT_STACK})"
+    )
+    group.addoption(
+        "--stack-backend",
+        default="auto",
+        choices=["auto", "local", "docker"],
+        help="where drills run the stack: local processes, docker containers, or auto",
+    )
+    group.addoption(
+        "--target", default=None, help="target file of a live environment for -m verify"
+    )
+    group.addoption(
+        "--from-release", default=None, help="the release to roll back from (default: newest)"
+    )
+    group.addoption(
+        "--to-release", default=None, help="the release to roll back to (default: its previous)"
+    )
+    group.addoption(
+        "--seed-users", type=int, default=None, help="users to seed (default: the stack file's)"
+    )
+    group.addoption(
+        "--drill-artifacts",
+        default=str(PROJECT_ROOT / "reports" / "artifacts"),
+        help="where drills keep preserved logs, backups and records",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.stash[outcomes_key] = []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [
+        f"rollback-drill: stack {config.getoption('--stack-file') or DEFAULT_STACK}, "
+        f"backend {config.getoption('--stack-backend')}"
+    ]
+    if config.getoption("--target"):
+        lines.append(f"rollback-drill: verify target {config.getoption('--target')} (read-only)")
+    return lines
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Guard: with --target, only verify tests may run - a drill must never touch a live target."""
+    if not config.getoption("--target"):
+        return
+    for item in items:
+        if item.get_closest_marker("drill") is not None:
+            item.add_marker(
+                pytest.mark.skip(reason="drills never run against a --target (live environment)")
+            )
+
+
+@pytest.fixture(scope="session")
+def stack_file(pytestconfig: pytest.Config) -> LoadedStack:
+    path = Path(pytestconfig.getoption("--stack-file") or DEFAULT_STACK)
+    try:
+        return load_stack(path)
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def release_pair(pytestconfig: pytest.Config, stack_file: LoadedStack) -> tuple[str, str]:
+    """(bad, good): the release a drill deploys and the one it rolls back to."""
+    bad = pytestconfig.getoption("--from-release")
+    if bad is None:
+        candidates = [r for r in stack_file.releases.values() if r.previous]
+        if not candidates:
+            raise pytest.UsageError(
+                f"{stack_file.path}: no release names a previous one to roll back to"
+            )
+        bad = candidates[-1].version
+    good = pytestconfig.getoption("--to-release") or stack_file.release(bad).previous
+    if good is None:
+        raise pytest.UsageError(f"release {bad} names no previous release: give --to-release")
+    stack_file.release(good)
+    return bad, good
+
+
+def _make_stack(config: pytest.Config, loaded: LoadedStack) -> Stack:
+    choice = config.getoption("--stack-backend")
+    if choice == "docker":
+        raise pytest.UsageError("--stack-backend docker is not available yet; use local")
+    from rollback_drill.stack.local import LocalStack
+
+    return LocalStack(loaded, seed_users=config.getoption("--seed-users"))
+
+
+@pytest.fixture
+def drill_stack(
+    pytestconfig: pytest.Config, stack_file: LoadedStack, release_pair: tuple[str, str]
+) -> Iterator[Stack]:
+    """A fresh stack at the good release, torn down whatever happens to the test."""
+    stack = _make_stack(pytestconfig, stack_file)
+    try:
+        stack.up(release_pair[1])
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    path = (
+        Path(pytestconfig.getoption("--drill-artifacts"))
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def record_drill(pytestconfig: pytest.Config) -> Iterator[list[DrillOutcome]]:
+    """Drills append their outcome here; the terminal summary prints them."""
+    collected: list[DrillOutcome] = []
+    yield collected
+    pytestconfig.stash[outcomes_key].extend(collected)
+
+
+@pytest.fixture(scope="session")
+def verify_target(pytestconfig: pytest.Config) -> Target:
+    path = pytestconfig.getoption("--target")
+    if not path:
+        pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")
+    try:
+        return target_from_file(Path(path))
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    outcomes = config.stash.get(outcomes_key, [])
+    if not outcomes:
+        return
+    terminalreporter.section("rollback drills")
+    for o in outcomes:
+        ttr = f"{o.verdict.time_to_recover_s:.2f} s" if o.verdict else "n/a"
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in o.timeline.phases().items())
+        state = "PASS" if o.passed else "FAIL"
+        terminalreporter.write_line(
+            f"{state} {o.procedure.name} [{o.backend}] {o.bad_release} -> {o.good_release}: "
+            f"time-to-recover {ttr} (budget {o.budget.budget_s:.0f} s, {o.budget.severity}); "
+            f"{phases}"
+        )
+        if o.failure:
+            terminalreporter.write_line(f"     {o.failure.splitlines()[0]}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Sweep what an earlier, killed run left behind before starting anything new."""
+    if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
+        proc.sweep_orphans()

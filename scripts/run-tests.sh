@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The tests: set up (idempotent), then lint, type-check, and run the whole suite (engine tests,
+# drills, the verify suite against a stack it starts). pytest's exit 5 (no tests ran) fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/setup.sh"
+cd "$root"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+set +e
+.venv/bin/pytest --alluredir reports/allure-results "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "run-tests: pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$code"
