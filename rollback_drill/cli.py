@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-
-import yaml
 
 from rollback_drill import proc
 from rollback_drill.spec import SpecError, load_stack
@@ -130,7 +129,7 @@ def cmd_up(ns: argparse.Namespace) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT."""
     from rollback_drill.stack.local import LocalStack
-    from rollback_drill.stores import mongo
+    from rollback_drill.targetfile import write_target_file
 
     loaded = load_stack(ns.stack)
     directory: Path = ns.dir
@@ -141,41 +140,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     stack = LocalStack(loaded, workdir=directory / "stack", seed_users=ns.seed_users)
     stack.up(release)
     try:
-        target = stack.target()
-        baseline = mongo.fingerprint(
-            target.mongodb_uri.reveal(), target.mongodb_database, ["users", "did_documents"]
-        )
-        baseline.save(directory / "baseline.json")
-        front = next(n for n, s in loaded.spec.services.items() if s.kind == "nginx")
-        doc = {
-            "name": f"{loaded.spec.name}-local",
-            "services": {
-                "backend": target.backend_url,
-                "ai-chatbot": target.chatbot_url,
-                "frontend": target.frontend_url,
-                "frontend_tls": target.frontend_tls_url,
-            },
-            "mongodb_uri": target.mongodb_uri.reveal(),
-            "mongodb_database": target.mongodb_database,
-            "redis_url": target.redis_url.reveal(),
-            "rpc_url": target.rpc_url,
-            "registry_address": target.registry_address,
-            "chain_id": target.chain_id,
-            "contract_artifact": str(target.contract_artifact),
-            "test_account": {"email": target.test_email, "password_file": str(stack.password_file)},
-            "test_did": target.test_did,
-            "tls": {
-                "ca_file": str(target.ca_file),
-                "server_name": loaded.spec.services[front].server_name,
-            },
-            "integrity": {"baseline": "baseline.json", "collections": ["users", "did_documents"]},
-            "read_only": True,
-        }
-        target_file = directory / "target.yaml"
-        target_file.write_text(
-            "# written by `rollback-drill up`; the stack runs until `rollback-drill down`\n"
-            + yaml.safe_dump(doc, sort_keys=False)
-        )
+        target_file = write_target_file(stack, directory)
         _state_path(directory).write_text(
             json.dumps(
                 {
@@ -190,6 +155,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         stop.wait()
     finally:
         stack.down()
+        shutil.rmtree(stack.workdir, ignore_errors=True)
         _state_path(directory).unlink(missing_ok=True)
     return 0
 
