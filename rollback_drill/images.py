@@ -58,6 +58,17 @@ LABEL_SERVICE = "rollback-drill.service"
 SCHEMA = "rollback-drill-images/1"
 #: Lines of a Dockerfile that are replaced by the release's service env as ``ENV`` lines.
 RELEASE_ENV_MARKER = "# @release-env"
+#: Slimmer rootfs: no docs, man pages or translations (kept out by dpkg in derived images too,
+#: since mmdebstrap writes these options into the rootfs) and no apt translation files.
+MMDEBSTRAP_OPTIONS = (
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+    '--aptopt=Acquire::Languages "none"',
+)
 DEFAULT_CA_DIR = Path("/usr/local/share/ca-certificates")
 DEFAULT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 #: Files never copied into a build context nor hashed.
@@ -442,7 +453,7 @@ def spec_inputs(spec: ImageSpec, layout: Layout, base_id: str) -> str:
 def base_inputs(layout: Layout) -> str:
     """The input hash of the base image: suite, variant and the host's apt sources."""
     h = hashlib.sha256()
-    for item in (SCHEMA, "base", SUITE, VARIANT, BASE_TAG):
+    for item in (SCHEMA, "base", SUITE, VARIANT, BASE_TAG, *MMDEBSTRAP_OPTIONS):
         h.update(item.encode() + b"\0")
     h.update(layout.sources.read_bytes())
     return h.hexdigest()
@@ -451,15 +462,26 @@ def base_inputs(layout: Layout) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def build_base(layout: Layout, inputs: str) -> None:
-    """mmdebstrap a minbase rootfs into a file, then ``docker import`` it (never a pipe)."""
+def build_base(layout: Layout, inputs: str) -> str:
+    """mmdebstrap a minbase rootfs into a file, then ``docker import`` it (never a pipe).
+
+    Returns a note with the time of each step.
+    """
     work = layout.cache_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     rootfs = work / "debian-bookworm-rootfs.tar"
     rootfs.unlink(missing_ok=True)
     try:
+        t0 = time.monotonic()
         _run(
-            ["mmdebstrap", f"--variant={VARIANT}", SUITE, str(rootfs), str(layout.sources)],
+            [
+                "mmdebstrap",
+                f"--variant={VARIANT}",
+                *MMDEBSTRAP_OPTIONS,
+                SUITE,
+                str(rootfs),
+                str(layout.sources),
+            ],
             what="mmdebstrap (base rootfs)",
             log=layout.cache_dir / "logs" / "base.log",
         )
@@ -471,19 +493,32 @@ def build_base(layout: Layout, inputs: str) -> None:
         args = [DOCKER, "import"]
         for change in changes:
             args += ["--change", change]
+        t1 = time.monotonic()
         _run([*args, str(rootfs), BASE_TAG], what="docker import (base)")
+        t2 = time.monotonic()
     finally:
         rootfs.unlink(missing_ok=True)
+    return f"(mmdebstrap {t1 - t0:.1f} s, docker import {t2 - t1:.1f} s)"
 
 
-def build_derived(spec: ImageSpec, layout: Layout, inputs: str) -> None:
-    """Assemble the context in a temporary directory and build it with BuildKit."""
+def build_derived(
+    spec: ImageSpec, layout: Layout, inputs: str, cache_from: Sequence[str] = ()
+) -> str:
+    """Assemble the context in a temporary directory and build it with BuildKit.
+
+    Images carry BuildKit's inline cache metadata, and ``cache_from`` (local tags) lets a
+    machine that loaded the bundle reuse their layers, as if it had built them itself
+    (tags in ``cache_from`` that do not exist are skipped).
+    """
     slug = spec.tag.replace("/", "_").replace(":", "_")
     with tempfile.TemporaryDirectory(prefix=f"ctx-{slug}-", dir=layout.cache_dir) as tmp:
         ctx_dir = Path(tmp)
         build_context(spec, layout).materialize(ctx_dir)
         args = [DOCKER, "build", "--progress=plain", "-f", str(ctx_dir / "Dockerfile")]
-        args += ["-t", spec.tag]
+        args += ["-t", spec.tag, "--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+        for ref in cache_from:
+            if _image_id(ref) is not None:
+                args += ["--cache-from", ref]
         labels = {LABEL_TITLE: spec.title, LABEL_INPUTS: inputs}
         if spec.release is not None:
             labels[LABEL_VERSION] = spec.release
@@ -497,6 +532,7 @@ def build_derived(spec: ImageSpec, layout: Layout, inputs: str) -> None:
             args += ["--target", spec.target]
         args.append(str(ctx_dir))
         _run(args, what=f"docker build {spec.tag}", log=layout.cache_dir / "logs" / f"{slug}.log")
+    return ""
 
 
 # --------------------------------------------------------------------------- bundle cache
@@ -647,7 +683,7 @@ class _Runner:
         return False
 
     def ensure(
-        self, tag: str, inputs: str, build: Callable[[], None], expected: dict[str, str]
+        self, tag: str, inputs: str, build: Callable[[], str], expected: dict[str, str]
     ) -> Outcome:
         """Keep, load or build ``tag`` so that its inputs label is ``inputs``."""
         start = time.monotonic()
@@ -660,10 +696,10 @@ class _Runner:
             return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
         if before is not None:
             self.replaced_ids.add(before.image_id)
-        build()
+        note = build()
         if current_inputs(tag) != inputs:
             raise ImageBuildError(f"{tag}: built, but its {LABEL_INPUTS} label does not match")
-        return self._outcome(tag, "built", time.monotonic() - start)
+        return self._outcome(tag, "built", time.monotonic() - start, note)
 
 
 def _image_id(tag: str) -> str | None:
@@ -717,9 +753,9 @@ def build_all(
             expected.update({s.tag: spec_inputs(s, layout, base_id) for s in specs})
         for spec in specs:
             inputs = expected[spec.tag]
-            runner.ensure(
-                spec.tag, inputs, functools.partial(build_derived, spec, layout, inputs), expected
-            )
+            siblings = [s.tag for s in specs]
+            build = functools.partial(build_derived, spec, layout, inputs, siblings)
+            runner.ensure(spec.tag, inputs, build, expected)
         report = runner.report
         if save and use_bundle:
             current = {o.tag: expected[o.tag] for o in report.outcomes}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the reference stack's Docker images locally (no registry), or keeps them when their
+# inputs are unchanged, or loads them from the zstd bundle in .cache/images/. Prints one line
+# per image (built / cached / loaded, seconds, size) and the total. The logic is in
+# rollback_drill/images.py; options: --force, --no-bundle, --list, --fixtures DIR, --cache-dir DIR.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/start-docker.sh"
+python="$root/.venv/bin/python"
+[ -x "$python" ] || python=python3
+cd "$root"
+exec "$python" -m rollback_drill.images --root "$root" "$@"
