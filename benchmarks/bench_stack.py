@@ -36,26 +36,44 @@ def main() -> None:
         start = time.monotonic()
         stack.up("1.4.0")
         ready.append(time.monotonic() - start)
-        detail = ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in stack.timings.items() if not k.endswith("ready_s") or k == "ready_s")
+        detail = ", ".join(
+            f"{k.removesuffix('_s')} {v:.2f}"
+            for k, v in stack.timings.items()
+            if not k.endswith("ready_s") or k == "ready_s"
+        )
         print(f"run {run}: stack ready in {ready[-1]:.2f} s ({detail})")
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.monotonic()
-                outcome = run_drill(stack, emergency.PROCEDURE, DeployBadRelease(), bad_release="1.5.0",
-                                    good_release="1.4.0", artifacts=Path(tmp))
+                outcome = run_drill(
+                    stack,
+                    emergency.PROCEDURE,
+                    DeployBadRelease(),
+                    bad_release="1.5.0",
+                    good_release="1.4.0",
+                    artifacts=Path(tmp),
+                )
                 drills.append(time.monotonic() - start)
         finally:
             stack.down()
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timeline.phases().items())
-        steps = ", ".join(f"{e.name} {e.duration_s:.2f}" for e in outcome.timeline.events if e.kind == "step")
+        steps = ", ".join(
+            f"{e.name} {e.duration_s:.2f}" for e in outcome.timeline.events if e.kind == "step"
+        )
         ttr = f"{outcome.verdict.time_to_recover_s:.2f} s" if outcome.verdict else "n/a"
-        print(f"run {run}: emergency drill {drills[-1]:.2f} s, passed={outcome.passed}, time-to-recover {ttr}")
+        print(
+            f"run {run}: emergency drill {drills[-1]:.2f} s, passed={outcome.passed}, time-to-recover {ttr}"
+        )
         print(f"        phases: {phases}")
         print(f"        steps:  {steps}")
         if outcome.failure:
             print(f"        failure: {outcome.failure}")
-    print(f"stack ready: median {statistics.median(ready):.2f} s, max {max(ready):.2f} s (target <= 3 s)")
-    print(f"emergency drill: median {statistics.median(drills):.2f} s, max {max(drills):.2f} s (target <= 20 s)")
+    print(
+        f"stack ready: median {statistics.median(ready):.2f} s, max {max(ready):.2f} s (target <= 3 s)"
+    )
+    print(
+        f"emergency drill: median {statistics.median(drills):.2f} s, max {max(drills):.2f} s (target <= 20 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -202,8 +202,9 @@ def _run_phases(
 
     verify_target = dataclasses.replace(stack.target(), baseline=baseline, read_only=False)
     with report.step("Verify: health, connectivity, integrity, functional flows, performance, TLS"):
-        outcome.verification = run_checks(ALL_CHECKS, verify_target)
-        for o in outcome.verification:
+        for check in ALL_CHECKS:
+            (o,) = run_checks([check], verify_target)
+            outcome.verification.append(o)
             if o.result is not None:
                 timeline.record_check(
                     o.check.name, o.result.ok, o.result.duration_s, summary=o.result.summary

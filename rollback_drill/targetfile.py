@@ -17,7 +17,9 @@ def write_target_file(stack: LocalStack, directory: Path) -> Path:
     """target.yaml + baseline.json in `directory`; the password stays in its 0600 file."""
     directory.mkdir(parents=True, exist_ok=True)
     target = stack.target()
-    baseline = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, BASELINE_COLLECTIONS)
+    baseline = mongo.fingerprint(
+        target.mongodb_uri.reveal(), target.mongodb_database, BASELINE_COLLECTIONS
+    )
     baseline.save(directory / "baseline.json")
     doc = {
         "name": f"{stack.spec.name}-{stack.backend_name}",

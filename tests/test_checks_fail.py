@@ -39,7 +39,9 @@ def test_every_check_is_green_on_a_healthy_stack(local_stack: LocalStack) -> Non
     outcomes = run_checks(ALL_CHECKS, _target(local_stack))
     failed = [o.result.explain() for o in outcomes if o.result and not o.result.ok]
     assert not failed
-    assert not [o.check.name for o in outcomes if o.skipped], "nothing is skipped on a writable stack"
+    assert not [o.check.name for o in outcomes if o.skipped], (
+        "nothing is skipped on a writable stack"
+    )
 
 
 @contextmanager
@@ -64,7 +66,9 @@ def _stopped(stack: LocalStack, service: str) -> Iterator[None]:
         ("connectivity.redis", "redis"),
     ],
 )
-def test_check_fails_when_its_service_is_down(local_stack: LocalStack, check: str, service: str) -> None:
+def test_check_fails_when_its_service_is_down(
+    local_stack: LocalStack, check: str, service: str
+) -> None:
     target = _target(local_stack)
     _assert_passes(check, target)
     with _stopped(local_stack, service):
@@ -96,7 +100,9 @@ def test_chain_check_fails_when_the_registry_is_paused(local_stack: LocalStack) 
     try:
         assert "paused" in _assert_fails("connectivity.chain", target)
     finally:
-        chain.set_paused(local_stack.rpc_url, target.contract_artifact, target.registry_address, False)
+        chain.set_paused(
+            local_stack.rpc_url, target.contract_artifact, target.registry_address, False
+        )
     _assert_passes("connectivity.chain", target)
 
 
@@ -114,7 +120,9 @@ def test_integrity_fails_when_a_user_is_deleted(local_stack: LocalStack) -> None
     _assert_passes("integrity.mongodb", target)
 
 
-def _test_user_update(stack: LocalStack, change: Callable[[dict[str, object]], dict[str, object]]) -> Iterator[None]:
+def _test_user_update(
+    stack: LocalStack, change: Callable[[dict[str, object]], dict[str, object]]
+) -> Iterator[None]:
     with mongo.client(stack.mongodb_uri) as conn:
         users = conn["safepsy"]["users"]
         original = users.find_one({"email": "test@safepsy.com"})
@@ -138,12 +146,16 @@ def test_bad_password_check_fails_when_the_backend_accepts_it(local_stack: Local
 
     target = _target(local_stack)
     wrong = "wrong-" + "x" * 12
-    with contextmanager(_test_user_update)(local_stack, lambda u: {"passwordHash": hash_password(wrong, b"0123456789abcdef", 1000)}):
+    with contextmanager(_test_user_update)(
+        local_stack, lambda u: {"passwordHash": hash_password(wrong, b"0123456789abcdef", 1000)}
+    ):
         _assert_fails("functional.login_rejects_bad_password", target)
     _assert_passes("functional.login_rejects_bad_password", target)
 
 
-def test_did_resolve_fails_when_backend_points_at_an_empty_registry(local_stack: LocalStack) -> None:
+def test_did_resolve_fails_when_backend_points_at_an_empty_registry(
+    local_stack: LocalStack,
+) -> None:
     target = _target(local_stack)
     original = local_stack.registry_address
     assert target.contract_artifact and original
@@ -160,7 +172,9 @@ def test_did_resolve_fails_when_backend_points_at_an_empty_registry(local_stack:
     _assert_passes("functional.did_resolve", target)
 
 
-def test_performance_fails_when_the_backend_stalls_past_the_threshold(local_stack: LocalStack) -> None:
+def test_performance_fails_when_the_backend_stalls_past_the_threshold(
+    local_stack: LocalStack,
+) -> None:
     target = _target(local_stack)
     stall = target.thresholds.response_time_warning_s + 0.5
     local_stack.pause("backend")
@@ -173,7 +187,9 @@ def test_performance_fails_when_the_backend_stalls_past_the_threshold(local_stac
     _assert_passes("performance.response_time", target)
 
 
-def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(local_stack: LocalStack, tmp_path: Path) -> None:
+def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
     target = _target(local_stack)
     ssl_dir = local_stack.config_dir / "nginx" / "ssl"
     saved = tmp_path / "saved"

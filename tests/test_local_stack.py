@@ -44,7 +44,9 @@ def test_every_service_answers_on_127_0_0_1(local_stack: LocalStack) -> None:
 
 def test_mongosh_counts_what_the_fingerprint_counts(local_stack: LocalStack) -> None:
     """The runbook's own tool agrees with the harness: db.users.countDocuments()."""
-    code, out = local_stack.exec("mongosh", ["mongosh", "--eval", "db.getSiblingDB('safepsy').users.countDocuments()"])
+    code, out = local_stack.exec(
+        "mongosh", ["mongosh", "--eval", "db.getSiblingDB('safepsy').users.countDocuments()"]
+    )
     assert code == 0, out
     printed = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", ["users"])
     assert int(out.strip().splitlines()[-1]) == printed.collections["users"].count
@@ -101,6 +103,7 @@ def test_bad_release_is_unhealthy_and_says_why(local_stack: LocalStack) -> None:
 
 
 def test_down_leaves_no_process_port_or_temp_dir(stack_file: LoadedStack) -> None:
+    already = set(_owned_processes(os.getpid()))  # the module's shared stack
     stack = LocalStack(stack_file, seed_users=10)
     stack.up("1.4.0")
     ports = [stack.port(name) for name in [*stack.all_services(), "chain"]]
@@ -109,19 +112,22 @@ def test_down_leaves_no_process_port_or_temp_dir(stack_file: LoadedStack) -> Non
     stack.down()
     assert not any(proc.port_open(port) for port in ports)
     assert not workdir.exists()
-    assert _owned_processes(os.getpid()) == []
+    assert set(_owned_processes(os.getpid())) == already
 
 
-def test_failed_start_cleans_up_and_names_the_service(stack_file: LoadedStack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_start_cleans_up_and_names_the_service(
+    stack_file: LoadedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ROLLBACK_DRILL_REDIS_SERVER", "/bin/false")
     from rollback_drill.tools import find_tool
 
     find_tool.cache_clear()
+    already = set(_owned_processes(os.getpid()))
     try:
         stack = LocalStack(stack_file, seed_users=10)
         with pytest.raises(Exception, match="redis exited with code 1"):
             stack.up("1.4.0")
-        assert _owned_processes(os.getpid()) == []
+        assert set(_owned_processes(os.getpid())) == already
         assert not stack.workdir.exists()
     finally:
         find_tool.cache_clear()
@@ -142,8 +148,12 @@ time.sleep(120)
 def test_interrupted_harness_leaves_nothing(stack_file: LoadedStack, sig: signal.Signals) -> None:
     """Ctrl-C and SIGTERM tear down at once; after SIGKILL the kernel (PDEATHSIG) and the next
     run's sweep remove what is left."""
-    child = subprocess.Popen([sys.executable, "-c", _HOLD_STACK, str(stack_file.path)], stdout=subprocess.PIPE,
-                             cwd=PROJECT_ROOT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_STACK, str(stack_file.path)],
+        stdout=subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        text=True,
+    )
     assert child.stdout is not None
     workdir = Path(child.stdout.readline().strip())
     assert workdir.exists()
@@ -159,19 +169,39 @@ def test_interrupted_harness_leaves_nothing(stack_file: LoadedStack, sig: signal
 def test_cli_up_verify_down(tmp_path: Path) -> None:
     """A new user's path: up, verify (green), break things (red, naming the check), down."""
     cli = [sys.executable, "-m", "rollback_drill.cli"]
-    up = subprocess.run([*cli, "up", "--dir", str(tmp_path), "--seed-users", "20"], capture_output=True, text=True,
-                        cwd=PROJECT_ROOT, timeout=120)
+    up = subprocess.run(
+        [*cli, "up", "--dir", str(tmp_path), "--seed-users", "20"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
     assert up.returncode == 0, up.stderr
     state = json.loads((tmp_path / "state.json").read_text())
     target = state["target"]
     try:
-        verify = [sys.executable, "-m", "pytest", "-m", "verify", "--target", target, "-p", "no:cacheprovider",
-                  str(PROJECT_ROOT / "verifications"), "-q"]
-        green = subprocess.run(verify, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+        verify = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "verify",
+            "--target",
+            target,
+            "-p",
+            "no:cacheprovider",
+            str(PROJECT_ROOT / "verifications"),
+            "-q",
+        ]
+        green = subprocess.run(
+            verify, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+        )
         assert green.returncode == 0, green.stdout[-3000:]
         assert "passed" in green.stdout
     finally:
-        down = subprocess.run([*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        down = subprocess.run(
+            [*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
     assert down.returncode == 0, down.stderr
     assert not proc._pid_alive(int(state["pid"]))  # noqa: SLF001
     time.sleep(0.2)

@@ -50,9 +50,21 @@ def test_reference_stack_file_loads() -> None:
         ({"services.backend.kind": "lambda"}, "services.backend.kind", "'app' or 'nginx'"),
         ({"chain": None}, "chain", "Field required"),
         ({"decision_matrix": []}, "decision_matrix", "at least 1 item"),
-        ({"services.backend.colour": "blue"}, "services.backend.colour", "Extra inputs are not permitted"),
-        ({"thresholds.error_rate_critical": 5}, "thresholds.error_rate_critical", "less than or equal to 1"),
-        ({"services.frontend.upstreams": {"backend": "api"}}, "upstreams.backend", "unknown service 'api'"),
+        (
+            {"services.backend.colour": "blue"},
+            "services.backend.colour",
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"thresholds.error_rate_critical": 5},
+            "thresholds.error_rate_critical",
+            "less than or equal to 1",
+        ),
+        (
+            {"services.frontend.upstreams": {"backend": "api"}},
+            "upstreams.backend",
+            "unknown service 'api'",
+        ),
     ],
 )
 def test_broken_stack_file_names_file_field_and_expectation(
@@ -91,11 +103,20 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
 
 def test_target_needs_a_password_source(tmp_path: Path) -> None:
     target = tmp_path / "target.yaml"
-    target.write_text(yaml.safe_dump({
-        "services": {"backend": "http://127.0.0.1:1", "ai-chatbot": "http://127.0.0.1:2", "frontend": "http://127.0.0.1:3"},
-        "mongodb_uri": "mongodb://127.0.0.1:4", "redis_url": "redis://127.0.0.1:5",
-        "test_account": {"email": "a@b.c"},
-    }))
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "backend": "http://127.0.0.1:1",
+                    "ai-chatbot": "http://127.0.0.1:2",
+                    "frontend": "http://127.0.0.1:3",
+                },
+                "mongodb_uri": "mongodb://127.0.0.1:4",
+                "redis_url": "redis://127.0.0.1:5",
+                "test_account": {"email": "a@b.c"},
+            }
+        )
+    )
     with pytest.raises(SpecError, match=r"test_account: give `password_env`"):
         load_target(target)
 

@@ -32,7 +32,9 @@ def test_fingerprint_is_stable_and_sees_every_kind_of_change(local_stack: LocalS
         assert changed.collections["users"].count == before.collections["users"].count
         assert changed.collections["users"].sha256 != before.collections["users"].sha256
         users.delete_one({"_id": victim["_id"]})
-        assert _print(local_stack).collections["users"].count == before.collections["users"].count - 1
+        assert (
+            _print(local_stack).collections["users"].count == before.collections["users"].count - 1
+        )
         users.insert_one(victim)
     assert _print(local_stack) == before
 
@@ -49,10 +51,14 @@ def test_backup_restore_round_trip(local_stack: LocalStack, tmp_path: Path) -> N
     assert _print(local_stack) == before
     with mongo.client(local_stack.mongodb_uri) as conn:
         assert "scratch" not in conn["safepsy"].list_collection_names()
-        assert any(info.get("unique") for info in conn["safepsy"]["users"].index_information().values())
+        assert any(
+            info.get("unique") for info in conn["safepsy"]["users"].index_information().values()
+        )
 
 
-def test_corrupt_archive_is_refused_before_anything_is_dropped(local_stack: LocalStack, tmp_path: Path) -> None:
+def test_corrupt_archive_is_refused_before_anything_is_dropped(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
     archive = tmp_path / "archive"
     mongo.backup(local_stack.mongodb_uri, "safepsy", archive)
     users_file = archive / "users.bson"

@@ -8,13 +8,24 @@ import pytest
 
 from rollback_drill.spec import DecisionRow
 from rollback_drill.timeline import (
-    DECIDED, DETECTED, FAULT_INJECTED, ROLLBACK_FINISHED, ROLLBACK_STARTED, VERIFIED, Timeline, TimelineError,
+    DECIDED,
+    DETECTED,
+    FAULT_INJECTED,
+    ROLLBACK_FINISHED,
+    ROLLBACK_STARTED,
+    VERIFIED,
+    Timeline,
+    TimelineError,
 )
 
 
 def _run(gaps: list[float]) -> Timeline:
     timeline = Timeline()
-    for marker, gap in zip((FAULT_INJECTED, DETECTED, DECIDED, ROLLBACK_STARTED, ROLLBACK_FINISHED, VERIFIED), gaps, strict=True):
+    for marker, gap in zip(
+        (FAULT_INJECTED, DETECTED, DECIDED, ROLLBACK_STARTED, ROLLBACK_FINISHED, VERIFIED),
+        gaps,
+        strict=True,
+    ):
         time.sleep(gap)
         timeline.mark(marker)
     return timeline
@@ -33,8 +44,12 @@ def test_phases_and_ttr_are_derived_from_markers() -> None:
 
 def test_judge_against_budget() -> None:
     timeline = _run([0, 0, 0, 0, 0.02, 0])
-    assert timeline.judge(DecisionRow(severity="critical", impact="x", rollback_type="emergency", budget_s=300)).within_budget
-    over = timeline.judge(DecisionRow(severity="critical", impact="x", rollback_type="emergency", budget_s=0.01))
+    assert timeline.judge(
+        DecisionRow(severity="critical", impact="x", rollback_type="emergency", budget_s=300)
+    ).within_budget
+    over = timeline.judge(
+        DecisionRow(severity="critical", impact="x", rollback_type="emergency", budget_s=0.01)
+    )
     assert not over.within_budget
     assert "OVER" in over.summary()
 

@@ -24,9 +24,25 @@ def target_file(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactor
 
 def _verify(target: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "verify", "--target", str(target), "-p", "no:cacheprovider",
-         "-q", "-rfEs", str(PROJECT_ROOT / "verifications")],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "verify",
+            "--target",
+            str(target),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rfEs",
+            str(PROJECT_ROOT / "verifications"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=180,
+        check=False,
     )
 
 
@@ -47,7 +63,10 @@ def stopped(local_stack: LocalStack, request: pytest.FixtureRequest) -> Iterator
 
 @pytest.mark.parametrize(
     ("stopped", "failing"),
-    [("backend", "test_verification[health.backend]"), ("redis", "test_verification[connectivity.redis]")],
+    [
+        ("backend", "test_verification[health.backend]"),
+        ("redis", "test_verification[connectivity.redis]"),
+    ],
     indirect=["stopped"],
 )
 @pytest.mark.usefixtures("stopped")
@@ -57,7 +76,9 @@ def test_verify_fails_naming_the_check(target_file: Path, failing: str) -> None:
     assert f"FAILED verifications/test_verify.py::{failing}" in run.stdout
 
 
-def test_verify_fails_when_a_user_document_is_deleted(local_stack: LocalStack, target_file: Path) -> None:
+def test_verify_fails_when_a_user_document_is_deleted(
+    local_stack: LocalStack, target_file: Path
+) -> None:
     with mongo.client(local_stack.mongodb_uri) as conn:
         users = conn["safepsy"]["users"]
         victim = users.find_one({"email": {"$ne": "test@safepsy.com"}})

@@ -264,7 +264,7 @@ class LocalStack:
         page = (self.loaded.resolve(svc.static_root) / "index.html").read_text()
         (static / "index.html").write_text(string.Template(page).safe_substitute(release=release))
         prefix = self._workdir / "run" / service
-        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
         ssl_dir = self.config_dir / "nginx" / "ssl"
         values = {
             "user_directive": "user root;" if os.geteuid() == 0 else "",
@@ -489,7 +489,7 @@ class LocalStack:
             parts.append(path.read_text(errors="replace"))
         if service in self.spec.services and self._service(service).kind == "nginx":
             for name in ("access.log", "error.log"):
-                extra = self._workdir / "run" / service / "logs" / name
+                extra = self._workdir / "run" / service / name
                 if extra.exists():
                     parts.append(f"--- {name}\n" + extra.read_text(errors="replace"))
         return "\n".join(parts)
