@@ -30,10 +30,10 @@ def main() -> None:
 
     print(f"import web3 (once per process): {time.monotonic() - t0:.2f} s")
     loaded = load_stack(PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml")
-    ready, drills = [], []
+    ready, drills, totals = [], [], []
     for run in range(1, args.runs + 1):
         stack = LocalStack(loaded, seed_users=args.seed_users)
-        start = time.monotonic()
+        start = total_start = time.monotonic()
         stack.up("1.4.0")
         ready.append(time.monotonic() - start)
         detail = ", ".join(
@@ -56,23 +56,27 @@ def main() -> None:
                 drills.append(time.monotonic() - start)
         finally:
             stack.down()
+            totals.append(time.monotonic() - total_start)
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timeline.phases().items())
         steps = ", ".join(
             f"{e.name} {e.duration_s:.2f}" for e in outcome.timeline.events if e.kind == "step"
         )
         ttr = f"{outcome.verdict.time_to_recover_s:.2f} s" if outcome.verdict else "n/a"
         print(
-            f"run {run}: emergency drill {drills[-1]:.2f} s, passed={outcome.passed}, time-to-recover {ttr}"
+            f"run {run}: emergency drill {drills[-1]:.2f} s, passed={outcome.passed}, "
+            f"time-to-recover {ttr}"
         )
         print(f"        phases: {phases}")
         print(f"        steps:  {steps}")
         if outcome.failure:
             print(f"        failure: {outcome.failure}")
     print(
-        f"stack ready: median {statistics.median(ready):.2f} s, max {max(ready):.2f} s (target <= 3 s)"
+        f"stack ready: median {statistics.median(ready):.2f} s, max {max(ready):.2f} s "
+        "(target <= 3 s)"
     )
     print(
-        f"emergency drill: median {statistics.median(drills):.2f} s, max {max(drills):.2f} s (target <= 20 s)"
+        f"emergency drill: median {statistics.median(drills):.2f} s, max {max(drills):.2f} s "
+        "(target <= 20 s)"
     )
 
 

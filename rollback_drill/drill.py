@@ -5,6 +5,7 @@ benchmarks all run drills through here, so they time and judge the same way."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Outcome, run_checks
 from rollback_drill.decision import classify
 from rollback_drill.faults import Fault
+from rollback_drill.monitor import Monitor, Sample
 from rollback_drill.procedures.base import DrillContext, Procedure
 from rollback_drill.secrets import redact
 from rollback_drill.spec import DecisionRow
@@ -55,10 +57,24 @@ class DrillOutcome:
     integrity: dict[str, Any] | None = None
     verdict: Verdict | None = None
     failure: str | None = None
+    samples: list[Sample] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return self.failure is None and self.verdict is not None and self.verdict.within_budget
+
+    def availability(self) -> dict[str, float | None]:
+        """Share of monitor probes answered 200: overall and in each phase of the timeline."""
+
+        def share(start: float, end: float) -> float | None:
+            window = [s.ok for s in self.samples if start <= s.at_s < end]
+            return round(sum(window) / len(window), 4) if window else None
+
+        result = {"overall": share(0.0, float("inf"))}
+        marks = [e for e in self.timeline.events if e.kind == "marker"]
+        for first, second in itertools.pairwise(marks):
+            result[f"{first.name}->{second.name}"] = share(first.at_s, second.at_s)
+        return result
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +110,7 @@ class DrillOutcome:
                 for o in self.verification
             ],
             "integrity": self.integrity,
+            "availability": self.availability(),
         }
 
 
@@ -139,7 +156,11 @@ def run_drill(
         backend=stack.backend_name,
     )
     try:
-        _run_phases(ctx, procedure, fault, outcome, detect_timeout_s)
+        with Monitor(stack.target(), timeline) as monitor:
+            try:
+                _run_phases(ctx, procedure, fault, outcome, detect_timeout_s)
+            finally:
+                outcome.samples = monitor.samples
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
     _write_record(outcome)
@@ -235,6 +256,8 @@ def _write_record(outcome: DrillOutcome) -> None:
     data = outcome.to_json()
     path = outcome.artifacts / "drill.json"
     path.write_text(redact(json.dumps(data, indent=2, default=str)))
+    samples = outcome.artifacts / "samples.json"
+    samples.write_text(json.dumps([dataclasses.asdict(s) for s in outcome.samples]))
     report.attach_json("timeline", data["timeline"])
 
 

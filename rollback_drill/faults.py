@@ -12,8 +12,11 @@ from rollback_drill.stack.base import Stack
 
 
 class Fault(Protocol):
-    name: str
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     def inject(self, ctx: DrillContext) -> dict[str, object]: ...
 

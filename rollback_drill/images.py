@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -109,10 +110,15 @@ class Layout:
 
 @dataclass(frozen=True)
 class ContextEntry:
-    """A file or directory copied into the build context at ``dest`` (relative)."""
+    """A file or directory copied into the build context at ``dest`` (relative).
+
+    With ``render_release``, ``.html`` files get their ``${release}`` placeholder filled in
+    with the image's release (as the local backend does when it serves the frontend).
+    """
 
     src: Path
     dest: str
+    render_release: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,23 +209,39 @@ class ImageInfo:
     labels: dict[str, str]
 
 
-def inspect_image(ref: str) -> ImageInfo | None:
-    """The local image ``ref`` (tag or id), or None when there is none."""
+def inspect_images(refs: Sequence[str]) -> dict[str, ImageInfo]:
+    """The local images among ``refs`` (tags or ids), in one ``docker image inspect`` call."""
+    if not refs:
+        return {}
     result = subprocess.run(
-        [DOCKER, "image", "inspect", "--format", "{{json .}}", ref],
+        [DOCKER, "image", "inspect", "--format", "{{json .}}", *refs],
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.returncode != 0:
-        return None
-    data = json.loads(result.stdout.strip().splitlines()[0])
-    labels = (data.get("Config") or {}).get("Labels") or {}
-    return ImageInfo(
-        image_id=str(data["Id"]),
-        size_bytes=int(data.get("Size") or 0),
-        labels={str(k): str(v) for k, v in labels.items()},
-    )
+    # With some refs missing, docker still prints the others (one JSON line each, in order of
+    # the refs found) and exits 1; match them back by tag or id.
+    found: dict[str, ImageInfo] = {}
+    for line in result.stdout.splitlines():
+        if not line.strip():
+            continue
+        data = json.loads(line)
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        info = ImageInfo(
+            image_id=str(data["Id"]),
+            size_bytes=int(data.get("Size") or 0),
+            labels={str(k): str(v) for k, v in labels.items()},
+        )
+        names = {info.image_id, *(str(t) for t in data.get("RepoTags") or [])}
+        for ref in refs:
+            if ref in names or (ref.startswith("sha256:") and info.image_id == ref):
+                found[ref] = info
+    return found
+
+
+def inspect_image(ref: str) -> ImageInfo | None:
+    """The local image ``ref`` (tag or id), or None when there is none."""
+    return inspect_images([ref]).get(ref)
 
 
 def current_inputs(tag: str) -> str | None:
@@ -267,6 +289,53 @@ def _anvil_version(package: Path) -> str:
     return str(data["version"])
 
 
+def npm_closure(project: Path, package: str) -> list[str]:
+    """``package`` and its runtime dependencies as installed paths under ``project``.
+
+    Resolved from ``package-lock.json`` as Node resolves them (a dependency is looked up in
+    ``node_modules`` from the dependent's own directory upwards). Optional dependencies that
+    are not installed (other platforms) are left out. Nested paths are covered by their
+    ancestors, so only the outermost ones are returned, sorted.
+    """
+    lock = json.loads((project / "package-lock.json").read_text(encoding="utf-8"))
+    packages: dict[str, dict[str, object]] = lock.get("packages") or {}
+
+    def resolve(dependent: str, name: str) -> str | None:
+        here = dependent
+        while True:
+            candidate = f"{here}/node_modules/{name}" if here else f"node_modules/{name}"
+            if candidate in packages:
+                return candidate
+            if not here:
+                return None
+            cut = here.rfind("/node_modules/")
+            here = here[:cut] if cut >= 0 else ""
+
+    start = f"node_modules/{package}"
+    if start not in packages or not (project / start).is_dir():
+        raise ImageBuildError(f"{package} is not installed in {project} (run scripts/setup.sh)")
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen or not (project / path).is_dir():
+            continue
+        seen.add(path)
+        entry = packages[path]
+        for field_name in ("dependencies", "optionalDependencies", "peerDependencies"):
+            deps = entry.get(field_name) or {}
+            if isinstance(deps, dict):
+                todo += [r for name in deps if (r := resolve(path, str(name))) is not None]
+    return sorted(p for p in seen if not any(p.startswith(f"{o}/") for o in seen))
+
+
+def _node_binary() -> Path:
+    found = shutil.which("node")
+    if found is None:
+        raise ImageBuildError("the mongodb image needs the host's Node 20 (`node` is not on PATH)")
+    return Path(found).resolve()
+
+
 def image_specs(layout: Layout) -> list[ImageSpec]:
     """Every derived image, in build order (images sharing layers next to each other)."""
     d = layout.docker_dir
@@ -293,7 +362,15 @@ def image_specs(layout: Layout) -> list[ImageSpec]:
             tag="rollback-drill/mongodb:secantus-0.7",
             title="mongodb-secantusdb",
             dockerfile=d / "mongodb.Dockerfile",
-            entries=(),
+            # mongosh, so that `docker exec <mongodb> mongosh` works as in the runbook: the
+            # host's Node binary and mongosh's packages from the project's node_modules.
+            entries=(
+                ContextEntry(_node_binary(), "node"),
+                *(
+                    ContextEntry(layout.root / p, f"mongosh/{p}")
+                    for p in npm_closure(layout.root, "mongosh")
+                ),
+            ),
             target="mongodb",
             service="mongodb",
         )
@@ -306,7 +383,7 @@ def image_specs(layout: Layout) -> list[ImageSpec]:
                 title="safepsy-frontend",
                 dockerfile=d / "nginx.Dockerfile",
                 entries=(
-                    ContextEntry(layout.fixtures / "frontend", "frontend"),
+                    ContextEntry(layout.fixtures / "frontend", "frontend", render_release=True),
                     ContextEntry(d / "nginx-default.conf", "nginx-default.conf"),
                 ),
                 release=release,
@@ -383,12 +460,12 @@ class Context:
     files: tuple[tuple[Path, str], ...]
     generated: tuple[tuple[str, bytes], ...]
 
-    def digest(self, *extra: str) -> str:
+    def digest(self, hasher: FileHasher, *extra: str) -> str:
         h = hashlib.sha256()
         for item in (SCHEMA, *extra):
             h.update(item.encode() + b"\0")
         entries = [(rel, hashlib.sha256(data).digest(), False) for rel, data in self.generated]
-        entries += [(rel, _file_digest(src), os.access(src, os.X_OK)) for src, rel in self.files]
+        entries += [(rel, hasher.digest(src), os.access(src, os.X_OK)) for src, rel in self.files]
         for rel, digest, executable in sorted(entries):
             h.update(rel.encode() + b"\0" + (b"x" if executable else b"-") + b"\0" + digest)
         return h.hexdigest()
@@ -397,19 +474,56 @@ class Context:
         for src, rel in self.files:
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+            try:  # a hard link is instant (node_modules trees hold thousands of files)
+                os.link(src, target)
+            except OSError:
+                shutil.copy2(src, target)
         for rel, data in self.generated:
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
 
 
-def _file_digest(path: Path) -> bytes:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
+class FileHasher:
+    """SHA-256 of files, remembered by (size, mtime, inode) in a JSON file between runs.
+
+    Content hashes keep the inputs of an image equal across machines (so a bundle made on
+    one machine is current on another); the memo keeps a run with nothing to do fast even
+    with the node binary and mongosh's 15k files among the inputs.
+    """
+
+    def __init__(self, memo: Path | None = None) -> None:
+        self.memo = memo
+        self.known: dict[str, list[object]] = {}
+        self.dirty = False
+        if memo is not None:
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(memo.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    self.known = data
+
+    def digest(self, path: Path) -> bytes:
+        st = path.stat()
+        key = os.path.abspath(path)
+        stamp: list[object] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        entry = self.known.get(key)
+        if entry is not None and entry[:3] == stamp:
+            return bytes.fromhex(str(entry[3]))
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        self.known[key] = [*stamp, h.hexdigest()]
+        self.dirty = True
+        return h.digest()
+
+    def save(self) -> None:
+        if self.memo is None or not self.dirty:
+            return
+        part = self.memo.with_name(self.memo.name + ".part")
+        part.write_text(json.dumps(self.known), encoding="utf-8")
+        part.replace(self.memo)
+        self.dirty = False
 
 
 def _ca_files(ca_dir: Path) -> list[tuple[Path, str]]:
@@ -421,11 +535,17 @@ def _ca_files(ca_dir: Path) -> list[tuple[Path, str]]:
 
 def build_context(spec: ImageSpec, layout: Layout) -> Context:
     files: list[tuple[Path, str]] = []
+    generated: list[tuple[str, bytes]] = []
     for entry in spec.entries:
-        files.extend(_walk(entry.src, entry.dest))
+        for src, rel in _walk(entry.src, entry.dest):
+            if entry.render_release and src.suffix == ".html" and spec.release is not None:
+                page = string.Template(src.read_text(encoding="utf-8"))
+                generated.append((rel, page.safe_substitute(release=spec.release).encode()))
+            else:
+                files.append((src, rel))
     if spec.uses_ca:
         files.extend(_ca_files(layout.ca_dir))
-    generated = [("Dockerfile", render_dockerfile(spec).encode())]
+    generated.append(("Dockerfile", render_dockerfile(spec).encode()))
     if spec.service is not None and spec.release is not None:
         generated.append(("release.env", render_release_env(spec).encode()))
     if spec.uses_ca:
@@ -434,7 +554,9 @@ def build_context(spec: ImageSpec, layout: Layout) -> Context:
     return Context(files=tuple(files), generated=tuple(generated))
 
 
-def spec_inputs(spec: ImageSpec, layout: Layout, base_id: str) -> str:
+def spec_inputs(
+    spec: ImageSpec, layout: Layout, base_id: str, hasher: FileHasher | None = None
+) -> str:
     """The input hash of a derived image: its context, build settings and the base image id."""
     ctx = build_context(spec, layout)
     settings = json.dumps(
@@ -447,7 +569,7 @@ def spec_inputs(spec: ImageSpec, layout: Layout, base_id: str) -> str:
         },
         sort_keys=True,
     )
-    return ctx.digest(settings, f"base={base_id}")
+    return ctx.digest(hasher or FileHasher(), settings, f"base={base_id}")
 
 
 def base_inputs(layout: Layout) -> str:
@@ -639,10 +761,17 @@ class _Runner:
         self.replaced_ids: set[str] = set()
         # Image ids at the start of the run: an image that is current now but had another id
         # then, and that this run did not build, came from a bundle.
-        self.initial_ids = {tag: _image_id(tag) for tag in tags}
+        self.initial_ids = {tag: info.image_id for tag, info in inspect_images(tags).items()}
 
-    def _outcome(self, tag: str, action: Action, seconds: float, note: str = "") -> Outcome:
-        info = inspect_image(tag)
+    def _outcome(
+        self,
+        tag: str,
+        action: Action,
+        seconds: float,
+        note: str = "",
+        info: ImageInfo | None = None,
+    ) -> Outcome:
+        info = info or inspect_image(tag)
         if info is None:
             raise ImageBuildError(f"{tag}: missing right after it was {action}")
         outcome = Outcome(tag, action, seconds, info.size_bytes, info.image_id, note)
@@ -690,8 +819,10 @@ class _Runner:
         before = inspect_image(tag)
         if not self.force and before is not None and before.labels.get(LABEL_INPUTS) == inputs:
             if before.image_id == self.initial_ids.get(tag):
-                return self._outcome(tag, "cached", time.monotonic() - start)
-            return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
+                return self._outcome(tag, "cached", time.monotonic() - start, info=before)
+            return self._outcome(
+                tag, "loaded", time.monotonic() - start, "(from the bundle)", info=before
+            )
         if self._try_bundle(tag, inputs, expected):
             return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
         if before is not None:
@@ -730,6 +861,7 @@ def build_all(
     start = time.monotonic()
     with _lock(layout.cache_dir):
         specs = image_specs(layout)
+        hasher = FileHasher(layout.cache_dir / "file-hashes.json")
         runner = _Runner(
             layout,
             [BASE_TAG, *(s.tag for s in specs)],
@@ -742,7 +874,7 @@ def build_all(
         expected: dict[str, str] = {BASE_TAG: base_inputs(layout)}
         base_id = _base_id_if_current(expected[BASE_TAG])
         if base_id is not None:
-            expected.update({s.tag: spec_inputs(s, layout, base_id) for s in specs})
+            expected.update({s.tag: spec_inputs(s, layout, base_id, hasher) for s in specs})
         runner.ensure(
             BASE_TAG, expected[BASE_TAG], lambda: build_base(layout, expected[BASE_TAG]), expected
         )
@@ -750,7 +882,7 @@ def build_all(
         assert base_info is not None
         if base_info.image_id != base_id:
             base_id = base_info.image_id
-            expected.update({s.tag: spec_inputs(s, layout, base_id) for s in specs})
+            expected.update({s.tag: spec_inputs(s, layout, base_id, hasher) for s in specs})
         for spec in specs:
             inputs = expected[spec.tag]
             siblings = [s.tag for s in specs]
@@ -770,6 +902,7 @@ def build_all(
                     f"saved   {report.bundle.name:<44} {time.monotonic() - t0:6.1f} s "
                     f"{size_mb:7.0f} MB  (docker save | zstd)"
                 )
+        hasher.save()
         for image_id in runner.replaced_ids:
             # Best effort: an old image still used by a container stays.
             subprocess.run([DOCKER, "image", "rm", image_id], capture_output=True, check=False)

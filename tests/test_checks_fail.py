@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rollback_drill import chain, tls
-from rollback_drill.checks import BY_NAME, ALL_CHECKS, run_checks
+from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
@@ -120,7 +120,8 @@ def test_integrity_fails_when_a_user_is_deleted(local_stack: LocalStack) -> None
     _assert_passes("integrity.mongodb", target)
 
 
-def _test_user_update(
+@contextmanager
+def _test_user_changed(
     stack: LocalStack, change: Callable[[dict[str, object]], dict[str, object]]
 ) -> Iterator[None]:
     with mongo.client(stack.mongodb_uri) as conn:
@@ -136,7 +137,7 @@ def _test_user_update(
 
 def test_login_fails_when_the_test_account_is_gone(local_stack: LocalStack) -> None:
     target = _target(local_stack)
-    with contextmanager(_test_user_update)(local_stack, lambda u: {"email": "moved@safepsy.test"}):
+    with _test_user_changed(local_stack, lambda u: {"email": "moved@safepsy.test"}):
         assert "401" in _assert_fails("functional.login", target)
     _assert_passes("functional.login", target)
 
@@ -146,7 +147,7 @@ def test_bad_password_check_fails_when_the_backend_accepts_it(local_stack: Local
 
     target = _target(local_stack)
     wrong = "wrong-" + "x" * 12
-    with contextmanager(_test_user_update)(
+    with _test_user_changed(
         local_stack, lambda u: {"passwordHash": hash_password(wrong, b"0123456789abcdef", 1000)}
     ):
         _assert_fails("functional.login_rejects_bad_password", target)

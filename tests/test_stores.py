@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import bson
 import pytest
+from bson.raw_bson import RawBSONDocument
 
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
@@ -44,7 +46,7 @@ def test_backup_restore_round_trip(local_stack: LocalStack, tmp_path: Path) -> N
     mongo.backup(local_stack.mongodb_uri, "safepsy", tmp_path / "archive")
     with mongo.client(local_stack.mongodb_uri) as conn:
         conn["safepsy"]["users"].delete_many({"email": {"$regex": "^user0000"}})
-        conn["safepsy"]["scratch"].insert_one({"x": 1})
+        conn["safepsy"]["scratch"].insert_one(RawBSONDocument(bson.encode({"x": 1})))
     assert _print(local_stack) != before
     restored = mongo.restore(local_stack.mongodb_uri, "safepsy", tmp_path / "archive")
     assert restored["users"] == before.collections["users"].count
@@ -80,7 +82,7 @@ def test_redis_backup_restore_and_flush(local_stack: LocalStack, tmp_path: Path)
     assert redis_store.key_count(local_stack.redis_url) == 0
     assert redis_store.restore(local_stack.redis_url, archive) >= 2
     assert conn.get("drill:probe") == b"v1"
-    assert 0 < int(conn.ttl("drill:ttl")) <= 300  # type: ignore[arg-type]
+    assert 0 < int(conn.ttl("drill:ttl")) <= 300
     conn.close()
 
 

@@ -1,0 +1,72 @@
+"""What users saw during a drill: a background prober hitting the user-facing endpoints every
+100 ms on the drill's own clock. Its samples give availability and response time over the
+whole drill (the report's chart), measured, not inferred from the procedure's steps."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from rollback_drill.target import Target
+from rollback_drill.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class Sample:
+    at_s: float
+    endpoint: str
+    ok: bool
+    latency_s: float
+    status: int | None
+
+
+class Monitor:
+    def __init__(
+        self, target: Target, timeline: Timeline, interval_s: float = 0.1, timeout_s: float = 1.0
+    ) -> None:
+        self._endpoints = {
+            "frontend": target.frontend_url + "/",
+            "backend": target.backend_url + "/health",
+            "ai-chatbot": target.chatbot_url + "/health",
+        }
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(target.ca_file)) if target.ca_file else True
+        )
+        self._timeline = timeline
+        self._interval = interval_s
+        self._timeout = timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drill-monitor", daemon=True)
+        self.samples: list[Sample] = []
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._timeout * len(self._endpoints) + 1)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self._timeout, verify=self._verify, trust_env=False) as client:
+            while not self._stop.is_set():
+                for name, url in self._endpoints.items():
+                    start = self._timeline.now()
+                    try:
+                        status: int | None = client.get(url).status_code
+                    except httpx.HTTPError:
+                        status = None
+                    end = self._timeline.now()
+                    self.samples.append(Sample(start, name, status == 200, end - start, status))
+                self._stop.wait(self._interval)
+
+    def availability(self, start_s: float = 0.0, end_s: float = float("inf")) -> float | None:
+        window = [s for s in self.samples if start_s <= s.at_s <= end_s]
+        return sum(s.ok for s in window) / len(window) if window else None
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in self.samples]
