@@ -24,7 +24,7 @@ from rollback_drill.tools import PROJECT_ROOT
 def _owned_processes(owner: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and proc._owner_of(int(entry.name)) == owner:  # noqa: SLF001
+        if entry.name.isdigit() and proc._owner_of(int(entry.name)) == owner:
             found.append(int(entry.name))
     return found
 
@@ -203,6 +203,6 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
             [*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60
         )
     assert down.returncode == 0, down.stderr
-    assert not proc._pid_alive(int(state["pid"]))  # noqa: SLF001
+    assert not proc._pid_alive(int(state["pid"]))
     time.sleep(0.2)
     assert _owned_processes(int(state["pid"])) == []

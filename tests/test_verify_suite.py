@@ -95,9 +95,9 @@ def test_verify_fails_when_a_user_document_is_deleted(
 
 def test_verify_writes_nothing_but_one_login(local_stack: LocalStack, target_file: Path) -> None:
     collections = ["users", "did_documents", "chat_messages", "meta"]
-    before = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", collections + ["sessions"])
+    before = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", [*collections, "sessions"])
     assert _verify(target_file).returncode == 0
-    after = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", collections + ["sessions"])
+    after = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", [*collections, "sessions"])
     for name in collections:
         assert after.collections[name] == before.collections[name], name
     assert after.collections["sessions"].count - before.collections["sessions"].count == 1
