@@ -1,0 +1,396 @@
+"""What every backend shares: host ports, configuration rendering (service .env files and the
+nginx config), the order a stack comes up in, seeding, and how checks reach it. A backend
+supplies only how a service runs (a process or a container) and the addresses services use
+to reach each other, so a drill behaves the same on both and neither repeats the other.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+import subprocess
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from rollback_drill import chain, proc, tls
+from rollback_drill.secrets import Secret
+from rollback_drill.spec import LoadedStack, ServiceSpec
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
+from rollback_drill.stores import mongo
+from rollback_drill.stores import redis as redis_store
+from rollback_drill.target import Target
+
+START_TIMEOUT_S = 30.0
+
+
+def http_status(url: str, timeout: float = 1.0) -> int:
+    return httpx.get(url, timeout=timeout).status_code
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise StackError(f"{path}:{number}: expected KEY=value, got {line!r}")
+        key, value = line.split("=", 1)
+        env[key.strip()] = value.strip()
+    return env
+
+
+def write_env_file(path: Path, env: dict[str, str], header: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {header}"] + [f"{k}={v}" for k, v in sorted(env.items())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _preload_web3() -> None:
+    import web3  # noqa: F401 - warms the import cache while servers start
+
+
+class StackBase(ABC):
+    """The backend-independent half of a Stack; see the module docstring."""
+
+    backend_name = "base"
+
+    def __init__(
+        self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
+    ) -> None:
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self._owns_workdir = workdir is None
+        self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}")
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self.seed_users = seed_users or self.spec.seed.users
+        self._releases: dict[str, str] = {}
+        self._ports = {
+            name: proc.free_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
+        }
+        self._tls_ports = {
+            name: proc.free_port() for name, svc in self.spec.services.items() if svc.tls_port
+        }
+        self.registry_address: str | None = None
+        self.operator_address: str | None = None
+        self.test_did: str | None = None
+        self._password = self._test_password()
+        self.certs: tls.CertSet | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- what a backend provides ----------------------------------------------------------------
+    @abstractmethod
+    def _start_group(self, services: list[str], healthy: bool = True) -> None:
+        """Start these services (not running now) together; wait until each is ready."""
+
+    @abstractmethod
+    def _teardown(self) -> None:
+        """Remove every process or container of this stack."""
+
+    @abstractmethod
+    def _peer_addresses(self) -> dict[str, str]:
+        """How services reach each other: MONGODB_URI, REDIS_URL, CHAIN_RPC_URL, HOST, and
+        `<service>` -> host:port for every app service."""
+
+    @abstractmethod
+    def _nginx_values(self, service: str, release: str) -> dict[str, str]:
+        """Template values for the nginx config as this backend runs nginx."""
+
+    @abstractmethod
+    def is_running(self, service: str) -> bool: ...
+
+    @abstractmethod
+    def stop(self, service: str) -> None: ...
+
+    @abstractmethod
+    def kill(self, service: str) -> None: ...
+
+    @abstractmethod
+    def pause(self, service: str) -> None: ...
+
+    @abstractmethod
+    def unpause(self, service: str) -> None: ...
+
+    @abstractmethod
+    def logs(self, service: str) -> str: ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, ResourceUsage]: ...
+
+    @abstractmethod
+    def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]: ...
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def workdir(self) -> Path:
+        return self._workdir
+
+    @property
+    def config_dir(self) -> Path:
+        return self._workdir / "config"
+
+    def _log(self, service: str) -> Path:
+        return self._workdir / "logs" / f"{service}.log"
+
+    def app_services(self) -> list[str]:
+        apps = [n for n, s in self.spec.services.items() if s.kind == "app"]
+        fronts = [n for n, s in self.spec.services.items() if s.kind == "nginx"]
+        return apps + fronts
+
+    def all_services(self) -> list[str]:
+        return [*DATA_SERVICES, *self.app_services()]
+
+    def _service(self, name: str) -> ServiceSpec:
+        try:
+            return self.spec.services[name]
+        except KeyError:
+            raise StackError(
+                f"unknown service {name!r}; expected one of {self.all_services()}"
+            ) from None
+
+    def _front(self) -> str:
+        return next(n for n, s in self.spec.services.items() if s.kind == "nginx")
+
+    def _test_password(self) -> Secret:
+        value = os.environ.get(self.spec.test_account.password_env)
+        if not value:
+            value = secrets.token_urlsafe(18)
+            self.password_file.parent.mkdir(parents=True, exist_ok=True)
+            self.password_file.write_text(value)
+            self.password_file.chmod(0o600)
+        return Secret(value)
+
+    @property
+    def password_file(self) -> Path:
+        return self._workdir / "secrets" / "test-password"
+
+    # -- how the host reaches the stack (always 127.0.0.1) --------------------------------------
+    @property
+    def mongodb_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self._ports['mongodb']}/?directConnection=true"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self._ports['redis']}/0"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self._ports['chain']}"
+
+    def url(self, service: str, tls_port: bool = False) -> str:
+        if tls_port:
+            return f"https://localhost:{self._tls_ports[service]}"
+        return f"http://127.0.0.1:{self._ports[service]}"
+
+    def port(self, service: str) -> int:
+        return self._ports[service]
+
+    def target(self) -> Target:
+        front = self._front()
+        return Target(
+            name=f"{self.spec.name} ({self.backend_name})",
+            backend_url=self.url("backend"),
+            chatbot_url=self.url("ai-chatbot"),
+            frontend_url=self.url(front),
+            frontend_tls_url=self.url(front, tls_port=True) if front in self._tls_ports else None,
+            mongodb_uri=Secret(self.mongodb_uri),
+            mongodb_database=self.spec.stores.mongodb.database,
+            redis_url=Secret(self.redis_url),
+            rpc_url=self.rpc_url,
+            registry_address=self.registry_address,
+            chain_id=self.spec.chain.chain_id,
+            test_email=self.spec.test_account.email,
+            test_password=self._password,
+            contract_artifact=self.loaded.resolve(self.spec.chain.contract_artifact),
+            test_did=self.test_did,
+            ca_file=self.certs.ca_file if self.certs else None,
+            server_name=self._service(front).server_name,
+            integrity_collections=tuple(self.spec.stores.mongodb.integrity_collections),
+            thresholds=self.spec.thresholds,
+            read_only=False,
+        )
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def up(self, release: str) -> None:
+        """Stores and chain, then the contract, then seed data and apps together, then nginx."""
+        self.loaded.release(release)  # fail early on an unknown release
+        started = time.monotonic()
+        web3_import = threading.Thread(target=_preload_web3, daemon=True)
+        web3_import.start()
+        self.certs = tls.issue(
+            self.config_dir / "nginx" / "ssl", self._service(self._front()).server_name
+        )
+        try:
+            self._start_group([*DATA_SERVICES, "chain"])
+            self.timings["stores_and_chain_ready_s"] = time.monotonic() - started
+            web3_import.join()
+            deployment = chain.deploy_registry(
+                self.rpc_url,
+                self.loaded.resolve(self.spec.chain.contract_artifact),
+                self.loaded.release(release).contract_version,
+            )
+            self.registry_address = deployment.address
+            self.operator_address = deployment.operator
+            for name in self.app_services():
+                self.set_release(name, release)
+            self.timings["contract_deployed_s"] = time.monotonic() - started
+            seeding = self._start_seed()
+            try:
+                apps = [n for n in self.app_services() if self._service(n).kind == "app"]
+                self._start_group(apps, healthy=False)  # boots while the seed runs
+                self._finish_seed(seeding)
+            finally:
+                if seeding.poll() is None:
+                    seeding.kill()
+            self.test_did = self._lookup_test_did()
+            self.timings["seeded_s"] = time.monotonic() - started
+            for name in apps:
+                self._wait_healthy(name)
+            self._start_group([self._front()])
+            self.timings["ready_s"] = time.monotonic() - started
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        self._teardown()
+        if self._owns_workdir:
+            proc.remove_temp_dir(self._workdir)
+
+    def __enter__(self) -> StackBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def start(self, service: str, wait_healthy: bool = True) -> None:
+        if not self.is_running(service):
+            self._start_group([service], healthy=wait_healthy)
+
+    def restart(self, service: str) -> None:
+        self.stop(service)
+        self.start(service)
+
+    # -- releases and configuration -------------------------------------------------------------
+    def release_of(self, service: str) -> str:
+        return self._releases[service]
+
+    def set_release(self, service: str, release: str) -> None:
+        svc = self._service(service)
+        rel = self.loaded.release(release)
+        self._releases[service] = release
+        if svc.kind == "nginx":
+            self._render_nginx(service, release)
+            return
+        peers = self._peer_addresses()
+        env = {
+            "RELEASE": release,
+            "HOST": peers["HOST"],
+            "PORT": peers[service].rsplit(":", 1)[1],
+            "MONGODB_URI": peers["MONGODB_URI"],
+            "MONGODB_DATABASE": self.spec.stores.mongodb.database,
+            "REDIS_URL": peers["REDIS_URL"],
+            "CHAIN_RPC_URL": peers["CHAIN_RPC_URL"],
+            "DID_REGISTRY_ADDRESS": self.registry_address or "",
+            "DID_OPERATOR_ADDRESS": self.operator_address or "",
+        }
+        if service in rel.services:
+            env.update(rel.services[service].env)
+        write_env_file(self.config_dir / f"{service}.env", env, f"{service} {release}")
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return read_env_file(self.config_dir / f"{service}.env")
+
+    def _render_nginx(self, service: str, release: str) -> None:
+        svc = self._service(service)
+        assert svc.config_template
+        template = self.loaded.resolve(svc.config_template).read_text()
+        values = self._nginx_values(service, release)
+        conf = self.config_dir / "nginx" / "nginx.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f"# {service} {release}\n" + string.Template(template).substitute(values))
+
+    def render_static(self, service: str, release: str, dest: Path) -> Path:
+        """The frontend build for a release: its page with the release substituted."""
+        svc = self._service(service)
+        assert svc.static_root
+        dest.mkdir(parents=True, exist_ok=True)
+        page = (self.loaded.resolve(svc.static_root) / "index.html").read_text()
+        (dest / "index.html").write_text(string.Template(page).safe_substitute(release=release))
+        return dest
+
+    def deploy(self, service: str, release: str) -> None:
+        self.set_release(service, release)
+        if self.is_running(service):
+            self.stop(service)
+        self.start(service, wait_healthy=False)
+
+    # -- readiness, as the host sees it ---------------------------------------------------------
+    def probe(self, name: str, healthy: bool = True) -> Callable[[], bool]:
+        if name == "mongodb":
+            return lambda: mongo.ping(self.mongodb_uri, timeout_s=0.5) >= 0
+        if name == "redis":
+            return lambda: redis_store.ping(self.redis_url, timeout_s=0.5) >= 0
+        if name == "chain":
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+            return lambda: httpx.post(self.rpc_url, json=body, timeout=0.5).status_code == 200
+        svc = self._service(name)
+        if svc.kind == "nginx":
+            url = self.url(name) + "/nginx-health"
+            return lambda: http_status(url) == 200
+        url = self.url(name) + svc.health_path
+        if healthy:
+            return lambda: http_status(url) == 200
+        return lambda: http_status(url) > 0
+
+    def _wait_healthy(self, name: str) -> None:
+        try:
+            self.timings[f"{name}_healthy_s"] = proc.wait_until(
+                self.probe(name), START_TIMEOUT_S, what=f"{name} healthy"
+            )
+        except TimeoutError as exc:
+            raise StackError(f"{exc}; log tail:\n{self.logs(name)[-2000:]}") from None
+
+    # -- seed data ------------------------------------------------------------------------------
+    def _start_seed(self) -> subprocess.Popen[bytes]:
+        seed = self.spec.seed
+        argv = [sys.executable if a == "python" else a for a in seed.command] + [
+            "--mongodb-uri", self.mongodb_uri,
+            "--database", self.spec.stores.mongodb.database,
+            "--users", str(self.seed_users),
+            "--seed", str(seed.seed),
+            "--rpc-url", self.rpc_url,
+            "--registry", self.registry_address or "",
+            "--operator", self.operator_address or "",
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env[self.spec.test_account.password_env] = self._password.reveal()
+        env[proc.OWNER_VAR] = str(os.getpid())
+        if seed.pythonpath:
+            env["PYTHONPATH"] = str(self.loaded.resolve(seed.pythonpath))
+        log = self._log("seed")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def _finish_seed(self, seeding: subprocess.Popen[bytes]) -> None:
+        try:
+            code = seeding.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            raise StackError("seed did not finish within 600 s") from None
+        if code != 0:
+            tail = self._log("seed").read_text()[-2000:]
+            raise StackError(f"seed exited with code {code}:\n{tail}")
+
+    def _lookup_test_did(self) -> str | None:
+        with mongo.client(self.mongodb_uri) as conn:
+            users = conn[self.spec.stores.mongodb.database]["users"]
+            doc = users.find_one({"email": self.spec.test_account.email})
+        return str(doc["did"]) if doc is not None and "did" in doc else None
