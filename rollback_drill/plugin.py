@@ -15,6 +15,7 @@ from rollback_drill import proc
 from rollback_drill.drill import DrillOutcome
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
+from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
 from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
 
@@ -43,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--stack-backend",
         default="auto",
-        choices=["auto", "local", "docker"],
+        choices=list(CHOICES),
         help="where drills run the stack: local processes, docker containers, or auto",
     )
     group.addoption(
@@ -119,21 +120,27 @@ def release_pair(pytestconfig: pytest.Config, stack_file: LoadedStack) -> tuple[
     return bad, good
 
 
-def _make_stack(config: pytest.Config, loaded: LoadedStack) -> Stack:
-    choice = config.getoption("--stack-backend")
-    if choice == "docker":
-        raise pytest.UsageError("--stack-backend docker is not available yet; use local")
-    from rollback_drill.stack.local import LocalStack
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A drill runs once per backend the --stack-backend choice means on this machine."""
+    if "drill_stack" in metafunc.fixturenames:
+        backends = backends_for(metafunc.config.getoption("--stack-backend"))
+        metafunc.parametrize("stack_backend", backends, indirect=True)
 
-    return LocalStack(loaded, seed_users=config.getoption("--seed-users"))
+
+@pytest.fixture
+def stack_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "local"))
 
 
 @pytest.fixture
 def drill_stack(
-    pytestconfig: pytest.Config, stack_file: LoadedStack, release_pair: tuple[str, str]
+    pytestconfig: pytest.Config,
+    stack_file: LoadedStack,
+    release_pair: tuple[str, str],
+    stack_backend: str,
 ) -> Iterator[Stack]:
     """A fresh stack at the good release, torn down whatever happens to the test."""
-    stack = _make_stack(pytestconfig, stack_file)
+    stack = make_stack(stack_backend, stack_file, seed_users=pytestconfig.getoption("--seed-users"))
     try:
         stack.up(release_pair[1])
         yield stack
@@ -195,3 +202,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Sweep what an earlier, killed run left behind before starting anything new."""
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
+        if docker_available():
+            from rollback_drill.stack.docker import sweep_containers
+
+            sweep_containers()

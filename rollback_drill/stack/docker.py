@@ -1,0 +1,393 @@
+"""The docker backend: one container per service on a network private to the stack, built
+with testcontainers, as the runbook's docker-compose deployment runs it.
+
+No registry can be reached here, so Ryuk (the reaper) cannot be pulled: every container and
+network carries labels with the run id and the owning harness pid, is removed on teardown,
+and a later run sweeps whatever a killed run left behind. Published ports are bound to
+127.0.0.1 on host ports allocated once per stack, so they survive stop/start like the local
+backend's. A release is an image tag: deploying a release replaces the container with one
+of that tag; stopping and starting keeps the container (and a store's data) as compose does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+for _name, _value in {
+    "TESTCONTAINERS_RYUK_DISABLED": "true",  # the reaper image cannot be pulled
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",  # else it returns 172.17.0.1 as host
+    "TC_POOLING_INTERVAL": "0.1",  # the default 1 s poll adds a second to every start
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import docker  # noqa: E402 - after the environment testcontainers reads at import
+from docker.errors import APIError, NotFound  # noqa: E402
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
+
+from rollback_drill import proc  # noqa: E402
+from rollback_drill.spec import LoadedStack  # noqa: E402
+from rollback_drill.stack.base import ResourceUsage, StackError  # noqa: E402
+from rollback_drill.stack.common import START_TIMEOUT_S, StackBase  # noqa: E402
+
+LABEL_RUN = "rollback-drill.run"
+LABEL_OWNER = "rollback-drill.owner-pid"
+LABEL_SERVICE = "rollback-drill.service"
+INTERNAL_PORTS = {"mongodb": 27017, "redis": 6379, "chain": 8545}
+DEFAULT_IMAGES = {
+    "mongodb": "rollback-drill/mongodb:secantus-0.7",
+    "redis": "rollback-drill/redis:7.0",
+    "chain": "rollback-drill/anvil:1.7.1",
+}
+NGINX_CONF_IN_CONTAINER = "/etc/nginx/nginx.conf"
+NGINX_CERTS_IN_CONTAINER = "/etc/nginx/certs"
+
+
+class ProbeWaitStrategy(WaitStrategy):
+    """Ready when the harness's own probe (the one the local backend uses) says so, as the
+    host sees the service through its published port; fails at once if the container exits,
+    with its logs, instead of waiting out the timeout."""
+
+    def __init__(self, service: str, probe: Callable[[], bool]) -> None:
+        super().__init__()
+        self._service = service
+        self._probe = probe
+        self.with_startup_timeout(int(START_TIMEOUT_S)).with_poll_interval(0.05)
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        wrapped = container.get_wrapped_container()
+
+        def ready() -> bool:
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                logs = wrapped.logs().decode(errors="replace")[-2000:]
+                raise StackError(f"{self._service}: container exited; logs:\n{logs}")
+            try:
+                return self._probe()
+            except Exception:
+                return False
+
+        try:
+            done = self._poll(ready)
+        except RuntimeError as exc:
+            raise (exc.__cause__ or exc) from None
+        if not done:
+            logs = wrapped.logs().decode(errors="replace")[-2000:]
+            raise StackError(
+                f"{self._service}: not ready within {START_TIMEOUT_S:.0f} s; logs:\n{logs}"
+            )
+
+
+def docker_available() -> bool:
+    """True when a Docker daemon answers within two seconds."""
+    try:
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def sweep_containers(all_runs: bool = False) -> list[str]:
+    """Remove containers and networks of runs whose harness is gone (or of every run)."""
+    removed: list[str] = []
+    client = docker.from_env(timeout=10)
+    try:
+        owners: dict[str, bool] = {}
+
+        def orphaned(labels: dict[str, str]) -> bool:
+            owner = labels.get(LABEL_OWNER, "")
+            if all_runs:
+                return True
+            if owner not in owners:
+                owners[owner] = not (owner.isdigit() and proc._pid_alive(int(owner)))
+            return owners[owner]
+
+        for container in client.containers.list(all=True, filters={"label": LABEL_RUN}):
+            if orphaned(container.labels):
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True, v=True)
+                    removed.append(container.name)
+        for network in client.networks.list(filters={"label": LABEL_RUN}):
+            if orphaned(network.attrs.get("Labels") or {}):
+                with contextlib.suppress(NotFound, APIError):
+                    network.remove()
+                    removed.append(network.name)
+    finally:
+        client.close()
+    return removed
+
+
+class DockerStack(StackBase):
+    """A stack of containers; see the module docstring."""
+
+    backend_name = "docker"
+
+    def __init__(
+        self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
+    ) -> None:
+        sweep_containers()
+        super().__init__(loaded, workdir, seed_users)
+        self.run_id = os.urandom(5).hex()
+        self._labels = {LABEL_RUN: self.run_id, LABEL_OWNER: str(os.getpid())}
+        self._client = docker.from_env(timeout=30)
+        self._ensure_images()
+        self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
+        self._containers: dict[str, DockerContainer] = {}
+        self._fingerprints: dict[str, str] = {}
+
+    # -- images ---------------------------------------------------------------------------------
+    def image_of(self, service: str) -> str:
+        if service in DEFAULT_IMAGES:
+            named = {
+                "mongodb": self.spec.stores.mongodb.image,
+                "redis": self.spec.stores.redis.image,
+                "chain": self.spec.chain.image,
+            }[service]
+            return named or DEFAULT_IMAGES[service]
+        release = self._releases[service]
+        images = self._service(service).images
+        if release in images:
+            return images[release]
+        return f"rollback-drill/safepsy-{service}:{release}"
+
+    def _ensure_images(self) -> None:
+        """The reference images are built (or loaded from the cache) on demand; any other
+        image must already be there, since nothing can be pulled."""
+        wanted = {DEFAULT_IMAGES[s] for s in DEFAULT_IMAGES}
+        for name, svc in self.spec.services.items():
+            for release in self.loaded.releases:
+                wanted.add(svc.images.get(release, f"rollback-drill/safepsy-{name}:{release}"))
+        for named in (
+            self.spec.stores.mongodb.image,
+            self.spec.stores.redis.image,
+            self.spec.chain.image,
+        ):
+            if named:
+                wanted.add(named)
+        missing = sorted(ref for ref in wanted if not self._has_image(ref))
+        if not missing:
+            return
+        if all(ref.startswith("rollback-drill/") for ref in missing):
+            from rollback_drill import images
+
+            images.build_all()
+            missing = sorted(ref for ref in missing if not self._has_image(ref))
+        if missing:
+            raise StackError(
+                f"{self.loaded.path}: image(s) not present locally and no registry to pull "
+                f"from: {missing}; build or `docker load` them first"
+            )
+
+    def _has_image(self, ref: str) -> bool:
+        try:
+            self._client.images.get(ref)
+            return True
+        except NotFound:
+            return False
+
+    # -- addresses and config -------------------------------------------------------------------
+    def _peer_addresses(self) -> dict[str, str]:
+        peers = {
+            "HOST": "0.0.0.0",
+            "MONGODB_URI": "mongodb://mongodb:27017/?directConnection=true",
+            "REDIS_URL": "redis://redis:6379/0",
+            "CHAIN_RPC_URL": "http://chain:8545",
+        }
+        for name, svc in self.spec.services.items():
+            peers[name] = f"{name}:{svc.port}"
+        return peers
+
+    def _nginx_values(self, service: str, release: str) -> dict[str, str]:
+        svc = self._service(service)
+        peers = self._peer_addresses()
+        return {
+            "user_directive": "",
+            "prefix": "/tmp/nginx",
+            "listen_host": "0.0.0.0",
+            "http_port": str(svc.port),
+            "https_port": str(svc.tls_port or 443),
+            "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
+            "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
+            "static_root": "/usr/share/nginx/html",
+            "backend_upstream": peers[svc.upstreams["backend"]],
+            "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+        }
+
+    # -- containers -----------------------------------------------------------------------------
+    def _published(self, service: str) -> dict[int, int]:
+        """container port -> host port (bound on 127.0.0.1)."""
+        if service in INTERNAL_PORTS:
+            return {INTERNAL_PORTS[service]: self._ports[service]}
+        svc = self._service(service)
+        ports = {svc.port: self._ports[service]}
+        if svc.tls_port:
+            ports[svc.tls_port] = self._tls_ports[service]
+        return ports
+
+    def _definition(self, service: str) -> tuple[DockerContainer, str]:
+        """The container a service should run as now, and a fingerprint of that definition."""
+        image = self.image_of(service)
+        container = DockerContainer(image).with_name(f"rd-{self.run_id}-{service}")
+        container.with_network(self._network).with_network_aliases(service)
+        container.with_kwargs(labels={**self._labels, LABEL_SERVICE: service})
+        for inside, host in self._published(service).items():
+            container.ports[f"{inside}/tcp"] = ("127.0.0.1", host)  # type: ignore[assignment]
+        parts: list[str] = [image]
+        if service in self.spec.services and self._service(service).kind == "app":
+            env = self.service_env(service)
+            container.with_envs(**env)
+            parts.append(json.dumps(env, sort_keys=True))
+        elif service in self.spec.services:
+            conf = self.config_dir / "nginx" / "nginx.conf"
+            certs = self.config_dir / "nginx" / "ssl"
+            container.with_volume_mapping(str(conf), NGINX_CONF_IN_CONTAINER, "ro")
+            container.with_volume_mapping(str(certs), NGINX_CERTS_IN_CONTAINER, "ro")
+            container.with_tmpfs_mount("/tmp/nginx")  # the template's prefix: pid, logs, temp
+            for path in [conf, *sorted(certs.iterdir())]:
+                parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        elif service == "chain":
+            container.with_command(
+                ["anvil", "--host", "0.0.0.0", "--port", "8545", "--chain-id",
+                 str(self.spec.chain.chain_id), "--prune-history", "--silent"]
+            )  # fmt: skip
+        return container, hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _wrapped(self, service: str) -> Any:
+        container = self._containers.get(service)
+        if container is None:
+            raise StackError(f"{service} has no container")
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        return wrapped
+
+    def _launch(self, service: str, healthy: bool) -> float:
+        """Start the existing container if its definition is unchanged, else replace it;
+        return the seconds until its wait strategy said ready."""
+        container, fingerprint = self._definition(service)
+        wait = ProbeWaitStrategy(service, self.probe(service, healthy))
+        start = time.monotonic()
+        existing = self._containers.get(service)
+        if existing is not None and self._fingerprints.get(service) == fingerprint:
+            existing.get_wrapped_container().start()
+            wait.wait_until_ready(existing)
+            return time.monotonic() - start
+        if existing is not None:
+            self._remove(existing)
+        self._containers[service] = container  # registered before start: teardown finds it
+        self._fingerprints[service] = fingerprint
+        container.waiting_for(wait).start()
+        return time.monotonic() - start
+
+    def _start_group(self, services: list[str], healthy: bool = True) -> None:
+        errors: list[str] = []
+        with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
+            futures = {name: pool.submit(self._launch, name, healthy) for name in services}
+            for name, future in futures.items():
+                try:
+                    self.timings[f"{name}_ready_s"] = future.result()
+                except Exception as exc:
+                    errors.append(str(exc) if isinstance(exc, StackError) else f"{name}: {exc}")
+        if errors:
+            raise StackError("\n".join(errors))
+
+    @staticmethod
+    def _remove(container: DockerContainer) -> None:
+        wrapped = getattr(container, "_container", None)
+        if wrapped is not None:
+            with contextlib.suppress(NotFound, APIError):
+                wrapped.remove(force=True, v=True)
+
+    def _teardown(self) -> None:
+        for container in self._containers.values():
+            self._remove(container)
+        self._containers.clear()
+        with contextlib.suppress(NotFound, APIError, AssertionError):
+            self._network.remove()
+        self._client.close()
+
+    def stop(self, service: str) -> None:
+        if self.is_running(service):
+            wrapped = self._wrapped(service)
+            if wrapped.status == "paused":
+                wrapped.unpause()
+            wrapped.stop(timeout=5)
+
+    def kill(self, service: str) -> None:
+        if self.is_running(service):
+            self._wrapped(service).kill()
+
+    def pause(self, service: str) -> None:
+        self._wrapped(service).pause()
+
+    def unpause(self, service: str) -> None:
+        self._wrapped(service).unpause()
+
+    def is_running(self, service: str) -> bool:
+        if service not in self._containers:
+            return False
+        try:
+            return self._wrapped(service).status in ("running", "paused", "restarting")
+        except NotFound:
+            return False
+
+    def logs(self, service: str) -> str:
+        if service not in self._containers:
+            return ""
+        try:
+            text: str = self._wrapped(service).logs(timestamps=False).decode(errors="replace")
+        except NotFound:
+            return ""
+        nginx = service in self.spec.services and self._service(service).kind == "nginx"
+        if nginx and self.is_running(service):
+            code, access = self.exec(
+                service, ["cat", "/tmp/nginx/access.log", "/tmp/nginx/error.log"]
+            )
+            if code == 0:
+                text += "\n--- access.log / error.log\n" + access
+        return text
+
+    def stats(self) -> dict[str, ResourceUsage]:
+        """What `docker stats --no-stream` shows: one sample per container, in parallel."""
+
+        def sample(service: str) -> tuple[str, ResourceUsage]:
+            raw = self._wrapped(service).stats(stream=False)
+            cpu = raw["cpu_stats"]
+            pre = raw["precpu_stats"]
+            cpu_delta = cpu["cpu_usage"]["total_usage"] - pre.get("cpu_usage", {}).get(
+                "total_usage", 0
+            )
+            sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+            cpus = cpu.get("online_cpus") or 1
+            percent = cpu_delta / sys_delta * cpus * 100 if sys_delta > 0 else 0.0
+            memory = raw["memory_stats"]
+            return service, ResourceUsage(
+                round(percent, 1), int(memory.get("usage", 0)), int(memory.get("limit", 0))
+            )
+
+        running = [s for s in [*self.all_services(), "chain"] if self.is_running(s)]
+        with ThreadPoolExecutor(max_workers=max(len(running), 1)) as pool:
+            return dict(pool.map(sample, running))
+
+    def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
+        """`docker exec`: the tool runs inside the service's container with its defaults."""
+        if argv[:1] == ["mongosh"]:
+            argv = ["mongosh", "--quiet", "--norc", *argv[1:]]
+        bounded = ["timeout", f"{timeout_s:g}", *argv]  # exec_run itself has no timeout
+        result = self._wrapped(service).exec_run(bounded, demux=False)
+        output = result.output.decode(errors="replace") if result.output else ""
+        return int(result.exit_code), output
+
+    def container_names(self) -> dict[str, str]:
+        return {s: c.get_wrapped_container().name for s, c in self._containers.items()}
