@@ -1,5 +1,5 @@
 """`rollback-drill`: run drills, verify a live target, bring the reference stack up and down,
-take an integrity baseline, check the machine.
+take an integrity baseline, check the machine; report, history and certify the drills.
 
 `up` detaches a small supervisor process that owns the stack (so the stack outlives the
 command, but not the supervisor) and returns once the stack is healthy and its target file
@@ -21,11 +21,12 @@ from pathlib import Path
 
 from rollback_drill import proc
 from rollback_drill.spec import SpecError, load_stack
+from rollback_drill.stack.select import CHOICES as BACKENDS
 from rollback_drill.tools import PROJECT_ROOT, ToolMissing, find_tool
 
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 DEFAULT_UP_DIR = Path(".rollback-drill")
-DEFAULT_RESULTS = PROJECT_ROOT / "reports" / "allure-results"
+DEFAULT_REPORTS = PROJECT_ROOT / "reports"
 
 
 def _pytest(args: list[str]) -> int:
@@ -35,20 +36,88 @@ def _pytest(args: list[str]) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from rollback_drill import report
+
+    reports: Path = ns.reports_dir
+    results: Path = ns.alluredir or reports / "allure-results"
+    report.clean_results(results)  # the report must show this run only; history keeps the past
     args = [
         str(PROJECT_ROOT / "drills"),
         "--alluredir",
-        str(ns.alluredir),
+        str(results),
         "-p",
         "no:cacheprovider",
         "--stack-file",
         str(ns.stack),
         "--stack-backend",
         ns.backend,
+        "--drill-artifacts",
+        str(reports / "artifacts"),
+        "--drill-records",
+        str(reports / "records"),
+        "--drill-invocation",
+        "run",
     ]
     if ns.seed_users:
         args += ["--seed-users", str(ns.seed_users)]
-    return _pytest(args + ns.pytest_args)
+    code = _pytest(args + ns.pytest_args)
+    if ns.no_html:
+        return code
+    sys.stdout.flush()
+    generated = _generate(results, reports)
+    return code if generated == 0 else (code or generated)
+
+
+def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
+    from rollback_drill import report
+
+    history = reports / "history" / "history.jsonl"
+    try:
+        made = report.generate_html(results, output or reports / "html", history=history)
+    except (report.ReportError, ToolMissing) as exc:
+        print(f"rollback-drill: HTML report not generated: {exc}", file=sys.stderr)
+        return 1
+    runs = len(history.read_text().splitlines()) if history.exists() else 0
+    note = "appended to" if made.appended else "already in (not appended again)"
+    print(
+        f"HTML report: {made.index} ({made.seconds:.1f} s); this run {note} the history "
+        f"({runs} run(s) in {history})"
+    )
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    reports: Path = ns.reports_dir
+    return _generate(ns.results or reports / "allure-results", reports, ns.output)
+
+
+def cmd_history(ns: argparse.Namespace) -> int:
+    from rollback_drill import history
+
+    print(history.render(ns.records or ns.reports_dir / "records", limit=ns.limit, drill=ns.drill))
+    return 0
+
+
+def cmd_certify(ns: argparse.Namespace) -> int:
+    from rollback_drill import certify
+
+    issued = certify.run(
+        bad=ns.from_release,
+        good=ns.to_release,
+        stack=ns.stack,
+        backend=ns.backend,
+        reports=ns.reports_dir,
+        seed_users=ns.seed_users,
+        pytest_args=ns.pytest_args,
+    )
+    state = "CERTIFIED" if issued.verdict.certified else "NOT CERTIFIED"
+    print(f"\nrollback {ns.from_release} -> {ns.to_release}: {state}")
+    for reason in issued.verdict.reasons:
+        print(f"  - {reason}")
+    print(f"certificate: {issued.markdown}\n             {issued.html}")
+    if issued.record is not None:
+        print(f"drill record: {issued.record} (sha256 {issued.record_sha256})")
+    return 0 if issued.verdict.certified else 1
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
@@ -225,13 +294,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the drills and write Allure results")
+    run = sub.add_parser(
+        "run", help="run the drills; write Allure results, the drill record and the HTML report"
+    )
     run.add_argument("--stack", type=Path, default=DEFAULT_STACK)
-    run.add_argument("--backend", choices=["auto", "local", "docker"], default="auto")
-    run.add_argument("--alluredir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--backend", choices=list(BACKENDS), default="auto")
+    run.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=DEFAULT_REPORTS,
+        help="root of allure-results/, html/, history/, records/, artifacts/ (default reports/)",
+    )
+    run.add_argument("--alluredir", type=Path, help="default: REPORTS_DIR/allure-results")
+    run.add_argument("--no-html", action="store_true", help="skip the HTML report")
     run.add_argument("--seed-users", type=int)
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="regenerate the HTML report from existing results")
+    rep.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
+    rep.add_argument("--results", type=Path, help="default: REPORTS_DIR/allure-results")
+    rep.add_argument("-o", "--output", type=Path, help="default: REPORTS_DIR/html")
+    rep.set_defaults(func=cmd_report)
+
+    hist = sub.add_parser("history", help="the drills' trend across runs, from the drill records")
+    hist.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
+    hist.add_argument("--records", type=Path, help="default: REPORTS_DIR/records")
+    hist.add_argument("--limit", type=int, help="only the last N drills")
+    hist.add_argument("--drill", help="only this procedure (e.g. emergency)")
+    hist.set_defaults(func=cmd_history)
+
+    cert = sub.add_parser(
+        "certify",
+        help="run the drills for one rollback and issue a certificate (exit 1: not certified)",
+    )
+    cert.add_argument("--from", dest="from_release", required=True, help="release rolled back")
+    cert.add_argument("--to", dest="to_release", required=True, help="release rolled back to")
+    cert.add_argument("--stack", type=Path, default=DEFAULT_STACK)
+    cert.add_argument("--backend", choices=list(BACKENDS), default="auto")
+    cert.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
+    cert.add_argument("--seed-users", type=int)
+    cert.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    cert.set_defaults(func=cmd_certify)
 
     verify = sub.add_parser("verify", help="verify a live environment read-only")
     verify.add_argument("--target", type=Path, required=True)

@@ -164,6 +164,7 @@ def run_drill(
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
     _write_record(outcome)
+    report.finish_drill(outcome, stack.loaded)
     return outcome
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from rollback_drill import proc
+from rollback_drill import proc, record
 from rollback_drill.drill import DrillOutcome
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
@@ -34,6 +34,10 @@ MARKERS = {
 }
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 outcomes_key = pytest.StashKey[list[DrillOutcome]]()
+entries_key = pytest.StashKey[list[record.DrillEntry]]()
+test_outcomes_key = pytest.StashKey[dict[str, str]]()
+started_key = pytest.StashKey[float]()
+written_key = pytest.StashKey[record.WrittenRecord]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,12 +68,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=str(PROJECT_ROOT / "reports" / "artifacts"),
         help="where drills keep preserved logs, backups and records",
     )
+    group.addoption(
+        "--drill-records",
+        default=str(record.DEFAULT_RECORDS),
+        help="where the run's drill record (JSON, schema rollback-drill/record/1) is written",
+    )
+    group.addoption(
+        "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"
+    )
+    group.addoption(
+        "--drill-invocation",
+        default="pytest",
+        help="what started the run, for the record (the CLI sets run or certify)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[outcomes_key] = []
+    config.stash[entries_key] = []
+    config.stash[test_outcomes_key] = {}
+    config.stash[started_key] = time.time()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -160,11 +180,49 @@ def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest)
 
 
 @pytest.fixture
-def record_drill(pytestconfig: pytest.Config) -> Iterator[list[DrillOutcome]]:
-    """Drills append their outcome here; the terminal summary prints them."""
+def record_drill(
+    pytestconfig: pytest.Config, stack_file: LoadedStack, request: pytest.FixtureRequest
+) -> Iterator[list[DrillOutcome]]:
+    """Drills append their outcome here; the terminal summary prints them and the drill record
+    written at session end holds them."""
     collected: list[DrillOutcome] = []
     yield collected
     pytestconfig.stash[outcomes_key].extend(collected)
+    pytestconfig.stash[entries_key].extend(
+        record.DrillEntry(o, stack_file, request.node.nodeid) for o in collected
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember pytest's verdict per test for the record: a failure in any phase wins."""
+    report = yield
+    outcomes = item.config.stash.get(test_outcomes_key, {})
+    relevant = report.failed or report.when == "call" or report.outcome == "skipped"
+    if relevant and outcomes.get(report.nodeid) != "failed":
+        outcomes[report.nodeid] = report.outcome
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the run's drill record (only when drills ran)."""
+    config = session.config
+    entries = config.stash.get(entries_key, [])
+    if not entries:
+        return
+    data = record.build(
+        entries,
+        run_id=config.getoption("--drill-run-id") or record.new_run_id(),
+        started=config.stash.get(started_key, time.time()),
+        finished=time.time(),
+        invocation=config.getoption("--drill-invocation"),
+        args=[str(a) for a in config.invocation_params.args],
+        exit_status=int(exitstatus),
+        test_outcomes=config.stash.get(test_outcomes_key, {}),
+    )
+    config.stash[written_key] = record.write(data, Path(config.getoption("--drill-records")))
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +254,9 @@ def pytest_terminal_summary(
         )
         if o.failure:
             terminalreporter.write_line(f"     {o.failure.splitlines()[0]}")
+    written = config.stash.get(written_key, None)
+    if written is not None:
+        terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,0 +1,253 @@
+"""The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
+
+The Allure report is for people; the record is the evidence a drill happened and what it
+measured, in a versioned schema (`rollback_drill/schemas/record-1.schema.json`, documented in
+`reports/README.md`) that `rollback-drill history` and `certify` read back. Each record gets
+a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can cite the exact
+bytes it was issued from and anyone can check them with `sha256sum -c`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rollback_drill import environment
+from rollback_drill.secrets import redact
+from rollback_drill.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from rollback_drill.drill import DrillOutcome
+    from rollback_drill.spec import LoadedStack
+
+SCHEMA_ID = "rollback-drill/record/1"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-1.schema.json"
+DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read back: unreadable, not JSON, another schema."""
+
+
+@dataclass(frozen=True)
+class DrillEntry:
+    """One drill of a run, with what the record needs beyond the outcome itself."""
+
+    outcome: DrillOutcome
+    stack: LoadedStack
+    test_id: str
+
+
+@dataclass(frozen=True)
+class WrittenRecord:
+    path: Path
+    sha256: str
+    sidecar: Path
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def utc_iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shown(path: Path) -> str:
+    """Paths inside the project relative to it, so records compare across checkouts."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def runbook_version(stack: LoadedStack) -> dict[str, str]:
+    """The runbook a drill exercised, identified by content: its sha256 is the version."""
+    path = stack.resolve(stack.spec.runbook)
+    return {"path": _shown(path), "sha256": file_sha256(path)}
+
+
+def drill_result(outcome: DrillOutcome) -> str:
+    """passed | over_budget | failed: over budget is its own verdict, not just a failure."""
+    if outcome.passed:
+        return "passed"
+    if outcome.verdict is not None and not outcome.verdict.within_budget:
+        return "over_budget"
+    return "failed"
+
+
+def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
+    o = entry.outcome
+    results = [x for x in o.verification if x.result is not None]
+    timeline = o.timeline.to_json()
+    return {
+        "test": entry.test_id,
+        "test_outcome": test_outcome,
+        "procedure": o.procedure.name,
+        "runbook_section": o.procedure.runbook_section,
+        "severity": o.procedure.severity,
+        "severity_detected": o.severity_detected,
+        "rollback_type": o.budget.rollback_type,
+        "backend": o.backend,
+        "bad_release": o.bad_release,
+        "good_release": o.good_release,
+        "outcome": drill_result(o),
+        "failure": o.failure,
+        "started_utc": utc_iso(o.timeline.started_wall),
+        "time_to_recover_s": round(o.verdict.time_to_recover_s, 4) if o.verdict else None,
+        "outage_s": timeline.get("outage_s"),
+        "budget_s": o.budget.budget_s,
+        "within_budget": o.verdict.within_budget if o.verdict else None,
+        "phases": o.timeline.phases(),
+        "availability": o.availability(),
+        "detected_by": o.detected_by,
+        "checks": {
+            "total": len(o.verification),
+            "passed": sum(1 for x in results if x.result and x.result.ok),
+            "failed": sum(1 for x in results if x.result and not x.result.ok),
+            "skipped": sum(1 for x in o.verification if x.skipped),
+        },
+        "failed_checks": [x.check.name for x in o.verification if x.failed],
+        "runbook": runbook_version(entry.stack),
+        "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
+        "artifacts": _shown(o.artifacts),
+    }
+
+
+def build(
+    entries: Sequence[DrillEntry],
+    *,
+    run_id: str,
+    started: float,
+    finished: float,
+    invocation: str,
+    args: Sequence[str],
+    exit_status: int,
+    test_outcomes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    outcomes = test_outcomes or {}
+    drills = [drill_json(e, outcomes.get(e.test_id)) for e in entries]
+    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
+    return {
+        "schema": SCHEMA_ID,
+        "run_id": run_id,
+        "started_utc": utc_iso(started),
+        "finished_utc": utc_iso(finished),
+        "invocation": {"command": invocation, "args": [redact(a) for a in args]},
+        "pytest_exit_status": exit_status,
+        "environment": {"machine": environment.machine(), "tools": environment.tool_versions()},
+        "summary": {
+            "drills": len(drills),
+            "passed": len(drills) - len(failed),
+            "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
+            "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
+            "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
+        },
+        "drills": drills,
+    }
+
+
+def record_name(record: dict[str, Any]) -> str:
+    stamp = datetime.strptime(record["started_utc"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp:%Y%m%dT%H%M%SZ}-{record['run_id']}.json"
+
+
+def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
+    """Write the record (redacted) and its sha256 sidecar; never overwrites a record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / record_name(record)
+    data = redact(json.dumps(record, indent=2, sort_keys=False)) + "\n"
+    with path.open("x", encoding="utf-8") as handle:
+        handle.write(data)
+    digest = file_sha256(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(f"{digest}  {path.name}\n")
+    return WrittenRecord(path, digest, sidecar)
+
+
+def read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise RecordError(f"{path}: schema {found!r}, expected {SCHEMA_ID!r}")
+    return data
+
+
+def verify_sidecar(path: Path) -> bool:
+    """True when the record's bytes still match the hash written beside it."""
+    sidecar = path.with_name(path.name + ".sha256")
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return expected == file_sha256(path)
+
+
+def load_all(directory: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """Every readable record, oldest first, and a message per file that was skipped."""
+    records: list[tuple[Path, dict[str, Any]]] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            records.append((path, read(path)))
+        except RecordError as exc:
+            problems.append(str(exc))
+    records.sort(key=lambda item: item[1].get("started_utc", ""))
+    return records, problems
+
+
+def find(directory: Path, run_id: str) -> Path | None:
+    matches = sorted(directory.glob(f"*-{run_id}.json"))
+    return matches[-1] if matches else None
+
+
+def schema() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return data
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when the record does not match its schema."""
+    import jsonschema
+
+    jsonschema.validate(record, schema(), cls=jsonschema.Draft202012Validator)
+
+
+def invocation_args(args: Iterable[str] | None = None) -> list[str]:
+    return [redact(a) for a in (sys.argv if args is None else args)]
+
+
+__all__ = [
+    "SCHEMA_ID",
+    "DrillEntry",
+    "RecordError",
+    "WrittenRecord",
+    "build",
+    "drill_result",
+    "find",
+    "load_all",
+    "new_run_id",
+    "read",
+    "runbook_version",
+    "validate",
+    "verify_sidecar",
+    "write",
+]
