@@ -70,6 +70,8 @@ MMDEBSTRAP_OPTIONS = (
     "--dpkgopt=path-include=/usr/share/locale/locale.alias",
     '--aptopt=Acquire::Languages "none"',
 )
+#: Files of npm packages that nothing reads at run time (source maps, documentation).
+NPM_EXCLUDE = (".map", ".md", ".markdown")
 DEFAULT_CA_DIR = Path("/usr/local/share/ca-certificates")
 DEFAULT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 #: Files never copied into a build context nor hashed.
@@ -119,6 +121,7 @@ class ContextEntry:
     src: Path
     dest: str
     render_release: bool = False
+    exclude_suffixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,7 @@ def image_specs(layout: Layout) -> list[ImageSpec]:
             entries=(
                 ContextEntry(_node_binary(), "node"),
                 *(
-                    ContextEntry(layout.root / p, f"mongosh/{p}")
+                    ContextEntry(layout.root / p, f"mongosh/{p}", exclude_suffixes=NPM_EXCLUDE)
                     for p in npm_closure(layout.root, "mongosh")
                 ),
             ),
@@ -538,6 +541,8 @@ def build_context(spec: ImageSpec, layout: Layout) -> Context:
     generated: list[tuple[str, bytes]] = []
     for entry in spec.entries:
         for src, rel in _walk(entry.src, entry.dest):
+            if entry.exclude_suffixes and src.name.endswith(entry.exclude_suffixes):
+                continue
             if entry.render_release and src.suffix == ".html" and spec.release is not None:
                 page = string.Template(src.read_text(encoding="utf-8"))
                 generated.append((rel, page.safe_substitute(release=spec.release).encode()))
@@ -758,7 +763,7 @@ class _Runner:
         self.emit = emit
         self.report = BuildReport()
         self.loaded_bundles: set[Path] = set()
-        self.replaced_ids: set[str] = set()
+        self.replaced_any = False
         # Image ids at the start of the run: an image that is current now but had another id
         # then, and that this run did not build, came from a bundle.
         self.initial_ids = {tag: info.image_id for tag, info in inspect_images(tags).items()}
@@ -804,6 +809,7 @@ class _Runner:
                 if _image_id(kept_tag) != image_id:
                     _run([DOCKER, "tag", image_id, kept_tag], what=f"re-tagging {kept_tag}")
             self.loaded_bundles.add(path)
+            self.replaced_any = True
             seconds = time.monotonic() - start
             size_mb = path.stat().st_size / 1e6
             self.report.bundle_note = f"loaded {path.name} ({size_mb:.0f} MB) in {seconds:.1f} s"
@@ -826,7 +832,7 @@ class _Runner:
         if self._try_bundle(tag, inputs, expected):
             return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
         if before is not None:
-            self.replaced_ids.add(before.image_id)
+            self.replaced_any = True
         note = build()
         if current_inputs(tag) != inputs:
             raise ImageBuildError(f"{tag}: built, but its {LABEL_INPUTS} label does not match")
@@ -903,9 +909,13 @@ def build_all(
                     f"{size_mb:7.0f} MB  (docker save | zstd)"
                 )
         hasher.save()
-        for image_id in runner.replaced_ids:
-            # Best effort: an old image still used by a container stays.
-            subprocess.run([DOCKER, "image", "rm", image_id], capture_output=True, check=False)
+        if runner.replaced_any:
+            # Earlier versions of our images, now untagged; one still used by a container stays.
+            subprocess.run(
+                [DOCKER, "image", "prune", "--force", "--filter", f"label={LABEL_INPUTS}"],
+                capture_output=True,
+                check=False,
+            )
     report.total_seconds = time.monotonic() - start
     counts = {
         a: sum(1 for o in report.outcomes if o.action == a) for a in ("built", "cached", "loaded")

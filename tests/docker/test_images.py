@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker  # type: ignore[import-untyped]
+import docker
 import httpx
 import pymongo
 import pytest
