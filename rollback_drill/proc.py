@@ -222,6 +222,38 @@ def _owner_of(pid: int) -> int | None:
     return None
 
 
+_TEMP_ROOT = Path(tempfile.gettempdir()) / "rollback-drill"
+
+
+def _owner_by_cwd(pid: int) -> int | None:
+    """nginx rewrites its workers' environment, so the owner mark is lost there; but every
+    child runs in its stack's temp dir, whose name starts with the owner's pid."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    root = str(_TEMP_ROOT) + "/"
+    if not cwd.startswith(root):
+        return None
+    head = cwd[len(root) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def owner_of(pid: int) -> int | None:
+    """The harness pid that started this process, by its environment mark or its cwd."""
+    owner = _owner_of(pid)
+    return owner if owner is not None else _owner_by_cwd(pid)
+
+
+def processes_of(owner: int) -> list[int]:
+    """Every live process a harness run (pid `owner`) started, grandchildren included."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and owner_of(int(entry.name)) == owner
+    ]
+
+
 @dataclass
 class SweepResult:
     processes: list[int]
@@ -236,7 +268,7 @@ def sweep_orphans() -> SweepResult:
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        owner = _owner_of(pid)
+        owner = owner_of(pid)
         if owner is None or owner == me or _pid_alive(owner):
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):

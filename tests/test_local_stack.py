@@ -22,11 +22,9 @@ from rollback_drill.tools import PROJECT_ROOT
 
 
 def _owned_processes(owner: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and proc._owner_of(int(entry.name)) == owner:
-            found.append(int(entry.name))
-    return found
+    """Processes started by harness `owner`, found by owner mark or by their cwd (nginx
+    workers lose the mark: nginx rewrites its workers' environment)."""
+    return proc.processes_of(owner)
 
 
 def test_local_stack_implements_the_protocol(local_stack: LocalStack) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -358,39 +359,72 @@ class StackBase(ABC):
         except TimeoutError as exc:
             raise StackError(f"{exc}; log tail:\n{self.logs(name)[-2000:]}") from None
 
-    # -- seed data ------------------------------------------------------------------------------
+    # -- seed data ---------------------------------------------------------------------------
     def _start_seed(self) -> subprocess.Popen[bytes]:
-        seed = self.spec.seed
-        argv = [sys.executable if a == "python" else a for a in seed.command] + [
-            "--mongodb-uri", self.mongodb_uri,
-            "--database", self.spec.stores.mongodb.database,
-            "--users", str(self.seed_users),
-            "--seed", str(seed.seed),
-            "--rpc-url", self.rpc_url,
-            "--registry", self.registry_address or "",
-            "--operator", self.operator_address or "",
-        ]  # fmt: skip
-        env = dict(os.environ)
-        env[self.spec.test_account.password_env] = self._password.reveal()
-        env[proc.OWNER_VAR] = str(os.getpid())
-        if seed.pythonpath:
-            env["PYTHONPATH"] = str(self.loaded.resolve(seed.pythonpath))
-        log = self._log("seed")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return start_seed(
+            self.loaded,
+            SeedTarget(
+                self.mongodb_uri, self.rpc_url, self.registry_address, self.operator_address
+            ),
+            self._password,
+            self._log("seed"),
+            users=self.seed_users,
+        )
 
     def _finish_seed(self, seeding: subprocess.Popen[bytes]) -> None:
-        try:
-            code = seeding.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            raise StackError("seed did not finish within 600 s") from None
-        if code != 0:
-            tail = self._log("seed").read_text()[-2000:]
-            raise StackError(f"seed exited with code {code}:\n{tail}")
+        finish_seed(seeding, self._log("seed"))
 
     def _lookup_test_did(self) -> str | None:
-        with mongo.client(self.mongodb_uri) as conn:
-            users = conn[self.spec.stores.mongodb.database]["users"]
-            doc = users.find_one({"email": self.spec.test_account.email})
-        return str(doc["did"]) if doc is not None and "did" in doc else None
+        return lookup_test_did(self.loaded, self.mongodb_uri)
+
+
+@dataclass(frozen=True)
+class SeedTarget:
+    """Where the seed writes, as the host reaches it."""
+
+    mongodb_uri: str
+    rpc_url: str
+    registry_address: str | None
+    operator_address: str | None
+
+
+def start_seed(
+    loaded: LoadedStack, where: SeedTarget, password: Secret, log: Path, users: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Run the stack file's seed command; the test account's password goes by environment."""
+    spec = loaded.spec
+    seed = spec.seed
+    argv = [sys.executable if a == "python" else a for a in seed.command] + [
+        "--mongodb-uri", where.mongodb_uri,
+        "--database", spec.stores.mongodb.database,
+        "--users", str(users or seed.users),
+        "--seed", str(seed.seed),
+        "--rpc-url", where.rpc_url,
+        "--registry", where.registry_address or "",
+        "--operator", where.operator_address or "",
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env[spec.test_account.password_env] = password.reveal()
+    env[proc.OWNER_VAR] = str(os.getpid())
+    if seed.pythonpath:
+        env["PYTHONPATH"] = str(loaded.resolve(seed.pythonpath))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def finish_seed(seeding: subprocess.Popen[bytes], log: Path, timeout_s: float = 600) -> None:
+    try:
+        code = seeding.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        seeding.kill()
+        raise StackError(f"seed did not finish within {timeout_s:.0f} s") from None
+    if code != 0:
+        raise StackError(f"seed exited with code {code}:\n{log.read_text()[-2000:]}")
+
+
+def lookup_test_did(loaded: LoadedStack, mongodb_uri: str) -> str | None:
+    with mongo.client(mongodb_uri) as conn:
+        users = conn[loaded.spec.stores.mongodb.database]["users"]
+        doc = users.find_one({"email": loaded.spec.test_account.email})
+    return str(doc["did"]) if doc is not None and "did" in doc else None

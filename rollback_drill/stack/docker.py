@@ -35,7 +35,7 @@ from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
 
 from rollback_drill import proc  # noqa: E402
-from rollback_drill.spec import LoadedStack  # noqa: E402
+from rollback_drill.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
 from rollback_drill.stack.base import ResourceUsage, StackError  # noqa: E402
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase  # noqa: E402
 
@@ -50,6 +50,35 @@ DEFAULT_IMAGES = {
 }
 NGINX_CONF_IN_CONTAINER = "/etc/nginx/nginx.conf"
 NGINX_CERTS_IN_CONTAINER = "/etc/nginx/certs"
+
+
+def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str, str]:
+    """The nginx template's values for nginx in a container (also used for compose)."""
+    return {
+        "user_directive": "",
+        "prefix": "/tmp/nginx",  # a tmpfs in the container: pid, logs, temp files
+        "listen_host": "0.0.0.0",
+        "http_port": str(svc.port),
+        "https_port": str(svc.tls_port or 443),
+        "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
+        "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
+        "static_root": "/usr/share/nginx/html",
+        "backend_upstream": peers[svc.upstreams["backend"]],
+        "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+    }
+
+
+def container_peers(spec: StackSpec) -> dict[str, str]:
+    """How containers reach each other on the stack's network: by service name."""
+    peers = {
+        "HOST": "0.0.0.0",
+        "MONGODB_URI": "mongodb://mongodb:27017/?directConnection=true",
+        "REDIS_URL": "redis://redis:6379/0",
+        "CHAIN_RPC_URL": "http://chain:8545",
+    }
+    for name, svc in spec.services.items():
+        peers[name] = f"{name}:{svc.port}"
+    return peers
 
 
 class ProbeWaitStrategy(WaitStrategy):
@@ -199,31 +228,10 @@ class DockerStack(StackBase):
 
     # -- addresses and config -------------------------------------------------------------------
     def _peer_addresses(self) -> dict[str, str]:
-        peers = {
-            "HOST": "0.0.0.0",
-            "MONGODB_URI": "mongodb://mongodb:27017/?directConnection=true",
-            "REDIS_URL": "redis://redis:6379/0",
-            "CHAIN_RPC_URL": "http://chain:8545",
-        }
-        for name, svc in self.spec.services.items():
-            peers[name] = f"{name}:{svc.port}"
-        return peers
+        return container_peers(self.spec)
 
     def _nginx_values(self, service: str, release: str) -> dict[str, str]:
-        svc = self._service(service)
-        peers = self._peer_addresses()
-        return {
-            "user_directive": "",
-            "prefix": "/tmp/nginx",
-            "listen_host": "0.0.0.0",
-            "http_port": str(svc.port),
-            "https_port": str(svc.tls_port or 443),
-            "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
-            "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
-            "static_root": "/usr/share/nginx/html",
-            "backend_upstream": peers[svc.upstreams["backend"]],
-            "chatbot_upstream": peers[svc.upstreams["chatbot"]],
-        }
+        return container_nginx_values(self._service(service), self._peer_addresses())
 
     # -- containers -----------------------------------------------------------------------------
     def _published(self, service: str) -> dict[int, int]:
