@@ -6,13 +6,16 @@ Nothing can be pulled here, so every image is made locally:
   --variant=minbase`` from the host's own apt sources, written to a file and ``docker import``-ed;
 * every other image is built by ``DOCKER_BUILDKIT=1 /usr/bin/docker build`` ``FROM`` that base,
   from a Dockerfile in ``fixtures/safepsy/docker/`` and a build context this module assembles
-  (the host's local CA certificates, the app, the frontend, the anvil binary, the release env).
+  (the host's local CA certificates, the app, the frontend with its release filled in, the
+  anvil binary, the host's Node binary with mongosh's npm packages, the release env).
 
 Caching, in two levels:
 
 * each image carries the label ``rollback-drill.inputs``: a hash of everything it was made from
   (rendered Dockerfile, every context file, the CA certificates, the base image id, build args).
-  An image whose label matches the inputs of this run is kept ("cached");
+  An image whose label matches the inputs of this run is kept ("cached"). File hashes are
+  remembered by (size, mtime, inode) in ``.cache/images/file-hashes.json``, so a run with
+  nothing to do takes about a second;
 * the whole set is saved as one zstd-compressed ``docker save`` bundle under ``.cache/images/``
   with an index of the input hashes it holds. A machine that has the cache directory but not the
   images loads the bundle ("loaded") instead of building; only images whose inputs changed since
@@ -237,7 +240,7 @@ def inspect_images(refs: Sequence[str]) -> dict[str, ImageInfo]:
         )
         names = {info.image_id, *(str(t) for t in data.get("RepoTags") or [])}
         for ref in refs:
-            if ref in names or (ref.startswith("sha256:") and info.image_id == ref):
+            if ref in names:
                 found[ref] = info
     return found
 
@@ -420,7 +423,11 @@ def image_specs(layout: Layout) -> list[ImageSpec]:
 
 
 def _walk(src: Path, dest: str) -> Iterator[tuple[Path, str]]:
-    """(file, relative destination) pairs under ``src``, sorted, skipping caches."""
+    """(file, relative destination) pairs under ``src``, sorted, skipping caches.
+
+    A symlink to a file counts as that file; symlinks to directories and dangling ones
+    (``.bin`` folders of npm packages, for instance) are skipped.
+    """
     if not src.exists():
         raise ImageBuildError(f"build input missing: {src}")
     if src.is_file():
@@ -428,6 +435,8 @@ def _walk(src: Path, dest: str) -> Iterator[tuple[Path, str]]:
         return
     for child in sorted(src.iterdir(), key=lambda p: p.name):
         if child.name in IGNORED_NAMES or child.name.endswith(IGNORED_SUFFIXES):
+            continue
+        if child.is_symlink() and (child.is_dir() or not child.exists()):
             continue
         yield from _walk(child, f"{dest}/{child.name}")
 
@@ -498,6 +507,7 @@ class FileHasher:
     def __init__(self, memo: Path | None = None) -> None:
         self.memo = memo
         self.known: dict[str, list[object]] = {}
+        self.used: set[str] = set()
         self.dirty = False
         if memo is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -510,6 +520,7 @@ class FileHasher:
         key = os.path.abspath(path)
         stamp: list[object] = [st.st_size, st.st_mtime_ns, st.st_ino]
         entry = self.known.get(key)
+        self.used.add(key)
         if entry is not None and entry[:3] == stamp:
             return bytes.fromhex(str(entry[3]))
         h = hashlib.sha256()
@@ -521,10 +532,12 @@ class FileHasher:
         return h.digest()
 
     def save(self) -> None:
-        if self.memo is None or not self.dirty:
+        """Write the memo: the files hashed in this run only, so it never outgrows the inputs."""
+        if self.memo is None or not (self.dirty or self.used != set(self.known)):
             return
         part = self.memo.with_name(self.memo.name + ".part")
-        part.write_text(json.dumps(self.known), encoding="utf-8")
+        kept = {k: v for k, v in self.known.items() if k in self.used}
+        part.write_text(json.dumps(kept), encoding="utf-8")
         part.replace(self.memo)
         self.dirty = False
 
