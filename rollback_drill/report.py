@@ -60,6 +60,7 @@ def label_drill(
     *, section: str, severity: str, budget_s: float, procedure: str, backend: str
 ) -> None:
     """Labels a person filters by: runbook section, decision-matrix severity, backend."""
+    section, procedure, backend = redact(section), redact(procedure), redact(backend)
     allure.dynamic.label("runbook_section", section)
     allure.dynamic.label("procedure", procedure)
     allure.dynamic.label("stack_backend", backend)
@@ -80,9 +81,9 @@ def label_drill(
 
 
 def label_verification(category: str, runbook_command: str) -> None:
-    allure.dynamic.label("verification", category)
+    allure.dynamic.label("verification", redact(category))
     if runbook_command:
-        allure.dynamic.description(f"Runbook: `{runbook_command}`")
+        allure.dynamic.description(redact(f"Runbook: `{runbook_command}`"))
 
 
 # -- the end of a drill: environment, timeline chart, a description that tells the story ------
