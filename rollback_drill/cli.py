@@ -209,7 +209,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     stack = LocalStack(loaded, workdir=directory / "stack", seed_users=ns.seed_users)
     stack.up(release)
     try:
-        target_file = write_target_file(stack, directory)
+        target_file = write_target_file(stack.target(), directory, stack.password_file)
         _state_path(directory).write_text(
             json.dumps(
                 {
@@ -290,9 +290,11 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rollback-drill", description=__doc__.splitlines()[0] if __doc__ else None
+        description="Rollback drills from a runbook: run them, verify a live environment "
+        "read-only, bring the reference stack up and down, take integrity baselines.",
+        prog="rollback-drill",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
         "run", help="run the drills; write Allure results, the drill record and the HTML report"
@@ -351,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=120.0)
     up.set_defaults(func=cmd_up)
 
-    serve = sub.add_parser("serve", help=argparse.SUPPRESS)
+    serve = sub.add_parser("serve")  # internal: the supervisor `up` starts; not listed
     serve.add_argument("--stack", type=Path, required=True)
     serve.add_argument("--dir", type=Path, required=True)
     serve.add_argument("--release", default="")

@@ -52,6 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where drills run the stack: local processes, docker containers, or auto",
     )
     group.addoption(
+        "--compose-file",
+        default=None,
+        help="bring this docker-compose file up for the session (compose v1) before verifying",
+    )
+    group.addoption("--compose-project", default=None, help="compose project name")
+    group.addoption(
         "--target", default=None, help="target file of a live environment for -m verify"
     )
     group.addoption(
@@ -226,7 +232,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def verify_target(pytestconfig: pytest.Config) -> Target:
+def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
+    """With --compose-file: the compose project, up for the session (pytest-docker)."""
+    file = pytestconfig.getoption("--compose-file")
+    if not file:
+        yield None
+        return
+    from rollback_drill.compose import compose_up, project_name
+
+    project = pytestconfig.getoption("--compose-project") or project_name()
+    with compose_up(Path(file), project) as services:
+        yield services
+
+
+@pytest.fixture(scope="session")
+def verify_target(pytestconfig: pytest.Config, compose_services: object | None) -> Target:
     path = pytestconfig.getoption("--target")
     if not path:
         pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")

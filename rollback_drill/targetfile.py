@@ -7,22 +7,21 @@ from pathlib import Path
 
 import yaml
 
-from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
+from rollback_drill.target import Target
 
 BASELINE_COLLECTIONS = ["users", "did_documents"]
 
 
-def write_target_file(stack: LocalStack, directory: Path) -> Path:
+def write_target_file(target: Target, directory: Path, password_file: Path) -> Path:
     """target.yaml + baseline.json in `directory`; the password stays in its 0600 file."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = stack.target()
     baseline = mongo.fingerprint(
         target.mongodb_uri.reveal(), target.mongodb_database, BASELINE_COLLECTIONS
     )
     baseline.save(directory / "baseline.json")
     doc = {
-        "name": f"{stack.spec.name}-{stack.backend_name}",
+        "name": target.name,
         "services": {
             "backend": target.backend_url,
             "ai-chatbot": target.chatbot_url,
@@ -36,7 +35,7 @@ def write_target_file(stack: LocalStack, directory: Path) -> Path:
         "registry_address": target.registry_address,
         "chain_id": target.chain_id,
         "contract_artifact": str(target.contract_artifact),
-        "test_account": {"email": target.test_email, "password_file": str(stack.password_file)},
+        "test_account": {"email": target.test_email, "password_file": str(password_file)},
         "test_did": target.test_did,
         "tls": {"ca_file": str(target.ca_file), "server_name": target.server_name},
         "integrity": {"baseline": "baseline.json", "collections": BASELINE_COLLECTIONS},

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The tests: set up (idempotent), then lint, type-check, and run the whole suite (engine tests,
-# drills, the verify suite against a stack it starts). pytest's exit 5 (no tests ran) fails.
+# The tests: set up (idempotent), then lint, type-check, and run the whole suite: the engine's
+# tests, the drills, and the verify suite. The verify suite's own module skips without
+# --target; tests/test_verify_suite.py runs it against a stack it starts. pytest's exit 5
+# (no tests ran) is a failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"

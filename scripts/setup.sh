@@ -35,7 +35,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$py_hash" ]; then
   log "pip install -e .[dev]"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' > .venv/pip.log 2>&1; then
+    tail -n 40 .venv/pip.log >&2
+    log "pip install failed; full log in .venv/pip.log"
+    exit 1
+  fi
   mkdir -p "$stamp_dir" && echo "$py_hash" > "$stamp_dir/pip"
 fi
 log "ready"

@@ -19,7 +19,9 @@ from rollback_drill.tools import PROJECT_ROOT
 
 @pytest.fixture(scope="module")
 def target_file(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_target_file(local_stack, tmp_path_factory.mktemp("target"))
+    return write_target_file(
+        local_stack.target(), tmp_path_factory.mktemp("target"), local_stack.password_file
+    )
 
 
 def _verify(target: Path) -> subprocess.CompletedProcess[str]:

@@ -128,6 +128,11 @@ def docker_available() -> bool:
         return False
 
 
+def _compose_owner(project: str) -> str:
+    """`rollback-drill-<pid>[-suffix]` -> `<pid>` (compose projects the plugin names)."""
+    return project.removeprefix("rollback-drill-").split("-", 1)[0]
+
+
 def sweep_containers(all_runs: bool = False) -> list[str]:
     """Remove containers and networks of runs whose harness is gone (or of every run)."""
     removed: list[str] = []
@@ -139,8 +144,10 @@ def sweep_containers(all_runs: bool = False) -> list[str]:
             owner = labels.get(LABEL_OWNER, "")
             if all_runs:
                 return True
+            if not owner.isdigit():
+                return False  # not a mark this harness wrote: not ours to judge
             if owner not in owners:
-                owners[owner] = not (owner.isdigit() and proc._pid_alive(int(owner)))
+                owners[owner] = not proc._pid_alive(int(owner))
             return owners[owner]
 
         for container in client.containers.list(all=True, filters={"label": LABEL_RUN}):
@@ -148,14 +155,67 @@ def sweep_containers(all_runs: bool = False) -> list[str]:
                 with contextlib.suppress(NotFound, APIError):
                     container.remove(force=True, v=True)
                     removed.append(container.name)
-        for network in client.networks.list(filters={"label": LABEL_RUN}):
-            if orphaned(network.attrs.get("Labels") or {}):
+        compose = "com.docker.compose.project"
+        for container in client.containers.list(all=True, filters={"label": compose}):
+            project = container.labels.get(compose, "")
+            owner = _compose_owner(project)
+            if project.startswith("rollback-drill-") and orphaned({LABEL_OWNER: owner}):
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True, v=True)
+                    removed.append(container.name)
+        for network in client.networks.list():
+            labels = network.attrs.get("Labels") or {}
+            project = labels.get(compose, "")
+            if project.startswith("rollback-drill-"):
+                labels = {LABEL_RUN: project, LABEL_OWNER: _compose_owner(project)}
+            elif LABEL_RUN not in labels:
+                continue
+            if orphaned(labels):
                 with contextlib.suppress(NotFound, APIError):
                     network.remove()
                     removed.append(network.name)
     finally:
         client.close()
     return removed
+
+
+def ensure_images(loaded: LoadedStack) -> None:
+    """Every image the stack file needs is present: the reference images are built (or
+    loaded from the cache) on demand; any other must already be there - nothing can be
+    pulled here."""
+    spec = loaded.spec
+    wanted = set(DEFAULT_IMAGES.values())
+    for name, svc in spec.services.items():
+        for release in loaded.releases:
+            wanted.add(svc.images.get(release, f"rollback-drill/safepsy-{name}:{release}"))
+    for named in (spec.stores.mongodb.image, spec.stores.redis.image, spec.chain.image):
+        if named:
+            wanted.add(named)
+    client = docker.from_env(timeout=30)
+    try:
+
+        def missing() -> list[str]:
+            absent = []
+            for ref in sorted(wanted):
+                try:
+                    client.images.get(ref)
+                except NotFound:
+                    absent.append(ref)
+            return absent
+
+        absent = missing()
+        if absent and all(ref.startswith("rollback-drill/") for ref in absent):
+            from rollback_drill import images
+
+            images.build_all()
+            absent = missing()
+    finally:
+        client.close()
+    if absent:
+        raise StackError(
+            f"{loaded.path}: image(s) not present locally and no registry to pull from: "
+            f"{absent}; build or `docker load` them first"
+        )
 
 
 class DockerStack(StackBase):
@@ -171,7 +231,7 @@ class DockerStack(StackBase):
         self.run_id = os.urandom(5).hex()
         self._labels = {LABEL_RUN: self.run_id, LABEL_OWNER: str(os.getpid())}
         self._client = docker.from_env(timeout=30)
-        self._ensure_images()
+        ensure_images(loaded)
         self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
         self._containers: dict[str, DockerContainer] = {}
         self._fingerprints: dict[str, str] = {}
@@ -190,41 +250,6 @@ class DockerStack(StackBase):
         if release in images:
             return images[release]
         return f"rollback-drill/safepsy-{service}:{release}"
-
-    def _ensure_images(self) -> None:
-        """The reference images are built (or loaded from the cache) on demand; any other
-        image must already be there, since nothing can be pulled."""
-        wanted = {DEFAULT_IMAGES[s] for s in DEFAULT_IMAGES}
-        for name, svc in self.spec.services.items():
-            for release in self.loaded.releases:
-                wanted.add(svc.images.get(release, f"rollback-drill/safepsy-{name}:{release}"))
-        for named in (
-            self.spec.stores.mongodb.image,
-            self.spec.stores.redis.image,
-            self.spec.chain.image,
-        ):
-            if named:
-                wanted.add(named)
-        missing = sorted(ref for ref in wanted if not self._has_image(ref))
-        if not missing:
-            return
-        if all(ref.startswith("rollback-drill/") for ref in missing):
-            from rollback_drill import images
-
-            images.build_all()
-            missing = sorted(ref for ref in missing if not self._has_image(ref))
-        if missing:
-            raise StackError(
-                f"{self.loaded.path}: image(s) not present locally and no registry to pull "
-                f"from: {missing}; build or `docker load` them first"
-            )
-
-    def _has_image(self, ref: str) -> bool:
-        try:
-            self._client.images.get(ref)
-            return True
-        except NotFound:
-            return False
 
     # -- addresses and config -------------------------------------------------------------------
     def _peer_addresses(self) -> dict[str, str]:
