@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,14 +69,39 @@ class Paths:
         return self.reports / "certificates"
 
 
+def junit_problems(path: Path) -> list[str]:
+    """Tests that failed or errored before a drill could record anything (e.g. the stack never
+    came up at the good release), from the JUnit XML: the certificate must say why."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    problems = []
+    for case in root.iter("testcase"):
+        for kind in ("failure", "error"):
+            node = case.find(kind)
+            if node is not None:
+                message = (node.get("message") or node.text or kind).strip().splitlines()
+                first = message[0] if message else kind
+                problems.append(f"{case.get('name')}: {kind}: {first[:300]}")
+    return problems
+
+
 def judge(
-    data: dict[str, Any] | None, *, exit_status: int, bad: str, good: str, sidecar_ok: bool
+    data: dict[str, Any] | None,
+    *,
+    exit_status: int,
+    bad: str,
+    good: str,
+    sidecar_ok: bool,
+    problems: list[str] | None = None,
 ) -> Verdict:
     """Certified only when there is evidence (a record whose hash checks), at least one drill
     of exactly this release pair, and every drill passed within budget."""
     reasons: list[str] = []
     if data is None:
-        return Verdict(False, [f"no drill record was written (pytest exit status {exit_status})"])
+        reasons = [f"no drill record was written (pytest exit status {exit_status})"]
+        return Verdict(False, reasons + (problems or []))
     if not sidecar_ok:
         reasons.append("the drill record does not match its sha256 sidecar")
     drills = data.get("drills", [])
@@ -96,6 +122,10 @@ def judge(
             reasons.append(f"{name}: the drill test failed after the drill")
     if exit_status != 0:
         reasons.append(f"pytest exited {exit_status}")
+        for problem in problems or []:
+            test_name = problem.split(":", 1)[0]
+            if not any(test_name in reason for reason in reasons):  # not already explained
+                reasons.append(problem)
     return Verdict(not reasons, reasons)
 
 
@@ -262,7 +292,14 @@ def issue(
     data = record.read(record_path) if record_path else None
     digest = record.file_sha256(record_path) if record_path else None
     sidecar_ok = record.verify_sidecar(record_path) if record_path else False
-    verdict = judge(data, exit_status=exit_status, bad=bad, good=good, sidecar_ok=sidecar_ok)
+    verdict = judge(
+        data,
+        exit_status=exit_status,
+        bad=bad,
+        good=good,
+        sidecar_ok=sidecar_ok,
+        problems=junit_problems(paths.junit),
+    )
     title = f"Rollback certificate: {loaded.spec.name} {bad} -> {good}"
     facts = _facts(
         issued.strftime("%Y-%m-%d %H:%M:%S"),
