@@ -269,7 +269,10 @@ def test_chromium_shows_the_drill_page(runs: Runs) -> None:
     index = runs.main / "html" / "index.html"
     test_id, _ = _drill_entry(runs.main)
     url = f"{index.as_uri()}#{test_id}"
-    dom = _chromium("--window-size=1400,900", "--dump-dom", url)
+    shot = runs.main / "screenshots" / "drill.png"
+    shot.parent.mkdir(exist_ok=True)
+    # One browser start renders the drill's page, dumps its DOM and takes the screenshot.
+    dom = _chromium("--window-size=1400,2400", "--dump-dom", f"--screenshot={shot}", url)
     text = _visible_text(dom)
     assert "rollback-drill" in text  # the report's name, in the header
     assert "test_emergency_rollback_after_bad_release" in text
@@ -282,15 +285,16 @@ def test_chromium_shows_the_drill_page(runs: Runs) -> None:
     assert "Emergency Rollback (Critical Issues)" in dom
     assert "time budget" in dom and "PASS" in dom
     assert "data:image/png;base64," in dom
-    shot = runs.main / "screenshots" / "drill.png"
-    shot.parent.mkdir(exist_ok=True)
-    _chromium("--window-size=1400,2400", f"--screenshot={shot}", url)
     from matplotlib.image import imread
 
     pixels = imread(str(shot))
     assert pixels.shape[:2] == (2400, 1400)
     colours = {tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2).tolist()}
     assert len(colours) > 200, "a blank or spinner-only page has a handful of colours"
+    # The chart is on screen: its availability fill (#1f77b4 at 25 % on white) covers an area.
+    rgb = pixels[:, :, :3] * 255
+    fill = (abs(rgb - [199, 221, 236]).max(axis=2) < 12).sum()
+    assert fill > 1000, f"timeline chart not visible in {shot} ({fill} fill pixels)"
 
 
 # -- history: each run appended exactly once ---------------------------------------------------
