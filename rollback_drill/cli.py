@@ -78,11 +78,13 @@ def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
         print(f"rollback-drill: HTML report not generated: {exc}", file=sys.stderr)
         return 1
     runs = len(history.read_text().splitlines()) if history.exists() else 0
-    note = "appended to" if made.appended else "already in (not appended again)"
-    print(
-        f"HTML report: {made.index} ({made.seconds:.1f} s); this run {note} the history "
-        f"({runs} run(s) in {history})"
+    note = (
+        "these results appended"
+        if made.appended
+        else "these results were already in it, not appended again"
     )
+    print(f"HTML report: {made.index} ({made.seconds:.1f} s)")
+    print(f"history: {note}; {runs} run(s) in {history}")
     return 0
 
 

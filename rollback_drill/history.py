@@ -103,7 +103,8 @@ def trend(items: Sequence[Row]) -> list[str]:
     for (drill, backend, releases), group in groups.items():
         passed = sum(1 for r in group if r.outcome == "PASS")
         ttrs = [r.ttr_s for r in group if r.ttr_s is not None]
-        text = f"{drill} [{backend}] {releases}: {len(group)} runs, {passed} passed"
+        runs = f"{len(group)} run{'s' if len(group) != 1 else ''}"
+        text = f"{drill} [{backend}] {releases}: {runs}, {passed} passed"
         if ttrs:
             text += f", TTR median {statistics.median(ttrs):.2f} s (min {min(ttrs):.2f}, "
             text += f"max {max(ttrs):.2f})"
