@@ -174,3 +174,16 @@ def test_sigkilled_run_is_swept_by_the_next(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
         client.close()
+
+
+def test_down_removes_every_container_and_the_network(stack_file: LoadedStack) -> None:
+    from rollback_drill.stack.docker import DockerStack
+
+    stack = DockerStack(stack_file, seed_users=10)
+    try:
+        stack.up("1.4.0")
+        containers, networks = _ours(stack.run_id)
+        assert len(containers) == 6 and len(networks) == 1
+    finally:
+        stack.down()
+    assert _ours(stack.run_id) == ([], [])

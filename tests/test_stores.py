@@ -98,3 +98,18 @@ def test_unreachable_store_fails_within_its_timeout(probe: str) -> None:
         else:
             redis_store.ping(f"redis://127.0.0.1:{port}/0", timeout_s=1.0)
     assert time.monotonic() - start < 3.0
+
+
+def test_stack_backup_and_restore_of_both_stores(local_stack: LocalStack, tmp_path: Path) -> None:
+    """The runbook's docker-manage.sh backup/restore, through the Stack protocol."""
+    before = _print(local_stack)
+    redis_store.connect(local_stack.redis_url).set("session:probe", "u1")
+    archive = local_stack.backup_stores(tmp_path / "backup")
+    with mongo.client(local_stack.mongodb_uri) as conn:
+        conn["safepsy"]["sessions"].delete_many({})
+    redis_store.flush_all(local_stack.redis_url)
+    restored = local_stack.restore_stores(archive)
+    assert restored["sessions"] == before.collections["sessions"].count
+    assert restored["redis keys"] >= 1
+    assert _print(local_stack) == before
+    assert redis_store.connect(local_stack.redis_url).get("session:probe") == b"u1"

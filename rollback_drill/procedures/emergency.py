@@ -17,8 +17,6 @@ from rollback_drill.checks.result import run_checks
 from rollback_drill.faults import stop_all
 from rollback_drill.procedures.base import DrillContext, Procedure, Step
 from rollback_drill.stack.base import DATA_SERVICES
-from rollback_drill.stores import mongo
-from rollback_drill.stores import redis as redis_store
 
 
 def stop_application(ctx: DrillContext) -> dict[str, Any]:
@@ -37,13 +35,12 @@ def preserve_logs(ctx: DrillContext) -> dict[str, Any]:
 
 
 def emergency_backup(ctx: DrillContext) -> dict[str, Any]:
-    target = ctx.stack.target()
-    dest = ctx.artifacts / f"emergency-backup-{time.strftime('%Y%m%d_%H%M%S')}"
-    manifest = mongo.backup(target.mongodb_uri.reveal(), target.mongodb_database, dest / "mongodb")
-    redis_file = redis_store.backup(target.redis_url.reveal(), dest / "redis.json")
+    dest = ctx.stack.backup_stores(
+        ctx.artifacts / f"emergency-backup-{time.strftime('%Y%m%d_%H%M%S')}"
+    )
     ctx.facts["emergency_backup"] = dest
-    report.attach_file("emergency backup manifest", manifest)
-    return {"dir": dest.name, "redis_archive": redis_file.name}
+    report.attach_file("emergency backup manifest", dest / "mongodb" / "manifest.json")
+    return {"dir": dest.name}
 
 
 def stop_data(ctx: DrillContext) -> dict[str, Any]:

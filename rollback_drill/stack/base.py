@@ -88,6 +88,12 @@ class Stack(Protocol):
 
     def logs(self, service: str) -> str: ...
 
+    def backup_stores(self, dest: Path) -> Path:
+        """Logical backups of MongoDB and Redis (with checksums) into `dest`."""
+
+    def restore_stores(self, archive: Path) -> dict[str, int]:
+        """Put both stores back to an archive's state; refuses a corrupt archive."""
+
     def stats(self) -> dict[str, ResourceUsage]: ...
 
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:

@@ -333,6 +333,22 @@ class StackBase(ABC):
             self.stop(service)
         self.start(service, wait_healthy=False)
 
+    # -- the stores ----------------------------------------------------------------------------
+    def backup_stores(self, dest: Path) -> Path:
+        """The runbook's `docker-manage.sh backup`: MongoDB and Redis into `dest`."""
+        mongo.backup(self.mongodb_uri, self.spec.stores.mongodb.database, dest / "mongodb")
+        redis_store.backup(self.redis_url, dest / "redis.json")
+        return dest
+
+    def restore_stores(self, archive: Path) -> dict[str, int]:
+        """The runbook's `docker-manage.sh restore`: both stores back to the archive's state."""
+        restored = mongo.restore(
+            self.mongodb_uri, self.spec.stores.mongodb.database, archive / "mongodb"
+        )
+        redis_store.flush_all(self.redis_url)
+        restored["redis keys"] = redis_store.restore(self.redis_url, archive / "redis.json")
+        return restored
+
     # -- readiness, as the host sees it ---------------------------------------------------------
     def probe(self, name: str, healthy: bool = True) -> Callable[[], bool]:
         if name == "mongodb":
