@@ -17,6 +17,7 @@ from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
+from tests.helpers import user_deleted
 
 
 def _target(stack: LocalStack) -> Target:
@@ -108,15 +109,8 @@ def test_chain_check_fails_when_the_registry_is_paused(local_stack: LocalStack) 
 
 def test_integrity_fails_when_a_user_is_deleted(local_stack: LocalStack) -> None:
     target = _target(local_stack)
-    with mongo.client(local_stack.mongodb_uri) as conn:
-        users = conn["safepsy"]["users"]
-        victim = users.find_one({"email": {"$ne": "test@safepsy.com"}})
-        assert victim is not None
-        users.delete_one({"_id": victim["_id"]})
-        try:
-            assert "documents" in _assert_fails("integrity.mongodb", target)
-        finally:
-            users.insert_one(victim)
+    with user_deleted(local_stack.mongodb_uri):
+        assert "documents" in _assert_fails("integrity.mongodb", target)
     _assert_passes("integrity.mongodb", target)
 
 

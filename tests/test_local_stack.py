@@ -19,6 +19,7 @@ from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
+from tests.helpers import run_verify_suite
 
 
 def _owned_processes(owner: int) -> list[int]:
@@ -178,22 +179,7 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
     state = json.loads((tmp_path / "state.json").read_text())
     target = state["target"]
     try:
-        verify = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "verify",
-            "--target",
-            target,
-            "-p",
-            "no:cacheprovider",
-            str(PROJECT_ROOT / "verifications"),
-            "-q",
-        ]
-        green = subprocess.run(
-            verify, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
-        )
+        green = run_verify_suite(target)
         assert green.returncode == 0, green.stdout[-3000:]
         assert "passed" in green.stdout
     finally:

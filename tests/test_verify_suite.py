@@ -5,7 +5,6 @@ stopped. The suite runs as a user runs it: a separate pytest process against a t
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.targetfile import write_target_file
-from rollback_drill.tools import PROJECT_ROOT
+from tests.helpers import run_verify_suite, user_deleted
 
 
 @pytest.fixture(scope="module")
@@ -25,27 +24,7 @@ def target_file(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactor
 
 
 def _verify(target: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "verify",
-            "--target",
-            str(target),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rfEs",
-            str(PROJECT_ROOT / "verifications"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=180,
-        check=False,
-    )
+    return run_verify_suite(target)
 
 
 def test_verify_passes_on_a_healthy_stack(target_file: Path) -> None:
@@ -81,15 +60,8 @@ def test_verify_fails_naming_the_check(target_file: Path, failing: str) -> None:
 def test_verify_fails_when_a_user_document_is_deleted(
     local_stack: LocalStack, target_file: Path
 ) -> None:
-    with mongo.client(local_stack.mongodb_uri) as conn:
-        users = conn["safepsy"]["users"]
-        victim = users.find_one({"email": {"$ne": "test@safepsy.com"}})
-        assert victim is not None
-        users.delete_one({"_id": victim["_id"]})
-        try:
-            run = _verify(target_file)
-        finally:
-            users.insert_one(victim)
+    with user_deleted(local_stack.mongodb_uri):
+        run = _verify(target_file)
     assert run.returncode == 1
     assert "FAILED verifications/test_verify.py::test_verification[integrity.mongodb]" in run.stdout
     assert "users:" in run.stdout and "documents" in run.stdout

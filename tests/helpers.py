@@ -1,0 +1,36 @@
+"""Small helpers several test modules share: breaking data and running the verify suite the
+way a user does (a separate pytest process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rollback_drill.stores import mongo
+from rollback_drill.tools import PROJECT_ROOT
+
+
+@contextmanager
+def user_deleted(mongodb_uri: str, database: str = "safepsy") -> Iterator[None]:
+    """One seeded user (never the test account) is gone for the block, then put back."""
+    with mongo.client(mongodb_uri) as conn:
+        users = conn[database]["users"]
+        victim = users.find_one({"email": {"$ne": "test@safepsy.com"}})
+        assert victim is not None
+        users.delete_one({"_id": victim["_id"]})
+        try:
+            yield
+        finally:
+            users.insert_one(victim)
+
+
+def run_verify_suite(target: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`pytest -m verify --target FILE` in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "verify", "--target", str(target),
+         "-p", "no:cacheprovider", "-q", "-rfEs", *extra, str(PROJECT_ROOT / "verifications")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300, check=False,
+    )  # fmt: skip
