@@ -183,14 +183,12 @@ def test_app_images_carry_their_release_env(client: docker.DockerClient) -> None
         assert dict(e.split("=", 1) for e in frontend.attrs["Config"]["Env"])["RELEASE"] == version
 
 
-def test_second_build_is_all_cached_and_fast(first_build: images.BuildReport) -> None:
+def test_second_build_is_all_cached(first_build: images.BuildReport) -> None:
+    """Nothing is rebuilt or reloaded when no input changed (its speed is a benchmark's job)."""
     lines: list[str] = []
-    start = time.monotonic()
     report = images.build_all(LAYOUT, emit=lines.append)
-    elapsed = time.monotonic() - start
     assert {o.action for o in report.outcomes} == {"cached"}, lines
     assert [o.image_id for o in report.outcomes] == [o.image_id for o in first_build.outcomes]
-    assert elapsed < 5.0, f"cached rebuild took {elapsed:.1f} s:\n" + "\n".join(lines)
     assert all(line.startswith(("cached", "total")) for line in lines), lines
 
 
