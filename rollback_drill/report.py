@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -253,60 +254,109 @@ def clean_results(results: Path) -> int:
     return removed
 
 
-def generate_html(
-    results: Path, output: Path, *, history: Path, config: Path = ALLURERC
-) -> HtmlReport:
-    """`allure awesome --single-file` over `results` into `output/index.html`.
+def _ledger(history: Path) -> dict[str, str | None]:
+    """results key -> uuid of the history line their generation appended."""
+    path = history.with_name(history.name + ".runs")
+    entries: dict[str, str | None] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if parts:
+                entries[parts[0]] = parts[1] if len(parts) > 1 else None
+    return entries
 
-    History: Allure appends one line to `history` per generation, so regenerating the same
-    results would count a run twice. A ledger beside the history file remembers which results
-    were appended; a regeneration reads the history but appends nothing (allurerc.mjs turns
-    `appendHistory` off through ROLLBACK_DRILL_APPEND_HISTORY=0).
-    """
-    if not any(results.glob("*-result.json")):
-        raise ReportError(f"no Allure results in {results}: run the drills first")
-    key = results_key(results)
-    ledger = history.with_name(history.name + ".runs")
-    seen = set(ledger.read_text().split()) if ledger.exists() else set()
-    append = key not in seen
-    output.mkdir(parents=True, exist_ok=True)
-    history.parent.mkdir(parents=True, exist_ok=True)
-    argv = [
-        find_tool("allure"),
-        "awesome",
-        "--single-file",
-        "--config",
-        str(config),
-        "--output",
-        str(output.resolve()),
-        "--history-path",
-        str(history.resolve()),
-        str(results.resolve()),
-    ]
+
+def _history_without(history: Path, uuid: str | None, into: Path) -> Path:
+    """A copy of the history minus one run's line: a regenerated report must not list its own
+    run as a past run."""
+    kept = []
+    if history.exists():
+        for line in history.read_text().splitlines():
+            if line.strip() and (uuid is None or json.loads(line).get("uuid") != uuid):
+                kept.append(line)
+    into.write_text("".join(line + "\n" for line in kept))
+    return into
+
+
+def _line_count(history: Path) -> int:
+    return (
+        sum(1 for line in history.read_text().splitlines() if line.strip())
+        if history.exists()
+        else 0
+    )
+
+
+def _last_uuid(history: Path) -> str | None:
+    lines = [line for line in history.read_text().splitlines() if line.strip()]
+    return str(json.loads(lines[-1]).get("uuid")) if lines else None
+
+
+def _run_allure(argv: list[str], append: bool, cwd: Path) -> None:
     env = {**os.environ, "ROLLBACK_DRILL_APPEND_HISTORY": "1" if append else "0"}
-    start = time.monotonic()
     try:
         done = subprocess.run(
             argv,
             capture_output=True,
             text=True,
             env=env,
-            cwd=str(output.parent.resolve()),
+            cwd=str(cwd),
             timeout=GENERATE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         raise ReportError(f"allure did not finish within {GENERATE_TIMEOUT_S:.0f} s") from None
-    index = output / "index.html"
-    if done.returncode != 0 or not index.exists():
+    if done.returncode != 0:
         raise ReportError(
             f"allure awesome exited {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}"
         )
+
+
+def generate_html(
+    results: Path, output: Path, *, history: Path, config: Path = ALLURERC
+) -> HtmlReport:
+    """`allure awesome --single-file` over `results` into `output/index.html`.
+
+    History: Allure appends one line to `history` per generation, so regenerating the same
+    results would count a run twice. A ledger beside the history file (`<history>.runs`)
+    remembers which results were appended and as which line; a regeneration appends nothing
+    (allurerc.mjs turns `appendHistory` off through ROLLBACK_DRILL_APPEND_HISTORY=0) and reads
+    the history without that run's own line.
+    """
+    if not any(results.glob("*-result.json")):
+        raise ReportError(f"no Allure results in {results}: run the drills first")
+    key = results_key(results)
+    ledger = _ledger(history)
+    append = key not in ledger
+    output.mkdir(parents=True, exist_ok=True)
+    history.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    lines_before = _line_count(history)
+    with tempfile.TemporaryDirectory(prefix="rollback-drill-history-") as scratch:
+        read_from = (
+            history if append else _history_without(history, ledger[key], Path(scratch) / "h")
+        )
+        argv = [
+            find_tool("allure"),
+            "awesome",
+            "--single-file",
+            "--config",
+            str(config),
+            "--output",
+            str(output.resolve()),
+            "--history-path",
+            str(read_from.resolve()),
+            str(results.resolve()),
+        ]
+        _run_allure(argv, append, output.parent.resolve())
+    index = output / "index.html"
+    if not index.exists():
+        raise ReportError(f"allure awesome wrote no {index}")
     page = index.read_text(encoding="utf-8")
     index.write_text(_ANALYTICS.sub("", page), encoding="utf-8")
     if append:
-        with ledger.open("a") as handle:
-            handle.write(key + "\n")
+        own = _last_uuid(history) if _line_count(history) > lines_before else None
+        with history.with_name(history.name + ".runs").open("a") as handle:
+            handle.write(f"{key} {own or ''}".rstrip() + "\n")
     return HtmlReport(index, time.monotonic() - start, history, append)
 
 

@@ -291,10 +291,12 @@ def test_chromium_shows_the_drill_page(runs: Runs) -> None:
     assert pixels.shape[:2] == (2400, 1400)
     colours = {tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2).tolist()}
     assert len(colours) > 200, "a blank or spinner-only page has a handful of colours"
-    # The chart is on screen: its availability fill (#1f77b4 at 25 % on white) covers an area.
+    # The chart is on screen: the fault-to-green shading (#d62728 at 6 % on white) covers a
+    # large area, and the availability line / probe dots (#1f77b4) are drawn.
     rgb = pixels[:, :, :3] * 255
-    fill = (abs(rgb - [199, 221, 236]).max(axis=2) < 12).sum()
-    assert fill > 1000, f"timeline chart not visible in {shot} ({fill} fill pixels)"
+    shade = (abs(rgb - [252, 241, 241]).max(axis=2) < 4).sum()
+    line = (abs(rgb - [31, 119, 180]).max(axis=2) < 25).sum()
+    assert shade > 20000 and line > 300, f"no timeline chart in {shot} ({shade}, {line})"
 
 
 # -- history: each run appended exactly once ---------------------------------------------------
@@ -303,6 +305,13 @@ def test_chromium_shows_the_drill_page(runs: Runs) -> None:
 def _history_lines(reports: Path) -> list[dict[str, Any]]:
     path = reports / "history" / "history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _past_runs_shown(index: Path) -> list[dict[str, Any]]:
+    """The past runs a report embeds (Allure: one data/history/<run uuid>.json per run)."""
+    page = index.read_text()
+    found = re.findall(r'd\("data/history/[^"]+","([A-Za-z0-9+/=]*)"\)', page)
+    return [json.loads(base64.b64decode(payload)) for payload in found]
 
 
 def test_history_appends_each_run_once(runs: Runs) -> None:
@@ -317,6 +326,7 @@ def test_history_appends_each_run_once(runs: Runs) -> None:
     assert again.returncode == 0, _explain(again)
     assert "not appended again" in again.stdout
     assert len(_history_lines(runs.main)) == 1
+    assert _past_runs_shown(runs.main / "html" / "index.html") == [], "its own run is not past"
     # A second run (the good certification's results) is appended.
     (certify_results,) = (runs.good / "certify").glob("*/allure-results")
     second = _cli(
@@ -336,6 +346,10 @@ def test_history_appends_each_run_once(runs: Runs) -> None:
         {k for k, v in line["testResults"].items() if "emergency" in v["name"]} for line in lines
     ]
     assert drill_ids[0] and drill_ids[0] == drill_ids[1], "one drill, one trend across runs"
+    (past,) = _past_runs_shown(runs.main / "html-certify" / "index.html")  # the first run, once
+    assert past["uuid"] == lines[0]["uuid"]
+    drill = [v for v in past["testResults"].values() if "emergency" in v["name"]]
+    assert [v["status"] for v in drill] == ["passed"]
 
 
 def test_history_command_prints_the_trend(runs: Runs, tmp_path: Path) -> None:
