@@ -182,6 +182,17 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
         green = run_verify_suite(target)
         assert green.returncode == 0, green.stdout[-3000:]
         assert "passed" in green.stdout
+        baseline = tmp_path / "again.json"
+        fingerprint = subprocess.run(
+            [*cli, "fingerprint", "--target", target, "-o", str(baseline)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert fingerprint.returncode == 0, fingerprint.stderr
+        assert mongo.Fingerprint.load(baseline) == mongo.Fingerprint.load(
+            tmp_path / "baseline.json"
+        )
+        doctor = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=60)
+        assert doctor.returncode == 0, doctor.stdout
     finally:
         down = subprocess.run(
             [*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60
