@@ -167,11 +167,8 @@ def drill_stack(
 ) -> Iterator[Stack]:
     """A fresh stack at the good release, torn down whatever happens to the test."""
     stack = make_stack(stack_backend, stack_file, seed_users=pytestconfig.getoption("--seed-users"))
-    try:
-        stack.up(release_pair[1])
-        yield stack
-    finally:
-        stack.down()
+    with stack.running(release_pair[1]) as running:
+        yield running
 
 
 @pytest.fixture

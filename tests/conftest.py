@@ -13,9 +13,5 @@ from rollback_drill.stack.local import LocalStack
 @pytest.fixture(scope="module")
 def local_stack(stack_file: LoadedStack) -> Iterator[LocalStack]:
     """One reference stack at 1.4.0 per test module; tests that break it must repair it."""
-    stack = LocalStack(stack_file, seed_users=50)
-    try:
-        stack.up("1.4.0")
+    with LocalStack(stack_file, seed_users=50).running("1.4.0") as stack:
         yield stack
-    finally:
-        stack.down()

@@ -32,12 +32,8 @@ pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon
 def docker_stack(stack_file: LoadedStack) -> Iterator[DockerStack]:
     from rollback_drill.stack.docker import DockerStack
 
-    stack = DockerStack(stack_file, seed_users=30)
-    try:
-        stack.up("1.4.0")
+    with DockerStack(stack_file, seed_users=30).running("1.4.0") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 def _ours(run_id: str) -> tuple[list[str], list[str]]:

@@ -14,9 +14,11 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -265,11 +267,14 @@ class StackBase(ABC):
         if self._owns_workdir:
             proc.remove_temp_dir(self._workdir)
 
-    def __enter__(self) -> StackBase:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
+    @contextmanager
+    def running(self, release: str) -> Iterator[Self]:
+        """Up at `release` for the block; down afterwards, whatever happens in it."""
+        try:
+            self.up(release)
+            yield self
+        finally:
+            self.down()
 
     def start(self, service: str, wait_healthy: bool = True) -> None:
         if not self.is_running(service):
