@@ -56,14 +56,21 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
 
 
 def wait_until(
-    probe: Callable[[], bool], timeout: float, interval: float = 0.02, what: str = "condition"
+    probe: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.02,
+    what: str = "condition",
+    fatal: tuple[type[Exception], ...] = (),
 ) -> float:
-    """Poll `probe` until it is true; return the seconds it took, raise TimeoutError otherwise."""
+    """Poll `probe` until it is true; return the seconds it took, raise TimeoutError otherwise.
+    A probe raising is "not yet", except for the `fatal` exception types, which end the wait."""
     start = time.monotonic()
     while True:
         try:
             if probe():
                 return time.monotonic() - start
+        except fatal:
+            raise
         except Exception:
             pass
         if time.monotonic() - start > timeout:
@@ -157,20 +164,12 @@ class ManagedProcess:
                 )
             return probe()
 
-        start = time.monotonic()
-        while True:
-            try:
-                if ready():
-                    return time.monotonic() - start
-            except StartError:
-                raise
-            except Exception:
-                pass
-            if time.monotonic() - start > timeout:
-                raise StartError(
-                    f"{self.name} not ready within {timeout:.1f} s; log tail:\n{self.log_tail()}"
-                )
-            time.sleep(0.02)
+        try:
+            return wait_until(ready, timeout, what=f"{self.name} ready", fatal=(StartError,))
+        except TimeoutError:
+            raise StartError(
+                f"{self.name} not ready within {timeout:.1f} s; log tail:\n{self.log_tail()}"
+            ) from None
 
 
 def spawn(
