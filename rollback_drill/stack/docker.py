@@ -116,18 +116,6 @@ class ProbeWaitStrategy(WaitStrategy):
             )
 
 
-def docker_available() -> bool:
-    """True when a Docker daemon answers within two seconds."""
-    try:
-        client = docker.from_env(timeout=2)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
 def _compose_owner(project: str) -> str:
     """`rollback-drill-<pid>[-suffix]` -> `<pid>` (compose projects the plugin names)."""
     return project.removeprefix("rollback-drill-").split("-", 1)[0]

@@ -12,7 +12,8 @@ CHOICES = ("auto", "local", "docker", "all")
 
 
 def docker_available() -> bool:
-    from rollback_drill.stack.docker import docker_available as answers
+    """One answer for the whole harness: the daemon the images are built with answers."""
+    from rollback_drill.images import docker_available as answers
 
     return answers()
 
