@@ -1,21 +1,80 @@
 """rollback-drill: a rollback runbook as executable, timed, verified drills.
 
-The public surface: load a stack or target file, bring a stack up on a backend, run a
-procedure as a drill, and ask checks about any target.
+The public surface, in one place for every drill module and script: declare a drill (a
+scenario, a runbook procedure, the matrix row it must reach), run it on a stack, read its
+outcome; load stack and target files; ask the checks about any target. Names load lazily,
+so `import rollback_drill` stays cheap for the verify path.
 """
 
-from rollback_drill.drill import DrillOutcome, run_drill
-from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
-from rollback_drill.target import Target, target_from_file
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rollback_drill.drill import LoadOptions, run_drill
+    from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
+    from rollback_drill.procedures import configuration, emergency, planned, service
+    from rollback_drill.procedures.base import Procedure, Step
+    from rollback_drill.scenarios import ChangeConfiguration, DeployRelease, Scenario
+    from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
+    from rollback_drill.stack.base import Stack
+    from rollback_drill.target import Target, target_from_file
+
+_WHERE = {
+    "ChangeConfiguration": "rollback_drill.scenarios",
+    "DeployRelease": "rollback_drill.scenarios",
+    "Drill": "rollback_drill.outcome",
+    "DrillOutcome": "rollback_drill.outcome",
+    "DrillRunner": "rollback_drill.outcome",
+    "LoadOptions": "rollback_drill.drill",
+    "LoadedStack": "rollback_drill.spec",
+    "Procedure": "rollback_drill.procedures.base",
+    "Scenario": "rollback_drill.scenarios",
+    "SpecError": "rollback_drill.spec",
+    "Stack": "rollback_drill.stack.base",
+    "Step": "rollback_drill.procedures.base",
+    "Target": "rollback_drill.target",
+    "configuration": "rollback_drill.procedures",
+    "emergency": "rollback_drill.procedures",
+    "load_stack": "rollback_drill.spec",
+    "load_target": "rollback_drill.spec",
+    "planned": "rollback_drill.procedures",
+    "run_drill": "rollback_drill.drill",
+    "service": "rollback_drill.procedures",
+    "target_from_file": "rollback_drill.target",
+}
 
 __all__ = [
+    "ChangeConfiguration",
+    "DeployRelease",
+    "Drill",
     "DrillOutcome",
+    "DrillRunner",
+    "LoadOptions",
     "LoadedStack",
+    "Procedure",
+    "Scenario",
     "SpecError",
+    "Stack",
+    "Step",
     "Target",
+    "configuration",
+    "emergency",
     "load_stack",
     "load_target",
+    "planned",
     "run_drill",
+    "service",
     "target_from_file",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rollback_drill' has no attribute {name!r}")
+    if module == "rollback_drill.procedures":
+        return importlib.import_module(f"{module}.{name}")
+    return getattr(importlib.import_module(module), name)

@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rollback_drill.monitor import Sample
+from rollback_drill.outcome import DrillOutcome
 from rollback_drill.timeline import (
     DETECTED,
     FAULT_INJECTED,
@@ -23,9 +23,6 @@ from rollback_drill.timeline import (
     VERIFIED,
     Event,
 )
-
-if TYPE_CHECKING:
-    from rollback_drill.drill import DrillOutcome
 
 BUCKET_S = 0.5
 # marker -> (label, colour, line style): the five moments a reader looks for.

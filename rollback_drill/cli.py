@@ -36,7 +36,7 @@ def _pytest(args: list[str]) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    from rollback_drill import report
+    from rollback_drill import report_html as report
 
     reports: Path = ns.reports_dir
     results: Path = ns.alluredir or reports / "allure-results"
@@ -69,7 +69,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
-    from rollback_drill import report
+    from rollback_drill import report_html as report
 
     history = reports / "history" / "history.jsonl"
     try:

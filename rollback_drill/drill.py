@@ -1,265 +1,404 @@
-"""One drill, start to verdict: baseline -> fault -> detect -> decide -> the procedure ->
-verify -> judge against the decision matrix. The pytest scenarios, the CLI and the
-benchmarks all run drills through here, so they time and judge the same way."""
+"""One drill, start to verdict, as the runbook lives it:
+
+    baseline (healthy, data fingerprinted) -> steady state under user load -> the scenario
+    (release N+1 or a configuration change goes out) -> detection (the first alert) ->
+    Pre-Rollback Assessment and the decision matrix -> the runbook's procedure, step by step
+    -> verification (every check, and users served well again) -> the verdict against budget
+
+Every phase, step, check and alert goes to the drill's timeline, once; this module imports no
+reader of it (Allure, record, chart): the caller wires those as timeline listeners and reads
+the outcome. A failed drill never raises here: the outcome carries the failure, so every
+reader still gets the whole story.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from rollback_drill import report
+from rollback_drill import assess
+from rollback_drill.alerts import AlertEngine, AlertRules
 from rollback_drill.checks import ALL_CHECKS, health
-from rollback_drill.checks.result import Outcome, run_checks
-from rollback_drill.decision import classify
-from rollback_drill.faults import Fault
-from rollback_drill.monitor import Monitor, Sample
-from rollback_drill.procedures.base import DrillContext, Procedure
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
+from rollback_drill.decision import NothingToDecide, decide
+from rollback_drill.load import LoadRun, LoadStats, by_journey
+from rollback_drill.monitor import Monitor
+from rollback_drill.outcome import BASELINE, Drill, DrillOutcome, Integrity
+from rollback_drill.procedures.base import DrillContext
 from rollback_drill.secrets import redact
-from rollback_drill.spec import DecisionRow
+from rollback_drill.spec import DrillSettings, Thresholds
 from rollback_drill.stack.base import Stack
 from rollback_drill.stores import mongo
+from rollback_drill.synthetic import SyntheticMonitor, monitored
+from rollback_drill.target import Target
 from rollback_drill.timeline import (
+    CHANGE_STARTED,
     DECIDED,
     DETECTED,
     FAULT_INJECTED,
     ROLLBACK_FINISHED,
     ROLLBACK_STARTED,
+    STEADY_STATE,
     VERIFIED,
+    Artifact,
     Timeline,
-    Verdict,
+    TimelineListener,
 )
+from rollback_drill.wait import Wait, WaitTimeout
 
-DETECT_TIMEOUT_S = 30.0
-DETECT_INTERVAL_S = 0.1
+MIN_STEADY_REQUESTS = 20
+MIN_SETTLE_REQUESTS = 20
 
 
 class DrillFailed(AssertionError):
     """The drill did not recover, or recovered over budget; the message says which and why."""
 
 
-@dataclass
-class DrillOutcome:
-    procedure: Procedure
-    backend: str
-    bad_release: str
-    good_release: str
-    budget: DecisionRow
-    timeline: Timeline
-    artifacts: Path
-    detected_by: list[str] = field(default_factory=list)
-    severity_detected: str | None = None
-    verification: list[Outcome] = field(default_factory=list)
-    integrity: dict[str, Any] | None = None
-    verdict: Verdict | None = None
-    failure: str | None = None
-    samples: list[Sample] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.failure is None and self.verdict is not None and self.verdict.within_budget
-
-    def availability(self) -> dict[str, float | None]:
-        """Share of monitor probes answered 200: overall and in each phase of the timeline."""
-
-        def share(start: float, end: float) -> float | None:
-            window = [s.ok for s in self.samples if start <= s.at_s < end]
-            return round(sum(window) / len(window), 4) if window else None
-
-        result = {"overall": share(0.0, float("inf"))}
-        marks = [e for e in self.timeline.events if e.kind == "marker"]
-        for first, second in itertools.pairwise(marks):
-            result[f"{first.name}->{second.name}"] = share(first.at_s, second.at_s)
-        return result
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "procedure": self.procedure.name,
-            "runbook_section": self.procedure.runbook_section,
-            "severity": self.procedure.severity,
-            "backend": self.backend,
-            "bad_release": self.bad_release,
-            "good_release": self.good_release,
-            "budget_s": self.budget.budget_s,
-            "rollback_type": self.budget.rollback_type,
-            "passed": self.passed,
-            "failure": self.failure,
-            "detected_by": self.detected_by,
-            "severity_detected": self.severity_detected,
-            "time_to_recover_s": round(self.verdict.time_to_recover_s, 4) if self.verdict else None,
-            "timeline": self.timeline.to_json(),
-            "checks": [
-                {
-                    "name": o.check.name,
-                    "category": o.check.category,
-                    "skipped": o.skipped,
-                    **(
-                        {
-                            "ok": o.result.ok,
-                            "summary": o.result.summary,
-                            "seconds": round(o.result.duration_s, 4),
-                        }
-                        if o.result
-                        else {}
-                    ),
-                }
-                for o in self.verification
-            ],
-            "integrity": self.integrity,
-            "availability": self.availability(),
-        }
-
-
-def _detect(ctx: DrillContext, timeout_s: float) -> list[Outcome]:
-    """Poll the health checks, as monitoring would, until one fails."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        outcomes = run_checks(health.CHECKS, ctx.stack.target())
-        failing = [o for o in outcomes if o.failed]
-        if failing:
-            return failing
-        if time.monotonic() > deadline:
-            raise DrillFailed(
-                f"fault not detected: every health check stayed green for {timeout_s:.0f} s"
-            )
-        time.sleep(DETECT_INTERVAL_S)
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    users: int | None = None  # None: the stack file's drills.load_users
+    workers: int = 0
 
 
 def run_drill(
     stack: Stack,
-    procedure: Procedure,
-    fault: Fault,
+    drill: Drill,
     *,
-    bad_release: str,
-    good_release: str,
     artifacts: Path,
-    detect_timeout_s: float = DETECT_TIMEOUT_S,
+    good_release: str | None = None,
+    listeners: Sequence[TimelineListener] = (),
+    load: LoadOptions = LoadOptions(),
 ) -> DrillOutcome:
-    """Run one drill on a stack that is up at `good_release`; never raises for a failed drill:
-    the outcome carries the failure so the report is written either way."""
+    """Run one drill on a stack that is up at the drill's good release."""
+    loaded = stack.loaded
+    good = drill.check(loaded, good_release)
     artifacts.mkdir(parents=True, exist_ok=True)
-    timeline = Timeline()
-    budget = stack.loaded.budget(procedure.severity)
+    timeline = Timeline(list(listeners))
     outcome = DrillOutcome(
-        procedure, stack.backend_name, bad_release, good_release, budget, timeline, artifacts
+        drill, stack.backend_name, drill.release, good, loaded.budget(drill.severity),
+        timeline, artifacts,
+    )  # fmt: skip
+    ctx = DrillContext(stack, timeline, artifacts, drill.release, good)
+    settings = loaded.spec.drills
+    users = settings.load_users if load.users is None else load.users
+    engine = AlertEngine(
+        timeline,
+        loaded.spec.thresholds,
+        loaded.spec.classification,
+        stats=stack.stats,
+        memory_limits={
+            name: svc.memory_limit_mb * 2**20
+            for name, svc in loaded.spec.services.items()
+            if svc.memory_limit_mb
+        },
+        rules=AlertRules(window_s=settings.alert_window_s),
     )
-    ctx = DrillContext(stack, timeline, artifacts, bad_release, good_release)
-    report.label_drill(
-        section=procedure.runbook_section,
-        severity=procedure.severity,
-        budget_s=budget.budget_s,
-        procedure=procedure.name,
-        backend=stack.backend_name,
-    )
+    load_run: LoadRun | None = None
+    monitor: Monitor | None = None
     try:
-        with Monitor(stack.target(), timeline) as monitor:
-            try:
-                _run_phases(ctx, procedure, fault, outcome, detect_timeout_s)
-            finally:
-                outcome.samples = monitor.samples
+        with ExitStack() as running:
+            monitor = running.enter_context(Monitor(stack.target(), timeline))
+            engine.monitor = monitor
+            if users > 0:
+                load_run = LoadRun(
+                    stack.target(), timeline, artifacts / "load", users=users, workers=load.workers
+                )
+                running.enter_context(load_run)
+                engine.load = load_run
+            running.callback(engine.stop)
+            engine.start()
+            checks = monitored(drill.verify)
+            running.enter_context(SyntheticMonitor(stack.target, timeline, engine, checks))
+            _run_phases(ctx, drill, outcome, engine, load_run, settings)
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
+    finally:
+        outcome.samples = list(monitor.samples) if monitor else []
+        outcome.load = load_run.samples() if load_run else []
+        outcome.alerts = list(engine.fired)
     _write_record(outcome)
-    report.finish_drill(outcome, stack.loaded)
     return outcome
 
 
 def _run_phases(
     ctx: DrillContext,
-    procedure: Procedure,
-    fault: Fault,
+    drill: Drill,
     outcome: DrillOutcome,
-    detect_timeout_s: float,
+    alerts: AlertEngine,
+    load: LoadRun | None,
+    settings: DrillSettings,
 ) -> None:
     stack, timeline = ctx.stack, ctx.timeline
-    target = stack.target()
-    with (
-        report.step("Baseline: the stack is healthy and its data fingerprinted"),
-        timeline.step("baseline"),
-    ):
+    loaded = stack.loaded
+    with timeline.phase("Baseline: the stack is healthy and its data fingerprinted") as span:
+        target = stack.target()
         unhealthy = [
             o.result.explain() for o in run_checks(health.CHECKS, target) if o.failed and o.result
         ]
         if unhealthy:
             raise DrillFailed("stack unhealthy before the fault: " + "; ".join(unhealthy))
+        now = datetime.now(UTC)
+        cutoffs = {
+            name: (time_field, now)
+            for name, time_field in loaded.spec.stores.mongodb.user_written.items()
+            if name in target.integrity_collections
+        }
         baseline = mongo.fingerprint(
-            target.mongodb_uri.reveal(), target.mongodb_database, list(target.integrity_collections)
+            target.mongodb_uri.reveal(),
+            target.mongodb_database,
+            list(target.integrity_collections),
+            cutoffs=cutoffs,
         )
-        ctx.facts["baseline"] = baseline
-        report.attach_json("baseline fingerprint", baseline.to_json())
+        ctx.facts[BASELINE] = baseline
+        span.attach(Artifact("baseline fingerprint", "json", data=baseline.to_json()))
+        if load is not None:
+            span.update({"load_started_s": round(load.wait_for_traffic(), 3)})
 
-    with (
-        report.step(f"Inject fault: {fault.description}"),
-        timeline.step(f"inject {fault.name}") as detail,
-    ):
-        detail.update(fault.inject(ctx))
-    timeline.mark(FAULT_INJECTED, fault=fault.name)
-
-    with report.step("Detect: health checks until one fails"), timeline.step("detect"):
-        failing = _detect(ctx, detect_timeout_s)
-    outcome.detected_by = [o.result.explain() for o in failing if o.result]
-    timeline.mark(DETECTED, failing=outcome.detected_by)
-
-    with report.step("Decide: apply the decision matrix"), timeline.step("decide"):
-        severity = classify((o.check.category, o.result) for o in failing if o.result)
-        outcome.severity_detected = severity
-        row = stack.loaded.budget(severity)
-        timeline.mark(
-            DECIDED, severity=severity, rollback_type=row.rollback_type, budget_s=row.budget_s
-        )
-        if severity != procedure.severity:
+    with timeline.phase("Steady state: normal traffic, monitored") as span:
+        timeline.mark(STEADY_STATE)
+        start = timeline.now()
+        alerts.not_before_s = start
+        time.sleep(settings.steady_state_s)
+        if load is not None:
+            window = load.samples(start, timeline.now())
+            outcome.steady = LoadStats.of(window)
+            alerts.steady = by_journey(window)
+            span.update({"users": outcome.steady.to_json()})
+            if outcome.steady.requests < MIN_STEADY_REQUESTS:
+                raise DrillFailed(
+                    f"steady state: only {outcome.steady.requests} user requests in "
+                    f"{settings.steady_state_s:.0f} s (need {MIN_STEADY_REQUESTS}): the load "
+                    f"did not run; locust log:\n{load.log_tail()}"
+                )
+        alerts.evaluate()
+        if alerts.active:
             raise DrillFailed(
-                f"the fault classifies as {severity} ({row.rollback_type} rollback), "
-                f"but this drill exercises the {procedure.severity} procedure"
+                "not steady before the fault: "
+                + "; ".join(a.message for a in alerts.active.values())
             )
 
-    timeline.mark(ROLLBACK_STARTED, procedure=procedure.name)
-    with report.step(f"Rollback: {procedure.runbook_section}"):
-        procedure.run(ctx)
-    timeline.mark(ROLLBACK_FINISHED)
+    timeline.mark(CHANGE_STARTED, scenario=drill.scenario.name, release=drill.release)
+    with timeline.phase(f"Fault: {drill.scenario.description}") as span:
+        produced = drill.scenario.inject(ctx)
+        span.update(produced.detail)
+        for artifact in produced.artifacts:
+            span.attach(artifact)
+    timeline.mark(FAULT_INJECTED, scenario=drill.scenario.name, release=drill.release)
+    alerts.not_before_s = timeline.at(FAULT_INJECTED)
 
-    verify_target = dataclasses.replace(stack.target(), baseline=baseline, read_only=False)
-    with report.step("Verify: health, connectivity, integrity, functional flows, performance, TLS"):
-        for check in ALL_CHECKS:
-            (o,) = run_checks([check], verify_target)
-            outcome.verification.append(o)
-            if o.result is not None:
-                timeline.record_check(
-                    o.check.name, o.result.ok, o.result.duration_s, summary=o.result.summary
-                )
-                with report.step(o.result.explain()):
-                    report.attach_json("evidence", o.result.evidence)
-    integrity = next(
-        (
-            o.result
-            for o in outcome.verification
-            if o.check.name == "integrity.mongodb" and o.result
-        ),
-        None,
+    with timeline.phase("Detect: monitoring until the first alert"):
+        fault_at = timeline.at(FAULT_INJECTED)
+        Wait(
+            f"an alert after release {drill.release} went out",
+            settings.detect_timeout_s,
+            interval_s=0.05,
+        ).until(lambda: bool(alerts.fired_since(fault_at)))
+    first = alerts.fired_since(fault_at)
+    outcome.detected_by = [a.message for a in first]
+    timeline.mark(DETECTED, alerts=[a.key for a in first])
+
+    with timeline.phase("Assess: Pre-Rollback Assessment and the decision matrix") as span:
+        time.sleep(settings.assess_window_s)
+        alerts.evaluate()
+        assessed = assess.during_drill(
+            stack, ctx.facts[BASELINE], alerts, drill.verify, outcome.steady, load, fault_at
+        )
+        try:
+            decision = decide(loaded, assessed.findings)
+        except NothingToDecide:
+            raise DrillFailed(
+                f"assessment found nothing wrong after {', '.join(outcome.detected_by)}: "
+                "the alert resolved on its own"
+            ) from None
+        outcome.decision = decision
+        outcome.assessment = assessed.to_json(decision)
+        span.update({"decision": decision.explain()})
+        span.attach(Artifact("pre-rollback assessment", "json", data=outcome.assessment))
+    timeline.mark(
+        DECIDED,
+        severity=decision.severity,
+        rollback_type=decision.row.rollback_type,
+        budget_s=decision.row.budget_s,
     )
-    if integrity is not None:
-        outcome.integrity = integrity.evidence
-        report.attach_json("integrity comparison", integrity.evidence)
-    failed = [o.result.explain() for o in outcome.verification if o.failed and o.result]
-    if failed:
-        raise DrillFailed("verification failed after rollback:\n  " + "\n  ".join(failed))
+    if decision.severity != drill.severity:
+        raise DrillFailed(
+            f"the assessment classifies this as {decision.explain()}; but this drill "
+            f"exercises the {drill.severity} row ({drill.procedure.name} procedure)"
+        )
+
+    before = {s: stack.instance(s) for s in stack.all_services()}
+    timeline.mark(ROLLBACK_STARTED, procedure=drill.procedure.name)
+    with timeline.phase(f"Rollback: {drill.procedure.runbook_section}"):
+        drill.procedure.run(ctx)
+    timeline.mark(ROLLBACK_FINISHED)
+    outcome.restarted = {s: stack.instance(s) != before[s] for s in before}
+    if drill.only_services is not None:
+        strays = [
+            s for s, moved in outcome.restarted.items() if moved and s not in drill.only_services
+        ]
+        if strays:
+            raise DrillFailed(
+                f"the {drill.procedure.name} rollback restarted {strays}, which it must leave "
+                f"alone (only {list(drill.only_services)} may change)"
+            )
+
+    with timeline.phase("Verify: every check, and users served well again") as span:
+        finished = timeline.at(ROLLBACK_FINISHED)
+        alerts.not_before_s = finished
+        verify_target = dataclasses.replace(
+            stack.target(), baseline=ctx.facts[BASELINE], read_only=False
+        )
+        outcome.verification = run_checks([*ALL_CHECKS, *drill.verify], verify_target)
+        for o in outcome.verification:
+            if o.result is not None:
+                timeline.check(
+                    o.check.name,
+                    o.result.ok,
+                    o.result.duration_s,
+                    summary=o.result.summary,
+                    evidence=o.result.evidence,
+                )
+        integrity = next(
+            (o.result for o in outcome.verification if o.check.category == "integrity"), None
+        )
+        if integrity is not None:
+            outcome.integrity = Integrity.from_evidence(integrity.evidence)
+            span.attach(Artifact("integrity comparison", "json", data=integrity.evidence))
+        failed = [o.result.explain() for o in outcome.verification if o.failed and o.result]
+        if not failed:
+            watched = _monitoring_green(timeline, alerts, load, outcome.steady, settings, finished)
+            outcome.verification.append(watched)
+            result = watched.result
+            assert result is not None
+            timeline.check(
+                result.name,
+                result.ok,
+                result.duration_s,
+                summary=result.summary,
+                evidence=result.evidence,
+            )
+            if not result.ok:
+                failed.append(result.explain())
+        if failed:
+            raise DrillFailed("verification failed after rollback:\n  " + "\n  ".join(failed))
     timeline.mark(VERIFIED)
-    outcome.verdict = timeline.judge(stack.loaded.budget(procedure.severity))
+    outcome.verdict = timeline.judge(loaded.budget(drill.severity))
+    if drill.judge_steps:
+        _judge_steps(outcome, loaded.spec.thresholds.error_rate_critical)
     if not outcome.verdict.within_budget:
         raise DrillFailed(outcome.verdict.summary())
 
 
+def _monitoring_green(
+    timeline: Timeline,
+    alerts: AlertEngine,
+    load: LoadRun | None,
+    steady: LoadStats | None,
+    settings: DrillSettings,
+    since_s: float,
+) -> Outcome:
+    """Watch until monitoring is green: over the last `settle_s` seconds, no alert fires and
+    users are served as in the steady state (error rate under the threshold, median within
+    the allowed increase). Services come back cold; this is the runbook's "Monitor logs for
+    errors" after the health checks, ending when it holds or at `verify_timeout_s`."""
+    thresholds = alerts.thresholds
+    started = time.monotonic()
+    last: list[str] = ["not looked yet"]
+    stats = LoadStats(0, 0, None, None, None)
+
+    def green() -> bool:
+        nonlocal stats
+        now = timeline.now()
+        window_start = max(since_s, now - settings.settle_s)
+        if now - since_s < settings.settle_s:
+            last[:] = [f"settling: {now - since_s:.1f} of {settings.settle_s:.1f} s"]
+            return False
+        alerts.not_before_s = window_start
+        alerts.evaluate()
+        problems = [a.message for a in alerts.active.values()]
+        if load is not None:
+            stats = load.stats(window_start, now)
+            problems += _users_problems(stats, steady, thresholds)
+        last[:] = problems
+        return not problems
+
+    try:
+        Wait("monitoring green after the rollback", settings.verify_timeout_s, 0.1).until(green)
+        ok = True
+    except WaitTimeout:
+        ok = False
+    rate = stats.error_rate
+    summary = (
+        f"monitoring green over the last {settings.settle_s:.1f} s: no alert"
+        + (
+            f"; {stats.requests} user requests, error rate {100 * (rate or 0):.1f} % "
+            f"(limit {100 * thresholds.error_rate_critical:.0f} %), median "
+            f"{1000 * (stats.p50_s or 0):.1f} ms (steady state "
+            f"{1000 * ((steady.p50_s if steady else None) or 0):.1f} ms)"
+            if load is not None
+            else ""
+        )
+        if ok
+        else f"not green within {settings.verify_timeout_s:.0f} s: " + "; ".join(last)
+    )
+    result = CheckResult(RECOVERED.name, ok, summary, stats.to_json(), time.monotonic() - started)
+    return Outcome(RECOVERED, result)
+
+
+def _users_problems(
+    stats: LoadStats, steady: LoadStats | None, thresholds: Thresholds
+) -> list[str]:
+    if stats.requests < MIN_SETTLE_REQUESTS:
+        return [f"only {stats.requests} user requests to judge (need {MIN_SETTLE_REQUESTS})"]
+    problems = []
+    rate = stats.error_rate or 0.0
+    if rate > thresholds.error_rate_critical:
+        problems.append(f"user error rate {rate:.1%} > {thresholds.error_rate_critical:.0%}")
+    if steady is not None and steady.p50_s and stats.p50_s:
+        allowed = steady.p50_s * (1 + thresholds.response_time_increase_critical)
+        if stats.p50_s > allowed and stats.p50_s - steady.p50_s > AlertRules.min_increase_floor_s:
+            problems.append(
+                f"user median {stats.p50_s * 1000:.1f} ms vs {steady.p50_s * 1000:.1f} ms in "
+                f"the steady state (limit +{thresholds.response_time_increase_critical:.0%})"
+            )
+    return problems
+
+
+def _not_a_target_check(_: Target) -> CheckResult:
+    raise CheckSkipped("monitoring.green is judged from the drill's own monitoring")
+
+
+RECOVERED = Check(
+    "monitoring.green",
+    "monitoring",
+    _not_a_target_check,
+    doc="the runbook's 'Monitor logs for errors' and 'Monitor error rates' after a rollback",
+)
+
+
+def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
+    over = [
+        f"{s.step}: {s.stats.errors}/{s.stats.requests} user requests failed "
+        f"({(s.stats.error_rate or 0):.1%} > {limit:.0%})"
+        for s in outcome.step_load()
+        if s.stats.requests and (s.stats.error_rate or 0) > limit
+    ]
+    if over:
+        raise DrillFailed(
+            "error rate crossed the critical threshold during:\n  " + "\n  ".join(over)
+        )
+
+
 def _write_record(outcome: DrillOutcome) -> None:
     data = outcome.to_json()
-    path = outcome.artifacts / "drill.json"
-    path.write_text(redact(json.dumps(data, indent=2, default=str)))
+    (outcome.artifacts / "drill.json").write_text(redact(json.dumps(data, indent=2, default=str)))
     samples = outcome.artifacts / "samples.json"
     samples.write_text(json.dumps([dataclasses.asdict(s) for s in outcome.samples]))
-    report.attach_json("timeline", data["timeline"])
 
 
-__all__ = ["DrillFailed", "DrillOutcome", "run_drill"]
+__all__ = ["DrillFailed", "DrillOutcome", "LoadOptions", "run_drill"]

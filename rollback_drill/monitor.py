@@ -64,6 +64,15 @@ class Monitor:
                     self.samples.append(Sample(start, name, status == 200, end - start, status))
                 self._stop.wait(self._interval)
 
+    def recent(self, n: int) -> dict[str, list[Sample]]:
+        """The last `n` probes of each endpoint, oldest first."""
+        latest: dict[str, list[Sample]] = {}
+        for sample in reversed(list(self.samples)):
+            rows = latest.setdefault(sample.endpoint, [])
+            if len(rows) < n:
+                rows.append(sample)
+        return {endpoint: rows[::-1] for endpoint, rows in latest.items()}
+
     def availability(self, start_s: float = 0.0, end_s: float = float("inf")) -> float | None:
         window = [s for s in self.samples if start_s <= s.at_s <= end_s]
         return sum(s.ok for s in window) / len(window) if window else None

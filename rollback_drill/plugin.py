@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import proc, record
-from rollback_drill.drill import DrillOutcome
+from rollback_drill import proc, record, report
+from rollback_drill.drill import LoadOptions, run_drill
+from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
@@ -61,10 +62,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--target", default=None, help="target file of a live environment for -m verify"
     )
     group.addoption(
-        "--from-release", default=None, help="the release to roll back from (default: newest)"
+        "--from-release",
+        default=None,
+        help="run only the drills that put this release out (certify's N+1)",
     )
     group.addoption(
-        "--to-release", default=None, help="the release to roll back to (default: its previous)"
+        "--to-release",
+        default=None,
+        help="the release to roll back to (default: the release's `previous`)",
     )
     group.addoption(
         "--seed-users", type=int, default=None, help="users to seed (default: the stack file's)"
@@ -81,6 +86,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"
+    )
+    group.addoption(
+        "--load-users",
+        type=int,
+        default=None,
+        help="locust users per drill (default: the stack file's drills.load_users; 0: no load)",
+    )
+    group.addoption(
+        "--load-workers",
+        type=int,
+        default=0,
+        help="run the load as a locust master with N worker processes (locust's distributed mode)",
     )
     group.addoption(
         "--drill-invocation",
@@ -109,14 +126,35 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Guard: with --target, only verify tests may run - a drill must never touch a live target."""
-    if not config.getoption("--target"):
+    """Guards and selection. With --target, only verify tests may run: a drill must never
+    touch a live target. With --from-release, only the drills that put that release out run
+    (what `certify --from N+1 --to N` certifies)."""
+    if config.getoption("--target"):
+        for item in items:
+            if item.get_closest_marker("drill") is not None:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="drills never run against a --target (live environment)"
+                    )
+                )
         return
+    wanted = config.getoption("--from-release")
+    if not wanted:
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
-        if item.get_closest_marker("drill") is not None:
-            item.add_marker(
-                pytest.mark.skip(reason="drills never run against a --target (live environment)")
-            )
+        drill = _drill_of(item)
+        (dropped if drill is not None and drill.release != wanted else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _drill_of(item: pytest.Item) -> Drill | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("drill") if callspec is not None else None
+    return value if isinstance(value, Drill) else None
 
 
 @pytest.fixture(scope="session")
@@ -126,24 +164,6 @@ def stack_file(pytestconfig: pytest.Config) -> LoadedStack:
         return load_stack(path)
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
-
-
-@pytest.fixture(scope="session")
-def release_pair(pytestconfig: pytest.Config, stack_file: LoadedStack) -> tuple[str, str]:
-    """(bad, good): the release a drill deploys and the one it rolls back to."""
-    bad = pytestconfig.getoption("--from-release")
-    if bad is None:
-        candidates = [r for r in stack_file.releases.values() if r.previous]
-        if not candidates:
-            raise pytest.UsageError(
-                f"{stack_file.path}: no release names a previous one to roll back to"
-            )
-        bad = candidates[-1].version
-    good = pytestconfig.getoption("--to-release") or stack_file.release(bad).previous
-    if good is None:
-        raise pytest.UsageError(f"release {bad} names no previous release: give --to-release")
-    stack_file.release(good)
-    return bad, good
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -162,13 +182,52 @@ def stack_backend(request: pytest.FixtureRequest) -> str:
 def drill_stack(
     pytestconfig: pytest.Config,
     stack_file: LoadedStack,
-    release_pair: tuple[str, str],
+    drill: Drill,
     stack_backend: str,
 ) -> Iterator[Stack]:
-    """A fresh stack at the good release, torn down whatever happens to the test."""
+    """A fresh stack at the release the drill rolls back to, torn down whatever happens."""
+    try:
+        good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
     stack = make_stack(stack_backend, stack_file, seed_users=pytestconfig.getoption("--seed-users"))
-    with stack.running(release_pair[1]) as running:
+    with stack.running(good) as running:
         yield running
+
+
+@pytest.fixture
+def drill_runner(
+    pytestconfig: pytest.Config,
+    stack_file: LoadedStack,
+    drill_stack: Stack,
+    drill_artifacts: Path,
+    request: pytest.FixtureRequest,
+) -> DrillRunner:
+    """Runs a drill on the fixture's stack with Allure as a reader of its timeline, and keeps
+    its outcome for the terminal summary and the run's drill record."""
+
+    def run(drill: Drill) -> DrillOutcome:
+        good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
+        report.label_drill(drill, stack_file.budget(drill.severity), drill_stack.backend_name)
+        listener = report.AllureListener()
+        outcome = run_drill(
+            drill_stack,
+            drill,
+            artifacts=drill_artifacts,
+            good_release=good,
+            listeners=[listener],
+            load=LoadOptions(
+                pytestconfig.getoption("--load-users"), pytestconfig.getoption("--load-workers")
+            ),
+        )
+        report.finish_drill(outcome, stack_file, listener)
+        pytestconfig.stash[outcomes_key].append(outcome)
+        pytestconfig.stash[entries_key].append(
+            record.DrillEntry(outcome, stack_file, request.node.nodeid)
+        )
+        return outcome
+
+    return run
 
 
 @pytest.fixture
@@ -180,20 +239,6 @@ def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest)
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture
-def record_drill(
-    pytestconfig: pytest.Config, stack_file: LoadedStack, request: pytest.FixtureRequest
-) -> Iterator[list[DrillOutcome]]:
-    """Drills append their outcome here; the terminal summary prints them and the drill record
-    written at session end holds them."""
-    collected: list[DrillOutcome] = []
-    yield collected
-    pytestconfig.stash[outcomes_key].extend(collected)
-    pytestconfig.stash[entries_key].extend(
-        record.DrillEntry(o, stack_file, request.node.nodeid) for o in collected
-    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -17,15 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rollback_drill import environment
+from rollback_drill.outcome import DrillOutcome
 from rollback_drill.secrets import redact
+from rollback_drill.spec import LoadedStack
 from rollback_drill.tools import PROJECT_ROOT
-
-if TYPE_CHECKING:
-    from rollback_drill.drill import DrillOutcome
-    from rollback_drill.spec import LoadedStack
 
 SCHEMA_ID = "rollback-drill/record/1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-1.schema.json"
@@ -100,7 +98,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "test_outcome": test_outcome,
         "procedure": o.procedure.name,
         "runbook_section": o.procedure.runbook_section,
-        "severity": o.procedure.severity,
+        "severity": o.severity,
         "severity_detected": o.severity_detected,
         "rollback_type": o.budget.rollback_type,
         "backend": o.backend,

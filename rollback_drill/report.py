@@ -1,38 +1,28 @@
-"""Allure, behind three verbs (step, attach, label) so procedures never import allure and a
-run without --alluredir still works (allure's API is a no-op without a listener). Every text
-attachment passes through `redact`: no secret reaches a report.
-
-Also the two ends of a drill's report: `finish_drill` (environment, timeline chart and the
-description a reader sees first) and `generate_html` (the single-file Allure 3 report with
-its history, appended once per run)."""
+"""Allure as a reader of the drill's timeline: `AllureListener` turns phases, steps, checks,
+markers and artifacts into Allure steps and attachments as they happen; `label_drill` and
+`finish_drill` put the labels, the chart and the story on the test's page. Nothing in the
+engine imports this module; the pytest plugin wires it. Every text passes through `redact`:
+no secret reaches a report (allure's API is a no-op without --alluredir)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
-import os
-import re
-import subprocess
-import tempfile
-import time
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import allure
 
-from rollback_drill import environment
+from rollback_drill import chart, environment, record
+from rollback_drill.outcome import Drill, DrillOutcome
 from rollback_drill.secrets import redact
-from rollback_drill.tools import PROJECT_ROOT, find_tool
-
-if TYPE_CHECKING:
-    from rollback_drill.drill import DrillOutcome
-    from rollback_drill.spec import LoadedStack
+from rollback_drill.spec import DecisionRow, LoadedStack
+from rollback_drill.timeline import Artifact, Event
 
 
 @contextmanager
@@ -50,34 +40,100 @@ def attach_json(name: str, data: Any) -> None:
     attach_text(name, json.dumps(data, indent=2, default=str), kind="json")
 
 
-def attach_file(name: str, path: Path) -> None:
-    if path.suffix == ".png":
-        allure.attach.file(str(path), name=name, attachment_type=allure.attachment_type.PNG)
+def attach_png(name: str, path: Path) -> None:
+    allure.attach.file(str(path), name=name, attachment_type=allure.attachment_type.PNG)
+
+
+def attach_artifact(artifact: Artifact) -> None:
+    """A step's artifact as an attachment; one that holds secrets is named, never attached."""
+    if artifact.sensitive:
+        where = artifact.path.name if artifact.path else "the drill's artifacts"
+        attach_text(
+            f"{artifact.name} (not attached)",
+            f"{artifact.name} holds secrets (keys, passwords): kept owner-only in {where}.",
+        )
+    elif artifact.path is not None and artifact.media == "png":
+        attach_png(artifact.name, artifact.path)
+    elif artifact.path is not None:
+        kind = "json" if artifact.media == "json" else "text"
+        attach_text(artifact.name, artifact.path.read_text(errors="replace"), kind)
+    elif artifact.media == "json":
+        attach_json(artifact.name, artifact.data)
     else:
-        attach_text(name, path.read_text(errors="replace"))
+        attach_text(artifact.name, str(artifact.data))
 
 
-def label_drill(
-    *, section: str, severity: str, budget_s: float, procedure: str, backend: str
-) -> None:
+class _SpanFailed(Exception):
+    """Stands for a span's error when its Allure step closes (Allure marks the step failed)."""
+
+
+class AllureListener:
+    """The drill's timeline as Allure steps: each phase and step a step, each check a step
+    with its evidence, each artifact an attachment, markers as zero-length steps. Allure's
+    step API is bound to the test's thread: events from monitoring threads (alerts) are
+    kept and attached as one table when the drill ends (`finish_drill`)."""
+
+    def __init__(self) -> None:
+        self._thread = threading.current_thread()
+        self._open: dict[int, AbstractContextManager[Any]] = {}
+        self.alerts: list[Event] = []
+
+    def started(self, span: Event) -> None:
+        if threading.current_thread() is not self._thread:
+            return
+        ctx = allure.step(redact(span.name))
+        ctx.__enter__()
+        self._open[span.span] = ctx
+
+    def emitted(self, event: Event) -> None:
+        if event.kind == "alert":
+            self.alerts.append(event)
+            return
+        if threading.current_thread() is not self._thread:
+            return
+        if event.kind in ("phase", "step"):
+            ctx = self._open.pop(event.span, None)
+            if ctx is None:
+                return
+            if event.detail:
+                attach_json("details", event.detail)
+            if event.ok:
+                ctx.__exit__(None, None, None)
+            else:
+                error = _SpanFailed(redact(event.error or "failed"))
+                ctx.__exit__(_SpanFailed, error, None)
+        elif event.kind == "check":
+            state = "PASS" if event.ok else "FAIL"
+            with allure.step(redact(f"{event.name}: {state} - {event.detail.get('summary', '')}")):
+                attach_json("evidence", event.detail.get("evidence", {}))
+        elif event.kind == "artifact" and event.artifact is not None:
+            attach_artifact(event.artifact)
+        elif event.kind == "marker":
+            with allure.step(f"⏱ {event.name.replace('_', ' ')} at {event.at_s:.2f} s"):
+                if event.detail:
+                    attach_json("details", event.detail)
+
+
+def label_drill(drill: Drill, budget: DecisionRow, backend: str) -> None:
     """Labels a person filters by: runbook section, decision-matrix severity, backend."""
-    section, procedure, backend = redact(section), redact(procedure), redact(backend)
+    section, procedure = redact(drill.runbook_section), redact(drill.procedure.name)
     allure.dynamic.label("runbook_section", section)
     allure.dynamic.label("procedure", procedure)
-    allure.dynamic.label("stack_backend", backend)
-    allure.dynamic.tag(f"severity:{severity}")
+    allure.dynamic.label("stack_backend", redact(backend))
+    allure.dynamic.tag(f"severity:{drill.severity}")
     allure.dynamic.severity(
         {
             "critical": allure.severity_level.BLOCKER,
             "high": allure.severity_level.CRITICAL,
             "medium": allure.severity_level.NORMAL,
             "low": allure.severity_level.MINOR,
-        }[severity]
+        }[drill.severity]
     )
-    allure.dynamic.parameter("budget_s", budget_s)
+    allure.dynamic.parameter("budget_s", budget.budget_s)
     allure.dynamic.description(
-        f"Runbook section: **{section}**\n\nSeverity **{severity}**, time budget {budget_s:.0f} s "
-        f"(decision matrix). Stack backend: {backend}."
+        f"Runbook section: **{section}**\n\nMatrix row: severity **{drill.severity}** "
+        f"({budget.impact}), {budget.rollback_type} rollback, time budget "
+        f"{budget.budget_s:.0f} s. Stack backend: {backend}."
     )
 
 
@@ -88,10 +144,6 @@ def label_verification(category: str, runbook_command: str) -> None:
 
 
 # -- the end of a drill: environment, timeline chart, a description that tells the story ------
-
-
-def attach_png(name: str, path: Path) -> None:
-    allure.attach.file(str(path), name=name, attachment_type=allure.attachment_type.PNG)
 
 
 def attach_environment(outcome: DrillOutcome) -> dict[str, Any]:
@@ -121,8 +173,6 @@ def attach_environment(outcome: DrillOutcome) -> dict[str, Any]:
 def attach_timeline_chart(outcome: DrillOutcome) -> Path | None:
     """Render the availability/response-time chart into the drill's artifacts and attach it.
     A chart that cannot be drawn must not turn a drill red: it says why instead."""
-    from rollback_drill import chart
-
     try:
         path = chart.render_outcome(outcome, outcome.artifacts / "timeline.png")
     except Exception as exc:
@@ -138,6 +188,31 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{1000 * value:.1f}"
+
+
+def _users_table(outcome: DrillOutcome) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(phase)}</td><td>{s.requests}</td><td>{_pct(s.error_rate)}</td>"
+        f"<td>{_ms(s.p50_s)}</td><td>{_ms(s.p95_s)}</td><td>{_ms(s.p99_s)}</td>"
+        f"<td>{_pct(s.availability)}</td></tr>"
+        for phase, s in outcome.users_saw().items()
+    )
+    if not rows:
+        return "no user load in this drill"
+    head = (
+        "<tr><th>phase</th><th>requests</th><th>errors</th><th>p50 ms</th><th>p95 ms</th>"
+        "<th>p99 ms</th><th>availability</th></tr>"
+    )
+    return f"<table style='border-collapse:collapse'>{head}{rows}</table>"
+
+
 def _description_html(outcome: DrillOutcome, runbook: dict[str, str], env: dict[str, Any]) -> str:
     e = html.escape
     budget = outcome.budget
@@ -148,26 +223,34 @@ def _description_html(outcome: DrillOutcome, runbook: dict[str, str], env: dict[
             f"<b>{state}</b>: time-to-recover <b>{outcome.verdict.time_to_recover_s:.2f} s</b>"
             f" of a {budget.budget_s:.0f} s budget ({share:.1f} %)"
         )
+        if outcome.failure:
+            verdict += f"; {e(outcome.failure.splitlines()[0])}"
     else:
         verdict = f"<b>FAIL</b>: did not recover. {e((outcome.failure or '').splitlines()[0])}"
     phases = " &middot; ".join(f"{e(k)} {v:.2f} s" for k, v in outcome.timeline.phases().items())
     availability = outcome.availability().get("overall")
     tools = ", ".join(f"{e(k)} {e(v or 'missing')}" for k, v in env["tools"].items())
     m = env["machine"]
+    decision = outcome.decision
+    defect = outcome.drill.scenario.description
     rows = [
         ("Runbook section", f"<b>{e(outcome.procedure.runbook_section)}</b>"),
         ("Runbook version", f"{e(runbook['path'])} sha256 <code>{runbook['sha256'][:16]}</code>"),
         (
-            "Decision matrix",
+            "Matrix row",
             f"severity <b>{e(budget.severity)}</b> ({e(budget.impact)}): "
             f"{e(budget.rollback_type)} rollback, time budget <b>{budget.budget_s:.0f} s</b>",
         ),
+        ("What went wrong", e(defect)),
+        ("Detected by", e("; ".join(outcome.detected_by) or "not detected")),
+        ("Decision", e(decision.explain()) if decision else "no decision"),
         ("Verdict", verdict),
         ("Phases", phases or "n/a"),
         (
             "Users saw",
-            f"outage {_seconds(outcome.timeline.to_json().get('outage_s'))}, availability "
-            f"{'n/a' if availability is None else f'{100 * availability:.0f} %'} over the drill",
+            f"outage {_seconds(outcome.timeline.to_json().get('outage_s'))}, health-probe "
+            f"availability {'n/a' if availability is None else f'{100 * availability:.0f} %'}"
+            f"<br>{_users_table(outcome)}",
         ),
         (
             "Releases",
@@ -190,179 +273,21 @@ def _description_html(outcome: DrillOutcome, runbook: dict[str, str], env: dict[
     return f"<table style='border-collapse:collapse;width:100%'>{body}</table>"
 
 
-def finish_drill(outcome: DrillOutcome, stack: LoadedStack) -> None:
-    """The hook at the end of `run_drill`: environment, timeline chart, and a description that
-    shows section, severity and budget, verdict, phases and the chart on the test's page."""
-    from rollback_drill.record import runbook_version
-
+def finish_drill(outcome: DrillOutcome, stack: LoadedStack, listener: AllureListener) -> None:
+    """After `run_drill`: environment, timeline chart, the alerts monitoring raised, what users
+    saw per phase and per step, and a description that tells the story on the test's page."""
     env = attach_environment(outcome)
     chart_path = attach_timeline_chart(outcome)
-    text = redact(_description_html(outcome, runbook_version(stack), env))
+    attach_json("alerts", [a.to_json() for a in outcome.alerts])
+    attach_json("users saw, per phase", {k: v.to_json() for k, v in outcome.users_saw().items()})
+    data = outcome.to_json()
+    attach_json("users saw, per rollback step", data["steps_load"])
+    attach_json("timeline", data["timeline"])
+    text = redact(_description_html(outcome, record.runbook_version(stack), env))
     if chart_path is not None:
         encoded = base64.b64encode(chart_path.read_bytes()).decode("ascii")
         text += (
-            "<p><img alt='timeline chart: availability and response time over the drill' "
-            f"style='max-width:100%' src='data:image/png;base64,{encoded}'></p>"
+            "<p><img alt='timeline chart: availability, error rate and response time over the "
+            f"drill' style='max-width:100%' src='data:image/png;base64,{encoded}'></p>"
         )
     allure.dynamic.description_html(text)
-
-
-# -- the HTML report: Allure 3 (Node), single file, history appended once per run -------------
-
-ALLURERC = PROJECT_ROOT / "reports" / "allurerc.mjs"
-GENERATE_TIMEOUT_S = 300.0
-# Allure 3's awesome template always embeds Google Analytics; the report must open offline and
-# send nothing anywhere (and headless Chromium renders it deterministically without it).
-_ANALYTICS = re.compile(
-    r"<script async src=\"https://www\.googletagmanager\.com/gtag/js\?id=[^\"]*\"></script>\s*"
-    r"<script>\s*window\.dataLayer.*?</script>",
-    re.S,
-)
-
-
-class ReportError(RuntimeError):
-    """The HTML report could not be generated; the message says what Allure said."""
-
-
-@dataclass(frozen=True)
-class HtmlReport:
-    index: Path
-    seconds: float
-    history: Path
-    appended: bool  # False: these results were already in the history (a regeneration)
-
-
-def results_key(results: Path) -> str:
-    """Identifies one run's results: allure-pytest names every result file by a fresh uuid."""
-    names = sorted(p.name for p in results.glob("*-result.json"))
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:32]
-
-
-def clean_results(results: Path) -> int:
-    """Remove Allure result files (only those) so one run's results never leak into the next."""
-    removed = 0
-    if not results.is_dir():
-        return removed
-    for path in results.iterdir():
-        if path.is_file() and (
-            path.name.endswith(("-result.json", "-container.json"))
-            or "-attachment" in path.name
-            or path.name in {"environment.properties", "executor.json", "categories.json"}
-        ):
-            path.unlink()
-            removed += 1
-    return removed
-
-
-def _ledger(history: Path) -> dict[str, str | None]:
-    """results key -> uuid of the history line their generation appended."""
-    path = history.with_name(history.name + ".runs")
-    entries: dict[str, str | None] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if parts:
-                entries[parts[0]] = parts[1] if len(parts) > 1 else None
-    return entries
-
-
-def _history_without(history: Path, uuid: str | None, into: Path) -> Path:
-    """A copy of the history minus one run's line: a regenerated report must not list its own
-    run as a past run."""
-    kept = []
-    if history.exists():
-        for line in history.read_text().splitlines():
-            if line.strip() and (uuid is None or json.loads(line).get("uuid") != uuid):
-                kept.append(line)
-    into.write_text("".join(line + "\n" for line in kept))
-    return into
-
-
-def _line_count(history: Path) -> int:
-    return (
-        sum(1 for line in history.read_text().splitlines() if line.strip())
-        if history.exists()
-        else 0
-    )
-
-
-def _last_uuid(history: Path) -> str | None:
-    lines = [line for line in history.read_text().splitlines() if line.strip()]
-    return str(json.loads(lines[-1]).get("uuid")) if lines else None
-
-
-def _run_allure(argv: list[str], append: bool, cwd: Path) -> None:
-    env = {**os.environ, "ROLLBACK_DRILL_APPEND_HISTORY": "1" if append else "0"}
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=str(cwd),
-            timeout=GENERATE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise ReportError(f"allure did not finish within {GENERATE_TIMEOUT_S:.0f} s") from None
-    if done.returncode != 0:
-        raise ReportError(
-            f"allure awesome exited {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}"
-        )
-
-
-def generate_html(
-    results: Path, output: Path, *, history: Path, config: Path = ALLURERC
-) -> HtmlReport:
-    """`allure awesome --single-file` over `results` into `output/index.html`.
-
-    History: Allure appends one line to `history` per generation, so regenerating the same
-    results would count a run twice. A ledger beside the history file (`<history>.runs`)
-    remembers which results were appended and as which line; a regeneration appends nothing
-    (allurerc.mjs turns `appendHistory` off through ROLLBACK_DRILL_APPEND_HISTORY=0) and reads
-    the history without that run's own line.
-    """
-    if not any(results.glob("*-result.json")):
-        raise ReportError(f"no Allure results in {results}: run the drills first")
-    key = results_key(results)
-    ledger = _ledger(history)
-    append = key not in ledger
-    output.mkdir(parents=True, exist_ok=True)
-    history.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    lines_before = _line_count(history)
-    with tempfile.TemporaryDirectory(prefix="rollback-drill-history-") as scratch:
-        read_from = (
-            history if append else _history_without(history, ledger[key], Path(scratch) / "h")
-        )
-        argv = [
-            find_tool("allure"),
-            "awesome",
-            "--single-file",
-            "--config",
-            str(config),
-            "--output",
-            str(output.resolve()),
-            "--history-path",
-            str(read_from.resolve()),
-            str(results.resolve()),
-        ]
-        _run_allure(argv, append, output.parent.resolve())
-    index = output / "index.html"
-    if not index.exists():
-        raise ReportError(f"allure awesome wrote no {index}")
-    page = index.read_text(encoding="utf-8")
-    index.write_text(_ANALYTICS.sub("", page), encoding="utf-8")
-    if append:
-        own = _last_uuid(history) if _line_count(history) > lines_before else None
-        with history.with_name(history.name + ".runs").open("a") as handle:
-            handle.write(f"{key} {own or ''}".rstrip() + "\n")
-    return HtmlReport(index, time.monotonic() - start, history, append)
-
-
-def report_entries(output: Path) -> dict[str, dict[str, Any]]:
-    """The generated report's test results by id (Allure writes test-results.json beside
-    index.html): lets a caller open a drill's page, `index.html#<id>`."""
-    data = json.loads((output / "test-results.json").read_text())
-    by_id: dict[str, dict[str, Any]] = data.get("byId", {})
-    return by_id

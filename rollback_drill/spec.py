@@ -4,11 +4,19 @@ the file, the field and what was expected (an operator fixing a file at 3 a.m. n
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class SpecError(ValueError):
@@ -38,6 +46,9 @@ class ServiceSpec(_Model):
     images: dict[str, str] = Field(
         default_factory=dict, description="release version -> image reference (docker backend)"
     )
+    memory_limit_mb: int | None = Field(
+        default=None, ge=16, description="the service's memory limit (docker enforces it)"
+    )
 
     @model_validator(mode="after")
     def _kind_needs(self) -> ServiceSpec:
@@ -48,9 +59,18 @@ class ServiceSpec(_Model):
         return self
 
 
+def _user_written() -> dict[str, str]:
+    return {"sessions": "createdAt", "chat_messages": "createdAt", "did_documents": "anchoredAt"}
+
+
 class MongoSpec(_Model):
     database: str = "safepsy"
     integrity_collections: list[str] = Field(default_factory=lambda: ["users", "sessions"])
+    user_written: dict[str, str] = Field(
+        default_factory=_user_written,
+        description="collections users keep writing to -> their creation-time field: "
+        "integrity covers the documents that existed at the baseline",
+    )
     image: str | None = None
 
 
@@ -107,6 +127,85 @@ class Thresholds(_Model):
     request_timeout_s: float = Field(default=5.0, gt=0)
 
 
+AlertRuleName = Literal[
+    "service_down",
+    "error_rate",
+    "database_errors",
+    "response_time",
+    "response_time_increase",
+    "memory",
+    "check_failed",
+]
+
+
+def _default_alert_severities() -> dict[AlertRuleName, Severity]:
+    return {
+        "service_down": "critical",  # "Service down: Immediate alert"; "Service unavailability"
+        "error_rate": "critical",  # "Error rate > 5%: Critical"
+        "database_errors": "critical",  # "Database errors: Critical"
+        # The runbook's critical issues list has "Performance degradation (>50% response time
+        # increase)", while its matrix has "Low | Performance": a rise past
+        # thresholds.response_time_increase_critical is critical here; slowness under it
+        # that still trips a warning is low.
+        "response_time_increase": "critical",
+        "response_time": "low",  # "Response time > 2s: Warning"
+        "memory": "low",  # "Memory usage > 90%: Warning"
+        "check_failed": "high",  # a failing check's own entry in `checks` decides
+    }
+
+
+def _default_check_severities() -> dict[str, Severity]:
+    return {
+        "health": "critical",  # service unavailability
+        "connectivity": "critical",  # database connectivity issues
+        "tls": "critical",  # SSL certificate failures
+        "integrity": "critical",  # data corruption
+        "functional": "high",  # major bugs
+        "performance": "low",
+    }
+
+
+class Classification(_Model):
+    """What each alert and each failed check means in the decision matrix's terms. Entries
+    given in the stack file extend and override the defaults. `checks` keys are a check's
+    full name, a glob over names (`functional.chat*`) or a category; the most specific wins:
+    the name, then the longest matching glob, then the category."""
+
+    alerts: dict[AlertRuleName, Severity] = Field(default_factory=_default_alert_severities)
+    checks: dict[str, Severity] = Field(default_factory=_default_check_severities)
+
+    @field_validator("alerts", mode="after")
+    @classmethod
+    def _alert_defaults(cls, given: dict[AlertRuleName, Severity]) -> dict[AlertRuleName, Severity]:
+        return {**_default_alert_severities(), **given}
+
+    @field_validator("checks", mode="after")
+    @classmethod
+    def _check_defaults(cls, given: dict[str, Severity]) -> dict[str, Severity]:
+        return {**_default_check_severities(), **given}
+
+    def of_check(self, name: str, category: str) -> Severity:
+        if name in self.checks:
+            return self.checks[name]
+        globs = [k for k in self.checks if any(c in k for c in "*?[") and fnmatch(name, k)]
+        if globs:
+            return self.checks[max(globs, key=len)]
+        return self.checks.get(category, "high")
+
+
+class DrillSettings(_Model):
+    """How drills observe: the steady-state window before the fault, the alert window, and
+    the user load (locust users; 0 turns load off)."""
+
+    steady_state_s: float = Field(default=3.0, gt=0)
+    alert_window_s: float = Field(default=10.0, gt=0)
+    assess_window_s: float = Field(default=1.0, ge=0)
+    settle_s: float = Field(default=1.0, ge=0)
+    verify_timeout_s: float = Field(default=30.0, gt=0)
+    load_users: int = Field(default=6, ge=0)
+    detect_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class DecisionRow(_Model):
     severity: Severity
     impact: str
@@ -116,6 +215,36 @@ class DecisionRow(_Model):
 
 class ServiceRelease(_Model):
     env: dict[str, str] = Field(default_factory=dict)
+    patches: list[str] = Field(
+        default_factory=list,
+        description="unified diffs (paths relative to the stack file, `patch -p1`) that turn "
+        "the stack's base sources into this release's code",
+    )
+
+
+RunbookIssue = Literal[
+    "service unavailability",
+    "data corruption",
+    "security breach",
+    "performance degradation",
+    "database connectivity",
+    "ssl certificate failure",
+    "minor bug with workaround",
+    "major bug",
+    "performance optimization",
+    "feature rollback",
+    "configuration change",
+]
+
+
+class DefectSpec(_Model):
+    """What is wrong with a release, in the runbook's words, and the matrix row it must reach."""
+
+    summary: str
+    issue: RunbookIssue
+    services: list[str] = Field(min_length=1)
+    severity: Severity
+    rollback: Literal["full", "partial", "database", "configuration"] = "full"
 
 
 class ReleaseSpec(_Model):
@@ -123,6 +252,7 @@ class ReleaseSpec(_Model):
     previous: str | None = None
     contract_version: str
     notes: str = ""
+    defect: DefectSpec | None = None
     services: dict[str, ServiceRelease]
 
 
@@ -136,6 +266,8 @@ class StackSpec(_Model):
     test_account: TestAccountSpec
     releases: list[str] = Field(min_length=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    classification: Classification = Field(default_factory=Classification)
+    drills: DrillSettings = Field(default_factory=DrillSettings)
     decision_matrix: list[DecisionRow] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -254,6 +386,21 @@ class LoadedStack:
                     f"{self.root / rel}: services: unknown service(s) {sorted(unknown)}, "
                     f"expected names from {self.path.name}: {sorted(self.spec.services)}"
                 )
+            for name, svc_release in release.services.items():
+                for n, patch in enumerate(svc_release.patches):
+                    if not (self.root / patch).is_file():
+                        raise SpecError(
+                            f"{self.root / rel}: services.{name}.patches.{n}: expected an "
+                            f"existing patch file (relative to {self.path.name}), "
+                            f"{patch!r} not found"
+                        )
+            if release.defect is not None:
+                strays = set(release.defect.services) - set(self.spec.services)
+                if strays:
+                    raise SpecError(
+                        f"{self.root / rel}: defect.services: unknown service(s) "
+                        f"{sorted(strays)}, expected names from {sorted(self.spec.services)}"
+                    )
             self.releases[release.version] = release
         for version, release in self.releases.items():
             if release.previous is not None and release.previous not in self.releases:

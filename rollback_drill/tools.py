@@ -24,6 +24,7 @@ _HINTS = {
     "chromium": "apt-get install chromium (scripts/setup.sh does it)",
     "node": "install Node.js 20+",
     "locust": "pip install locust (scripts/setup.sh does it)",
+    "patch": "apt-get install patch (scripts/setup.sh does it)",
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything rollback-drill needs on a fresh Debian bookworm machine, idempotently:
-# Debian packages (redis-server, nginx, openssl, chromium), the Node tools in package.json
+# Debian packages (redis-server, nginx, openssl, chromium, patch), the Node tools in package.json
 # (anvil, solcjs, mongosh, Allure 3) and the Python venv .venv with the project installed.
 # Each part is skipped when its stamp says it is already current, so a second call takes ~1 s.
 set -euo pipefail
@@ -11,7 +11,7 @@ stamp_dir="$root/.venv/.stamps"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in redis-server nginx openssl chromium ${ROLLBACK_DRILL_EXTRA_APT:-}; do
+for pkg in redis-server nginx openssl chromium patch ${ROLLBACK_DRILL_EXTRA_APT:-}; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rollback_drill import record, report
+from rollback_drill import record, report_html
 from rollback_drill.tools import PROJECT_ROOT, find_tool
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
@@ -48,9 +48,7 @@ from rollback_drill import report
 
 def test_planted_credentials_url() -> None:
     url = os.environ["ROLLBACK_DRILL_PLANTED_URL"]
-    report.label_drill(
-        section=f"planted {url}", severity="low", budget_s=1.0, procedure="planted", backend=url
-    )
+    report.label_verification(f"planted {url}", f"curl {url}")
     with report.step(f"connect to {url}"):
         report.attach_text("connection string", f"MONGODB_URI={url}")
         report.attach_json("configuration", {"mongodb_uri": url, "note": "planted"})
@@ -174,7 +172,7 @@ def _records(reports: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _drill_entry(reports: Path) -> tuple[str, dict[str, Any]]:
-    entries = report.report_entries(reports / "html")
+    entries = report_html.report_entries(reports / "html")
     drills = [(k, v) for k, v in entries.items() if str(v["name"]).startswith("test_emergency")]
     assert len(drills) == 1, entries
     return drills[0]

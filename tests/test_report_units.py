@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import certify, chart, environment, history, record, report
+from rollback_drill import certify, chart, environment, history, record, report_html
 from rollback_drill.monitor import Sample
 from rollback_drill.timeline import Event
 
@@ -160,10 +160,10 @@ def test_clean_results_removes_allure_files_only(tmp_path: Path) -> None:
     for name in ("a-result.json", "b-container.json", "c-attachment.txt", "keep.txt"):
         (tmp_path / name).write_text("x")
     (tmp_path / "sub").mkdir()
-    assert report.clean_results(tmp_path) == 3
+    assert report_html.clean_results(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "sub"]
-    with pytest.raises(report.ReportError, match="no Allure results"):
-        report.generate_html(tmp_path, tmp_path / "html", history=tmp_path / "h.jsonl")
+    with pytest.raises(report_html.ReportError, match="no Allure results"):
+        report_html.generate_html(tmp_path, tmp_path / "html", history=tmp_path / "h.jsonl")
 
 
 def test_record_file_hash_and_no_overwrite(tmp_path: Path) -> None:

@@ -1,7 +1,15 @@
 """Verifications: pure questions about a target, each answering with evidence. The same
 checks serve the drills and the live verify suite."""
 
-from rollback_drill.checks import connectivity, functional, health, integrity, performance, tls
+from rollback_drill.checks import (
+    connectivity,
+    functional,
+    health,
+    integrity,
+    performance,
+    tls,
+    userflows,
+)
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 
 ALL_CHECKS: list[Check] = [
@@ -9,6 +17,7 @@ ALL_CHECKS: list[Check] = [
     *connectivity.CHECKS,
     *integrity.CHECKS,
     *functional.CHECKS,
+    *userflows.CHECKS,
     *performance.CHECKS,
     *tls.CHECKS,
 ]

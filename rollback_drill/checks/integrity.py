@@ -52,6 +52,7 @@ def _integrity(target: Target) -> CheckResult:
         target.mongodb_database,
         list(target.baseline.collections),
         timeout_s=target.thresholds.request_timeout_s,
+        cutoffs=target.baseline.cutoffs,
     )
     return compare(target.baseline, current)
 

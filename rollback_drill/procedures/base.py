@@ -1,32 +1,45 @@
-"""A procedure is a runbook section as data: ordered steps, each naming the runbook command
-it stands for. Running one makes every step an Allure step and a timeline event, once."""
+"""A procedure is a runbook section as data: ordered steps, each naming the runbook command it
+performs, the facts it needs and the facts it provides. Running one makes every step a span
+on the drill's timeline - the only place it is recorded; reports read the timeline."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollback_drill import report
-from rollback_drill.spec import Severity
+from rollback_drill.facts import Fact, Facts
 from rollback_drill.stack.base import Stack
-from rollback_drill.timeline import Timeline
+from rollback_drill.timeline import Artifact, Timeline
 
 
 @dataclass
 class DrillContext:
-    """What steps share: the stack, the clock, where artifacts go, and the releases involved."""
+    """What steps share: the stack, the clock, where artifacts go, the releases involved, and
+    the typed facts earlier parts produced."""
 
     stack: Stack
     timeline: Timeline
     artifacts: Path
     bad_release: str
     good_release: str
-    facts: dict[str, Any] = field(default_factory=dict)  # what earlier steps produced
+    facts: Facts = field(default_factory=Facts)
+
+    def attach(self, artifact: Artifact) -> None:
+        """Hand a reader something this step produced (a file, a table)."""
+        self.timeline.attach(artifact)
 
 
-StepAction = Callable[[DrillContext], dict[str, Any] | None]
+@dataclass(frozen=True)
+class StepResult:
+    """What a step reports: details for the timeline and artifacts for readers."""
+
+    detail: dict[str, Any] = field(default_factory=dict)
+    artifacts: tuple[Artifact, ...] = ()
+
+
+StepAction = Callable[[DrillContext], StepResult | dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -34,19 +47,40 @@ class Step:
     name: str
     runbook: str  # the runbook's command(s) this step performs
     action: StepAction
+    needs: tuple[Fact[Any], ...] = ()
+    provides: tuple[Fact[Any], ...] = ()
+
+
+class ProcedureMiswired(ValueError):
+    """A step needs a fact that nothing before it provides."""
 
 
 @dataclass(frozen=True)
 class Procedure:
     name: str
     runbook_section: str
-    severity: Severity
+    rollback_type: str  # the decision matrix's rollback type this procedure carries out
     steps: tuple[Step, ...]
+
+    def check_wiring(self, available: Iterable[Fact[Any]]) -> None:
+        """Prove, before any stack starts, that every step's needs are met in order."""
+        have = set(available)
+        for number, step in enumerate(self.steps, 1):
+            missing = [f.name for f in step.needs if f not in have]
+            if missing:
+                raise ProcedureMiswired(
+                    f"{self.name} step {number} ({step.name}) needs {missing}, which nothing "
+                    f"before it provides"
+                )
+            have.update(step.provides)
 
     def run(self, ctx: DrillContext) -> None:
         for number, step in enumerate(self.steps, 1):
-            title = f"{number}. {step.name}"
-            with report.step(title), ctx.timeline.step(step.name, runbook=step.runbook) as detail:
+            with ctx.timeline.step(f"{number}. {step.name}", runbook=step.runbook) as span:
                 produced = step.action(ctx)
-                if produced:
-                    detail.update(produced)
+                if isinstance(produced, StepResult):
+                    span.update(produced.detail)
+                    for artifact in produced.artifacts:
+                        span.attach(artifact)
+                elif produced:
+                    span.update(produced)

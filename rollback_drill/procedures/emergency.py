@@ -9,96 +9,120 @@ stores stop too. The chain is external infrastructure and is never stopped.
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
 
-from rollback_drill import configbackup, report
+from rollback_drill import configbackup
 from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
-from rollback_drill.faults import stop_all
-from rollback_drill.procedures.base import DrillContext, Procedure, Step
-from rollback_drill.stack.base import DATA_SERVICES
+from rollback_drill.facts import Fact
+from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.scenarios import CONFIG_BACKUP
+from rollback_drill.stack.base import DATA_SERVICES, Stack
+from rollback_drill.timeline import Artifact
+
+PRESERVED_LOGS = Fact[Path]("preserved logs", "rollback-logs-*.log: every service's log")
+EMERGENCY_BACKUP = Fact[Path]("emergency backup", "the stores' backup taken before reverting")
 
 
-def stop_application(ctx: DrillContext) -> dict[str, Any]:
-    return {"stopped": stop_all(ctx.stack, ctx.stack.app_services())}
+def stop_all(stack: Stack, services: list[str]) -> list[str]:
+    """Stop these services in reverse start order; return the ones that were running."""
+    stopped = []
+    for service in reversed(services):
+        if stack.is_running(service):
+            stack.stop(service)
+            stopped.append(service)
+    return stopped
 
 
-def preserve_logs(ctx: DrillContext) -> dict[str, Any]:
+def stop_application(ctx: DrillContext) -> StepResult:
+    return StepResult({"stopped": stop_all(ctx.stack, ctx.stack.app_services())})
+
+
+def preserve_logs(ctx: DrillContext) -> StepResult:
     path = ctx.artifacts / f"rollback-logs-{time.strftime('%Y%m%d_%H%M%S')}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         for service in ctx.stack.all_services():
             out.write(f"===== {service} =====\n{ctx.stack.logs(service)}\n")
-    ctx.facts["preserved_logs"] = path
-    report.attach_file("rollback logs (preserved)", path)
-    return {"file": path.name, "bytes": path.stat().st_size}
+    ctx.facts[PRESERVED_LOGS] = path
+    return StepResult(
+        {"file": path.name, "bytes": path.stat().st_size},
+        (Artifact("rollback logs (preserved)", path=path),),
+    )
 
 
-def emergency_backup(ctx: DrillContext) -> dict[str, Any]:
+def emergency_backup(ctx: DrillContext) -> StepResult:
     dest = ctx.stack.backup_stores(
         ctx.artifacts / f"emergency-backup-{time.strftime('%Y%m%d_%H%M%S')}"
     )
-    ctx.facts["emergency_backup"] = dest
-    report.attach_file("emergency backup manifest", dest / "mongodb" / "manifest.json")
-    return {"dir": dest.name}
+    ctx.facts[EMERGENCY_BACKUP] = dest
+    manifest = dest / "mongodb" / "manifest.json"
+    return StepResult(
+        {"dir": dest.name}, (Artifact("emergency backup manifest", "json", path=manifest),)
+    )
 
 
-def stop_data(ctx: DrillContext) -> dict[str, Any]:
-    return {"stopped": stop_all(ctx.stack, list(DATA_SERVICES))}
+def stop_data(ctx: DrillContext) -> StepResult:
+    return StepResult({"stopped": stop_all(ctx.stack, list(DATA_SERVICES))})
 
 
-def revert_release(ctx: DrillContext) -> dict[str, Any]:
+def revert_release(ctx: DrillContext) -> StepResult:
     for service in ctx.stack.app_services():
         ctx.stack.set_release(service, ctx.good_release)
-    return {"release": ctx.good_release}
+    return StepResult({"release": ctx.good_release})
 
 
-def restore_configuration(ctx: DrillContext) -> dict[str, Any]:
-    archive = ctx.facts.get("config_backup")
-    if archive is None:
-        raise RuntimeError(
-            "no configuration backup was taken before the deploy: nothing to restore"
-        )
+def restore_configuration(ctx: DrillContext) -> StepResult:
+    archive = ctx.facts[CONFIG_BACKUP]
     restored = configbackup.restore(archive, ctx.stack.config_dir)
-    return {"archive": archive.name, "files": sorted(restored)}
+    return StepResult({"archive": archive.name, "files": sorted(restored)})
 
 
-def start_previous(ctx: DrillContext) -> dict[str, Any]:
+def start_previous(ctx: DrillContext) -> StepResult:
+    for service in ctx.stack.app_services():
+        ctx.stack.rebuild(service, ctx.good_release)
     for service in ctx.stack.all_services():
         ctx.stack.start(service)
-    return {"started": ctx.stack.all_services()}
+    return StepResult({"rebuilt": ctx.stack.app_services(), "started": ctx.stack.all_services()})
 
 
-def verify_health(ctx: DrillContext) -> dict[str, Any]:
+def verify_health(ctx: DrillContext) -> StepResult:
     outcomes = run_checks(health.CHECKS, ctx.stack.target())
     failed = [o.result.explain() for o in outcomes if o.result is not None and not o.result.ok]
     if failed:
         raise RuntimeError("health after rollback: " + "; ".join(failed))
-    return {"healthy": [o.check.name for o in outcomes if o.result is not None]}
+    return StepResult({"healthy": [o.check.name for o in outcomes if o.result is not None]})
 
 
 PROCEDURE = Procedure(
     name="emergency",
     runbook_section="Rollback Procedures > Emergency Rollback (Critical Issues)",
-    severity="critical",
+    rollback_type="emergency",
     steps=(
         Step("Stop application services", "./docker-manage.sh stop production", stop_application),
         Step(
             "Preserve current state for analysis",
-            "docker-compose logs > rollback-logs-$(date).log",
+            "docker-compose logs > rollback-logs-$(date +%Y%m%d_%H%M%S).log",
             preserve_logs,
+            provides=(PRESERVED_LOGS,),
         ),
-        Step("Create emergency backup", "./docker-manage.sh backup production", emergency_backup),
+        Step(
+            "Create emergency backup",
+            "./docker-manage.sh backup production",
+            emergency_backup,
+            provides=(EMERGENCY_BACKUP,),
+        ),
         Step("Stop data services", "./docker-manage.sh stop production", stop_data),
-        Step("Revert to the previous release", "git checkout HEAD~1", revert_release),
+        Step("Rollback to previous version", "git checkout HEAD~1", revert_release),
         Step(
             "Restore previous configuration",
             "tar -xzf config-backup-*.tar.gz",
             restore_configuration,
+            needs=(CONFIG_BACKUP,),
         ),
         Step(
-            "Rebuild and start the previous version",
-            "./docker-manage.sh build/start production",
+            "Rebuild and deploy previous version",
+            "./docker-manage.sh build production --no-cache; ./docker-manage.sh start production",
             start_previous,
         ),
         Step("Verify rollback success", "./docker-manage.sh health production", verify_health),

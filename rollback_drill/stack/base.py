@@ -7,6 +7,7 @@ local (processes) and docker (containers) backends - the same move as httpx's tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -68,8 +69,24 @@ class Stack(Protocol):
     def set_release(self, service: str, release: str) -> None:
         """Select a release's code and render its configuration; takes effect at next start."""
 
+    def build_dir(self, service: str, release: str) -> Path:
+        """Where the release's build of the service lives (the runbook's `build/`)."""
+
+    def answers_as(self, service: str) -> str | None:
+        """The release a running service says it is (its /health, or the page's meta);
+        None when it does not answer healthy."""
+
+    def rebuild(self, service: str, release: str) -> Path:
+        """The runbook's `build --no-cache` / `rm -rf build/`: remove the release's build of
+        the service and make it again from its sources."""
+
     def deploy(self, service: str, release: str) -> None:
         """set_release then (re)start, waiting only until the service listens, not until healthy."""
+
+    def redeploy(self, service: str, release: str) -> None:
+        """Replace a running service with `release` without a gap (the next process serves
+        before the old one stops, or nginx reloads): what `docker-compose up -d SERVICE`
+        should mean during a planned rollback. Returns once the new release answers."""
 
     def start(self, service: str, wait_healthy: bool = True) -> None: ...
 
@@ -86,7 +103,15 @@ class Stack(Protocol):
 
     def is_running(self, service: str) -> bool: ...
 
+    def instance(self, service: str) -> str | None:
+        """Who runs the service now (pid and start time, or container id and start time):
+        changes exactly when the service is restarted; None when it is not running."""
+
     def logs(self, service: str) -> str: ...
+
+    @property
+    def backups(self) -> list[tuple[datetime, Path]]:
+        """Every store backup this stack took: when, and where."""
 
     def backup_stores(self, dest: Path) -> Path:
         """Logical backups of MongoDB and Redis (with checksums) into `dest`."""

@@ -7,6 +7,7 @@ to reach each other, so a drill behaves the same on both and neither repeats the
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 import subprocess
@@ -17,12 +18,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
 import httpx
 
-from rollback_drill import chain, proc, tls
+from rollback_drill import chain, proc, releases, tls
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack, ServiceSpec
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
@@ -31,6 +33,7 @@ from rollback_drill.stores import redis as redis_store
 from rollback_drill.target import Target
 
 START_TIMEOUT_S = 30.0
+_RELEASE_META = re.compile(r'<meta name="safepsy-release" content="([^"]+)"')
 
 
 def http_status(url: str, timeout: float = 1.0) -> int:
@@ -87,6 +90,7 @@ class StackBase(ABC):
         self._password = self._test_password()
         self.certs: tls.CertSet | None = None
         self.timings: dict[str, float] = {}
+        self._backups: list[tuple[datetime, Path]] = []
 
     # -- what a backend provides ----------------------------------------------------------------
     @abstractmethod
@@ -108,6 +112,12 @@ class StackBase(ABC):
 
     @abstractmethod
     def is_running(self, service: str) -> bool: ...
+
+    @abstractmethod
+    def instance(self, service: str) -> str | None: ...
+
+    @abstractmethod
+    def redeploy(self, service: str, release: str) -> None: ...
 
     @abstractmethod
     def stop(self, service: str) -> None: ...
@@ -286,11 +296,32 @@ class StackBase(ABC):
 
     # -- releases and configuration -------------------------------------------------------------
     def release_of(self, service: str) -> str:
+        """What a service runs: for an app, the RELEASE its configuration says (a
+        configuration rollback changes it without a deploy); else the last release set."""
+        svc = self.spec.services.get(service)
+        env_file = self.config_dir / f"{service}.env"
+        if svc is not None and svc.kind == "app" and env_file.exists():
+            release = read_env_file(env_file).get("RELEASE")
+            if release:
+                return release
         return self._releases[service]
+
+    def build_dir(self, service: str, release: str) -> Path:
+        """Where a release's build of a service lives (the runbook's `build/`)."""
+        return self._workdir / "builds" / service / release
+
+    def build(self, service: str, release: str) -> Path:
+        """The release's code and config of a service: base sources plus its patches."""
+        return releases.build(self.loaded, service, release, self.build_dir(service, release))
+
+    def rebuild(self, service: str, release: str) -> Path:
+        releases.clear(self.build_dir(service, release))
+        return self.build(service, release)
 
     def set_release(self, service: str, release: str) -> None:
         svc = self._service(service)
         rel = self.loaded.release(release)
+        self.build(service, release)
         self._releases[service] = release
         if svc.kind == "nginx":
             self._render_nginx(service, release)
@@ -306,6 +337,7 @@ class StackBase(ABC):
             "CHAIN_RPC_URL": peers["CHAIN_RPC_URL"],
             "DID_REGISTRY_ADDRESS": self.registry_address or "",
             "DID_OPERATOR_ADDRESS": self.operator_address or "",
+            "REUSE_PORT": "1",  # lets `redeploy` start the next process beside this one
         }
         if service in rel.services:
             env.update(rel.services[service].env)
@@ -317,7 +349,7 @@ class StackBase(ABC):
     def _render_nginx(self, service: str, release: str) -> None:
         svc = self._service(service)
         assert svc.config_template
-        template = self.loaded.resolve(svc.config_template).read_text()
+        template = (self.build_dir(service, release) / svc.config_template).read_text()
         values = self._nginx_values(service, release)
         conf = self.config_dir / "nginx" / "nginx.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +360,7 @@ class StackBase(ABC):
         svc = self._service(service)
         assert svc.static_root
         dest.mkdir(parents=True, exist_ok=True)
-        page = (self.loaded.resolve(svc.static_root) / "index.html").read_text()
+        page = (self.build_dir(service, release) / svc.static_root / "index.html").read_text()
         (dest / "index.html").write_text(string.Template(page).safe_substitute(release=release))
         return dest
 
@@ -339,10 +371,16 @@ class StackBase(ABC):
         self.start(service, wait_healthy=False)
 
     # -- the stores ----------------------------------------------------------------------------
+    @property
+    def backups(self) -> list[tuple[datetime, Path]]:
+        return list(self._backups)
+
     def backup_stores(self, dest: Path) -> Path:
         """The runbook's `docker-manage.sh backup`: MongoDB and Redis into `dest`."""
+        taken = datetime.now(UTC)
         mongo.backup(self.mongodb_uri, self.spec.stores.mongodb.database, dest / "mongodb")
         redis_store.backup(self.redis_url, dest / "redis.json")
+        self._backups.append((taken, dest))
         return dest
 
     def restore_stores(self, archive: Path) -> dict[str, int]:
@@ -371,6 +409,22 @@ class StackBase(ABC):
         if healthy:
             return lambda: http_status(url) == 200
         return lambda: http_status(url) > 0
+
+    def answers_as(self, service: str) -> str | None:
+        """The release a running service says it is: `release` in an app's /health, the
+        page's safepsy-release meta for the nginx front; None when it does not answer so."""
+        svc = self._service(service)
+        try:
+            if svc.kind == "nginx":
+                page = httpx.get(self.url(service) + "/", timeout=1.0).text
+                found = _RELEASE_META.search(page)
+                return found.group(1) if found else None
+            body = httpx.get(self.url(service) + svc.health_path, timeout=1.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if isinstance(body, dict) and body.get("status") == "ok":
+            return str(body.get("release"))
+        return None
 
     def _wait_healthy(self, name: str) -> None:
         try:

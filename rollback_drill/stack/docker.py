@@ -233,7 +233,7 @@ class DockerStack(StackBase):
                 "chain": self.spec.chain.image,
             }[service]
             return named or DEFAULT_IMAGES[service]
-        release = self._releases[service]
+        release = self.release_of(service)
         images = self._service(service).images
         if release in images:
             return images[release]
@@ -338,6 +338,10 @@ class DockerStack(StackBase):
             self._network.remove()
         self._client.close()
 
+    def redeploy(self, service: str, release: str) -> None:
+        self.deploy(service, release)
+        self._wait_healthy(service) if self._service(service).kind == "app" else None
+
     def stop(self, service: str) -> None:
         if self.is_running(service):
             wrapped = self._wrapped(service)
@@ -362,6 +366,12 @@ class DockerStack(StackBase):
             return self._wrapped(service).status in ("running", "paused", "restarting")
         except NotFound:
             return False
+
+    def instance(self, service: str) -> str | None:
+        if not self.is_running(service):
+            return None
+        wrapped = self._wrapped(service)
+        return f"container {wrapped.short_id} started at {wrapped.attrs['State']['StartedAt']}"
 
     def logs(self, service: str) -> str:
         if service not in self._containers:

@@ -22,6 +22,7 @@ from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.base import ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.tools import find_tool
+from rollback_drill.wait import Wait
 
 
 class LocalStack(StackBase):
@@ -94,7 +95,8 @@ class LocalStack(StackBase):
             return [find_tool("nginx"), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], {}
         env = self.service_env(name)
         if svc.pythonpath:
-            env["PYTHONPATH"] = str(self.loaded.resolve(svc.pythonpath))
+            build = self.build(name, self.release_of(name))
+            env["PYTHONPATH"] = str(build / svc.pythonpath)
         env["PYTHONUNBUFFERED"] = "1"
         return [sys.executable if a == "python" else a for a in svc.command], env
 
@@ -118,6 +120,36 @@ class LocalStack(StackBase):
                     errors.append(str(exc))
         if errors:
             raise StackError("\n".join(errors))
+
+    def redeploy(self, service: str, release: str) -> None:
+        """The next release's process binds the same port beside the old one (REUSE_PORT),
+        is awaited until it answers as `release`, then the old one stops and drains; nginx
+        reloads in place (SIGHUP: new workers, the listening sockets kept)."""
+        svc = self._service(service)
+        old = self._procs.get(service)
+        self.set_release(service, release)
+        if old is None or not old.alive():
+            self.start(service)
+            return
+        if svc.kind == "nginx":
+            assert old.pid is not None
+            os.kill(old.pid, signal.SIGHUP)
+            self._wait_answers_as(service, release)
+            return
+        argv, env = self._argv_env(service)
+        new = proc.spawn(service, argv, self._log(service), env=env, cwd=self._workdir)
+        try:
+            new.wait_ready(lambda: self.answers_as(service) == release, START_TIMEOUT_S)
+        except BaseException:
+            new.stop(grace=2.0)
+            raise
+        self._procs[service] = new
+        old.stop(grace=5.0)
+
+    def _wait_answers_as(self, service: str, release: str) -> None:
+        Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+            lambda: self.answers_as(service) == release
+        )
 
     def _teardown(self) -> None:
         for name in reversed([*self.all_services(), "chain"]):
@@ -152,6 +184,16 @@ class LocalStack(StackBase):
     def is_running(self, service: str) -> bool:
         process = self._procs.get(service)
         return process is not None and process.alive()
+
+    def instance(self, service: str) -> str | None:
+        process = self._procs.get(service)
+        if process is None or not process.alive() or process.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return f"pid {process.pid} started at tick {fields[19]}"
 
     def logs(self, service: str) -> str:
         parts = []

@@ -12,7 +12,8 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,22 @@ class CollectionPrint:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Counts and content hashes of collections: equal prints mean equal data."""
+    """Counts and content hashes of collections: equal prints mean equal data.
+
+    `cutoffs` names collections users keep writing to (sessions, chat messages), each with
+    its creation-time field and the moment the print was taken: only documents created up to
+    then are hashed, so a later print proves none of those was lost or altered while new
+    ones keep arriving."""
 
     database: str
     collections: dict[str, CollectionPrint]
+    cutoffs: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "collections": {k: asdict(v) for k, v in self.collections.items()},
+            "cutoffs": {k: [f, t.isoformat()] for k, (f, t) in self.cutoffs.items()},
         }
 
     @classmethod
@@ -72,6 +80,10 @@ class Fingerprint:
             collections={
                 name: CollectionPrint(int(v["count"]), str(v["sha256"]))
                 for name, v in data["collections"].items()
+            },
+            cutoffs={
+                name: (str(f), datetime.fromisoformat(str(t)))
+                for name, (f, t) in (data.get("cutoffs") or {}).items()
             },
         )
 
@@ -89,25 +101,34 @@ class Fingerprint:
             ) from None
 
 
-def _ordered(conn: MongoClient[RawBSONDocument], db: str, name: str) -> Iterator[bytes]:
-    for doc in conn[db][name].find({}, sort=[("_id", 1)], batch_size=2000):
+def _ordered(
+    conn: MongoClient[RawBSONDocument], db: str, name: str, query: dict[str, Any]
+) -> Iterator[bytes]:
+    for doc in conn[db][name].find(query, sort=[("_id", 1)], batch_size=2000):
         yield bytes(doc.raw)
 
 
 def fingerprint(
-    uri: str, database: str, collections: Sequence[str], timeout_s: float = 2.0
+    uri: str,
+    database: str,
+    collections: Sequence[str],
+    timeout_s: float = 2.0,
+    cutoffs: dict[str, tuple[str, datetime]] | None = None,
 ) -> Fingerprint:
-    """Hash every document's raw BSON in _id order: any changed, added or lost byte shows."""
+    """Hash every document's raw BSON in _id order: any changed, added or lost byte shows.
+    With `cutoffs`, a collection's print covers only documents created up to its cutoff."""
     prints: dict[str, CollectionPrint] = {}
+    cuts = dict(cutoffs or {})
     with client(uri, timeout_s) as conn:
         for name in collections:
             digest = hashlib.sha256()
             count = 0
-            for raw in _ordered(conn, database, name):
+            query = {cuts[name][0]: {"$lte": cuts[name][1]}} if name in cuts else {}
+            for raw in _ordered(conn, database, name, query):
                 digest.update(raw)
                 count += 1
             prints[name] = CollectionPrint(count, digest.hexdigest())
-    return Fingerprint(database, prints)
+    return Fingerprint(database, prints, {k: v for k, v in cuts.items() if k in prints})
 
 
 def ping(uri: str, timeout_s: float = 2.0) -> float:
@@ -134,7 +155,7 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
             digest = hashlib.sha256()
             count = 0
             with path.open("wb") as out:
-                for raw in _ordered(conn, database, name):
+                for raw in _ordered(conn, database, name, {}):
                     out.write(raw)
                     digest.update(raw)
                     count += 1

@@ -1,0 +1,173 @@
+"""The runbook's user journeys ("Functional Testing") as locust users, for live load during
+every drill: the landing page, login, DID health and resolution, and the AI chatbot, all
+through nginx as users reach them, over HTTP and HTTPS.
+
+Run by rollback_drill/load.py as a subprocess (never imported into pytest: locust patches the
+whole process with gevent). Every request becomes one raw sample line - wall-clock start,
+journey, latency, outcome, status, first words of the error - because locust's own CSV totals
+lag and its percentiles are 10 s windows, too coarse for a three-second outage. In locust's
+distributed mode, workers batch their samples to the master as messages and only the master
+writes, so a team can load a staging stack from several machines and still get one stream.
+
+Configuration (environment): LOAD_SAMPLES_FILE, LOAD_FRONTEND_TLS_URL (optional), LOAD_CA_FILE
+(optional), LOAD_TEST_EMAIL, LOAD_TEST_PASSWORD, LOAD_TEST_DID (optional). The host (`--host`)
+is the frontend's HTTP URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+from locust import HttpUser, between, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+SAMPLES_MESSAGE = "rollback-drill-samples"
+_lock = threading.Lock()
+_pending: list[dict[str, Any]] = []
+_out: Any = None
+_runner: list[Any] = [None]  # this process's runner, known at test start
+_ENDPOINT = re.compile(r'data-chat-endpoint="([^"]+)"')
+
+
+def _write(rows: list[dict[str, Any]]) -> None:
+    global _out
+    if _out is None:
+        _out = open(os.environ["LOAD_SAMPLES_FILE"], "a", buffering=1)  # noqa: SIM115
+    _out.write("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(SAMPLES_MESSAGE, lambda msg, **_: _write(msg.data))
+    if isinstance(environment.runner, WorkerRunner):
+        runner = environment.runner
+
+        def ship() -> None:
+            while True:
+                time.sleep(0.2)
+                with _lock:
+                    batch = _pending[:]
+                    _pending.clear()
+                if batch:
+                    runner.send_message(SAMPLES_MESSAGE, batch)
+
+        threading.Thread(target=ship, daemon=True).start()
+
+
+@events.request.add_listener
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response: Any = None,
+    exception: BaseException | None = None,
+    context: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    latency = response_time / 1000.0
+    status = getattr(response, "status_code", None) if response is not None else None
+    row = {
+        "t": round(time.time() - latency, 6),
+        "j": name,
+        "s": round(latency, 6),
+        "ok": exception is None,
+        "st": status or None,
+        "e": None if exception is None else str(exception)[:160],
+    }
+    runner = _runner[0]
+    if isinstance(runner, WorkerRunner):
+        with _lock:
+            _pending.append(row)
+    else:
+        with _lock:
+            _write([row])
+
+
+@events.test_start.add_listener
+def _remember_runner(environment: Environment, **_: Any) -> None:
+    _runner[0] = environment.runner
+
+
+class SafePsyUser(HttpUser):
+    """A person using SafePsy: reads the page, logs in, looks at DIDs, talks to the assistant."""
+
+    wait_time = between(0.05, 0.25)
+
+    def on_start(self) -> None:
+        ca = os.environ.get("LOAD_CA_FILE")
+        self.client.verify = ca if ca else True
+        self.client.trust_env = False
+        self.tls_url = os.environ.get("LOAD_FRONTEND_TLS_URL") or self.host
+        self.email = os.environ["LOAD_TEST_EMAIL"]
+        self.password = os.environ["LOAD_TEST_PASSWORD"]
+        self.did = os.environ.get("LOAD_TEST_DID") or ""
+        self.conversation = str(uuid.uuid4())
+
+    def _base(self) -> str:
+        """Half the users' requests go over HTTPS, as browsers that upgraded would."""
+        return self.tls_url if random.random() < 0.5 else str(self.host)
+
+    def _expect(self, name: str, method: str, path: str, check: str, **kwargs: Any) -> None:
+        """One request; failed unless 2xx and the JSON body has the field `check`."""
+        with self.client.request(
+            method, self._base() + path, name=name, catch_response=True, **kwargs
+        ) as resp:
+            if resp.status_code // 100 != 2:
+                resp.failure(f"HTTP {resp.status_code}: {resp.text[:120]}")
+                return
+            try:
+                body = resp.json()
+            except ValueError:
+                resp.failure("not JSON")
+                return
+            if not isinstance(body, dict) or not body.get(check):
+                resp.failure(f"no {check!r} in the answer")
+
+    @task(10)
+    def landing_page(self) -> None:
+        with self.client.get(self._base() + "/", name="page /", catch_response=True) as resp:
+            if resp.status_code != 200 or "SafePsy" not in resp.text:
+                resp.failure(f"HTTP {resp.status_code}: not the SafePsy page")
+
+    @task(8)
+    def login(self) -> None:
+        body = {"email": self.email, "password": self.password}
+        self._expect("login", "POST", "/api/auth/login", "token", json=body)
+
+    @task(1)
+    def login_as_typed(self) -> None:
+        """Some people type their address with capitals; SafePsy has always accepted that."""
+        typed = self.email[:1].upper() + self.email[1:]
+        body = {"email": typed, "password": self.password}
+        self._expect("login (e-mail as typed)", "POST", "/api/auth/login", "token", json=body)
+
+    @task(4)
+    def did_health(self) -> None:
+        self._expect("DID health", "GET", "/api/did/health", "status")
+
+    @task(5)
+    def did_resolve(self) -> None:
+        if self.did:
+            self._expect("DID resolve", "GET", f"/api/did/resolve/{self.did}", "document")
+
+    @task(3)
+    def chat(self) -> None:
+        body = {"message": "I feel a bit anxious today", "conversationId": self.conversation}
+        self._expect("chat", "POST", "/api/chat", "reply", json=body)
+
+    @task(1)
+    def chat_from_the_page(self) -> None:
+        """What the page's chat box does: post to the endpoint the page itself names."""
+        page = self.client.get(self._base() + "/", name="page / (chat box)")
+        found = _ENDPOINT.search(page.text or "")
+        endpoint = found.group(1) if found else "/api/chat"
+        self._expect("chat (page chat box)", "POST", endpoint, "reply", json={"message": "Hello"})

@@ -1,0 +1,236 @@
+"""A drill as data, and what running it found. Every reader of a drill - the pytest plugin, the
+record, the chart, the Allure summary, the certificate - imports these types from here, and
+this module imports no reader."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollback_drill.alerts import Alert
+from rollback_drill.checks import Check
+from rollback_drill.checks.result import Outcome
+from rollback_drill.decision import Decision
+from rollback_drill.facts import Fact
+from rollback_drill.load import LoadSample, LoadStats
+from rollback_drill.monitor import Sample
+from rollback_drill.procedures.base import Procedure
+from rollback_drill.scenarios import Scenario
+from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
+from rollback_drill.stores.mongo import Fingerprint
+from rollback_drill.timeline import Timeline, Verdict
+
+BASELINE = Fact[Fingerprint]("baseline", "the data's fingerprint before the fault")
+
+
+@dataclass(frozen=True)
+class Drill:
+    """One runbook procedure exercised against one kind of failure. Adding a drill is
+    declaring one of these in a module under drills/; the engine does the rest."""
+
+    name: str
+    release: str  # the release (or configuration) the scenario puts out
+    scenario: Scenario
+    procedure: Procedure
+    severity: Severity  # the decision-matrix row the assessment must reach
+    verify: tuple[Check, ...] = ()  # verification beyond the runbook's standard checks
+    judge_steps: bool = False  # each step's user error rate must stay under the threshold
+    only_services: tuple[str, ...] | None = None  # the rollback may restart only these
+
+    @property
+    def runbook_section(self) -> str:
+        return self.procedure.runbook_section
+
+    def check(self, loaded: LoadedStack, good_release: str | None = None) -> str:
+        """Prove the declaration is consistent with the stack file before anything starts;
+        return the release to roll back to."""
+        release = loaded.release(self.release)
+        good = good_release or release.previous
+        if good is None:
+            raise SpecError(f"{loaded.path}: release {self.release} names no previous release")
+        loaded.release(good)
+        defect = release.defect
+        if defect is not None and defect.severity != self.severity:
+            raise SpecError(
+                f"drill {self.name}: release {self.release}'s defect is classed "
+                f"{defect.severity} in its manifest, but the drill expects {self.severity}"
+            )
+        row = loaded.budget(self.severity)
+        if row.rollback_type != self.procedure.rollback_type:
+            raise SpecError(
+                f"drill {self.name}: the matrix answers {self.severity} with a "
+                f"{row.rollback_type} rollback, but procedure {self.procedure.name} is a "
+                f"{self.procedure.rollback_type} rollback"
+            )
+        self.procedure.check_wiring([BASELINE, *self.scenario.provides])
+        return good
+
+
+@dataclass(frozen=True)
+class CollectionIntegrity:
+    name: str
+    equal: bool
+    count_before: int | None
+    count_after: int | None
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """The integrity comparison after the rollback, per collection."""
+
+    collections: tuple[CollectionIntegrity, ...]
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.collections) and all(c.equal for c in self.collections)
+
+    @classmethod
+    def from_evidence(cls, evidence: dict[str, Any]) -> Integrity:
+        return cls(
+            tuple(
+                CollectionIntegrity(
+                    str(row.get("collection")),
+                    bool(row.get("equal")),
+                    row.get("count_before"),
+                    row.get("count_after"),
+                )
+                for row in evidence.get("collections", [])
+            )
+        )
+
+
+@dataclass(frozen=True)
+class StepLoad:
+    """What users saw while one procedure step ran."""
+
+    step: str
+    start_s: float
+    end_s: float
+    stats: LoadStats
+
+
+@dataclass
+class DrillOutcome:
+    drill: Drill
+    backend: str
+    bad_release: str
+    good_release: str
+    budget: DecisionRow
+    timeline: Timeline
+    artifacts: Path
+    decision: Decision | None = None
+    detected_by: list[str] = field(default_factory=list)
+    verification: list[Outcome] = field(default_factory=list)
+    integrity: Integrity | None = None
+    verdict: Verdict | None = None
+    failure: str | None = None
+    samples: list[Sample] = field(default_factory=list)
+    load: list[LoadSample] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    steady: LoadStats | None = None
+    assessment: dict[str, Any] = field(default_factory=dict)
+    restarted: dict[str, bool] = field(default_factory=dict)  # during the rollback
+
+    @property
+    def procedure(self) -> Procedure:
+        return self.drill.procedure
+
+    @property
+    def severity(self) -> Severity:
+        return self.drill.severity
+
+    @property
+    def severity_detected(self) -> str | None:
+        return self.decision.severity if self.decision else None
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None and self.verdict is not None and self.verdict.within_budget
+
+    def availability(self) -> dict[str, float | None]:
+        """Share of health probes answered 200: overall and between consecutive markers."""
+
+        def share(start: float, end: float) -> float | None:
+            window = [s.ok for s in self.samples if start <= s.at_s < end]
+            return round(sum(window) / len(window), 4) if window else None
+
+        result = {"overall": share(0.0, float("inf"))}
+        marks = self.timeline.of_kind("marker")
+        for first, second in itertools.pairwise(marks):
+            result[f"{first.name}->{second.name}"] = share(first.at_s, second.at_s)
+        return result
+
+    def users_saw(self) -> dict[str, LoadStats]:
+        """Per phase (steady state, fault, rollback, verified): what user requests met."""
+        return {
+            phase: LoadStats.of(s for s in self.load if start <= s.at_s < end)
+            for phase, (start, end) in self.timeline.user_phases().items()
+        }
+
+    def step_load(self) -> list[StepLoad]:
+        """Per procedure step: what users saw while it ran (the planned rollback's gate)."""
+        steps = [e for e in self.timeline.of_kind("step") if e.detail.get("runbook")]
+        return [
+            StepLoad(
+                e.name,
+                e.at_s,
+                e.at_s + e.duration_s,
+                LoadStats.of(s for s in self.load if e.at_s <= s.at_s < e.at_s + e.duration_s),
+            )
+            for e in steps
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "drill": self.drill.name,
+            "procedure": self.procedure.name,
+            "runbook_section": self.procedure.runbook_section,
+            "severity": self.severity,
+            "backend": self.backend,
+            "bad_release": self.bad_release,
+            "good_release": self.good_release,
+            "budget_s": self.budget.budget_s,
+            "rollback_type": self.budget.rollback_type,
+            "passed": self.passed,
+            "failure": self.failure,
+            "detected_by": self.detected_by,
+            "decision": self.decision.to_json() if self.decision else None,
+            "assessment": self.assessment,
+            "time_to_recover_s": round(self.verdict.time_to_recover_s, 4) if self.verdict else None,
+            "timeline": self.timeline.to_json(),
+            "alerts": [a.to_json() for a in self.alerts],
+            "users_saw": {k: v.to_json() for k, v in self.users_saw().items()},
+            "steps_load": [
+                {"step": s.step, "seconds": round(s.end_s - s.start_s, 4), **s.stats.to_json()}
+                for s in self.step_load()
+            ],
+            "restarted_during_rollback": self.restarted,
+            "checks": [
+                {
+                    "name": o.check.name,
+                    "category": o.check.category,
+                    "skipped": o.skipped,
+                    **(
+                        {
+                            "ok": o.result.ok,
+                            "summary": o.result.summary,
+                            "seconds": round(o.result.duration_s, 4),
+                        }
+                        if o.result
+                        else {}
+                    ),
+                }
+                for o in self.verification
+            ],
+            "integrity": None
+            if self.integrity is None
+            else [c.__dict__ for c in self.integrity.collections],
+            "availability": self.availability(),
+        }
+
+
+DrillRunner = Callable[[Drill], DrillOutcome]
+"""What a drill module calls (the plugin's `drill_runner` fixture): run this drill, here."""

@@ -1,0 +1,42 @@
+"""The verification a procedure step performs itself (the runbook's `curl -f` lines between
+steps): a service answers healthy as the release it was rolled back to, and stays so for a
+moment - the runbook's "sleep 30" is waiting to see that it holds, not just that it started."""
+
+from __future__ import annotations
+
+import time
+
+from rollback_drill.checks import BY_NAME
+from rollback_drill.checks.result import run_checks
+from rollback_drill.procedures.base import DrillContext, StepResult
+from rollback_drill.wait import Wait
+
+STAYS_HEALTHY_S = 1.0
+START_TIMEOUT_S = 30.0
+
+
+def answers_as_good_release(ctx: DrillContext, service: str) -> StepResult:
+    """Wait until `service` answers as the good release, then watch it for a moment."""
+    stack, release = ctx.stack, ctx.good_release
+    took = Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+        lambda: stack.answers_as(service) == release
+    )
+    deadline = time.monotonic() + STAYS_HEALTHY_S
+    while time.monotonic() < deadline:
+        answer = stack.answers_as(service)
+        if answer != release:
+            raise RuntimeError(
+                f"{service} answered as release {release}, then as {answer or 'nothing'} "
+                f"within {STAYS_HEALTHY_S:.0f} s: it does not stay up"
+            )
+        time.sleep(0.1)
+    return StepResult({"service": service, "release": release, "healthy_after_s": round(took, 3)})
+
+
+def checks_pass(ctx: DrillContext, *names: str) -> StepResult:
+    """The named runbook checks pass against the stack now."""
+    outcomes = run_checks([BY_NAME[n] for n in names], ctx.stack.target())
+    failed = [o.result.explain() for o in outcomes if o.failed and o.result]
+    if failed:
+        raise RuntimeError("; ".join(failed))
+    return StepResult({"passed": [o.check.name for o in outcomes if o.result is not None]})

@@ -1,0 +1,109 @@
+"""What goes wrong in a drill: a release goes out, or a configuration changes, as a deploy
+pipeline or an operator does it. The defect is then real behaviour of what was deployed.
+
+A scenario declares the facts it leaves behind (the configuration archive a deploy takes, the
+`.env.backup` an operator makes), so a procedure that needs them is wired before any stack
+starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rollback_drill import configbackup
+from rollback_drill.facts import Fact
+from rollback_drill.procedures.base import DrillContext, StepResult
+from rollback_drill.timeline import Artifact
+
+CONFIG_BACKUP = Fact[Path](
+    "configuration backup", "config-backup-*.tar.gz the deploy took of .env, nginx.conf, certs"
+)
+ENV_BACKUPS = Fact[dict[str, Path]](
+    ".env backups", "service -> the .env.backup an operator made before editing .env"
+)
+
+
+class Scenario(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def provides(self) -> tuple[Fact[Any], ...]: ...
+
+    def inject(self, ctx: DrillContext) -> StepResult: ...
+
+
+@dataclass(frozen=True)
+class DeployRelease:
+    """A release rollout: save the configuration, then roll release N+1 onto every app service
+    (apps first, the nginx front last), as the pipeline does."""
+
+    name: str = "deploy_release"
+    description: str = "deploy release N+1 over N (its defect then shows in production)"
+    provides: tuple[Fact[Any], ...] = (CONFIG_BACKUP,)
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        archive = configbackup.backup(ctx.stack.config_dir, ctx.artifacts / "config-backups")
+        ctx.facts[CONFIG_BACKUP] = archive
+        for service in ctx.stack.app_services():
+            ctx.stack.deploy(service, ctx.bad_release)
+        return StepResult(
+            {"release": ctx.bad_release, "config_backup": archive.name},
+            (Artifact("configuration backup", path=archive, sensitive=True),),
+        )
+
+
+@dataclass(frozen=True)
+class ChangeConfiguration:
+    """A configuration change: an operator copies each `.env` to `.env.backup`, edits it to
+    the new release's settings and restarts the service (`docker-compose restart`)."""
+
+    name: str = "change_configuration"
+    description: str = "change the services' .env (a configuration release) and restart them"
+    provides: tuple[Fact[Any], ...] = field(default=(ENV_BACKUPS,))
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        changed = changed_configuration(ctx)
+        backups: dict[str, Path] = {}
+        for service in changed:
+            live = ctx.stack.config_dir / f"{service}.env"
+            backup = live.with_name(live.name + ".backup")
+            shutil.copy2(live, backup)
+            backup.chmod(0o600)
+            backups[service] = backup
+        ctx.facts[ENV_BACKUPS] = backups
+        for service in changed:
+            ctx.stack.deploy(service, ctx.bad_release)  # renders the new .env, restarts
+        return StepResult(
+            {
+                "release": ctx.bad_release,
+                "changed": changed,
+                "env_backups": sorted(p.name for p in backups.values()),
+            }
+        )
+
+
+def changed_configuration(ctx: DrillContext) -> list[str]:
+    """App services whose settings differ between the good and the bad release."""
+    loaded = ctx.stack.loaded
+    bad, good = loaded.release(ctx.bad_release), loaded.release(ctx.good_release)
+    changed = []
+    for service in ctx.stack.app_services():
+        if loaded.spec.services[service].kind != "app":
+            continue
+        before = good.services.get(service)
+        after = bad.services.get(service)
+        if (before.env if before else {}) != (after.env if after else {}):
+            changed.append(service)
+    if not changed:
+        raise ValueError(
+            f"release {ctx.bad_release} changes no service's settings against "
+            f"{ctx.good_release}: not a configuration change"
+        )
+    return changed

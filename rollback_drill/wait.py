@@ -1,0 +1,41 @@
+"""Waiting as a value: what is awaited, for how long, how often to look, which errors end the
+wait at once. A timeout says what, how long, and the last thing the probe answered, so
+"not detected within 30 s" comes with what monitoring did see."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class WaitTimeout(TimeoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class Wait:
+    what: str
+    timeout_s: float
+    interval_s: float = 0.05
+    fatal: tuple[type[Exception], ...] = ()
+
+    def until(self, probe: Callable[[], bool]) -> float:
+        """Poll until `probe` is true; return the seconds it took. A probe that raises is
+        "not yet" (its error is remembered), except for the `fatal` types."""
+        start = time.monotonic()
+        last = "no answer yet"
+        while True:
+            try:
+                if probe():
+                    return time.monotonic() - start
+                last = "not yet"
+            except self.fatal:
+                raise
+            except Exception as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - start > self.timeout_s:
+                raise WaitTimeout(
+                    f"{self.what}: not reached within {self.timeout_s:.1f} s (last: {last})"
+                )
+            time.sleep(self.interval_s)
