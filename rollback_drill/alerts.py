@@ -44,6 +44,7 @@ AlertRule = Literal[
     "check_failed",
 ]
 Z_ONE_SIDED_95 = 1.645
+_SUSTAINED = frozenset({"error_rate", "response_time", "response_time_increase", "memory"})
 _DATABASE = re.compile(r"mongo|redis|database", re.I)
 
 
@@ -55,6 +56,10 @@ def wilson_lower(errors: int, total: int, z: float = Z_ONE_SIDED_95) -> float:
     centre = p + z * z / (2 * total)
     spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
     return max(0.0, (centre - spread) / (1 + z * z / total))
+
+
+class AlertEngineBroken(RuntimeError):
+    """The evaluator itself failed: nothing it says (or does not say) can be trusted."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +90,17 @@ class Alert:
 
 @dataclass
 class AlertRules:
-    """Windows and sample floors; thresholds themselves come from the stack file."""
+    """Windows, sample floors and how long a condition must hold; thresholds themselves come
+    from the stack file."""
 
-    window_s: float = 10.0
+    window_s: float = 10.0  # error rate: a rate needs many requests
+    latency_window_s: float = 3.0  # latency: recent requests, so a cold start passes through
     min_latency_samples: int = 12
-    min_increase_floor_s: float = 0.002  # "+50 %" of a 1.5 ms median is jitter, not a regression
     probe_misses: int = 2
+    # Prometheus's `for:` - a statistical condition (error rate, latency, memory) must hold
+    # this long before it fires, so a freshly restarted service warming up pages no one.
+    # Service down and failed checks fire at once ("Service down: Immediate alert").
+    pending_s: float = 1.0
 
 
 @dataclass
@@ -108,6 +118,8 @@ class AlertEngine:
     steady: dict[str, LoadStats] | None = None
     not_before_s: float = 0.0  # samples before this (e.g. a rollout's own restart) are ignored
     active: dict[str, Alert] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)  # key -> first seen (pending_s)
+    broken: str | None = None
     fired: list[Alert] = field(default_factory=list)
     _check_failures: dict[str, tuple[str, str, float]] = field(default_factory=dict)
     _usage: dict[str, ResourceUsage] = field(default_factory=dict)
@@ -127,12 +139,26 @@ class AlertEngine:
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self) -> list[Alert]:
-        """Fire what is true now, resolve what no longer is; returns the newly fired."""
+        """Fire what is true now (and, for statistical rules, has held `pending_s`), resolve
+        what no longer is; returns the newly fired."""
         now = self.timeline.now()
         current = {a.key: a for a in self._current(now)}
         new: list[Alert] = []
         with self._lock:
+            for key in [k for k in self.pending if k not in current]:
+                del self.pending[key]
+            # Anything active from before the window moved on (e.g. a rollout's restart blip)
+            # resolves; if it still holds, it fires again as news.
+            for key in [k for k, a in self.active.items() if a.at_s < self.not_before_s]:
+                gone = self.active.pop(key)
+                self.timeline.alert(gone.key, now, True, resolved=True, rule=gone.rule)
             for key, alert in current.items():
+                if alert.rule in _SUSTAINED and key not in self.active:
+                    first = self.pending.get(key)
+                    if first is None or first < self.not_before_s:
+                        self.pending[key] = first = now
+                    if now - first < self.rules.pending_s:
+                        continue
                 if key not in self.active:
                     self.active[key] = alert
                     self.fired.append(alert)
@@ -143,18 +169,14 @@ class AlertEngine:
                 self.timeline.alert(gone.key, now, True, resolved=True, rule=gone.rule)
         return new
 
-    def fired_since(self, at_s: float) -> list[Alert]:
-        with self._lock:
-            return [a for a in self.fired if a.at_s >= at_s]
-
     def _current(self, now: float) -> list[Alert]:
         start = max(now - self.rules.window_s, self.not_before_s)
         alerts: list[Alert] = []
         alerts += self._service_down(now)
         if self.load is not None:
-            window = self.load.samples(start, now + 1)
-            alerts += self._error_rate(window, now)
-            alerts += self._latency(window, now)
+            alerts += self._error_rate(self.load.samples(start, now + 1), now)
+            recent = max(now - self.rules.latency_window_s, self.not_before_s)
+            alerts += self._latency(self.load.samples(recent, now + 1), now)
         alerts += self._memory(now)
         alerts += self._checks(now)
         return alerts
@@ -227,6 +249,7 @@ class AlertEngine:
         alerts = []
         limit = self.thresholds.response_time_warning_s
         increase = self.thresholds.response_time_increase_critical
+        floor = self.thresholds.response_time_increase_floor_s
         for journey, stats in by_journey(window).items():
             ok_count = stats.requests - stats.errors
             if ok_count < self.rules.min_latency_samples:
@@ -246,10 +269,7 @@ class AlertEngine:
             if before is None or before.p50_s is None or stats.p50_s is None:
                 continue
             allowed = before.p50_s * (1 + increase)
-            if (
-                stats.p50_s > allowed
-                and stats.p50_s - before.p50_s > self.rules.min_increase_floor_s
-            ):
+            if stats.p50_s > allowed and stats.p50_s - before.p50_s > floor:
                 rise = stats.p50_s / before.p50_s - 1
                 alerts.append(
                     self._make(
@@ -258,7 +278,8 @@ class AlertEngine:
                         now,
                         f"p50 {stats.p50_s * 1000:.1f} ms vs {before.p50_s * 1000:.1f} ms in the "
                         f"steady state (+{rise:.0%})",
-                        f"+{increase:.0%} (thresholds.response_time_increase_critical)",
+                        f"+{increase:.0%} and +{floor * 1000:.0f} ms "
+                        "(thresholds.response_time_increase_critical, _floor_s)",
                         f"{journey}: response time up {rise:.0%} over the steady state",
                     )
                 )
@@ -320,7 +341,18 @@ class AlertEngine:
 
     def _evaluate_loop(self) -> None:
         while not self._stop.wait(0.2):
-            self.evaluate()
+            try:
+                self.evaluate()
+            except Exception as exc:  # monitoring that cannot look must not look green
+                self.broken = f"alert evaluation failed: {type(exc).__name__}: {exc}"
+                return
+
+    def fired_since(self, at_s: float) -> list[Alert]:
+        """Alerts fired at or after `at_s`; raises when monitoring itself broke."""
+        if self.broken:
+            raise AlertEngineBroken(self.broken)
+        with self._lock:
+            return [a for a in self.fired if a.at_s >= at_s]
 
     def _stats_loop(self) -> None:
         assert self.stats is not None

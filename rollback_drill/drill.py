@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rollback_drill import assess
-from rollback_drill.alerts import AlertEngine, AlertRules
+from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 from rollback_drill.decision import NothingToDecide, decide
@@ -197,6 +197,7 @@ def _run_phases(
             f"an alert after release {drill.release} went out",
             settings.detect_timeout_s,
             interval_s=0.05,
+            fatal=(AlertEngineBroken,),
         ).until(lambda: bool(alerts.fired_since(fault_at)))
     first = alerts.fired_since(fault_at)
     outcome.detected_by = [a.message for a in first]
@@ -361,7 +362,8 @@ def _users_problems(
         problems.append(f"user error rate {rate:.1%} > {thresholds.error_rate_critical:.0%}")
     if steady is not None and steady.p50_s and stats.p50_s:
         allowed = steady.p50_s * (1 + thresholds.response_time_increase_critical)
-        if stats.p50_s > allowed and stats.p50_s - steady.p50_s > AlertRules.min_increase_floor_s:
+        rise = stats.p50_s - steady.p50_s
+        if stats.p50_s > allowed and rise > thresholds.response_time_increase_floor_s:
             problems.append(
                 f"user median {stats.p50_s * 1000:.1f} ms vs {steady.p50_s * 1000:.1f} ms in "
                 f"the steady state (limit +{thresholds.response_time_increase_critical:.0%})"

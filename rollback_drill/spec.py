@@ -123,6 +123,9 @@ class Thresholds(_Model):
     response_time_warning_s: float = Field(default=2.0, gt=0)
     error_rate_critical: float = Field(default=0.05, ge=0, le=1)
     response_time_increase_critical: float = Field(default=0.5, gt=0)
+    # A rise must also be this large to count: +50 % of a 3 ms median is jitter users
+    # never notice, and on a busy machine it is noise.
+    response_time_increase_floor_s: float = Field(default=0.01, ge=0)
     memory_warning: float = Field(default=0.9, gt=0, le=1)
     request_timeout_s: float = Field(default=5.0, gt=0)
 
