@@ -269,7 +269,7 @@ def _run_phases(
         )
         if integrity is not None:
             outcome.integrity = Integrity.from_evidence(integrity.evidence)
-            span.attach(Artifact("integrity comparison", "json", data=integrity.evidence))
+            outcome.integrity_evidence = integrity.evidence
         failed = [o.result.explain() for o in outcome.verification if o.failed and o.result]
         if not failed:
             watched = _monitoring_green(timeline, alerts, load, outcome.steady, settings, finished)

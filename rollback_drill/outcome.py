@@ -40,6 +40,10 @@ class Drill:
     judge_steps: bool = False  # each step's user error rate must stay under the threshold
     only_services: tuple[str, ...] | None = None  # the rollback may restart only these
 
+    def __repr__(self) -> str:
+        """Stable across processes (reports key a drill's history on it): no addresses."""
+        return f"Drill({self.name!r}, release {self.release}, {self.severity})"
+
     @property
     def runbook_section(self) -> str:
         return self.procedure.runbook_section
@@ -125,6 +129,7 @@ class DrillOutcome:
     detected_by: list[str] = field(default_factory=list)
     verification: list[Outcome] = field(default_factory=list)
     integrity: Integrity | None = None
+    integrity_evidence: dict[str, Any] = field(default_factory=dict)
     verdict: Verdict | None = None
     failure: str | None = None
     samples: list[Sample] = field(default_factory=list)

@@ -3,6 +3,7 @@ keep a verify run read-only and a drill off anything it did not start itself."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -239,6 +240,28 @@ def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest)
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Generator[None, object, None]:
+    """Readable set-up and tear-down in the Allure report. allure-pytest reports every
+    finalizer of a fixture as an "after": under pytest 9 that includes pytest's own
+    post-finalizer hook, a lambda whose status Allure never learns (shown as `<lambda>`,
+    unknown), and names a yield fixture's teardown by its list index. Runs after
+    allure-pytest has wrapped them: the hook goes back to unreported, the teardown gets the
+    fixture's name."""
+    yield
+    finalizers = getattr(fixturedef, "_finalizers", None) or []
+    for index, finalizer in enumerate(finalizers):
+        inner = getattr(finalizer, "_fixture_function", None)
+        if inner is None:
+            continue
+        if getattr(inner, "__name__", "") == "<lambda>":
+            finalizers[index] = inner
+        elif isinstance(inner, functools.partial):
+            finalizer._name = f"{fixturedef.argname}::teardown"
 
 
 @pytest.hookimpl(wrapper=True)

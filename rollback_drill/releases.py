@@ -13,6 +13,7 @@ cache, rebuild" is removing a build folder and making it again.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,7 +30,7 @@ class BuildError(RuntimeError):
 
 
 def sources(loaded: LoadedStack, service: str) -> list[str]:
-    """The paths (relative to the stack file) that make up a service's code and config."""
+    """The paths (as the stack file gives them) that make up a service's code and config."""
     svc = loaded.spec.services[service]
     paths = [p for p in (svc.pythonpath, svc.static_root, svc.config_template) if p]
     if not paths:
@@ -37,9 +38,26 @@ def sources(loaded: LoadedStack, service: str) -> list[str]:
     return paths
 
 
+def in_build(loaded: LoadedStack, service: str, source: str) -> Path:
+    """Where a source lands inside a build: its path relative to the stack file, so the
+    patches' `a/app/...` paths apply. A stack file may name sources by absolute path (a copy
+    of the stack file elsewhere): they keep their layout relative to their common folder."""
+    path = Path(source)
+    if not path.is_absolute():
+        return path
+    resolved = loaded.resolve(source).resolve()
+    try:
+        return resolved.relative_to(loaded.root)
+    except ValueError:
+        absolute = [Path(p).resolve() for p in sources(loaded, service) if Path(p).is_absolute()]
+        common = Path(os.path.commonpath([p.parent for p in absolute]))
+        return resolved.relative_to(common)
+
+
 def patches(loaded: LoadedStack, service: str, release: str) -> list[Path]:
     spec = loaded.release(release).services.get(service)
-    return [loaded.resolve(p) for p in spec.patches] if spec else []
+    here = loaded.release_files[release].parent
+    return [here / p for p in spec.patches] if spec else []
 
 
 def build_key(loaded: LoadedStack, service: str, release: str) -> str:
@@ -61,11 +79,12 @@ def build(loaded: LoadedStack, service: str, release: str, dest: Path) -> Path:
     dest.mkdir(parents=True)
     for rel in sources(loaded, service):
         src = loaded.resolve(rel)
+        into = dest / in_build(loaded, service, rel)
         if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=_IGNORED)
+            shutil.copytree(src, into, ignore=_IGNORED)
         else:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+            into.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, into)
     for patch in patches(loaded, service, release):
         done = subprocess.run(
             [find_tool("patch"), "--batch", "--forward", "--silent", "-p1", "-d", str(dest),

@@ -278,6 +278,8 @@ def finish_drill(outcome: DrillOutcome, stack: LoadedStack, listener: AllureList
     saw per phase and per step, and a description that tells the story on the test's page."""
     env = attach_environment(outcome)
     chart_path = attach_timeline_chart(outcome)
+    if outcome.integrity_evidence:
+        attach_json("integrity comparison", outcome.integrity_evidence)
     attach_json("alerts", [a.to_json() for a in outcome.alerts])
     attach_json("users saw, per phase", {k: v.to_json() for k, v in outcome.users_saw().items()})
     data = outcome.to_json()

@@ -220,8 +220,9 @@ class ServiceRelease(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     patches: list[str] = Field(
         default_factory=list,
-        description="unified diffs (paths relative to the stack file, `patch -p1`) that turn "
-        "the stack's base sources into this release's code",
+        description="unified diffs (files relative to this release file; paths inside them "
+        "relative to the stack file, for `patch -p1`) that turn the stack's base sources into "
+        "this release's code",
     )
 
 
@@ -381,6 +382,7 @@ class LoadedStack:
         self.root = self.path.parent
         self.spec = load_model(StackSpec, self.path)
         self.releases: dict[str, ReleaseSpec] = {}
+        self.release_files: dict[str, Path] = {}
         for rel in self.spec.releases:
             release = load_model(ReleaseSpec, self.root / rel)
             unknown = set(release.services) - set(self.spec.services)
@@ -391,10 +393,10 @@ class LoadedStack:
                 )
             for name, svc_release in release.services.items():
                 for n, patch in enumerate(svc_release.patches):
-                    if not (self.root / patch).is_file():
+                    if not ((self.root / rel).parent / patch).is_file():
                         raise SpecError(
                             f"{self.root / rel}: services.{name}.patches.{n}: expected an "
-                            f"existing patch file (relative to {self.path.name}), "
+                            f"existing patch file (relative to the release file), "
                             f"{patch!r} not found"
                         )
             if release.defect is not None:
@@ -405,6 +407,7 @@ class LoadedStack:
                         f"{sorted(strays)}, expected names from {sorted(self.spec.services)}"
                     )
             self.releases[release.version] = release
+            self.release_files[release.version] = (self.root / rel).resolve()
         for version, release in self.releases.items():
             if release.previous is not None and release.previous not in self.releases:
                 raise SpecError(

@@ -37,7 +37,7 @@ def _edit(path: Path, change: dict[str, object]) -> None:
 
 def test_reference_stack_file_loads() -> None:
     loaded = load_stack(SAFEPSY / "stack.yaml")
-    assert set(loaded.releases) == {"1.4.0", "1.5.0"}
+    assert {"1.4.0", "1.5.0"} <= set(loaded.releases)
     assert loaded.release("1.5.0").previous == "1.4.0"
     assert loaded.budget("critical").budget_s == 300
 

@@ -349,7 +349,8 @@ class StackBase(ABC):
     def _render_nginx(self, service: str, release: str) -> None:
         svc = self._service(service)
         assert svc.config_template
-        template = (self.build_dir(service, release) / svc.config_template).read_text()
+        built = releases.in_build(self.loaded, service, svc.config_template)
+        template = (self.build_dir(service, release) / built).read_text()
         values = self._nginx_values(service, release)
         conf = self.config_dir / "nginx" / "nginx.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +361,10 @@ class StackBase(ABC):
         svc = self._service(service)
         assert svc.static_root
         dest.mkdir(parents=True, exist_ok=True)
-        page = (self.build_dir(service, release) / svc.static_root / "index.html").read_text()
+        root = self.build_dir(service, release) / releases.in_build(
+            self.loaded, service, svc.static_root
+        )
+        page = (root / "index.html").read_text()
         (dest / "index.html").write_text(string.Template(page).safe_substitute(release=release))
         return dest
 

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rollback_drill import proc
+from rollback_drill import proc, releases
 from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.base import ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
@@ -96,7 +96,7 @@ class LocalStack(StackBase):
         env = self.service_env(name)
         if svc.pythonpath:
             build = self.build(name, self.release_of(name))
-            env["PYTHONPATH"] = str(build / svc.pythonpath)
+            env["PYTHONPATH"] = str(build / releases.in_build(self.loaded, name, svc.pythonpath))
         env["PYTHONUNBUFFERED"] = "1"
         return [sys.executable if a == "python" else a for a in svc.command], env
 
