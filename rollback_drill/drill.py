@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rollback_drill import assess
-from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules
+from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, wilson_lower
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 from rollback_drill.decision import NothingToDecide, decide
@@ -290,6 +290,9 @@ def _run_phases(
     timeline.mark(VERIFIED)
     outcome.verdict = timeline.judge(loaded.budget(drill.severity))
     if drill.judge_steps:
+        if load is None:
+            raise DrillFailed("this drill judges each step's user error rate: it needs load")
+        outcome.load = load.samples()
         _judge_steps(outcome, loaded.spec.thresholds.error_rate_critical)
     if not outcome.verdict.within_budget:
         raise DrillFailed(outcome.verdict.summary())
@@ -384,11 +387,15 @@ RECOVERED = Check(
 
 
 def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
+    """Each rollback step's user error rate against the critical threshold, judged like the
+    error-rate alert: above the limit at 95 % one-sided confidence, so a 60 ms step that saw
+    one failure in two requests is not called a 50 % error rate."""
     over = [
         f"{s.step}: {s.stats.errors}/{s.stats.requests} user requests failed "
-        f"({(s.stats.error_rate or 0):.1%} > {limit:.0%})"
+        f"({(s.stats.error_rate or 0):.1%}, 95 % lower bound "
+        f"{wilson_lower(s.stats.errors, s.stats.requests):.1%} > {limit:.0%})"
         for s in outcome.step_load()
-        if s.stats.requests and (s.stats.error_rate or 0) > limit
+        if wilson_lower(s.stats.errors, s.stats.requests) > limit
     ]
     if over:
         raise DrillFailed(

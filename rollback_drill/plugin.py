@@ -83,7 +83,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-records",
         default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/1) is written",
+        help="where the run's drill record (JSON, schema rollback-drill/record/2) is written",
     )
     group.addoption(
         "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"

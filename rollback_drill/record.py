@@ -1,7 +1,7 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/schemas/record-1.schema.json`, documented in
+measured, in a versioned schema (`rollback_drill/schemas/record-2.schema.json`, documented in
 `reports/README.md`) that `rollback-drill history` and `certify` read back. Each record gets
 a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can cite the exact
 bytes it was issued from and anyone can check them with `sha256sum -c`.
@@ -25,8 +25,10 @@ from rollback_drill.secrets import redact
 from rollback_drill.spec import LoadedStack
 from rollback_drill.tools import PROJECT_ROOT
 
-SCHEMA_ID = "rollback-drill/record/1"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-1.schema.json"
+SCHEMA_ID = "rollback-drill/record/2"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-2.schema.json"
+#: Records this version still reads: version 1 lacks the load, alerts and decision fields.
+READABLE = ("rollback-drill/record/1", SCHEMA_ID)
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
 
 
@@ -93,9 +95,11 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
     o = entry.outcome
     results = [x for x in o.verification if x.result is not None]
     timeline = o.timeline.to_json()
+    steps = {e.name: e for e in o.timeline.of_kind("step") if e.detail.get("runbook")}
     return {
         "test": entry.test_id,
         "test_outcome": test_outcome,
+        "drill": o.drill.name,
         "procedure": o.procedure.name,
         "runbook_section": o.procedure.runbook_section,
         "severity": o.severity,
@@ -121,6 +125,20 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
             "skipped": sum(1 for x in o.verification if x.skipped),
         },
         "failed_checks": [x.check.name for x in o.verification if x.failed],
+        "decision": o.decision.to_json() if o.decision else None,
+        "alerts": [a.to_json() for a in o.alerts],
+        "users_saw": {k: v.to_json() for k, v in o.users_saw().items()},
+        "steps": [
+            {
+                "step": s.step,
+                "runbook": str(steps[s.step].detail.get("runbook", "")),
+                "seconds": round(s.end_s - s.start_s, 4),
+                "ok": steps[s.step].ok,
+                "users": s.stats.to_json(),
+            }
+            for s in o.step_load()
+        ],
+        "assessment": o.assessment,
         "runbook": runbook_version(entry.stack),
         "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
         "artifacts": _shown(o.artifacts),
@@ -183,9 +201,9 @@ def read(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+    if not isinstance(data, dict) or data.get("schema") not in READABLE:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise RecordError(f"{path}: schema {found!r}, expected {SCHEMA_ID!r}")
+        raise RecordError(f"{path}: schema {found!r}, expected one of {list(READABLE)}")
     return data
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from rollback_drill import certify, chart, environment, history, record, report_html
+from rollback_drill.load import LoadSample
 from rollback_drill.monitor import Sample
 from rollback_drill.timeline import Event
 
@@ -31,7 +32,7 @@ def _samples() -> list[Sample]:
 
 def _events() -> list[Event]:
     return [
-        Event("inject bad-release", "step", 1.5, 0.5),
+        Event("Fault: deploy release N+1", "phase", 1.5, 0.5),
         Event("fault_injected", "marker", 2.0),
         Event("detected", "marker", 2.1),
         Event("rollback_started", "marker", 2.2),
@@ -63,6 +64,38 @@ def test_chart_is_a_png_with_the_outage_and_the_marks(tmp_path: Path) -> None:
         wanted = [int(hexa[i : i + 2], 16) for i in (1, 3, 5)]
         close = (abs(rgb - wanted).max(axis=1) < 40).sum()
         assert close > 100, (name, close)
+
+
+def _load() -> list[LoadSample]:
+    """User requests every 50 ms for 6 s; all fail between 2 and 3 s, slow between 3 and 4 s."""
+    out = []
+    for tick in range(120):
+        at = tick / 20
+        ok = not 2.0 <= at < 3.0
+        latency = 0.08 if 3.0 <= at < 4.0 else 0.005
+        out.append(LoadSample(at, "login", latency, ok, 200 if ok else 502, None))
+    return out
+
+
+def test_load_buckets_carry_error_rate_and_percentiles() -> None:
+    buckets = chart.load_buckets(_load(), 0.5)
+    assert len(buckets) == 12
+    assert [b.error_rate for b in buckets[4:6]] == [1.0, 1.0]
+    assert all(b.error_rate == 0.0 for b in buckets[:4] + buckets[6:])
+    assert buckets[4].p50_s is None  # nothing succeeded: no latency to show, not zero
+    assert buckets[6].p50_s == 0.08 and buckets[0].p95_s == 0.005
+    assert chart.load_buckets([]) == []
+
+
+def test_chart_with_load_has_the_users_error_panel(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    path = chart.render(_samples(), _events(), tmp_path / "t.png", title="u", load=_load())
+    pixels = imread(str(path))
+    assert pixels.shape[:2] == (740, 1100)
+    rgb = (pixels[:, :, :3] * 255).reshape(-1, 3)
+    bars = (abs(rgb - [234, 141, 142]).max(axis=1) < 30).sum()  # #d62728 at alpha 0.6 on white
+    assert bars > 500, bars
 
 
 def _drill(**overrides: Any) -> dict[str, Any]:
