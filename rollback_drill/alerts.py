@@ -94,7 +94,7 @@ class AlertRules:
     from the stack file."""
 
     window_s: float = 10.0  # error rate: a rate needs many requests
-    latency_window_s: float = 3.0  # latency: recent requests, so a cold start passes through
+    latency_window_s: float = 5.0  # latency: recent requests, so a cold start passes through
     min_latency_samples: int = 12
     probe_misses: int = 2
     # Prometheus's `for:` - a statistical condition (error rate, latency, memory) must hold
@@ -118,7 +118,8 @@ class AlertEngine:
     steady: dict[str, LoadStats] | None = None
     not_before_s: float = 0.0  # samples before this (e.g. a rollout's own restart) are ignored
     active: dict[str, Alert] = field(default_factory=dict)
-    pending: dict[str, float] = field(default_factory=dict)  # key -> first seen (pending_s)
+    # conditions seen but not yet held for `pending_s`: key -> (first seen, the alert)
+    pending: dict[str, tuple[float, Alert]] = field(default_factory=dict)
     broken: str | None = None
     fired: list[Alert] = field(default_factory=list)
     _check_failures: dict[str, tuple[str, str, float]] = field(default_factory=dict)
@@ -154,12 +155,14 @@ class AlertEngine:
                 self.timeline.alert(gone.key, now, True, resolved=True, rule=gone.rule)
             for key, alert in current.items():
                 if alert.rule in _SUSTAINED and key not in self.active:
-                    first = self.pending.get(key)
+                    first = self.pending[key][0] if key in self.pending else None
                     if first is None or first < self.not_before_s:
-                        self.pending[key] = first = now
+                        first = now
+                    self.pending[key] = (first, alert)
                     if now - first < self.rules.pending_s:
                         continue
                 if key not in self.active:
+                    self.pending.pop(key, None)
                     self.active[key] = alert
                     self.fired.append(alert)
                     new.append(alert)
@@ -250,9 +253,17 @@ class AlertEngine:
         limit = self.thresholds.response_time_warning_s
         increase = self.thresholds.response_time_increase_critical
         floor = self.thresholds.response_time_increase_floor_s
-        for journey, stats in by_journey(window).items():
+        seen = by_journey(window)
+        for journey in sorted(set(seen) | set(self.steady or {})):
+            stats = seen.get(journey, LoadStats(0, 0, None, None, None))
             ok_count = stats.requests - stats.errors
             if ok_count < self.rules.min_latency_samples:
+                # Too few answers to judge: a latency alert already firing stays (a service so
+                # slow that few requests finish is not a recovered one).
+                for rule in ("response_time", "response_time_increase"):
+                    held = self.active.get(f"{rule}:{journey}")
+                    if held is not None:
+                        alerts.append(held)
                 continue
             if stats.p95_s is not None and stats.p95_s > limit:
                 alerts.append(
@@ -346,6 +357,11 @@ class AlertEngine:
             except Exception as exc:  # monitoring that cannot look must not look green
                 self.broken = f"alert evaluation failed: {type(exc).__name__}: {exc}"
                 return
+
+    def troubles(self) -> list[Alert]:
+        """Everything monitoring sees wrong now: fired alerts and conditions still pending."""
+        with self._lock:
+            return [*self.active.values(), *(a for _, a in self.pending.values())]
 
     def fired_since(self, at_s: float) -> list[Alert]:
         """Alerts fired at or after `at_s`; raises when monitoring itself broke."""

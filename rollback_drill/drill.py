@@ -26,7 +26,7 @@ from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, wi
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 from rollback_drill.decision import NothingToDecide, decide
-from rollback_drill.load import LoadRun, LoadStats, by_journey
+from rollback_drill.load import LoadRun, LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Monitor
 from rollback_drill.outcome import BASELINE, Drill, DrillOutcome, Integrity
 from rollback_drill.procedures.base import DrillContext
@@ -324,10 +324,11 @@ def _monitoring_green(
             return False
         alerts.not_before_s = window_start
         alerts.evaluate()
-        problems = [a.message for a in alerts.active.values()]
+        problems = [a.message for a in alerts.troubles()]
         if load is not None:
-            stats = load.stats(window_start, now)
-            problems += _users_problems(stats, steady, thresholds)
+            window = load.samples(window_start, now)
+            stats = LoadStats.of(window)
+            problems += _users_problems(window, alerts, thresholds, settings.steady_state_s)
         last[:] = problems
         return not problems
 
@@ -355,21 +356,29 @@ def _monitoring_green(
 
 
 def _users_problems(
-    stats: LoadStats, steady: LoadStats | None, thresholds: Thresholds
+    window: list[LoadSample], alerts: AlertEngine, thresholds: Thresholds, steady_s: float
 ) -> list[str]:
+    """What keeps users from counting as served well in this window, besides the alerts
+    (which judge each journey's latency against the steady state): too few requests to judge
+    a journey the steady state saw, or too many errors."""
+    stats = LoadStats.of(window)
     if stats.requests < MIN_SETTLE_REQUESTS:
         return [f"only {stats.requests} user requests to judge (need {MIN_SETTLE_REQUESTS})"]
     problems = []
     rate = stats.error_rate or 0.0
     if rate > thresholds.error_rate_critical:
         problems.append(f"user error rate {rate:.1%} > {thresholds.error_rate_critical:.0%}")
-    if steady is not None and steady.p50_s and stats.p50_s:
-        allowed = steady.p50_s * (1 + thresholds.response_time_increase_critical)
-        rise = stats.p50_s - steady.p50_s
-        if stats.p50_s > allowed and rise > thresholds.response_time_increase_floor_s:
+    floor = alerts.rules.min_latency_samples
+    seen = by_journey(window)
+    span = (max(s.at_s for s in window) - min(s.at_s for s in window)) or 1.0
+    for journey, before in (alerts.steady or {}).items():
+        expected = (before.requests - before.errors) / steady_s * span
+        now = seen.get(journey)
+        ok_now = now.requests - now.errors if now else 0
+        if expected >= floor and ok_now < min(floor, expected / 2):
             problems.append(
-                f"user median {stats.p50_s * 1000:.1f} ms vs {steady.p50_s * 1000:.1f} ms in "
-                f"the steady state (limit +{thresholds.response_time_increase_critical:.0%})"
+                f"{journey}: {ok_now} good requests, the steady state's rate gives "
+                f"{expected:.0f}: users are not getting through"
             )
     return problems
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
@@ -34,3 +37,25 @@ def run_verify_suite(target: Path | str, *extra: str) -> subprocess.CompletedPro
          "-p", "no:cacheprovider", "-q", "-rfEs", *extra, str(PROJECT_ROOT / "verifications")],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300, check=False,
     )  # fmt: skip
+
+
+def copy_stack_file(
+    directory: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
+    """A copy of the reference stack file in `directory`, every path in it made absolute so
+    it loads from there, with `edit` applied to its data."""
+    stack = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
+    root = stack.parent
+    spec = yaml.safe_load(stack.read_text())
+    spec["runbook"] = str(root / spec["runbook"])
+    spec["chain"]["contract_artifact"] = str(root / spec["chain"]["contract_artifact"])
+    for part in [*spec["services"].values(), spec["seed"]]:
+        for key in ("pythonpath", "static_root", "config_template"):
+            if part.get(key):
+                part[key] = str(root / part[key])
+    spec["releases"] = [str(root / rel) for rel in spec["releases"]]
+    if edit is not None:
+        edit(spec)
+    path = directory / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from rollback_drill import record, report_html
 from rollback_drill.tools import PROJECT_ROOT, find_tool
+from tests.helpers import copy_stack_file
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 CONFIG = PROJECT_ROOT / "pyproject.toml"
@@ -110,21 +110,13 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 def over_budget_stack(directory: Path) -> Path:
     """A copy of the reference stack file whose decision matrix gives a critical issue 0.5 s:
     the emergency rollback still works but cannot recover in time, so the drill fails."""
-    root = STACK.parent
-    spec = yaml.safe_load(STACK.read_text())
-    spec["runbook"] = str(root / spec["runbook"])
-    spec["chain"]["contract_artifact"] = str(root / spec["chain"]["contract_artifact"])
-    for part in [*spec["services"].values(), spec["seed"]]:
-        for key in ("pythonpath", "static_root", "config_template"):
-            if part.get(key):
-                part[key] = str(root / part[key])
-    spec["releases"] = [str(root / rel) for rel in spec["releases"]]
-    for row in spec["decision_matrix"]:
-        if row["severity"] == "critical":
-            row["budget_s"] = 0.5
-    path = directory / "stack-over-budget.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+
+    def tighten(spec: dict[str, Any]) -> None:
+        for row in spec["decision_matrix"]:
+            if row["severity"] == "critical":
+                row["budget_s"] = 0.5
+
+    return copy_stack_file(directory, "stack-over-budget.yaml", tighten)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,11 @@ STATE_BACKUP = Fact[Path]("state backup", "the stores' backup taken as the rollb
 ROLLBACK_STATE = Fact[Path](
     "rollback state archive", "rollback-state-*.tar.gz of the .env files and nginx.conf"
 )
+ORDER = ("backend", "frontend", "ai-chatbot")
+VERIFIED = {
+    service: Fact[str](f"{service} verified", f"{service} answers as the release rolled back to")
+    for service in ORDER
+}
 
 
 def create_rollback_point(ctx: DrillContext) -> StepResult:
@@ -42,8 +47,9 @@ def backup_state(ctx: DrillContext) -> StepResult:
     )
 
 
-def roll_back(service: str) -> Step:
-    """`git checkout HEAD~1 -- SERVICE/ && build && docker-compose up -d SERVICE`."""
+def roll_back(service: str, after: str | None) -> Step:
+    """`git checkout HEAD~1 -- SERVICE/ && build && docker-compose up -d SERVICE`, only once
+    the service before it in the gradual order has been verified."""
 
     def action(ctx: DrillContext) -> StepResult:
         ctx.stack.rebuild(service, ctx.good_release)
@@ -56,15 +62,17 @@ def roll_back(service: str) -> Step:
         f"git checkout HEAD~1 -- {service}/; {build.get(service, 'build')}; "
         f"docker-compose up -d {service}",
         action,
+        needs=(VERIFIED[after],) if after else (ROLLBACK_POINT, STATE_BACKUP),
     )
 
 
 def wait_and_verify(service: str, runbook: str) -> Step:
-    return Step(
-        f"Wait and verify {service}",
-        runbook,
-        lambda ctx: answers_as_good_release(ctx, service),
-    )
+    def action(ctx: DrillContext) -> StepResult:
+        result = answers_as_good_release(ctx, service)
+        ctx.facts[VERIFIED[service]] = ctx.good_release
+        return result
+
+    return Step(f"Wait and verify {service}", runbook, action, provides=(VERIFIED[service],))
 
 
 PROCEDURE = Procedure(
@@ -85,16 +93,17 @@ PROCEDURE = Procedure(
             backup_state,
             provides=(STATE_BACKUP, ROLLBACK_STATE),
         ),
-        roll_back("backend"),
+        roll_back("backend", after=None),
         wait_and_verify("backend", "sleep 30; curl -f http://localhost:3000/health"),
-        roll_back("frontend"),
+        roll_back("frontend", after="backend"),
         wait_and_verify("frontend", "curl -f http://localhost:80"),
-        roll_back("ai-chatbot"),
+        roll_back("ai-chatbot", after="frontend"),
         wait_and_verify("ai-chatbot", "curl -f http://localhost:3001/health"),
         Step(
             "Verify the user flows",
             "curl -X POST .../api/auth/login; curl .../api/did/health; curl -X POST .../api/chat",
             lambda ctx: checks_pass(ctx, "functional.login", "functional.did_resolve"),
+            needs=tuple(VERIFIED.values()),
         ),
     ),
 )

@@ -296,14 +296,8 @@ class StackBase(ABC):
 
     # -- releases and configuration -------------------------------------------------------------
     def release_of(self, service: str) -> str:
-        """What a service runs: for an app, the RELEASE its configuration says (a
-        configuration rollback changes it without a deploy); else the last release set."""
-        svc = self.spec.services.get(service)
-        env_file = self.config_dir / f"{service}.env"
-        if svc is not None and svc.kind == "app" and env_file.exists():
-            release = read_env_file(env_file).get("RELEASE")
-            if release:
-                return release
+        """The release whose code the service runs (its configuration, `.env`, is separate:
+        a configuration rollback changes that and not this)."""
         return self._releases[service]
 
     def build_dir(self, service: str, release: str) -> Path:

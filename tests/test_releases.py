@@ -1,0 +1,163 @@
+"""The release catalogue: each release's manifest says what is wrong with it and which matrix
+row it must reach, and this proves each one really does it - on a real stack, against the
+previous release's data - while everything its defect does not touch keeps working."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollback_drill import releases
+from rollback_drill.checks import ALL_CHECKS, BY_NAME
+from rollback_drill.checks.result import run_checks
+from rollback_drill.proc import wait_until
+from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.stack.local import LocalStack
+from rollback_drill.target import Target
+from tests.helpers import copy_stack_file
+
+
+def test_every_release_builds_and_names_its_defect(stack_file: LoadedStack, tmp_path: Path) -> None:
+    rows = {row.severity for row in stack_file.spec.decision_matrix}
+    for version, release in stack_file.releases.items():
+        for service in stack_file.spec.services:
+            built = releases.build(stack_file, service, version, tmp_path / version / service)
+            assert (built / releases.STAMP).exists()
+        if release.previous is not None:
+            assert release.defect is not None, f"{version} has a predecessor but no defect"
+            assert release.defect.severity in rows
+    severities = {r.defect.severity for r in stack_file.releases.values() if r.defect}
+    assert severities == {"critical", "high", "medium", "low"}, "every matrix row is produced"
+
+
+def test_a_patch_that_does_not_apply_names_release_service_and_patch(tmp_path: Path) -> None:
+    (tmp_path / "broken.patch").write_text(
+        "--- a/app/safepsy_app/auth_api.py\n+++ b/app/safepsy_app/auth_api.py\n"
+        "@@ -1,1 +1,1 @@\n-this line is not in the file\n+neither is this\n"
+    )
+    release = tmp_path / "9.9.9.yaml"
+    release.write_text(
+        'version: "9.9.9"\nprevious: "1.4.0"\ncontract_version: "1.4.0"\n'
+        "defect: {summary: x, issue: major bug, services: [backend], severity: high}\n"
+        "services:\n  backend:\n    patches: [broken.patch]\n"
+    )
+    stack = copy_stack_file(tmp_path, "stack.yaml", lambda s: s["releases"].append(str(release)))
+    loaded = load_stack(stack)
+    with pytest.raises(releases.BuildError, match=r"release 9\.9\.9, service backend: broken"):
+        releases.build(loaded, "backend", "9.9.9", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    release.write_text(release.read_text().replace("broken.patch", "absent.patch"))
+    with pytest.raises(SpecError, match=r"services\.backend\.patches\.0: expected an existing"):
+        load_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def stack(stack_file: LoadedStack) -> Iterator[LocalStack]:
+    with LocalStack(stack_file, seed_users=50).running("1.4.0") as running:
+        yield running
+
+
+def _deploy(stack: LocalStack, release: str) -> None:
+    """As the pipeline does: every app service onto `release`, awaited until it answers at all
+    (healthy or not: 1.5.0's backend answers 503)."""
+    for service in stack.app_services():
+        stack.deploy(service, release)
+    for service in stack.app_services():
+        wait_until(stack.probe(service, healthy=False), 30, what=f"{service} answering")
+
+
+def _failing(target: Target) -> set[str]:
+    outcomes = run_checks([c for c in ALL_CHECKS if c.category != "integrity"], target)
+    return {o.check.name for o in outcomes if o.failed}
+
+
+def _login_p50(target: Target, n: int = 15) -> float:
+    body = {"email": target.test_email, "password": target.test_password.reveal()}
+    times = []
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for _ in range(n):
+            start = time.perf_counter()
+            assert client.post(target.backend_url + "/api/auth/login", json=body).status_code == 200
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _chatbot_memory_share(stack: LocalStack) -> float:
+    limit = stack.spec.services["ai-chatbot"].memory_limit_mb
+    assert limit is not None
+    return stack.stats()["ai-chatbot"].memory_bytes / (limit * 2**20)
+
+
+EXPECTED: dict[str, Callable[[LocalStack, set[str]], None]] = {}
+
+
+def _defect(release: str) -> Callable[[Callable[[LocalStack, set[str]], None]], None]:
+    def register(fn: Callable[[LocalStack, set[str]], None]) -> None:
+        EXPECTED[release] = fn
+
+    return register
+
+
+@_defect("1.5.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert {"health.backend"} <= failing  # the backend is down: /health 503
+
+
+@_defect("1.6.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert not failing  # every answer right...
+    assert _login_p50(stack.target()) > 0.02  # ...but a login costs tens of ms more
+
+
+@_defect("1.7.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"functional.login_as_typed"}
+
+
+@_defect("1.8.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"functional.did_health_registry"}
+
+
+@_defect("1.8.1")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"functional.frontend_chat_box"}
+
+
+@_defect("1.8.2")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"functional.chat_conversation"}
+
+
+@_defect("1.4.1")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert not failing
+    assert _chatbot_memory_share(stack) > stack.spec.thresholds.memory_warning
+
+
+def test_every_release_with_a_defect_has_an_expectation_here(stack_file: LoadedStack) -> None:
+    assert set(EXPECTED) == {v for v, r in stack_file.releases.items() if r.defect}
+
+
+@pytest.mark.parametrize("release", sorted(EXPECTED))
+def test_release_shows_its_defect_and_rolling_back_clears_it(
+    stack: LocalStack, release: str
+) -> None:
+    good = stack.loaded.release(release).previous
+    assert good is not None
+    assert not _failing(stack.target()), "the stack is healthy before the release"
+    baseline_login = _login_p50(stack.target())
+    _deploy(stack, release)
+    try:
+        EXPECTED[release](stack, _failing(stack.target()))
+    finally:
+        _deploy(stack, good)
+    assert not _failing(stack.target()), "redeploying the previous release clears it"
+    assert _chatbot_memory_share(stack) < stack.spec.thresholds.memory_warning
+    assert _login_p50(stack.target()) < max(baseline_login * 2, 0.02)
+    assert BY_NAME  # the checks used above are the registered ones
