@@ -12,17 +12,19 @@ gives the rollback type and the time budget.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rollback_drill.alerts import AlertEngine
 from rollback_drill.checks import ALL_CHECKS, Check
 from rollback_drill.checks.result import Outcome, run_checks
-from rollback_drill.decision import Decision, Finding, services_named
+from rollback_drill.decision import Decision, Finding, decide, services_named
 from rollback_drill.load import LoadRun, LoadStats
-from rollback_drill.spec import Classification
+from rollback_drill.spec import Classification, LoadedStack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
@@ -183,3 +185,43 @@ def during_drill(
 def stack_newest_backup(stack: Stack) -> datetime | None:
     backups = getattr(stack, "backups", [])
     return max((when for when, _ in backups), default=None)
+
+
+def newest_backup_in(directory: Path) -> datetime | None:
+    """The newest store backup under `directory` (the `created` time in each MongoDB backup
+    manifest the project writes)."""
+    newest: datetime | None = None
+    for manifest in directory.rglob(mongo.MANIFEST) if directory.is_dir() else []:
+        try:
+            data = json.loads(manifest.read_text())
+            created = datetime.fromtimestamp(float(data["created"]), UTC)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if data.get("format") == mongo.FORMAT and (newest is None or created > newest):
+            newest = created
+    return newest
+
+
+@dataclass(frozen=True)
+class LiveAssessment:
+    assessed: Assessed
+    decision: Decision | None  # None: nothing wrong, no rollback indicated
+
+
+def live(target: Target, loaded: LoadedStack, backups: Path | None) -> LiveAssessment:
+    """`rollback-drill assess`: every check against a live target (read-only as the target
+    says), classified by the stack file, and the matrix's recommendation."""
+    outcomes = run_checks(ALL_CHECKS, target)
+    findings = check_findings(outcomes, loaded.spec.classification)
+    time_fields = dict(loaded.spec.stores.mongodb.user_written)
+    try:
+        written = newest_write(target, time_fields)
+    except Exception:  # the data-loss figure cannot be had; the checks already say why
+        written = None
+    risk = DataLossRisk(written, newest_backup_in(backups) if backups else None)
+    failed_user_flows = [o.check.name for o in outcomes if o.failed and o.check.category in
+                         ("functional", "health")]  # fmt: skip
+    impact = {"failing user-facing checks": failed_user_flows}
+    assessed = Assessed(findings, outcomes, impact, risk)
+    decision = decide(loaded, findings) if findings else None
+    return LiveAssessment(assessed, decision)

@@ -264,6 +264,45 @@ def cmd_fingerprint(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assess(ns: argparse.Namespace) -> int:
+    """The runbook's Pre-Rollback Assessment against a live target: exit 1 when the matrix
+    recommends a rollback (the row is printed), 3 when nothing failed but some checks could
+    not look (not verified is not fine), 0 when every check passed."""
+    from rollback_drill import assess
+    from rollback_drill.target import target_from_file
+
+    target = target_from_file(ns.target)
+    found = assess.live(target, load_stack(ns.stack), ns.backups)
+    assessed = found.assessed
+    print(f"Pre-Rollback Assessment of {target.name}")
+    for o in assessed.checks:
+        state = "NOT VERIFIED" if o.result is None else ("ok" if o.result.ok else "FAIL")
+        reason = o.skipped if o.result is None else o.result.summary
+        print(f"  {state:12} {o.check.name:36} {(reason or '')[:90]}")
+    print(f"data integrity: {assessed.integrity_status()}")
+    if assessed.data_loss is not None:
+        print(f"data-loss risk: {assessed.data_loss.explain()}")
+    unverified = [o.check.name for o in assessed.checks if o.result is None]
+    if found.decision is None and unverified:
+        print(
+            f"recommendation: none - nothing failed, but {len(unverified)} check(s) could not "
+            f"look: {', '.join(unverified)}"
+        )
+        return 3
+    if found.decision is None:
+        print("recommendation: no rollback indicated - every check passed")
+        return 0
+    decision = found.decision
+    print(f"affected services: {', '.join(decision.affected_services) or 'unknown'}")
+    print(
+        f"recommendation: {decision.severity} ({decision.row.impact}) -> "
+        f"{decision.row.rollback_type} rollback, within {decision.row.budget_s:.0f} s"
+    )
+    for finding in decision.deciding:
+        print(f"  because {finding.explain()}")
+    return 1
+
+
 def cmd_doctor(ns: argparse.Namespace) -> int:
     ok = True
     for tool in [
@@ -373,6 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("-o", "--output", type=Path, default=Path("baseline.json"))
     fp.add_argument("--collections", nargs="*")
     fp.set_defaults(func=cmd_fingerprint)
+
+    assess = sub.add_parser(
+        "assess",
+        help="Pre-Rollback Assessment of a live target: what is wrong, and the matrix's "
+        "recommended rollback type and time budget (exit 1: a rollback is recommended)",
+    )
+    assess.add_argument("--target", type=Path, required=True, help="the target file")
+    assess.add_argument(
+        "--stack",
+        type=Path,
+        default=DEFAULT_STACK,
+        help="stack file with the classification and decision matrix (default: the reference)",
+    )
+    assess.add_argument(
+        "--backups",
+        type=Path,
+        help="folder of store backups, to measure the data-loss risk of a restore",
+    )
+    assess.set_defaults(func=cmd_assess)
 
     doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
     doctor.add_argument("--stack", type=Path, default=DEFAULT_STACK)

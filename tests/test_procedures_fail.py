@@ -44,9 +44,7 @@ def test_planned_without_wait_and_verify_is_refused_before_any_stack(
 
 
 def _planned() -> Drill:
-    return Drill(
-        "planned", "1.7.0", DeployRelease(), planned.PROCEDURE, "high", judge_steps=True
-    )
+    return Drill("planned", "1.7.0", DeployRelease(), planned.PROCEDURE, "high", judge_steps=True)
 
 
 def test_planned_that_leaves_the_backend_turns_red(run) -> None:  # type: ignore[no-untyped-def]
@@ -58,8 +56,10 @@ def test_planned_that_leaves_the_backend_turns_red(run) -> None:  # type: ignore
     )
     steps = list(no_backend.steps)
     steps.insert(2, planned.roll_back("frontend", after=None))
-    wrong = dataclasses.replace(no_backend, steps=tuple(s for s in steps if not s.needs or
-                                                       s.name != "Verify the user flows"))
+    wrong = dataclasses.replace(
+        no_backend,
+        steps=tuple(s for s in steps if not s.needs or s.name != "Verify the user flows"),
+    )
     outcome = run(dataclasses.replace(_planned(), procedure=wrong))
     assert not outcome.passed
     assert "functional.login_as_typed" in (outcome.failure or ""), outcome.failure
