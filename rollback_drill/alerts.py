@@ -26,10 +26,10 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from rollback_drill.load import LoadRun, LoadSample, LoadStats, by_journey
-from rollback_drill.monitor import Monitor
+from rollback_drill.load import LoadSample, LoadStats, by_journey
+from rollback_drill.monitor import Sample
 from rollback_drill.spec import Classification, Severity, Thresholds
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.timeline import Timeline
@@ -56,6 +56,18 @@ def wilson_lower(errors: int, total: int, z: float = Z_ONE_SIDED_95) -> float:
     centre = p + z * z / (2 * total)
     spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
     return max(0.0, (centre - spread) / (1 + z * z / total))
+
+
+class SampleSource(Protocol):
+    """Where user requests come from: a live locust run (load.LoadRun) or recorded samples."""
+
+    def samples(self, start_s: float = ..., end_s: float = ...) -> list[LoadSample]: ...
+
+
+class ProbeSource(Protocol):
+    """Where health probes come from (monitor.Monitor)."""
+
+    def recent(self, n: int) -> dict[str, list[Sample]]: ...
 
 
 class AlertEngineBroken(RuntimeError):
@@ -110,8 +122,8 @@ class AlertEngine:
     timeline: Timeline
     thresholds: Thresholds
     classification: Classification
-    load: LoadRun | None = None
-    monitor: Monitor | None = None
+    load: SampleSource | None = None
+    monitor: ProbeSource | None = None
     stats: Callable[[], dict[str, ResourceUsage]] | None = None
     memory_limits: dict[str, int] = field(default_factory=dict)  # service -> bytes
     rules: AlertRules = field(default_factory=AlertRules)

@@ -396,16 +396,21 @@ RECOVERED = Check(
 
 
 def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
-    """Each rollback step's user error rate against the critical threshold, judged like the
-    error-rate alert: above the limit at 95 % one-sided confidence, so a 60 ms step that saw
-    one failure in two requests is not called a 50 % error rate."""
-    over = [
-        f"{s.step}: {s.stats.errors}/{s.stats.requests} user requests failed "
-        f"({(s.stats.error_rate or 0):.1%}, 95 % lower bound "
-        f"{wilson_lower(s.stats.errors, s.stats.requests):.1%} > {limit:.0%})"
-        for s in outcome.step_load()
-        if wilson_lower(s.stats.errors, s.stats.requests) > limit
-    ]
+    """Each rollback step must not make the service unavailable to users: its share of
+    requests that got no answer or a 5xx, judged like the error-rate alert (above the limit
+    at 95 % one-sided confidence, so one failure in two requests of a 60 ms step is not a
+    50 % rate). Errors the defect itself still causes (its 4xx answers) belong to the fault:
+    they are reported per step, not charged to it."""
+    over = []
+    for s in outcome.step_load():
+        rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
+        unavailable = sum(1 for x in rows if not x.ok and (x.status is None or x.status >= 500))
+        bound = wilson_lower(unavailable, len(rows))
+        if bound > limit:
+            over.append(
+                f"{s.step}: {unavailable}/{len(rows)} user requests got no answer or a 5xx "
+                f"({unavailable / len(rows):.1%}, 95 % lower bound {bound:.1%} > {limit:.0%})"
+            )
     if over:
         raise DrillFailed(
             "error rate crossed the critical threshold during:\n  " + "\n  ".join(over)

@@ -1,0 +1,167 @@
+"""The runbook's alert thresholds as rules, on recorded samples (no stack): each rule fires on
+what it guards, with the measured value beside its limit, and stays quiet on noise."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rollback_drill.alerts import AlertEngine, AlertRules, wilson_lower
+from rollback_drill.decision import Finding, NothingToDecide, decide
+from rollback_drill.load import LoadSample, LoadStats, by_journey
+from rollback_drill.monitor import Sample
+from rollback_drill.spec import Classification, LoadedStack, Thresholds
+from rollback_drill.stack.base import ResourceUsage
+from rollback_drill.timeline import Timeline
+
+
+class Recorded:
+    """Samples recorded up front, served as a live source would."""
+
+    def __init__(self, samples: list[LoadSample]) -> None:
+        self.rows = samples
+
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
+        return [s for s in self.rows if start_s <= s.at_s < end_s]
+
+
+class Probes:
+    def __init__(self, rows: list[Sample]) -> None:
+        self.rows = rows
+
+    def recent(self, n: int) -> dict[str, list[Sample]]:
+        out: dict[str, list[Sample]] = {}
+        for row in self.rows:
+            out.setdefault(row.endpoint, []).append(row)
+        return {k: v[-n:] for k, v in out.items()}
+
+
+def _engine(**kwargs: object) -> AlertEngine:
+    timeline = Timeline()
+    engine = AlertEngine(
+        timeline,
+        Thresholds(),
+        Classification(),
+        rules=AlertRules(pending_s=0.0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return engine
+
+
+def _requests(n: int, failing: int, latency: float = 0.005) -> list[LoadSample]:
+    """`n` login requests in the first 100 ms of the drill, the first `failing` of them failed."""
+    return [
+        LoadSample(0.1 * i / n, "login", latency, i >= failing, 200 if i >= failing else 502, None)
+        for i in range(n)
+    ]
+
+
+def test_wilson_bound_separates_noise_from_outage() -> None:
+    assert wilson_lower(0, 2) == 0.0
+    assert wilson_lower(1, 20) < 0.05  # one failure in twenty proves nothing
+    assert wilson_lower(3, 60) < 0.05  # 5 % of a small window: not proven above 5 %
+    assert wilson_lower(10, 12) > 0.5  # an outage proves itself in a dozen requests
+    assert wilson_lower(0, 0) == 0.0
+
+
+def test_error_rate_alert_fires_with_the_measured_rate_and_limit() -> None:
+    engine = _engine(load=Recorded(_requests(40, failing=20)))
+    (alert,) = [a for a in engine.evaluate() if a.rule == "error_rate"]
+    assert alert.severity == "critical"
+    assert "20/40 requests failed (50.0%" in alert.measured and alert.limit == "5%"
+
+
+def test_a_few_failures_in_a_small_window_do_not_page() -> None:
+    engine = _engine(load=Recorded(_requests(30, failing=2)))
+    assert not [a for a in engine.evaluate() if a.rule == "error_rate"]
+
+
+def test_database_errors_are_critical() -> None:
+    rows = _requests(30, failing=0)
+    rows.append(
+        LoadSample(rows[0].at_s, "login", 0.01, False, 503, "HTTP 503: mongodb unavailable")
+    )
+    engine = _engine(load=Recorded(rows))
+    assert [a.severity for a in engine.evaluate() if a.rule == "database_errors"] == ["critical"]
+
+
+def test_latency_rise_needs_both_the_ratio_and_the_floor() -> None:
+    steady = by_journey(_requests(30, 0, latency=0.004))
+    small = _engine(load=Recorded(_requests(30, 0, latency=0.008)))  # +100 % but +4 ms
+    small.steady = steady
+    assert not small.evaluate()
+    big = _engine(load=Recorded(_requests(30, 0, latency=0.060)))  # +1400 %, +56 ms
+    big.steady = steady
+    (alert,) = big.evaluate()
+    assert alert.rule == "response_time_increase" and alert.severity == "critical"
+    assert "+1400%" in alert.measured
+
+
+def test_a_firing_latency_alert_holds_when_too_few_requests_finish() -> None:
+    source = Recorded(_requests(30, 0, latency=0.060))
+    engine = _engine(load=source)
+    engine.steady = by_journey(_requests(30, 0, latency=0.004))
+    assert engine.evaluate()
+    source.rows = source.rows[:3]  # the service is so slow that almost nothing finishes
+    engine.evaluate()
+    assert "response_time_increase:login" in engine.active
+
+
+def test_sustained_rules_wait_for_pending_s_and_count_as_trouble_meanwhile() -> None:
+    engine = _engine(load=Recorded(_requests(40, failing=20)))
+    engine.rules = AlertRules(pending_s=60.0)
+    assert engine.evaluate() == []
+    assert [a.rule for a in engine.troubles()] == ["error_rate"]
+
+
+def test_service_down_after_two_missed_probes() -> None:
+    down = [Sample(0.1 * i, "backend", False, 0.001, None) for i in range(2)]
+    engine = _engine(monitor=Probes(down))
+    (alert,) = engine.evaluate()
+    assert alert.rule == "service_down" and alert.subject == "backend"
+    once = _engine(monitor=Probes([Sample(0.0, "backend", True, 0.001, 200), down[0]]))
+    assert not once.evaluate()
+
+
+def test_memory_against_the_declared_limit_is_a_low_warning() -> None:
+    engine = _engine(memory_limits={"ai-chatbot": 100 * 2**20})
+    engine._usage = {"ai-chatbot": ResourceUsage(1.0, 95 * 2**20, 24 * 2**30)}
+    (alert,) = engine.evaluate()
+    assert alert.rule == "memory" and alert.severity == "low"
+    assert "(95%)" in alert.measured and alert.limit == "90%"
+
+
+def test_alerts_from_before_the_window_resolve_and_fire_again_as_news() -> None:
+    engine = _engine(monitor=Probes([Sample(0.0, "backend", False, 0.0, None)] * 2))
+    assert engine.evaluate()
+    engine.not_before_s = 1.0  # e.g. the rollout finished: its restart blip is history
+    assert not engine.evaluate()
+
+
+def test_decision_takes_the_most_severe_finding(stack_file: LoadedStack) -> None:
+    findings = [
+        Finding(
+            "check", "functional.chat_conversation", "medium", "x", "pass", "r", ("ai-chatbot",)
+        ),
+        Finding("alert", "error_rate:users", "critical", "50 %", "5 %", "r"),
+    ]
+    decision = decide(stack_file, findings)
+    assert decision.severity == "critical" and decision.row.rollback_type == "emergency"
+    assert decision.affected_services == ["ai-chatbot"]
+    assert "error_rate:users" in decision.explain()
+    with pytest.raises(NothingToDecide):
+        decide(stack_file, [])
+
+
+def test_classification_globs_and_categories(stack_file: LoadedStack) -> None:
+    c = stack_file.spec.classification
+    assert c.of_check("functional.chat_conversation", "functional") == "medium"
+    assert c.of_check("functional.login", "functional") == "high"
+    assert c.of_check("health.backend", "health") == "critical"
+    assert c.alerts["response_time_increase"] == "critical"  # the stack file's resolution
+
+
+def test_load_stats_of_nothing_is_unknown_not_zero() -> None:
+    stats = LoadStats.of([])
+    assert stats.error_rate is None and stats.p50_s is None and stats.availability is None
