@@ -23,7 +23,7 @@ SERVICE_DOWN = Drill(
 )
 SLOW = Drill(
     name="emergency: performance degradation",
-    release="1.6.0",  # every login derives a legacy 100 000-iteration hash first
+    release="1.6.0",  # every login derives a legacy 300 000-iteration hash first
     scenario=DeployRelease(),
     procedure=emergency.PROCEDURE,
     severity="critical",

@@ -113,6 +113,7 @@ class AlertRules:
     # this long before it fires, so a freshly restarted service warming up pages no one.
     # Service down and failed checks fire at once ("Service down: Immediate alert").
     pending_s: float = 1.0
+    latency_pending_s: float = 2.0  # latency on a shared machine is the noisiest signal
 
 
 @dataclass
@@ -171,7 +172,12 @@ class AlertEngine:
                     if first is None or first < self.not_before_s:
                         first = now
                     self.pending[key] = (first, alert)
-                    if now - first < self.rules.pending_s:
+                    hold = (
+                        self.rules.latency_pending_s
+                        if alert.rule.startswith("response_time")
+                        else self.rules.pending_s
+                    )
+                    if now - first < hold:
                         continue
                 if key not in self.active:
                     self.pending.pop(key, None)

@@ -4,11 +4,13 @@ keep a verify run read-only and a drill off anything it did not start itself."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,8 +37,8 @@ MARKERS = {
     "automation": "runbook: Rollback Automation (auto-rollback.sh)",
 }
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
-outcomes_key = pytest.StashKey[list[DrillOutcome]]()
-entries_key = pytest.StashKey[list[record.DrillEntry]]()
+drills_key = pytest.StashKey[list[dict[str, Any]]]()  # drill_json of every drill that ran
+WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
@@ -110,9 +112,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.stash[outcomes_key] = []
-    config.stash[entries_key] = []
+    config.stash[drills_key] = []
     config.stash[test_outcomes_key] = {}
+    config.pluginmanager.register(RunCollector(config), "rollback-drill-run-collector")
     config.stash[started_key] = time.time()
 
 
@@ -222,10 +224,8 @@ def drill_runner(
             ),
         )
         report.finish_drill(outcome, stack_file, listener)
-        pytestconfig.stash[outcomes_key].append(outcome)
-        pytestconfig.stash[entries_key].append(
-            record.DrillEntry(outcome, stack_file, request.node.nodeid)
-        )
+        entry = record.DrillEntry(outcome, stack_file, request.node.nodeid)
+        pytestconfig.stash[drills_key].append(record.drill_json(entry, None))
         return outcome
 
     return run
@@ -264,23 +264,37 @@ def pytest_fixture_setup(
             finalizer._name = f"{fixturedef.argname}::teardown"
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Remember pytest's verdict per test for the record: a failure in any phase wins."""
-    report = yield
-    outcomes = item.config.stash.get(test_outcomes_key, {})
-    relevant = report.failed or report.when == "call" or report.outcome == "skipped"
-    if relevant and outcomes.get(report.nodeid) != "failed":
-        outcomes[report.nodeid] = report.outcome
-    return report
+class RunCollector:
+    """What the run's record needs from pytest itself: its verdict per test, and (under
+    pytest-xdist, in the controller) the drills each worker ran."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A failure in any phase wins; under xdist this runs in the controller."""
+        outcomes = self.config.stash[test_outcomes_key]
+        relevant = report.failed or report.when == "call" or report.outcome == "skipped"
+        if relevant and outcomes.get(report.nodeid) != "failed":
+            outcomes[report.nodeid] = report.outcome
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """An xdist worker finished: keep the drills it ran, for the run's one record."""
+        drills = getattr(node, "workeroutput", {}).get(WORKER_DRILLS)
+        self.config.stash[drills_key].extend(json.loads(drills) if drills else [])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the run's drill record (only when drills ran)."""
+    """Write the run's drill record (only when drills ran). An xdist worker hands its drills
+    to the controller instead, so a parallel run still has one record counting each once."""
     config = session.config
-    entries = config.stash.get(entries_key, [])
+    entries = config.stash.get(drills_key, [])
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[WORKER_DRILLS] = json.dumps(entries)
+        return
     if not entries:
         return
     data = record.build(
@@ -324,21 +338,22 @@ def verify_target(pytestconfig: pytest.Config, compose_services: object | None) 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    outcomes = config.stash.get(outcomes_key, [])
-    if not outcomes:
+    """One line per drill (from the same data the record holds), then the record's path."""
+    drills = config.stash.get(drills_key, [])
+    if not drills or hasattr(config, "workeroutput"):
         return
     terminalreporter.section("rollback drills")
-    for o in outcomes:
-        ttr = f"{o.verdict.time_to_recover_s:.2f} s" if o.verdict else "n/a"
-        phases = ", ".join(f"{k} {v:.2f} s" for k, v in o.timeline.phases().items())
-        state = "PASS" if o.passed else "FAIL"
+    for d in drills:
+        ttr = d["time_to_recover_s"]
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in d["phases"].items())
+        state = {"passed": "PASS", "over_budget": "OVER BUDGET"}.get(d["outcome"], "FAIL")
         terminalreporter.write_line(
-            f"{state} {o.procedure.name} [{o.backend}] {o.bad_release} -> {o.good_release}: "
-            f"time-to-recover {ttr} (budget {o.budget.budget_s:.0f} s, {o.budget.severity}); "
-            f"{phases}"
+            f"{state} {d['drill']} [{d['backend']}] {d['bad_release']} -> {d['good_release']}: "
+            f"time-to-recover {'n/a' if ttr is None else f'{ttr:.2f} s'} (budget "
+            f"{d['budget_s']:.0f} s, {d['severity']}); {phases}"
         )
-        if o.failure:
-            terminalreporter.write_line(f"     {o.failure.splitlines()[0]}")
+        if d["failure"]:
+            terminalreporter.write_line(f"     {d['failure'].splitlines()[0]}")
     written = config.stash.get(written_key, None)
     if written is not None:
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")

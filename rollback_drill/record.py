@@ -146,7 +146,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
 
 
 def build(
-    entries: Sequence[DrillEntry],
+    entries: Sequence[dict[str, Any]],
     *,
     run_id: str,
     started: float,
@@ -156,8 +156,10 @@ def build(
     exit_status: int,
     test_outcomes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
+    pytest-xdist that is a worker process) and pytest's verdict on each drill test."""
     outcomes = test_outcomes or {}
-    drills = [drill_json(e, outcomes.get(e.test_id)) for e in entries]
+    drills = [{**d, "test_outcome": outcomes.get(d["test"], d["test_outcome"])} for d in entries]
     failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
     return {
         "schema": SCHEMA_ID,

@@ -43,7 +43,7 @@ def _engine(**kwargs: object) -> AlertEngine:
         timeline,
         Thresholds(),
         Classification(),
-        rules=AlertRules(pending_s=0.0),
+        rules=AlertRules(pending_s=0.0, latency_pending_s=0.0),
         **kwargs,  # type: ignore[arg-type]
     )
     return engine
@@ -110,7 +110,7 @@ def test_a_firing_latency_alert_holds_when_too_few_requests_finish() -> None:
 
 def test_sustained_rules_wait_for_pending_s_and_count_as_trouble_meanwhile() -> None:
     engine = _engine(load=Recorded(_requests(40, failing=20)))
-    engine.rules = AlertRules(pending_s=60.0)
+    engine.rules = AlertRules(pending_s=60.0, latency_pending_s=60.0)
     assert engine.evaluate() == []
     assert [a.rule for a in engine.troubles()] == ["error_rate"]
 
