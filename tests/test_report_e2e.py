@@ -466,3 +466,16 @@ def test_no_planted_secret_in_any_output(runs: Runs, planted: Planted) -> None:
     results = b"".join(p.read_bytes() for p in (runs.main / "allure-results").iterdir())
     assert b"mongodb://drill-admin:***@127.0.0.1" in results
     assert scanned > len(files)
+
+
+def test_setup_and_teardown_show_named_fixtures_with_statuses(runs: Runs) -> None:
+    """No `<lambda>` in an unknown state: a reader takes that for something broken."""
+    seen = []
+    for path in (runs.main / "allure-results").glob("*-container.json"):
+        data = json.loads(path.read_text())
+        for fixture in data.get("befores", []) + data.get("afters", []):
+            seen.append((fixture["name"], fixture.get("status")))
+    assert seen
+    assert not [name for name, _ in seen if "<lambda>" in name or name.split("::")[-1].isdigit()]
+    assert all(status == "passed" for _, status in seen), seen
+    assert any(name == "drill_stack::teardown" for name, _ in seen)
