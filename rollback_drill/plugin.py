@@ -3,19 +3,25 @@ keep a verify run read-only and a drill off anything it did not start itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
-from rollback_drill import proc, record
+from rollback_drill import artifacts, proc, record
 from rollback_drill.drill import DrillOutcome
+from rollback_drill.fields import positive_int
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
+from rollback_drill.stores.mongo import ArchiveError
 from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
 
@@ -38,6 +44,7 @@ entries_key = pytest.StashKey[list[record.DrillEntry]]()
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
+sigterm_key = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,7 +74,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--to-release", default=None, help="the release to roll back to (default: its previous)"
     )
     group.addoption(
-        "--seed-users", type=int, default=None, help="users to seed (default: the stack file's)"
+        "--seed-users",
+        type=positive_int,
+        default=None,
+        help="users to seed, at least 1 (default: the stack file's)",
     )
     group.addoption(
         "--drill-artifacts",
@@ -96,6 +106,37 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[entries_key] = []
     config.stash[test_outcomes_key] = {}
     config.stash[started_key] = time.time()
+    _sigterm_interrupts(config)
+
+
+def _sigterm_interrupts(config: pytest.Config) -> None:
+    """SIGTERM (a CI timeout, `kill`) ends the session as Ctrl-C does: pytest then tears every
+    fixture down - stacks stopped, artifact folders finished - before it exits. Further
+    SIGTERMs are ignored so they cannot cut that teardown short (SIGKILL still can; the next
+    run sweeps)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM be
+        config.stash[sigterm_key] = signal.signal(signal.SIGTERM, interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(sigterm_key, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_interrupted_by: str | None = None  # set by the hook below, read by drill_artifacts' teardown
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Remembered so artifact folders torn down next say why they have no verdict (pytest
+    calls this before it tears the fixtures down)."""
+    global _interrupted_by
+    _interrupted_by = str(excinfo.value) or "Ctrl-C"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -172,14 +213,25 @@ def drill_stack(
 
 
 @pytest.fixture
-def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The drill's artifact folder; it ends with a drill.json whatever happens (see
+    `artifacts`): the drill's record, or one that says interrupted."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     path = (
         Path(pytestconfig.getoption("--drill-artifacts"))
         / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    artifacts.begin(path, request.node.nodeid)
+    try:
+        yield path
+    finally:
+        why = _interrupted_by
+        artifacts.finish(
+            path,
+            f"the session was interrupted ({why}) before the drill wrote its record"
+            if why
+            else "the test ended before the drill wrote its record (an error outside the drill)",
+        )
 
 
 @pytest.fixture
@@ -249,7 +301,7 @@ def verify_target(pytestconfig: pytest.Config, compose_services: object | None) 
         pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")
     try:
         return target_from_file(Path(path))
-    except SpecError as exc:
+    except (SpecError, ArchiveError) as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
@@ -280,6 +332,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Sweep what an earlier, killed run left behind before starting anything new."""
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
+        artifacts.finish_abandoned(Path(session.config.getoption("--drill-artifacts")))
         if docker_available():
             from rollback_drill.stack.docker import sweep_containers
 

@@ -2,9 +2,11 @@
 
 Three layers, because each covers a way the others fail: process groups killed on normal
 teardown and at exit (covers test failures and Ctrl-C); PR_SET_PDEATHSIG so the kernel kills
-a direct child when the harness dies by SIGKILL; and an owner mark in every child's
-environment plus a sweep that removes what an earlier, killed run left behind (covers the
-grandchildren, e.g. nginx workers, that PDEATHSIG does not reach).
+a direct child when the harness dies by SIGKILL; and an owner mark plus a record of every
+group started (`ownership`) so a later sweep removes what a killed run left behind - the
+grandchildren PDEATHSIG does not reach, nginx workers (which lose the mark) included.
+A group is signalled with `killpg` only while its leader is our unreaped child (so its id
+cannot have been recycled); after that, only members `ownership` can prove are ours.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-OWNER_VAR = "ROLLBACK_DRILL_OWNER"
+from rollback_drill import ownership
+from rollback_drill.ownership import ProcessIdentity, SweepResult
+
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
@@ -38,6 +43,28 @@ class StartError(RuntimeError):
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def popen_owned(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    stdout: IO[bytes] | int | None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], ProcessIdentity | None]:
+    """Start a child in its own session that dies with this thread (PR_SET_PDEATHSIG), carries
+    the owner mark and is written to this run's owner record; returns it and its leader's
+    identity (None if it already exited)."""
+    popen = subprocess.Popen(
+        list(argv),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**env, **ownership.owner_env()},
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    return popen, ownership.record_group(popen.pid, cwd or os.getcwd())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,24 +115,16 @@ class ManagedProcess:
     env: dict[str, str]
     cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    leader: ProcessIdentity | None = field(default=None, repr=False)
+    _cwd_seen: str = field(default="", repr=False)
 
     def start(self) -> ManagedProcess:
-        env = dict(self.env)
-        env[OWNER_VAR] = str(os.getpid())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._cwd_seen = str(self.cwd or os.getcwd())
         with self.log_path.open("ab") as log:
             log.write(f"--- start {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            self.popen, self.leader = popen_owned(self.argv, self.env, log, self.cwd)
         with _live_lock:
             _live[self.popen.pid] = self
         return self
@@ -120,8 +139,14 @@ class ManagedProcess:
     def signal_group(self, sig: signal.Signals) -> None:
         if self.popen is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
+        if self.popen.returncode is None:  # not reaped: the group id is still held by our child
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, sig)
+        elif self.leader is not None:  # reaped: only members we can prove are ours
+            members = ownership.group_members(
+                self.popen.pid, self.leader.start_ticks, self._cwd_seen
+            )
+            ownership.kill_proven(members, sig)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL whatever is left after `grace` seconds."""
@@ -185,10 +210,12 @@ def spawn(
 
 
 def make_temp_dir(prefix: str) -> Path:
-    """A temp dir marked with our pid, so a later sweep can tell it from a live run's."""
-    root = Path(tempfile.gettempdir()) / "rollback-drill"
+    """A temp dir named and marked with its owner, so a later sweep can tell it from a live
+    run's."""
+    root = ownership.TEMP_ROOT
     root.mkdir(exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}-", dir=root))
+    ownership.record_dir(path)
     _temp_dirs.append(path)
     return path
 
@@ -200,6 +227,7 @@ def remove_temp_dir(path: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Some process has this pid (maybe not the one you think: see ownership.ProcessIdentity)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -209,79 +237,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_of(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    for item in raw.split(b"\0"):
-        if item.startswith(OWNER_VAR.encode() + b"="):
-            with contextlib.suppress(ValueError):
-                return int(item.split(b"=", 1)[1])
-    return None
-
-
-_TEMP_ROOT = Path(tempfile.gettempdir()) / "rollback-drill"
-
-
-def _owner_by_cwd(pid: int) -> int | None:
-    """nginx rewrites its workers' environment, so the owner mark is lost there; but every
-    child runs in its stack's temp dir, whose name starts with the owner's pid."""
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return None
-    root = str(_TEMP_ROOT) + "/"
-    if not cwd.startswith(root):
-        return None
-    head = cwd[len(root) :].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def owner_of(pid: int) -> int | None:
-    """The harness pid that started this process, by its environment mark or its cwd."""
-    owner = _owner_of(pid)
-    return owner if owner is not None else _owner_by_cwd(pid)
-
-
-def processes_of(owner: int) -> list[int]:
-    """Every live process a harness run (pid `owner`) started, grandchildren included."""
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and owner_of(int(entry.name)) == owner
-    ]
-
-
-@dataclass
-class SweepResult:
-    processes: list[int]
-    temp_dirs: list[Path]
+def processes_of(owner: ProcessIdentity | int) -> list[int]:
+    """Every live process a harness run started, grandchildren and nginx workers included."""
+    return ownership.processes_of(owner)
 
 
 def sweep_orphans() -> SweepResult:
-    """Remove processes and temp dirs left by runs whose harness process no longer exists."""
-    killed: list[int] = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        owner = owner_of(pid)
-        if owner is None or owner == me or _pid_alive(owner):
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    removed: list[Path] = []
-    root = Path(tempfile.gettempdir()) / "rollback-drill"
-    if root.is_dir():
-        for path in root.iterdir():
-            owner_text = path.name.split("-", 1)[0]
-            if owner_text.isdigit() and int(owner_text) != me and not _pid_alive(int(owner_text)):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return SweepResult(killed, removed)
+    """Remove processes and folders left by runs whose harness process no longer exists."""
+    return ownership.sweep()
 
 
 def kill_all() -> None:
@@ -292,6 +255,8 @@ def kill_all() -> None:
         proc.kill()
     for path in list(_temp_dirs):
         remove_temp_dir(path)
+    if not _live and not _temp_dirs:
+        ownership.forget_current()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
