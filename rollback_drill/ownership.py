@@ -8,9 +8,11 @@ A live process belongs to a run (an owner) only by one of these proofs:
 - the owner mark: every child gets ROLLBACK_DRILL_OWNER=<pid>:<start> in its environment;
 - the group record: nginx overwrites its workers' environment (setproctitle), so every
   process group a run starts is written to the owner's record file (group id, the leader's
-  start time, working directory). A process of our uid in that group, started no earlier than
-  its leader and running in that directory, is ours: while any member lives, the kernel does
-  not hand the group id to anyone else;
+  start time, working directory). A process of our uid is ours if it is that leader (same
+  start time), or a member of that group started no earlier than the leader and running in
+  that directory - a folder the run itself made and recorded (its stack directory): while
+  any member lives the kernel does not hand the group id to anyone else, and a process that
+  got the id later leads its own group instead;
 - folders carry an owner file naming the run that made them.
 
 `sweep` removes what belongs to runs whose owner is gone and touches nothing no proof covers;
@@ -248,7 +250,8 @@ class Ownership:
         self._groups: dict[int, list[tuple[GroupRecord, ProcessIdentity]]] = {}
         for record in self.records:
             for group in record.groups:
-                self._groups.setdefault(group.pgid, []).append((group, record.owner))
+                if _inside(group.cwd, record.dirs):  # only groups run in a folder of the run's
+                    self._groups.setdefault(group.pgid, []).append((group, record.owner))
 
     def owner_of(self, info: ProcessInfo) -> ProcessIdentity | None:
         if info.uid != os.getuid() or not info.running:
@@ -257,7 +260,7 @@ class Ownership:
         if mark is not None:
             return mark
         for group, owner in self._groups.get(info.pgid, []):
-            if info.start_ticks >= group.leader_start and cwd_of(info.pid) == group.cwd:
+            if in_group(info, group.pgid, group.leader_start, group.cwd):
                 return owner
         return None
 
@@ -296,17 +299,26 @@ def signal_proven(info: ProcessInfo, sig: signal.Signals) -> bool:
         os.close(fd)
 
 
+def _inside(path: str, dirs: list[Path]) -> bool:
+    return any(path == str(d) or path.startswith(str(d) + "/") for d in dirs)
+
+
+def in_group(info: ProcessInfo, pgid: int, leader_start: int, cwd: str | None) -> bool:
+    """`info` is a member of the group a run started as (pgid, leader_start) in `cwd`: the
+    leader itself (same start time), or a member started no earlier than it, in that folder.
+    Once the leader is dead its id may be given to a new process, which then leads a group of
+    that id too - but is never a non-leader member of it, and started later than it."""
+    if info.pgid != pgid or info.uid != os.getuid():
+        return False
+    if info.pid == pgid:
+        return info.start_ticks == leader_start
+    return info.start_ticks >= leader_start and (cwd is None or cwd_of(info.pid) == cwd)
+
+
 def group_members(pgid: int, leader_start: int, cwd: str | None) -> list[ProcessInfo]:
     """Members of a group this run started whose leader may already be reaped (so `killpg`
     could hit a recycled group id): the same proof as the group record."""
-    return [
-        p
-        for p in all_processes()
-        if p.pgid == pgid
-        and p.uid == os.getuid()
-        and p.start_ticks >= leader_start
-        and (cwd is None or cwd_of(p.pid) == cwd)
-    ]
+    return [p for p in all_processes() if in_group(p, pgid, leader_start, cwd)]
 
 
 # -- the sweep -----------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ import pytest
 from rollback_drill import artifacts, proc, record
 from rollback_drill.drill import DrillOutcome
 from rollback_drill.fields import positive_int
-from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
-from rollback_drill.stores.mongo import ArchiveError
+from rollback_drill.stores.mongo import ArchiveError, Fingerprint
 from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
 
@@ -328,8 +328,27 @@ def pytest_terminal_summary(
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
 
 
+def _check_target_file(config: pytest.Config) -> None:
+    """A broken --target file (or its baseline) is one usage error before anything runs, not
+    an error repeated at the setup of every verify test. Only the files are checked here:
+    whether the environment answers is the verify suite's question."""
+    path = config.getoption("--target")
+    if not path:
+        return
+    try:
+        spec = load_target(Path(path))
+        if spec.integrity is not None:
+            baseline = Path(path).resolve().parent / spec.integrity.baseline
+            if baseline.exists():
+                Fingerprint.load(baseline)
+    except (SpecError, ArchiveError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Sweep what an earlier, killed run left behind before starting anything new."""
+    """Refuse a broken target file; sweep what an earlier, killed run left behind before
+    starting anything new."""
+    _check_target_file(session.config)
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
         artifacts.finish_abandoned(Path(session.config.getoption("--drill-artifacts")))

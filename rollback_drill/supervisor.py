@@ -171,6 +171,9 @@ def up(
     timeout_s: float,
 ) -> int:
     directory = directory.resolve()
+    loaded = load_stack(stack)  # a broken stack file is one clear error here, not in a log
+    if release:
+        loaded.release(release)
     with _exclusive(directory):
         state = read_state(directory)
         if state is not None:

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from rollback_drill import proc
+from rollback_drill.ownership import ProcessIdentity
 from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
@@ -198,6 +198,5 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
             [*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60
         )
     assert down.returncode == 0, down.stderr
-    assert not proc._pid_alive(int(state["pid"]))
-    time.sleep(0.2)
+    assert ProcessIdentity.of(int(state["pid"])) is None  # gone (a zombie until init reaps it)
     assert _owned_processes(int(state["pid"])) == []
