@@ -121,7 +121,9 @@ def sample(run: ProcessIdentity, seen: Seen, stop: threading.Event, docker: bool
         stop.wait(0.2)
 
 
-def _reached(moment: str, run: ProcessIdentity, artifacts: Path, started: float, at: float) -> bool:
+def _reached(
+    moment: str, run: ProcessIdentity, folders: list[Path], started: float, at: float
+) -> bool:
     if moment == "random":
         return time.monotonic() - started >= at
     if moment == "seeding":
@@ -130,7 +132,7 @@ def _reached(moment: str, run: ProcessIdentity, artifacts: Path, started: float,
             for p in ownership.Ownership().processes_of(run)
         )
     marker = "config-backups" if moment == "deploy" else "emergency-backup-*"
-    return any(artifacts.glob(f"*/{marker}"))
+    return any(any(folder.glob(marker)) for folder in folders)
 
 
 def leftovers(run: ProcessIdentity, seen: Seen, artifacts: set[Path], docker: bool) -> Left:
@@ -216,7 +218,8 @@ def one_run(
             if not in_stack and seen.temp_dirs:  # a user's shell in the stack's folder
                 folder = sorted(seen.temp_dirs)[0]
                 in_stack.append(decoys.enter_context(Decoy(work / f"decoy-{number}.log", folder)))
-            if sig is not None and _reached(moment, run, artifacts, started, delay):
+            mine = sorted(set(artifacts.iterdir()) - before)
+            if sig is not None and _reached(moment, run, mine, started, delay):
                 reached_at = time.monotonic() - started
                 child.send_signal(sig)  # our own child, not yet reaped: the pid is ours
                 break

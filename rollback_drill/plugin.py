@@ -44,7 +44,7 @@ entries_key = pytest.StashKey[list[record.DrillEntry]]()
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
-sigterm_key = pytest.StashKey[Any]()
+signals_key = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,20 +113,26 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     """SIGTERM (a CI timeout, `kill`) ends the session as Ctrl-C does: pytest then tears every
     fixture down - stacks stopped, artifact folders finished - before it exits. Further
     SIGTERMs are ignored so they cannot cut that teardown short (SIGKILL still can; the next
-    run sweeps)."""
+    run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
+    ended after a grace period, with everything the run started killed."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        proc.exit_if_stuck(128 + signum)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM be
-        config.stash[sigterm_key] = signal.signal(signal.SIGTERM, interrupt)
+    previous: dict[signal.Signals, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the signals be
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    config.stash[signals_key] = previous
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    previous = config.stash.get(sigterm_key, None)
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    for sig, handler in config.stash.get(signals_key, {}).items():
+        signal.signal(sig, handler)
 
 
 _interrupted_by: str | None = None  # set by the hook below, read by drill_artifacts' teardown

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -249,8 +250,12 @@ def sweep_orphans() -> SweepResult:
 
 def kill_all() -> None:
     """Last-resort cleanup: every process this run started, then every temp dir."""
-    with _live_lock:
+    locked = _live_lock.acquire(timeout=2)  # an interrupted thread may have left it held
+    try:
         procs = list(_live.values())
+    finally:
+        if locked:
+            _live_lock.release()
     for proc in procs:
         proc.kill()
     for path in list(_temp_dirs):
@@ -259,7 +264,36 @@ def kill_all() -> None:
         ownership.forget_current()
 
 
+INTERRUPT_GRACE_S = 45.0
+_watchdog = threading.Event()
+
+
+def exit_if_stuck(code: int, grace_s: float = INTERRUPT_GRACE_S) -> None:
+    """Call when an interrupt (Ctrl-C, SIGTERM) starts unwinding the main thread. Python
+    raises it between any two bytecodes, also between a lock's acquire and the `try` that
+    releases it (logging's module lock, seen here: the unwinding then waits forever on a
+    worker thread that waits on that lock). If the process has not exited `grace_s` later,
+    kill everything this run started and exit; the next run sweeps anything else."""
+    if _watchdog.is_set():
+        return
+    _watchdog.set()
+
+    def fire() -> None:
+        time.sleep(grace_s)
+        print(
+            f"rollback-drill: teardown still running {grace_s:g} s after the interrupt; "
+            "killing what this run started and exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        kill_all()
+        os._exit(code)
+
+    threading.Thread(target=fire, name="interrupt-watchdog", daemon=True).start()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    exit_if_stuck(128 + signum)
     raise SystemExit(128 + signum)
 
 

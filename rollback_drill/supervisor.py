@@ -36,7 +36,7 @@ from rollback_drill.spec import load_stack
 from rollback_drill.userfiles import SpecError, read_json
 
 STATE_FORMAT = "rollback-drill/up-state/1"
-STOP_GRACE_S = 45.0  # a supervisor interrupted mid-start waits for its readiness probes
+STOP_GRACE_S = 60.0  # past proc.INTERRUPT_GRACE_S: a stuck supervisor ends itself first
 
 
 class UpState(BaseModel):
@@ -271,6 +271,7 @@ class _Stop(BaseException):
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)  # one stop is enough; teardown must not be cut
+    proc.exit_if_stuck(0)  # ... unless it deadlocks
     raise _Stop(signum)
 
 

@@ -120,3 +120,27 @@ def test_a_record_written_by_another_user_or_world_writable_is_ignored(tmp_path:
         assert all(r.path != forged for r in ownership.read_records())
     finally:
         forged.unlink()
+
+
+_STUCK = """
+import sys, threading
+from rollback_drill import proc
+folder = proc.make_temp_dir("stuck")
+child = proc.spawn("sleeper", ["sleep", "600"], folder / "sleeper.log")
+print(child.pid, folder, flush=True)
+proc.exit_if_stuck(77, grace_s=1.0)
+lock = threading.Lock()
+lock.acquire()  # stands in for a lock an interrupt left held
+lock.acquire()  # the unwinding waits on it forever
+"""
+
+
+def test_an_unwinding_that_deadlocks_is_ended_and_cleaned_up() -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-c", _STUCK], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    assert run.stdout is not None
+    pid, folder = run.stdout.readline().split()
+    assert run.wait(timeout=60) == 77
+    proc.wait_until(lambda: not _alive(int(pid)), timeout=10, what="sleeper gone")
+    assert not Path(folder).exists()  # removed by the watchdog's cleanup, not by the kernel
