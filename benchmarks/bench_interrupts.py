@@ -218,8 +218,8 @@ def one_run(
             if not in_stack and seen.temp_dirs:  # a user's shell in the stack's folder
                 folder = sorted(seen.temp_dirs)[0]
                 in_stack.append(decoys.enter_context(Decoy(work / f"decoy-{number}.log", folder)))
-            mine = sorted(set(artifacts.iterdir()) - before)
-            if sig is not None and _reached(moment, run, mine, started, delay):
+            new = sorted(set(artifacts.iterdir()) - before)
+            if sig is not None and _reached(moment, run, new, started, delay):
                 reached_at = time.monotonic() - started
                 child.send_signal(sig)  # our own child, not yet reaped: the pid is ours
                 break
