@@ -116,10 +116,14 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
     ended after a grace period, with everything the run started killed."""
 
+    capman = config.pluginmanager.getplugin("capturemanager")
+
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        if proc.interrupt_is_unsafe(signum):
+            return  # sent again in a moment, once no lock would be left held
         if signum == signal.SIGTERM:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        proc.exit_if_stuck(128 + signum)
+        proc.exit_if_stuck(128 + signum, before=capman.suspend_global_capture if capman else None)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous: dict[signal.Signals, Any] = {}

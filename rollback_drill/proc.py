@@ -14,12 +14,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import faulthandler
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -268,24 +269,44 @@ INTERRUPT_GRACE_S = 45.0
 _watchdog = threading.Event()
 
 
-def exit_if_stuck(code: int, grace_s: float = INTERRUPT_GRACE_S) -> None:
+def interrupt_is_unsafe(signum: int) -> bool:
+    """Raising from a signal handler now would leave a lock held for good: the main thread is
+    inside logging's module lock, which Python 3.11 takes with a bare acquire() before its
+    `try` (an interrupt there wedged teardowns here: worker threads then wait on it forever).
+    The signal is then sent again to the main thread a moment later."""
+    lock = getattr(logging, "_lock", None)
+    if lock is None or not lock._is_owned():
+        return False
+    main = threading.main_thread().ident
+    if main is not None:
+        threading.Timer(0.02, signal.pthread_kill, (main, signum)).start()
+    return True
+
+
+def exit_if_stuck(
+    code: int, grace_s: float = INTERRUPT_GRACE_S, before: Callable[[], None] | None = None
+) -> None:
     """Call when an interrupt (Ctrl-C, SIGTERM) starts unwinding the main thread. Python
     raises it between any two bytecodes, also between a lock's acquire and the `try` that
-    releases it (logging's module lock, seen here: the unwinding then waits forever on a
-    worker thread that waits on that lock). If the process has not exited `grace_s` later,
-    kill everything this run started and exit; the next run sweeps anything else."""
+    releases it; the unwinding can then wait forever. If the process has not exited `grace_s`
+    later, print where every thread is, kill everything this run started and exit; the next
+    run sweeps anything else. `before` runs first (pytest uses it to stop capturing output,
+    so the message reaches the terminal)."""
     if _watchdog.is_set():
         return
     _watchdog.set()
 
     def fire() -> None:
         time.sleep(grace_s)
-        print(
+        with contextlib.suppress(Exception):
+            if before is not None:
+                before()
+        message = (
             f"rollback-drill: teardown still running {grace_s:g} s after the interrupt; "
-            "killing what this run started and exiting",
-            file=sys.stderr,
-            flush=True,
+            "killing what this run started and exiting. Threads:\n"
         )
+        os.write(2, message.encode())
+        faulthandler.dump_traceback(file=2, all_threads=True)
         kill_all()
         os._exit(code)
 
@@ -293,6 +314,8 @@ def exit_if_stuck(code: int, grace_s: float = INTERRUPT_GRACE_S) -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    if interrupt_is_unsafe(signum):
+        return
     exit_if_stuck(128 + signum)
     raise SystemExit(128 + signum)
 

@@ -269,6 +269,8 @@ class _Stop(BaseException):
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if proc.interrupt_is_unsafe(signum):
+        return  # sent again in a moment
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)  # one stop is enough; teardown must not be cut
     proc.exit_if_stuck(0)  # ... unless it deadlocks

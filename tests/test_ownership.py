@@ -58,6 +58,9 @@ def test_sweep_removes_what_a_dead_run_left_and_nothing_else(
     folder, (marked, worker) = dead_run
     proc.wait_until(lambda: not _alive(marked), timeout=10, what="PDEATHSIG")
     assert _alive(worker), "the grandchild outlives its parent, as an nginx worker does"
+    proc.wait_until(
+        lambda: ownership.cmdline(worker) == ["sleep", "601"], timeout=10, what="env -i exec"
+    )
     assert ownership.mark_of(worker) is None, "and it carries no owner mark"
     dead_pid = next(p for p in range(30000, 300, -1) if not Path(f"/proc/{p}").exists())
     with (
@@ -144,3 +147,35 @@ def test_an_unwinding_that_deadlocks_is_ended_and_cleaned_up() -> None:
     assert run.wait(timeout=60) == 77
     proc.wait_until(lambda: not _alive(int(pid)), timeout=10, what="sleeper gone")
     assert not Path(folder).exists()  # removed by the watchdog's cleanup, not by the kernel
+
+
+_HELD = """
+import logging, os, signal, time
+from rollback_drill import proc
+
+def handler(signum, frame):
+    if proc.interrupt_is_unsafe(signum):
+        print("deferred", flush=True)
+        return
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, handler)
+logging._lock.acquire()  # where Python 3.11's logging is between acquire() and its try
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.3)
+print("still holding", flush=True)
+logging._lock.release()
+try:
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted after the release", flush=True)
+"""
+
+
+def test_an_interrupt_waits_until_logging_lets_go_of_its_lock() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _HELD], capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "deferred", done.stdout + done.stderr
+    assert lines[-2:] == ["still holding", "interrupted after the release"], done.stdout
