@@ -32,8 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollback_drill import ownership
-from rollback_drill.ownership import ProcessIdentity
+from rollback_drill import ownership, procfs
+from rollback_drill.procfs import ProcessIdentity
 from rollback_drill.tools import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -128,7 +128,7 @@ def _reached(
         return time.monotonic() - started >= at
     if moment == "seeding":
         return any(
-            "safepsy_app.seed" in " ".join(ownership.cmdline(p.pid))
+            "safepsy_app.seed" in " ".join(procfs.cmdline(p.pid))
             for p in ownership.Ownership().processes_of(run)
         )
     marker = "config-backups" if moment == "deploy" else "emergency-backup-*"
@@ -140,8 +140,8 @@ def leftovers(run: ProcessIdentity, seen: Seen, artifacts: set[Path], docker: bo
     ours = {p.identity for p in ownership.Ownership().processes_of(run)}
     for identity in sorted(seen.processes | ours):
         if identity.alive():
-            left.processes.append(f"{identity.pid} {' '.join(ownership.cmdline(identity.pid))}")
-    holders = {p.pid for p in ownership.all_processes()}
+            left.processes.append(f"{identity.pid} {' '.join(procfs.cmdline(identity.pid))}")
+    holders = {p.pid for p in procfs.all_processes()}
     open_now = listening_ports(holders)
     left.ports = sorted(p for p in seen.ports if p in open_now and _held_by(p, seen))
     left.temp_dirs = sorted(d for d in seen.temp_dirs if d.exists())

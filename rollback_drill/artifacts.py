@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollback_drill import ownership
-from rollback_drill.ownership import ProcessIdentity
+from rollback_drill import procfs
+from rollback_drill.procfs import ProcessIdentity
 
 RECORD = "drill.json"
 IN_PROGRESS = ".in-progress"
@@ -30,7 +30,7 @@ def _utc(at: float | None = None) -> str:
 def begin(folder: Path, test_id: str) -> None:
     """Mark `folder` as being written by this run."""
     folder.mkdir(parents=True, exist_ok=True)
-    marker = {"owner": str(ownership.current()), "test": test_id, "started_utc": _utc()}
+    marker = {"owner": str(procfs.current()), "test": test_id, "started_utc": _utc()}
     (folder / IN_PROGRESS).write_text(json.dumps(marker))
 
 
@@ -70,7 +70,7 @@ def finish_abandoned(root: Path) -> list[Path]:
     finished: list[Path] = []
     if not root.is_dir():
         return finished
-    me = ownership.current()
+    me = procfs.current()
     for marker in root.glob(f"*/{IN_PROGRESS}"):
         owner = ProcessIdentity.parse(str(_marker(marker.parent).get("owner", "")))
         if owner is not None and (owner == me or owner.alive()):

@@ -1,9 +1,7 @@
 """Which processes and folders a run started, proved by more than a pid.
 
-A pid alone proves nothing: pids are reused (pid_max is 32768 on these machines), and a stale
-one names someone else's process. Here a process is its pid *and* its start time
-(/proc/PID/stat field 22, clock ticks since boot): the pair does not repeat until reboot.
-A live process belongs to a run (an owner) only by one of these proofs:
+A process is its pid and its start time (`procfs.ProcessIdentity`), never a pid alone. A live
+process belongs to a run (an owner) only by one of these proofs:
 
 - the owner mark: every child gets ROLLBACK_DRILL_OWNER=<pid>:<start> in its environment;
 - the group record: nginx overwrites its workers' environment (setproctitle), so every
@@ -15,9 +13,8 @@ A live process belongs to a run (an owner) only by one of these proofs:
   got the id later leads its own group instead;
 - folders carry an owner file naming the run that made them.
 
-`sweep` removes what belongs to runs whose owner is gone and touches nothing no proof covers;
-signals go through a pidfd opened before the identity is re-checked, so a pid reused between
-the proof and the signal is never hit.
+`sweep` removes what belongs to runs whose owner is gone and touches nothing no proof covers
+(signals go through `procfs.signal_proven`).
 """
 
 from __future__ import annotations
@@ -28,95 +25,22 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rollback_drill.procfs import (
+    ProcessIdentity,
+    ProcessInfo,
+    all_processes,
+    current,
+    cwd_of,
+    signal_proven,
+)
 
 OWNER_VAR = "ROLLBACK_DRILL_OWNER"
 OWNER_FILE = ".rollback-drill-owner"
 TEMP_ROOT = Path(tempfile.gettempdir()) / "rollback-drill"
 RECORDS = TEMP_ROOT / ".owners"
-
-
-@dataclass(frozen=True, order=True)
-class ProcessIdentity:
-    """A process as pid + start time: what a pid means once it may have been reused."""
-
-    pid: int
-    start_ticks: int
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessIdentity | None:
-        """The live (non-zombie) process with this pid now, or None."""
-        info = read_process(pid)
-        return info.identity if info is not None and info.running else None
-
-    @classmethod
-    def parse(cls, text: str) -> ProcessIdentity | None:
-        """`<pid>:<start>` as written by `str()`; None for anything else."""
-        pid, sep, start = text.strip().partition(":")
-        if not (sep and pid.isdigit() and start.isdigit()):
-            return None
-        return cls(int(pid), int(start))
-
-    def alive(self) -> bool:
-        return ProcessIdentity.of(self.pid) == self
-
-    def __str__(self) -> str:
-        return f"{self.pid}:{self.start_ticks}"
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """One line of /proc/PID/stat that matters here, plus the owning uid."""
-
-    pid: int
-    ppid: int
-    pgid: int
-    state: str
-    start_ticks: int
-    uid: int
-
-    @property
-    def identity(self) -> ProcessIdentity:
-        return ProcessIdentity(self.pid, self.start_ticks)
-
-    @property
-    def running(self) -> bool:
-        return self.state not in ("Z", "X", "x")
-
-
-def read_process(pid: int) -> ProcessInfo | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        uid = os.stat(f"/proc/{pid}").st_uid
-    except (OSError, ValueError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # comm may hold spaces and parentheses
-    return ProcessInfo(pid, int(fields[1]), int(fields[2]), fields[0], int(fields[19]), uid)
-
-
-def all_processes() -> Iterator[ProcessInfo]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            info = read_process(int(entry.name))
-            if info is not None and info.running:
-                yield info
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def cwd_of(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return None
 
 
 def mark_of(pid: int) -> ProcessIdentity | None:
@@ -130,19 +54,6 @@ def mark_of(pid: int) -> ProcessIdentity | None:
         if item.startswith(prefix):
             return ProcessIdentity.parse(item[len(prefix) :].decode(errors="replace"))
     return None
-
-
-_current: ProcessIdentity | None = None
-
-
-def current() -> ProcessIdentity:
-    """This process (recomputed after a fork)."""
-    global _current
-    if _current is None or _current.pid != os.getpid():
-        info = read_process(os.getpid())
-        assert info is not None, "/proc is not mounted"
-        _current = info.identity
-    return _current
 
 
 def owner_env() -> dict[str, str]:
@@ -280,25 +191,6 @@ def processes_of(owner: ProcessIdentity | int) -> list[int]:
     return [p.pid for p in Ownership().processes_of(owner)]
 
 
-def signal_proven(info: ProcessInfo, sig: signal.Signals) -> bool:
-    """Signal the process `info` describes, and no other: the pidfd pins the process, then
-    its start time is checked again, so a pid reused meanwhile is left alone."""
-    try:
-        fd = os.pidfd_open(info.pid)
-    except OSError:
-        return False
-    try:
-        now = read_process(info.pid)
-        if now is None or now.identity != info.identity or not now.running:
-            return False
-        signal.pidfd_send_signal(fd, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def _inside(path: str, dirs: list[Path]) -> bool:
     return any(path == str(d) or path.startswith(str(d) + "/") for d in dirs)
 
@@ -400,25 +292,18 @@ def _sweep_temp_root(me: ProcessIdentity, result: SweepResult) -> None:
             result.dirs.append(path)
 
 
-def kill_proven(infos: Iterable[ProcessInfo], sig: signal.Signals) -> list[int]:
-    return [info.pid for info in infos if signal_proven(info, sig)]
-
-
 __all__ = [
     "OWNER_VAR",
     "TEMP_ROOT",
     "Ownership",
-    "ProcessIdentity",
-    "ProcessInfo",
     "SweepResult",
-    "current",
+    "dir_owner",
     "group_members",
-    "kill_proven",
+    "in_group",
+    "mark_of",
     "owner_env",
     "processes_of",
-    "read_process",
     "record_dir",
     "record_group",
-    "signal_proven",
     "sweep",
 ]

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from rollback_drill import ownership
-from rollback_drill.ownership import ProcessIdentity, SweepResult
+from rollback_drill import ownership, procfs
+from rollback_drill.ownership import SweepResult
+from rollback_drill.procfs import ProcessIdentity
 
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
@@ -148,7 +149,7 @@ class ManagedProcess:
             members = ownership.group_members(
                 self.popen.pid, self.leader.start_ticks, self._cwd_seen
             )
-            ownership.kill_proven(members, sig)
+            procfs.kill_proven(members, sig)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL whatever is left after `grace` seconds."""
@@ -229,7 +230,7 @@ def remove_temp_dir(path: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    """Some process has this pid (maybe not the one you think: see ownership.ProcessIdentity)."""
+    """Some process has this pid (maybe not the one you think: see procfs.ProcessIdentity)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

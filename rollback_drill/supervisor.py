@@ -30,8 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollback_drill import ownership, proc
-from rollback_drill.ownership import ProcessIdentity
+from rollback_drill import ownership, proc, procfs
+from rollback_drill.procfs import ProcessIdentity
 from rollback_drill.spec import load_stack
 from rollback_drill.userfiles import SpecError, read_json
 
@@ -100,21 +100,21 @@ class Supervisor:
 
     state: UpState
     verdict: Literal["running", "gone", "foreign", "unproven"]
-    info: ownership.ProcessInfo | None
+    info: procfs.ProcessInfo | None
 
     @classmethod
     def inspect(cls, state: UpState) -> Supervisor:
-        info = ownership.read_process(state.pid)
+        info = procfs.read_process(state.pid)
         if info is None or not info.running:
             return cls(state, "gone", None)
         if state.identity is None or state.token is None:
             return cls(state, "unproven", info)
-        argv = ownership.cmdline(state.pid)
+        argv = procfs.cmdline(state.pid)
         ours = info.identity == state.identity and "serve" in argv and state.token in argv
         return cls(state, "running" if ours else "foreign", info)
 
     def describe_foreign(self) -> str:
-        command = " ".join(ownership.cmdline(self.state.pid))[:120] or "?"
+        command = " ".join(procfs.cmdline(self.state.pid))[:120] or "?"
         why = (
             "state.json carries no start time or token to prove it"
             if self.verdict == "unproven"
@@ -298,7 +298,7 @@ def serve(
     from rollback_drill.targetfile import write_target_file
 
     directory = directory.resolve()
-    me = ownership.current()
+    me = procfs.current()
     workdir = directory / "stack"
     state = UpState(
         pid=me.pid, start_ticks=me.start_ticks, token=token, phase="starting",
@@ -372,9 +372,9 @@ def down(directory: Path) -> int:
         return 0
 
 
-def _stop_running(info: ownership.ProcessInfo, state: UpState, directory: Path) -> int:
+def _stop_running(info: procfs.ProcessInfo, state: UpState, directory: Path) -> int:
     started = time.monotonic()
-    ownership.signal_proven(info, signal.SIGTERM)
+    procfs.signal_proven(info, signal.SIGTERM)
     try:
         proc.wait_until(
             lambda: not info.identity.alive(), timeout=STOP_GRACE_S, what="supervisor exit"
@@ -383,7 +383,7 @@ def _stop_running(info: ownership.ProcessInfo, state: UpState, directory: Path) 
     except TimeoutError:
         # still the proven supervisor, a session leader: its group id is its own pid
         members = ownership.group_members(info.pid, info.start_ticks, None)
-        ownership.kill_proven(members, signal.SIGKILL)
+        procfs.kill_proven(members, signal.SIGKILL)
         how = f"did not stop within {STOP_GRACE_S:g} s: killed"
     cleaned = _clean_after(state, directory)
     extra = f"; removed {cleaned.describe()}" if cleaned else ""

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from rollback_drill import proc
-from rollback_drill.ownership import ProcessIdentity
+from rollback_drill.procfs import ProcessIdentity
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack

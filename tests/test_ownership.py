@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import ownership, proc
-from rollback_drill.ownership import ProcessIdentity
+from rollback_drill import ownership, proc, procfs
+from rollback_drill.procfs import ProcessIdentity
 from tests.decoy import Decoy
 
 # A run that starts its processes and dies without cleaning up (as after a SIGKILL): prints
@@ -59,7 +59,7 @@ def test_sweep_removes_what_a_dead_run_left_and_nothing_else(
     proc.wait_until(lambda: not _alive(marked), timeout=10, what="PDEATHSIG")
     assert _alive(worker), "the grandchild outlives its parent, as an nginx worker does"
     proc.wait_until(
-        lambda: ownership.cmdline(worker) == ["sleep", "601"], timeout=10, what="env -i exec"
+        lambda: procfs.cmdline(worker) == ["sleep", "601"], timeout=10, what="env -i exec"
     )
     assert ownership.mark_of(worker) is None, "and it carries no owner mark"
     dead_pid = next(p for p in range(30000, 300, -1) if not Path(f"/proc/{p}").exists())
@@ -81,7 +81,7 @@ def test_a_live_owners_processes_are_left_alone(tmp_path: Path) -> None:
     """This process is the owner: its own marked child survives any sweep."""
     child, _ = proc.popen_owned(["sleep", "60"], os.environ, None, cwd=tmp_path)
     try:
-        assert child.pid in ownership.processes_of(ownership.current())
+        assert child.pid in ownership.processes_of(procfs.current())
         assert child.pid not in ownership.sweep().processes
         assert child.poll() is None
     finally:
@@ -91,13 +91,13 @@ def test_a_live_owners_processes_are_left_alone(tmp_path: Path) -> None:
 
 def test_signal_proven_refuses_a_pid_whose_start_time_differs(tmp_path: Path) -> None:
     with Decoy(tmp_path / "decoy.log") as decoy:
-        real = ownership.read_process(decoy.pid)
+        real = procfs.read_process(decoy.pid)
         assert real is not None
-        stale = ownership.ProcessInfo(
+        stale = procfs.ProcessInfo(
             real.pid, real.ppid, real.pgid, real.state, real.start_ticks - 1, real.uid
         )
-        assert not ownership.signal_proven(stale, signal.SIGTERM)
-        assert ownership.signal_proven(real, signal.SIGUSR1)
+        assert not procfs.signal_proven(stale, signal.SIGTERM)
+        assert procfs.signal_proven(real, signal.SIGUSR1)
         proc.wait_until(lambda: decoy.signals() == ["SIGUSR1"], timeout=5, what="signal seen")
 
 
@@ -105,7 +105,7 @@ def test_a_zombie_is_not_alive() -> None:
     child = subprocess.Popen(["true"])
 
     def zombie() -> bool:
-        info = ownership.read_process(child.pid)
+        info = procfs.read_process(child.pid)
         return info is not None and info.state == "Z"
 
     proc.wait_until(zombie, timeout=10, what="zombie")
