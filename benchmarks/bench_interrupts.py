@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollback_drill import ownership, procfs
+from rollback_drill import ownership, proc, procfs
 from rollback_drill.procfs import ProcessIdentity
 from rollback_drill.tools import PROJECT_ROOT
 
@@ -51,6 +52,7 @@ class Seen:
     ports: set[int] = field(default_factory=set)
     temp_dirs: set[Path] = field(default_factory=set)
     containers: set[str] = field(default_factory=set)
+    docker_ports: set[int] = field(default_factory=set)  # held by docker-proxy, not by the run
 
 
 @dataclass
@@ -99,13 +101,20 @@ def listening_ports(pids: set[int]) -> set[int]:
     return ports
 
 
-def containers_of(owner_pid: int) -> set[str]:
+def containers_of(owner_pid: int) -> tuple[set[str], set[int]]:
+    """Names and published host ports of the containers a run labelled as its own."""
     done = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label=rollback-drill.owner-pid={owner_pid}",
-         "--format", "{{.Names}}"],
+         "--format", "{{.Names}}\t{{.Ports}}"],
         capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
-    return {line for line in done.stdout.split() if line}
+    names: set[str] = set()
+    ports: set[int] = set()
+    for line in done.stdout.splitlines():
+        name, _, published = line.partition("\t")
+        names.add(name)
+        ports.update(int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)->", published))
+    return names, ports
 
 
 def sample(run: ProcessIdentity, seen: Seen, stop: threading.Event, docker: bool) -> None:
@@ -116,7 +125,9 @@ def sample(run: ProcessIdentity, seen: Seen, stop: threading.Event, docker: bool
         seen.ports.update(listening_ports({p.pid for p in infos}))
         seen.temp_dirs.update(ownership.TEMP_ROOT.glob(f"{run.pid}-*"))
         if docker and time.monotonic() - last_docker > 1.0:
-            seen.containers.update(containers_of(run.pid))
+            names, ports = containers_of(run.pid)
+            seen.containers.update(names)
+            seen.docker_ports.update(ports)
             last_docker = time.monotonic()
         stop.wait(0.2)
 
@@ -144,10 +155,11 @@ def leftovers(run: ProcessIdentity, seen: Seen, artifacts: set[Path], docker: bo
     holders = {p.pid for p in procfs.all_processes()}
     open_now = listening_ports(holders)
     left.ports = sorted(p for p in seen.ports if p in open_now and _held_by(p, seen))
+    left.ports += sorted(p for p in seen.docker_ports if proc.port_open(p))  # maybe reused
     left.temp_dirs = sorted(d for d in seen.temp_dirs if d.exists())
     left.temp_dirs += sorted(set(ownership.TEMP_ROOT.glob(f"{run.pid}-*")) - set(left.temp_dirs))
     if docker:
-        left.containers = sorted(containers_of(run.pid))
+        left.containers = sorted(containers_of(run.pid)[0])
     left.half_written = sorted(d for d in artifacts if not (d / "drill.json").exists())
     return left
 
@@ -245,7 +257,7 @@ def one_run(
         "exit_code": code,
         "exit_s": round(exit_s, 2),
         "hung": hung,
-        "seen": f"{len(seen.processes)} processes, {len(seen.ports)} ports, "
+        "seen": f"{len(seen.processes)} processes, {len(seen.ports | seen.docker_ports)} ports, "
         f"{len(seen.temp_dirs)} temp folders, {len(seen.containers)} containers",
         "left_right_after": left.counts(),
         "records": [_record_kind(d) for d in sorted(mine)],
@@ -269,7 +281,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind: decoys, the drill
     random.seed(args.seed)
     plan: list[tuple[signal.Signals | None, str]] = [
-        (SIGNALS[i % 3], MOMENTS[(i // 3) % 4]) for i in range(args.runs - args.uninterrupted)
+        (SIGNALS[i % 3], MOMENTS[i % 4])  # every pairing within 12 interrupted runs
+        for i in range(args.runs - args.uninterrupted)
     ] + [(None, "-")] * args.uninterrupted
     random.shuffle(plan)
     work = Path(tempfile.mkdtemp(prefix="bench-interrupts-"))
