@@ -45,6 +45,7 @@ test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
 signals_key = pytest.StashKey[Any]()
+_interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -116,6 +117,8 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
     ended after a grace period, with everything the run started killed."""
 
+    global _interrupted_by
+    _interrupted_by = None  # a session run in-process after an interrupted one starts afresh
     capman = config.pluginmanager.getplugin("capturemanager")
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -137,9 +140,6 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for sig, handler in config.stash.get(signals_key, {}).items():
         signal.signal(sig, handler)
-
-
-_interrupted_by: str | None = None  # set by the hook below, read by drill_artifacts' teardown
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
