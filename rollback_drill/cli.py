@@ -1,27 +1,24 @@
 """`rollback-drill`: run drills, verify a live target, bring the reference stack up and down,
 take an integrity baseline, check the machine; report, history and certify the drills.
 
-`up` detaches a small supervisor process that owns the stack (so the stack outlives the
-command, but not the supervisor) and returns once the stack is healthy and its target file
-is written; `down` asks that supervisor to tear everything down.
+`up`, `serve` and `down` live in `supervisor` (a stack that outlives the command, owned by a
+supervisor `down` can prove is its own). Errors users can cause end here as one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from rollback_drill import proc
+from pymongo.errors import PyMongoError
+
+from rollback_drill import supervisor
+from rollback_drill.fields import positive_float, positive_int
 from rollback_drill.spec import SpecError, load_stack
+from rollback_drill.stack.base import StackError
 from rollback_drill.stack.select import CHOICES as BACKENDS
+from rollback_drill.stores.mongo import ArchiveError
 from rollback_drill.tools import PROJECT_ROOT, ToolMissing, find_tool
 
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
@@ -137,117 +134,17 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     return _pytest(args + ns.pytest_args)
 
 
-def _state_path(directory: Path) -> Path:
-    return directory / "state.json"
-
-
 def cmd_up(ns: argparse.Namespace) -> int:
-    directory: Path = ns.dir.resolve()
-    state = _state_path(directory)
-    if state.exists():
-        pid = json.loads(state.read_text()).get("pid")
-        if pid and proc._pid_alive(int(pid)):
-            print(
-                f"a stack is already up in {directory} (supervisor pid {pid}); "
-                "`rollback-drill down` first"
-            )
-            return 1
-        state.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "rollback_drill.cli",
-        "serve",
-        "--stack",
-        str(ns.stack),
-        "--dir",
-        str(directory),
-        "--release",
-        ns.release or "",
-    ]
-    if ns.seed_users:
-        argv += ["--seed-users", str(ns.seed_users)]
-    log = directory / "supervisor.log"
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + ns.timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            print(
-                f"the stack failed to start; see {log}:\n" + log.read_text()[-3000:],
-                file=sys.stderr,
-            )
-            return 1
-        if state.exists():
-            info = json.loads(state.read_text())
-            print(f"stack up ({info['ready_s']:.2f} s): target file {info['target']}")
-            print(f"verify it:  pytest -m verify --target {info['target']}")
-            print(f"stop it:    rollback-drill down --dir {directory}")
-            return 0
-        time.sleep(0.1)
-    child.terminate()
-    print(f"the stack was not up within {ns.timeout} s; see {log}", file=sys.stderr)
-    return 1
+    return supervisor.up(ns.stack, ns.dir, ns.release, ns.seed_users, ns.timeout)
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
     """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT."""
-    from rollback_drill.stack.local import LocalStack
-    from rollback_drill.targetfile import write_target_file
-
-    loaded = load_stack(ns.stack)
-    directory: Path = ns.dir
-    release = ns.release or next(iter(loaded.releases))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stack = LocalStack(loaded, workdir=directory / "stack", seed_users=ns.seed_users)
-    stack.up(release)
-    try:
-        target_file = write_target_file(stack.target(), directory, stack.password_file)
-        _state_path(directory).write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "target": str(target_file),
-                    "ready_s": stack.timings.get("ready_s", 0.0),
-                    "release": release,
-                    "workdir": str(stack.workdir),
-                }
-            )
-        )
-        stop.wait()
-    finally:
-        stack.down()
-        shutil.rmtree(stack.workdir, ignore_errors=True)
-        _state_path(directory).unlink(missing_ok=True)
-    return 0
+    return supervisor.serve(ns.stack, ns.dir, ns.release or None, ns.seed_users, ns.token)
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
-    state = _state_path(ns.dir.resolve())
-    if not state.exists():
-        print(f"no stack is up in {ns.dir}")
-        return 0
-    pid = int(json.loads(state.read_text())["pid"])
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        state.unlink(missing_ok=True)
-        return 0
-    try:
-        proc.wait_until(lambda: not proc._pid_alive(pid), timeout=30, what="supervisor exit")
-    except TimeoutError:
-        os.killpg(pid, signal.SIGKILL)
-    print("stack down")
-    return 0
+    return supervisor.down(ns.dir)
 
 
 def cmd_fingerprint(ns: argparse.Namespace) -> int:
@@ -329,6 +226,53 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _stack_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack",
+        type=Path,
+        default=DEFAULT_STACK,
+        help="stack file: services, stores, chain, releases, decision matrix "
+        "(default: the SafePsy reference stack)",
+    )
+
+
+def _backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        default="auto",
+        help="where the stack runs: local processes, docker containers, auto (docker when a "
+        "daemon answers), all (both) (default: auto)",
+    )
+
+
+def _reports_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=DEFAULT_REPORTS,
+        help="root of allure-results/, html/, history/, records/, artifacts/ (default reports/)",
+    )
+
+
+def _seed_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seed-users",
+        type=positive_int,
+        metavar="N",
+        help="users to seed, at least 1 (default: the stack file's seed.users)",
+    )
+
+
+def _pytest_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        metavar="PYTEST_ARG",
+        help="passed on to pytest; put them after `--` (e.g. `-- -q -k emergency`)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Rollback drills from a runbook: run them, verify a live environment "
@@ -340,30 +284,35 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run the drills; write Allure results, the drill record and the HTML report"
     )
-    run.add_argument("--stack", type=Path, default=DEFAULT_STACK)
-    run.add_argument("--backend", choices=list(BACKENDS), default="auto")
+    _stack_option(run)
+    _backend_option(run)
+    _reports_option(run)
     run.add_argument(
-        "--reports-dir",
-        type=Path,
-        default=DEFAULT_REPORTS,
-        help="root of allure-results/, html/, history/, records/, artifacts/ (default reports/)",
+        "--alluredir", type=Path, help="Allure results folder (default: REPORTS_DIR/allure-results)"
     )
-    run.add_argument("--alluredir", type=Path, help="default: REPORTS_DIR/allure-results")
     run.add_argument("--no-html", action="store_true", help="skip the HTML report")
-    run.add_argument("--seed-users", type=int)
-    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    _seed_option(run)
+    _pytest_args(run)
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="regenerate the HTML report from existing results")
-    rep.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
-    rep.add_argument("--results", type=Path, help="default: REPORTS_DIR/allure-results")
-    rep.add_argument("-o", "--output", type=Path, help="default: REPORTS_DIR/html")
+    _reports_option(rep)
+    rep.add_argument(
+        "--results", type=Path, help="Allure results to read (default: REPORTS_DIR/allure-results)"
+    )
+    rep.add_argument(
+        "-o", "--output", type=Path, help="folder for the HTML report (default: REPORTS_DIR/html)"
+    )
     rep.set_defaults(func=cmd_report)
 
     hist = sub.add_parser("history", help="the drills' trend across runs, from the drill records")
-    hist.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
-    hist.add_argument("--records", type=Path, help="default: REPORTS_DIR/records")
-    hist.add_argument("--limit", type=int, help="only the last N drills")
+    _reports_option(hist)
+    hist.add_argument(
+        "--records", type=Path, help="drill records folder (default: REPORTS_DIR/records)"
+    )
+    hist.add_argument(
+        "--limit", type=positive_int, metavar="N", help="only the last N drills (N >= 1)"
+    )
     hist.add_argument("--drill", help="only this procedure (e.g. emergency)")
     hist.set_defaults(func=cmd_history)
 
@@ -371,46 +320,80 @@ def build_parser() -> argparse.ArgumentParser:
         "certify",
         help="run the drills for one rollback and issue a certificate (exit 1: not certified)",
     )
-    cert.add_argument("--from", dest="from_release", required=True, help="release rolled back")
-    cert.add_argument("--to", dest="to_release", required=True, help="release rolled back to")
-    cert.add_argument("--stack", type=Path, default=DEFAULT_STACK)
-    cert.add_argument("--backend", choices=list(BACKENDS), default="auto")
-    cert.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS)
-    cert.add_argument("--seed-users", type=int)
-    cert.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    cert.add_argument(
+        "--from", dest="from_release", required=True, help="the release rolled back (e.g. 1.5.0)"
+    )
+    cert.add_argument(
+        "--to", dest="to_release", required=True, help="the release rolled back to (e.g. 1.4.0)"
+    )
+    _stack_option(cert)
+    _backend_option(cert)
+    _reports_option(cert)
+    _seed_option(cert)
+    _pytest_args(cert)
     cert.set_defaults(func=cmd_certify)
 
     verify = sub.add_parser("verify", help="verify a live environment read-only")
-    verify.add_argument("--target", type=Path, required=True)
-    verify.add_argument("--alluredir", type=Path)
-    verify.add_argument("pytest_args", nargs="*")
+    verify.add_argument(
+        "--target", type=Path, required=True, help="target file of the environment to verify"
+    )
+    verify.add_argument("--alluredir", type=Path, help="also write Allure results here")
+    _pytest_args(verify)
     verify.set_defaults(func=cmd_verify)
 
     up = sub.add_parser("up", help="start the reference stack and write its target file")
-    up.add_argument("--stack", type=Path, default=DEFAULT_STACK)
-    up.add_argument("--dir", type=Path, default=DEFAULT_UP_DIR)
-    up.add_argument("--release")
-    up.add_argument("--seed-users", type=int)
-    up.add_argument("--timeout", type=float, default=120.0)
+    _stack_option(up)
+    up.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_UP_DIR,
+        help="where state.json, target.yaml, baseline.json, the log and the stack live "
+        "(default .rollback-drill)",
+    )
+    up.add_argument("--release", help="release to start (default: the first the stack lists)")
+    _seed_option(up)
+    up.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up, and stop everything started, if not up by then (default 120)",
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve")  # internal: the supervisor `up` starts; not listed
-    serve.add_argument("--stack", type=Path, required=True)
-    serve.add_argument("--dir", type=Path, required=True)
-    serve.add_argument("--release", default="")
-    serve.add_argument("--seed-users", type=int)
+    serve.add_argument("--stack", type=Path, required=True, help="stack file")
+    serve.add_argument("--dir", type=Path, required=True, help="the `up` directory")
+    serve.add_argument("--release", default="", help="release to start")
+    serve.add_argument("--seed-users", type=positive_int, help="users to seed")
+    serve.add_argument("--token", required=True, help="identifies this supervisor in state.json")
     serve.set_defaults(func=cmd_serve)
 
     down = sub.add_parser("down", help="stop the stack `up` started")
-    down.add_argument("--dir", type=Path, default=DEFAULT_UP_DIR)
+    down.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_UP_DIR,
+        help="the `up` directory (default .rollback-drill)",
+    )
     down.set_defaults(func=cmd_down)
 
     fp = sub.add_parser(
         "fingerprint", help="take an integrity baseline of a target before a change"
     )
-    fp.add_argument("--target", type=Path, required=True)
-    fp.add_argument("-o", "--output", type=Path, default=Path("baseline.json"))
-    fp.add_argument("--collections", nargs="*")
+    fp.add_argument(
+        "--target", type=Path, required=True, help="target file whose MongoDB is fingerprinted"
+    )
+    fp.add_argument(
+        "-o", "--output", type=Path, default=Path("baseline.json"),
+        help="where to write the baseline (default baseline.json)",
+    )  # fmt: skip
+    fp.add_argument(
+        "--collections",
+        nargs="*",
+        metavar="NAME",
+        help="collections to fingerprint (default: the target's integrity.collections)",
+    )
     fp.set_defaults(func=cmd_fingerprint)
 
     assess = sub.add_parser(
@@ -433,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess.set_defaults(func=cmd_assess)
 
     doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
-    doctor.add_argument("--stack", type=Path, default=DEFAULT_STACK)
+    _stack_option(doctor)
     doctor.set_defaults(func=cmd_doctor)
     return parser
 
@@ -442,8 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return int(ns.func(ns))
-    except SpecError as exc:
+    except (SpecError, StackError, ArchiveError) as exc:
         print(f"rollback-drill: {exc}", file=sys.stderr)
+        return 2
+    except PyMongoError as exc:
+        where = f"{ns.target}: mongodb_uri: " if getattr(ns, "target", None) else ""
+        first = str(exc).split(",")[0].splitlines()[0]
+        print(f"rollback-drill: {where}cannot reach MongoDB ({first})", file=sys.stderr)
         return 2
 
 

@@ -3,23 +3,28 @@ keep a verify run read-only and a drill off anything it did not start itself."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 
-from rollback_drill import proc, record, report
+from rollback_drill import artifacts, proc, record, report
 from rollback_drill.drill import LoadOptions, run_drill
+from rollback_drill.fields import positive_int
 from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
+from rollback_drill.stores.mongo import ArchiveError, Fingerprint
 from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
 
@@ -42,6 +47,8 @@ WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's dr
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
+signals_key = pytest.StashKey[Any]()
+_interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +82,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the release to roll back to (default: the release's `previous`)",
     )
     group.addoption(
-        "--seed-users", type=int, default=None, help="users to seed (default: the stack file's)"
+        "--seed-users",
+        type=positive_int,
+        default=None,
+        help="users to seed, at least 1 (default: the stack file's)",
     )
     group.addoption(
         "--drill-artifacts",
@@ -116,6 +126,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[test_outcomes_key] = {}
     config.pluginmanager.register(RunCollector(config), "rollback-drill-run-collector")
     config.stash[started_key] = time.time()
+    _sigterm_interrupts(config)
+
+
+def _sigterm_interrupts(config: pytest.Config) -> None:
+    """SIGTERM (a CI timeout, `kill`) ends the session as Ctrl-C does: pytest then tears every
+    fixture down - stacks stopped, artifact folders finished - before it exits. Further
+    SIGTERMs are ignored so they cannot cut that teardown short (SIGKILL still can; the next
+    run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
+    ended after a grace period, with everything the run started killed."""
+
+    global _interrupted_by
+    _interrupted_by = None  # a session run in-process after an interrupted one starts afresh
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if proc.interrupt_is_unsafe(signum):
+            return  # sent again in a moment, once no lock would be left held
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        proc.exit_if_stuck(128 + signum, before=capman.suspend_global_capture if capman else None)
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous: dict[signal.Signals, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the signals be
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    config.stash[signals_key] = previous
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for sig, handler in config.stash.get(signals_key, {}).items():
+        signal.signal(sig, handler)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Remembered so artifact folders torn down next say why they have no verdict (pytest
+    calls this before it tears the fixtures down)."""
+    global _interrupted_by
+    _interrupted_by = str(excinfo.value) or "Ctrl-C"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -232,14 +282,25 @@ def drill_runner(
 
 
 @pytest.fixture
-def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The drill's artifact folder; it ends with a drill.json whatever happens (see
+    `artifacts`): the drill's record, or one that says interrupted."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     path = (
         Path(pytestconfig.getoption("--drill-artifacts"))
         / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    artifacts.begin(path, request.node.nodeid)
+    try:
+        yield path
+    finally:
+        why = _interrupted_by
+        artifacts.finish(
+            path,
+            f"the session was interrupted ({why}) before the drill wrote its record"
+            if why
+            else "the test ended before the drill wrote its record (an error outside the drill)",
+        )
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -331,7 +392,7 @@ def verify_target(pytestconfig: pytest.Config, compose_services: object | None) 
         pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")
     try:
         return target_from_file(Path(path))
-    except SpecError as exc:
+    except (SpecError, ArchiveError) as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
@@ -359,10 +420,30 @@ def pytest_terminal_summary(
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
 
 
+def _check_target_file(config: pytest.Config) -> None:
+    """A broken --target file (or its baseline) is one usage error before anything runs, not
+    an error repeated at the setup of every verify test. Only the files are checked here:
+    whether the environment answers is the verify suite's question."""
+    path = config.getoption("--target")
+    if not path:
+        return
+    try:
+        spec = load_target(Path(path))
+        if spec.integrity is not None:
+            baseline = Path(path).resolve().parent / spec.integrity.baseline
+            if baseline.exists():
+                Fingerprint.load(baseline)
+    except (SpecError, ArchiveError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Sweep what an earlier, killed run left behind before starting anything new."""
+    """Refuse a broken target file; sweep what an earlier, killed run left behind before
+    starting anything new."""
+    _check_target_file(session.config)
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
+        artifacts.finish_abandoned(Path(session.config.getoption("--drill-artifacts")))
         if docker_available():
             from rollback_drill.stack.docker import sweep_containers
 

@@ -2,9 +2,11 @@
 
 Three layers, because each covers a way the others fail: process groups killed on normal
 teardown and at exit (covers test failures and Ctrl-C); PR_SET_PDEATHSIG so the kernel kills
-a direct child when the harness dies by SIGKILL; and an owner mark in every child's
-environment plus a sweep that removes what an earlier, killed run left behind (covers the
-grandchildren, e.g. nginx workers, that PDEATHSIG does not reach).
+a direct child when the harness dies by SIGKILL; and an owner mark plus a record of every
+group started (`ownership`) so a later sweep removes what a killed run left behind - the
+grandchildren PDEATHSIG does not reach, nginx workers (which lose the mark) included.
+A group is signalled with `killpg` only while its leader is our unreaped child (so its id
+cannot have been recycled); after that, only members `ownership` can prove are ours.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import faulthandler
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,8 +28,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-OWNER_VAR = "ROLLBACK_DRILL_OWNER"
+from rollback_drill import ownership, procfs
+from rollback_drill.ownership import SweepResult
+from rollback_drill.procfs import ProcessIdentity
+
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
@@ -40,11 +49,60 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def popen_owned(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    stdout: IO[bytes] | int | None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], ProcessIdentity | None]:
+    """Start a child in its own session that dies with this thread (PR_SET_PDEATHSIG), carries
+    the owner mark and is written to this run's owner record; returns it and its leader's
+    identity (None if it already exited)."""
+    popen = subprocess.Popen(
+        list(argv),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**env, **ownership.owner_env()},
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    return popen, ownership.record_group(popen.pid, cwd or os.getcwd())
+
+
+_handed_out: set[int] = set()
+_PORTS_FROM = 10_000
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral range starts: outgoing connections (the load's thousands
+    of them) take source ports from there, so a server port must not come from it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, _PORTS_FROM + 1000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out; the tiny reuse race is acceptable for a test stack."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port for a server of a stack: below the ephemeral range (so no client connection
+    can be holding it when the server binds later), free now, chosen at random (so stacks
+    started at the same moment by parallel runs do not pick the same one), and never handed
+    out twice by this process."""
+    high = _ephemeral_low() - 1
+    for _ in range(200):
+        port = secrets.randbelow(high - _PORTS_FROM) + _PORTS_FROM
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port between {_PORTS_FROM} and {high} on {host}")
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
@@ -88,24 +146,16 @@ class ManagedProcess:
     env: dict[str, str]
     cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    leader: ProcessIdentity | None = field(default=None, repr=False)
+    _cwd_seen: str = field(default="", repr=False)
 
     def start(self) -> ManagedProcess:
-        env = dict(self.env)
-        env[OWNER_VAR] = str(os.getpid())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._cwd_seen = str(self.cwd or os.getcwd())
         with self.log_path.open("ab") as log:
             log.write(f"--- start {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            self.popen, self.leader = popen_owned(self.argv, self.env, log, self.cwd)
         with _live_lock:
             _live[self.popen.pid] = self
         return self
@@ -120,8 +170,14 @@ class ManagedProcess:
     def signal_group(self, sig: signal.Signals) -> None:
         if self.popen is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
+        if self.popen.returncode is None:  # not reaped: the group id is still held by our child
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, sig)
+        elif self.leader is not None:  # reaped: only members we can prove are ours
+            members = ownership.group_members(
+                self.popen.pid, self.leader.start_ticks, self._cwd_seen
+            )
+            procfs.kill_proven(members, sig)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL whatever is left after `grace` seconds."""
@@ -185,10 +241,12 @@ def spawn(
 
 
 def make_temp_dir(prefix: str) -> Path:
-    """A temp dir marked with our pid, so a later sweep can tell it from a live run's."""
-    root = Path(tempfile.gettempdir()) / "rollback-drill"
+    """A temp dir named and marked with its owner, so a later sweep can tell it from a live
+    run's."""
+    root = ownership.TEMP_ROOT
     root.mkdir(exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{prefix}-", dir=root))
+    ownership.record_dir(path)
     _temp_dirs.append(path)
     return path
 
@@ -200,6 +258,7 @@ def remove_temp_dir(path: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Some process has this pid (maybe not the one you think: see procfs.ProcessIdentity)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -209,92 +268,84 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_of(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    for item in raw.split(b"\0"):
-        if item.startswith(OWNER_VAR.encode() + b"="):
-            with contextlib.suppress(ValueError):
-                return int(item.split(b"=", 1)[1])
-    return None
-
-
-_TEMP_ROOT = Path(tempfile.gettempdir()) / "rollback-drill"
-
-
-def _owner_by_cwd(pid: int) -> int | None:
-    """nginx rewrites its workers' environment, so the owner mark is lost there; but every
-    child runs in its stack's temp dir, whose name starts with the owner's pid."""
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return None
-    root = str(_TEMP_ROOT) + "/"
-    if not cwd.startswith(root):
-        return None
-    head = cwd[len(root) :].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def owner_of(pid: int) -> int | None:
-    """The harness pid that started this process, by its environment mark or its cwd."""
-    owner = _owner_of(pid)
-    return owner if owner is not None else _owner_by_cwd(pid)
-
-
-def processes_of(owner: int) -> list[int]:
-    """Every live process a harness run (pid `owner`) started, grandchildren included."""
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and owner_of(int(entry.name)) == owner
-    ]
-
-
-@dataclass
-class SweepResult:
-    processes: list[int]
-    temp_dirs: list[Path]
+def processes_of(owner: ProcessIdentity | int) -> list[int]:
+    """Every live process a harness run started, grandchildren and nginx workers included."""
+    return ownership.processes_of(owner)
 
 
 def sweep_orphans() -> SweepResult:
-    """Remove processes and temp dirs left by runs whose harness process no longer exists."""
-    killed: list[int] = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        owner = owner_of(pid)
-        if owner is None or owner == me or _pid_alive(owner):
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    removed: list[Path] = []
-    root = Path(tempfile.gettempdir()) / "rollback-drill"
-    if root.is_dir():
-        for path in root.iterdir():
-            owner_text = path.name.split("-", 1)[0]
-            if owner_text.isdigit() and int(owner_text) != me and not _pid_alive(int(owner_text)):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return SweepResult(killed, removed)
+    """Remove processes and folders left by runs whose harness process no longer exists."""
+    return ownership.sweep()
 
 
 def kill_all() -> None:
     """Last-resort cleanup: every process this run started, then every temp dir."""
-    with _live_lock:
+    locked = _live_lock.acquire(timeout=2)  # an interrupted thread may have left it held
+    try:
         procs = list(_live.values())
+    finally:
+        if locked:
+            _live_lock.release()
     for proc in procs:
         proc.kill()
     for path in list(_temp_dirs):
         remove_temp_dir(path)
+    if not _live and not _temp_dirs:
+        ownership.forget_current()
+
+
+INTERRUPT_GRACE_S = 45.0
+_watchdog = threading.Event()
+
+
+def interrupt_is_unsafe(signum: int) -> bool:
+    """Raising from a signal handler now would leave a lock held for good: the main thread is
+    inside logging's module lock, which Python 3.11 takes with a bare acquire() before its
+    `try` (an interrupt there wedged teardowns here: worker threads then wait on it forever).
+    The signal is then sent again to the main thread a moment later."""
+    lock = getattr(logging, "_lock", None)
+    if lock is None or not lock._is_owned():
+        return False
+    main = threading.main_thread().ident
+    if main is not None:
+        threading.Timer(0.02, signal.pthread_kill, (main, signum)).start()
+    return True
+
+
+def exit_if_stuck(
+    code: int, grace_s: float = INTERRUPT_GRACE_S, before: Callable[[], None] | None = None
+) -> None:
+    """Call when an interrupt (Ctrl-C, SIGTERM) starts unwinding the main thread. Python
+    raises it between any two bytecodes, also between a lock's acquire and the `try` that
+    releases it; the unwinding can then wait forever. If the process has not exited `grace_s`
+    later, print where every thread is, kill everything this run started and exit; the next
+    run sweeps anything else. `before` runs first (pytest uses it to stop capturing output,
+    so the message reaches the terminal)."""
+    if _watchdog.is_set():
+        return
+    _watchdog.set()
+
+    def fire() -> None:
+        time.sleep(grace_s)
+        with contextlib.suppress(Exception):
+            if before is not None:
+                before()
+        message = (
+            f"rollback-drill: teardown still running {grace_s:g} s after the interrupt; "
+            "killing what this run started and exiting. Threads:\n"
+        )
+        os.write(2, message.encode())
+        faulthandler.dump_traceback(file=2, all_threads=True)
+        kill_all()
+        os._exit(code)
+
+    threading.Thread(target=fire, name="interrupt-watchdog", daemon=True).start()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    if interrupt_is_unsafe(signum):
+        return
+    exit_if_stuck(128 + signum)
     raise SystemExit(128 + signum)
 
 

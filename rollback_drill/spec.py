@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,30 +17,44 @@ from pydantic import (
     model_validator,
 )
 
-
-class SpecError(ValueError):
-    """A stack, release or target file is unusable; the message says where and why."""
+from rollback_drill.fields import (
+    CollectionName,
+    ContractArtifact,
+    DatabaseName,
+    Email,
+    EnvVarName,
+    ExistingDir,
+    HealthPath,
+    HttpsUrl,
+    HttpUrl,
+    MongoUri,
+    NonEmptyStr,
+    Port,
+    RedisUrl,
+    unique_severities,
+)
+from rollback_drill.userfiles import SpecError as SpecError  # re-exported: its home for callers
+from rollback_drill.userfiles import read_yaml
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
 Severity = Literal["critical", "high", "medium", "low"]
 
 
 class ServiceSpec(_Model):
     kind: Literal["app", "nginx"]
     port: Port
-    health_path: str = "/health"
+    health_path: HealthPath = "/health"
     tls_port: Port | None = None
-    command: list[str] = Field(default_factory=list)
-    pythonpath: str | None = None
+    command: list[NonEmptyStr] = Field(default_factory=list)
+    pythonpath: ExistingDir | None = None
     uses: list[Literal["mongodb", "redis", "chain"]] = Field(default_factory=list)
     static_root: str | None = None
     config_template: str | None = None
-    server_name: str = "localhost"
+    server_name: NonEmptyStr = "localhost"
     upstreams: dict[str, str] = Field(default_factory=dict)
     images: dict[str, str] = Field(
         default_factory=dict, description="release version -> image reference (docker backend)"
@@ -58,15 +71,26 @@ class ServiceSpec(_Model):
             raise ValueError("an nginx service needs `config_template` and `static_root`")
         return self
 
+    @model_validator(mode="after")
+    def _front_needs_upstreams(self) -> ServiceSpec:
+        missing = [r for r in ("backend", "chatbot") if r not in self.upstreams]
+        if self.kind == "nginx" and missing:
+            raise ValueError(
+                f"an nginx service needs `upstreams` {missing} (the services it proxies to)"
+            )
+        return self
+
 
 def _user_written() -> dict[str, str]:
     return {"sessions": "createdAt", "chat_messages": "createdAt", "did_documents": "anchoredAt"}
 
 
 class MongoSpec(_Model):
-    database: str = "safepsy"
-    integrity_collections: list[str] = Field(default_factory=lambda: ["users", "sessions"])
-    user_written: dict[str, str] = Field(
+    database: DatabaseName = "safepsy"
+    integrity_collections: list[CollectionName] = Field(
+        default_factory=lambda: ["users", "sessions"], min_length=1
+    )
+    user_written: dict[CollectionName, str] = Field(
         default_factory=_user_written,
         description="collections users keep writing to -> their creation-time field: "
         "integrity covers the documents that existed at the baseline",
@@ -85,28 +109,28 @@ class StoresSpec(_Model):
 
 class ChainSpec(_Model):
     chain_id: int = Field(ge=1)
-    contract_artifact: str
+    contract_artifact: ContractArtifact
     image: str | None = None
 
 
 class SeedSpec(_Model):
-    command: list[str]
-    pythonpath: str | None = None
+    command: list[NonEmptyStr] = Field(min_length=1)
+    pythonpath: ExistingDir | None = None
     users: int = Field(default=200, ge=1)
     seed: int = 42
 
 
 class TestAccountSpec(_Model):
-    email: str
-    password_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    email: Email
+    password_env: EnvVarName
 
 
 class TargetAccountSpec(_Model):
     """The verify suite's test account; its password from an env variable or a file (0600)."""
 
-    email: str
-    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    password_file: str | None = None
+    email: Email
+    password_env: EnvVarName | None = None
+    password_file: NonEmptyStr | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TargetAccountSpec:
@@ -252,9 +276,9 @@ class DefectSpec(_Model):
 
 
 class ReleaseSpec(_Model):
-    version: str
-    previous: str | None = None
-    contract_version: str
+    version: NonEmptyStr
+    previous: NonEmptyStr | None = None
+    contract_version: NonEmptyStr
     notes: str = ""
     defect: DefectSpec | None = None
     services: dict[str, ServiceRelease]
@@ -284,12 +308,28 @@ class StackSpec(_Model):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _services_the_harness_reaches(self) -> StackSpec:
+        apps = [n for n, s in self.services.items() if s.kind == "app"]
+        missing = [n for n in ("backend", "ai-chatbot") if n not in apps]
+        if missing or not any(s.kind == "nginx" for s in self.services.values()):
+            raise ValueError(
+                f"services: expected app services `backend` and `ai-chatbot` and one nginx "
+                f"front (the harness reaches them by these names); missing {missing or 'nginx'}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _every_severity_decided(self) -> StackSpec:
+        unique_severities(self.decision_matrix, get_args(Severity))
+        return self
+
 
 class TargetServices(_Model):
-    backend: str
-    ai_chatbot: str = Field(alias="ai-chatbot")
-    frontend: str
-    frontend_tls: str | None = None
+    backend: HttpUrl
+    ai_chatbot: HttpUrl = Field(alias="ai-chatbot")
+    frontend: HttpUrl
+    frontend_tls: HttpsUrl | None = None
 
 
 class TargetTLS(_Model):
@@ -298,8 +338,8 @@ class TargetTLS(_Model):
 
 
 class IntegritySpec(_Model):
-    baseline: str
-    collections: list[str] = Field(default_factory=lambda: ["users"])
+    baseline: NonEmptyStr
+    collections: list[CollectionName] = Field(default_factory=lambda: ["users"], min_length=1)
 
 
 class TargetSpec(_Model):
@@ -307,15 +347,15 @@ class TargetSpec(_Model):
 
     name: str = "target"
     services: TargetServices
-    mongodb_uri_env: str | None = None
-    mongodb_uri: str | None = None
-    mongodb_database: str = "safepsy"
-    redis_url_env: str | None = None
-    redis_url: str | None = None
-    rpc_url: str | None = None
+    mongodb_uri_env: EnvVarName | None = None
+    mongodb_uri: MongoUri | None = None
+    mongodb_database: DatabaseName = "safepsy"
+    redis_url_env: EnvVarName | None = None
+    redis_url: RedisUrl | None = None
+    rpc_url: HttpUrl | None = None
     registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
-    chain_id: int | None = None
-    contract_artifact: str | None = None
+    chain_id: int | None = Field(default=None, ge=1)
+    contract_artifact: ContractArtifact | None = None
     test_account: TargetAccountSpec
     test_did: str | None = None
     tls: TargetTLS = Field(default_factory=TargetTLS)
@@ -327,29 +367,15 @@ class TargetSpec(_Model):
     def _one_source_each(self) -> TargetSpec:
         if not (self.mongodb_uri or self.mongodb_uri_env):
             raise ValueError(
-                "give `mongodb_uri_env` (preferred: URIs carry passwords) or `mongodb_uri`"
+                "mongodb_uri_env: give `mongodb_uri_env` (preferred: URIs carry passwords) "
+                "or `mongodb_uri`"
             )
         if not (self.redis_url or self.redis_url_env):
-            raise ValueError("give `redis_url_env` (preferred) or `redis_url`")
+            raise ValueError("redis_url_env: give `redis_url_env` (preferred) or `redis_url`")
         return self
 
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
 def _describe(errors: ValidationError, path: Path) -> str:
@@ -357,21 +383,92 @@ def _describe(errors: ValidationError, path: Path) -> str:
     for err in errors.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f", got {got!r}"
+        text = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        shown = "" if isinstance(got, dict | list) or got is None else f", got {text}"
         message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across fields: its message starts with the field it names
+            lines.append(f"  {message}")
+            continue
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 
 
 def load_model(model: type[M], path: Path) -> M:
     """Parse one YAML file into `model`, or raise SpecError naming file, field and expectation."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"base": path.resolve().parent})
     except ValidationError as exc:
         raise SpecError(_describe(exc, path)) from None
+
+
+def _load_releases(path: Path, spec: StackSpec, files: dict[str, Path]) -> dict[str, ReleaseSpec]:
+    """The release files a stack file lists: each valid, one file per version, services known,
+    patches present, and every `previous` chain ending (no loop) at a listed release. Fills
+    `files` with each version's release file."""
+    releases: dict[str, ReleaseSpec] = {}
+    for index, rel in enumerate(spec.releases):
+        file = path.parent / rel
+        if file.resolve() in [f.resolve() for f in files.values()]:
+            raise SpecError(
+                f"{path}: releases.{index}: {rel!r} is listed twice; expected each release "
+                "file once"
+            )
+        if not file.is_file():
+            raise SpecError(
+                f"{path}: releases.{index}: expected an existing release file, {rel!r} not found"
+            )
+        release = load_model(ReleaseSpec, file)
+        unknown = set(release.services) - set(spec.services)
+        if unknown:
+            raise SpecError(
+                f"{file}: services: unknown service(s) {sorted(unknown)}, "
+                f"expected names from {path.name}: {sorted(spec.services)}"
+            )
+        if release.version in releases:
+            raise SpecError(
+                f"{file}: version: {release.version!r} is also the version in "
+                f"{files[release.version]}; expected one release file per version"
+            )
+        _check_release_parts(file, release, spec)
+        releases[release.version] = release
+        files[release.version] = file.resolve()
+    for version, release in releases.items():
+        if release.previous is not None and release.previous not in releases:
+            raise SpecError(
+                f"{files[version]}: previous: {release.previous!r} is not one of the "
+                f"releases {path.name} lists {sorted(releases)}"
+            )
+        chain, at = [version], release.previous
+        while at is not None:
+            if at in chain:
+                loop = " -> ".join([*chain[chain.index(at) :], at])
+                raise SpecError(
+                    f"{files[version]}: previous: {loop} forms a loop; expected a chain of "
+                    "previous releases ending at one with `previous: null`"
+                )
+            chain.append(at)
+            at = releases[at].previous
+    return releases
+
+
+def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> None:
+    for name, svc_release in release.services.items():
+        for n, patch in enumerate(svc_release.patches):
+            if not (file.parent / patch).is_file():
+                raise SpecError(
+                    f"{file}: services.{name}.patches.{n}: expected an existing patch file "
+                    f"(relative to the release file), {patch!r} not found"
+                )
+    if release.defect is not None:
+        strays = set(release.defect.services) - set(spec.services)
+        if strays:
+            raise SpecError(
+                f"{file}: defect.services: unknown service(s) {sorted(strays)}, expected "
+                f"names from {sorted(spec.services)}"
+            )
 
 
 class LoadedStack:
@@ -381,39 +478,10 @@ class LoadedStack:
         self.path = path.resolve()
         self.root = self.path.parent
         self.spec = load_model(StackSpec, self.path)
-        self.releases: dict[str, ReleaseSpec] = {}
         self.release_files: dict[str, Path] = {}
-        for rel in self.spec.releases:
-            release = load_model(ReleaseSpec, self.root / rel)
-            unknown = set(release.services) - set(self.spec.services)
-            if unknown:
-                raise SpecError(
-                    f"{self.root / rel}: services: unknown service(s) {sorted(unknown)}, "
-                    f"expected names from {self.path.name}: {sorted(self.spec.services)}"
-                )
-            for name, svc_release in release.services.items():
-                for n, patch in enumerate(svc_release.patches):
-                    if not ((self.root / rel).parent / patch).is_file():
-                        raise SpecError(
-                            f"{self.root / rel}: services.{name}.patches.{n}: expected an "
-                            f"existing patch file (relative to the release file), "
-                            f"{patch!r} not found"
-                        )
-            if release.defect is not None:
-                strays = set(release.defect.services) - set(self.spec.services)
-                if strays:
-                    raise SpecError(
-                        f"{self.root / rel}: defect.services: unknown service(s) "
-                        f"{sorted(strays)}, expected names from {sorted(self.spec.services)}"
-                    )
-            self.releases[release.version] = release
-            self.release_files[release.version] = (self.root / rel).resolve()
-        for version, release in self.releases.items():
-            if release.previous is not None and release.previous not in self.releases:
-                raise SpecError(
-                    f"{self.root}: release {version}: previous: {release.previous!r} is not one "
-                    f"of the listed releases {sorted(self.releases)}"
-                )
+        self.releases: dict[str, ReleaseSpec] = _load_releases(
+            self.path, self.spec, self.release_files
+        )
         self._check_files()
 
     def _check_files(self) -> None:

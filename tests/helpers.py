@@ -15,6 +15,33 @@ import yaml
 from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
 
+REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/DIDRegistry.json"
+
+
+def reference_target_doc() -> dict[str, object]:
+    """A valid target file's content, shaped like the one `rollback-drill up` writes."""
+    return {
+        "name": "reference",
+        "services": {
+            "backend": "http://127.0.0.1:3000",
+            "ai-chatbot": "http://127.0.0.1:3001",
+            "frontend": "http://127.0.0.1:8080",
+            "frontend_tls": "https://localhost:8443",
+        },
+        "mongodb_uri": "mongodb://127.0.0.1:27017/?directConnection=true",
+        "mongodb_database": "safepsy",
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "rpc_url": "http://127.0.0.1:8545",
+        "registry_address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "chain_id": 80002,
+        "contract_artifact": str(REFERENCE_ARTIFACT),
+        "test_account": {"email": "test@safepsy.com", "password_env": "SAFEPSY_TEST_PASSWORD"},
+        "tls": {"server_name": "safepsy.local"},
+        "integrity": {"baseline": "baseline.json", "collections": ["users", "did_documents"]},
+        "thresholds": {"response_time_warning_s": 2.0},
+        "read_only": True,
+    }
+
 
 @contextmanager
 def user_deleted(mongodb_uri: str, database: str = "safepsy") -> Iterator[None]:

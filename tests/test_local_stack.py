@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from rollback_drill import proc
-from rollback_drill.spec import LoadedStack
+from rollback_drill.procfs import ProcessIdentity
+from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
@@ -23,9 +24,24 @@ from tests.helpers import run_verify_suite
 
 
 def _owned_processes(owner: int) -> list[int]:
-    """Processes started by harness `owner`, found by owner mark or by their cwd (nginx
+    """Processes started by harness `owner`, found by owner mark or by the group record (nginx
     workers lose the mark: nginx rewrites its workers' environment)."""
     return proc.processes_of(owner)
+
+
+def test_a_command_missing_on_this_machine_is_named_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "safepsy"
+    shutil.copytree(
+        PROJECT_ROOT / "fixtures" / "safepsy",
+        dest,
+        ignore=shutil.ignore_patterns("__pycache__", "node_modules"),
+    )
+    stack = dest / "stack.yaml"
+    stack.write_text(stack.read_text().replace("[python, -m, safepsy_app.chatbot]", "[chatbotd]"))
+    with pytest.raises(SpecError, match=r"services\.ai-chatbot\.command: 'chatbotd' is not an"):
+        LocalStack(load_stack(stack))
 
 
 def test_local_stack_implements_the_protocol(local_stack: LocalStack) -> None:
@@ -198,6 +214,5 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
             [*cli, "down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60
         )
     assert down.returncode == 0, down.stderr
-    assert not proc._pid_alive(int(state["pid"]))
-    time.sleep(0.2)
+    assert ProcessIdentity.of(int(state["pid"])) is None  # gone (a zombie until init reaps it)
     assert _owned_processes(int(state["pid"])) == []

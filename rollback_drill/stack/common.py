@@ -464,7 +464,9 @@ class SeedTarget:
 def start_seed(
     loaded: LoadedStack, where: SeedTarget, password: Secret, log: Path, users: int | None = None
 ) -> subprocess.Popen[bytes]:
-    """Run the stack file's seed command; the test account's password goes by environment."""
+    """Run the stack file's seed command; the test account's password goes by environment,
+    so the seed is started like every server (own group, dies with this thread, owner mark):
+    a killed harness must not leave a process holding the password."""
     spec = loaded.spec
     seed = spec.seed
     argv = [sys.executable if a == "python" else a for a in seed.command] + [
@@ -478,12 +480,12 @@ def start_seed(
     ]  # fmt: skip
     env = dict(os.environ)
     env[spec.test_account.password_env] = password.reveal()
-    env[proc.OWNER_VAR] = str(os.getpid())
     if seed.pythonpath:
         env["PYTHONPATH"] = str(loaded.resolve(seed.pythonpath))
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        seeding, _ = proc.popen_owned(argv, env, out)
+    return seeding
 
 
 def finish_seed(seeding: subprocess.Popen[bytes], log: Path, timeout_s: float = 600) -> None:

@@ -138,19 +138,22 @@ def sweep_containers(all_runs: bool = False) -> list[str]:
                 owners[owner] = not proc._pid_alive(int(owner))
             return owners[owner]
 
-        for container in client.containers.list(all=True, filters={"label": LABEL_RUN}):
-            if orphaned(container.labels):
-                with contextlib.suppress(NotFound, APIError):
-                    container.remove(force=True, v=True)
-                    removed.append(container.name)
+        def remove(found: dict[str, Any]) -> None:
+            with contextlib.suppress(NotFound, APIError):
+                client.api.remove_container(found["Id"], force=True, v=True)
+                removed.append(str((found.get("Names") or ["?"])[0]).lstrip("/"))
+
+        # the low-level list: labels come with it, so a container removed meanwhile (another
+        # run's teardown) is no error, where containers.list() inspects each one again
+        for found in client.api.containers(all=True, filters={"label": LABEL_RUN}):
+            if orphaned(found.get("Labels") or {}):
+                remove(found)
         compose = "com.docker.compose.project"
-        for container in client.containers.list(all=True, filters={"label": compose}):
-            project = container.labels.get(compose, "")
+        for found in client.api.containers(all=True, filters={"label": compose}):
+            project = (found.get("Labels") or {}).get(compose, "")
             owner = _compose_owner(project)
             if project.startswith("rollback-drill-") and orphaned({LABEL_OWNER: owner}):
-                with contextlib.suppress(NotFound, APIError):
-                    container.remove(force=True, v=True)
-                    removed.append(container.name)
+                remove(found)
         for network in client.networks.list():
             labels = network.attrs.get("Labels") or {}
             project = labels.get(compose, "")

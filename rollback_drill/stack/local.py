@@ -10,6 +10,7 @@ readiness is awaited in parallel.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollback_drill import proc, releases
-from rollback_drill.spec import LoadedStack
+from rollback_drill.spec import LoadedStack, SpecError
 from rollback_drill.stack.base import ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.tools import find_tool
@@ -33,6 +34,7 @@ class LocalStack(StackBase):
     def __init__(
         self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
     ) -> None:
+        _check_commands(loaded)
         proc.sweep_orphans()
         super().__init__(loaded, workdir, seed_users)
         self._procs: dict[str, proc.ManagedProcess] = {}
@@ -243,6 +245,21 @@ class LocalStack(StackBase):
         except subprocess.TimeoutExpired:
             return 124, f"{tool} did not finish within {timeout_s} s"
         return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+def _check_commands(loaded: LoadedStack) -> None:
+    """This backend runs the stack file's commands on this machine: each must be there (the
+    docker backend does not need them, so the stack file alone cannot say)."""
+    wanted = {f"services.{n}.command": s.command for n, s in loaded.spec.services.items()}
+    wanted["seed.command"] = loaded.spec.seed.command
+    for field, command in wanted.items():
+        program = command[0] if command else "python"
+        if program == "python" or shutil.which(program) or (loaded.root / program).is_file():
+            continue
+        raise SpecError(
+            f"{loaded.path}: {field}: {program!r} is not an executable on PATH (the local "
+            "backend runs it on this machine)"
+        )
 
 
 def _group_pids(pgid: int) -> list[int]:

@@ -94,7 +94,7 @@ class Fingerprint:
     def load(cls, path: Path) -> Fingerprint:
         try:
             return cls.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ArchiveError(
                 f"{path}: not a fingerprint file (expected JSON with database and "
                 f"collections.<name>.count/sha256): {exc}"
