@@ -52,8 +52,28 @@ def read_text(path: Path, what: str = "a UTF-8 text file") -> str:
         ) from None
 
 
+MAX_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping."""
+    """SafeLoader that refuses a key given twice in one mapping, and nesting deeper than any
+    file people write (counted while composing, so it never depends on the interpreter's
+    recursion limit)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Node] = {}
@@ -111,8 +131,10 @@ def read_yaml(path: Path) -> Any:
         context = getattr(exc, "context", None)
         more = f" ({context})" if isinstance(exc, ConstructorError) and context else ""
         raise SpecError(f"{path}:{where} not valid YAML: {problem}{more}") from None
-    except RecursionError:
-        raise SpecError(f"{path}: nested too deeply to be a YAML file people write") from None
+    except (RecursionError, _TooDeep):
+        raise SpecError(
+            f"{path}: nested too deeply to be a YAML file people write (over {MAX_DEPTH} levels)"
+        ) from None
     try:
         _count_nodes(data)
     except OverflowError:
