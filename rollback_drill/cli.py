@@ -123,18 +123,15 @@ def cmd_certify(ns: argparse.Namespace) -> int:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    args = [
-        str(PROJECT_ROOT / "verifications"),
-        "-m",
-        "verify",
-        "--target",
-        str(ns.target),
-        "-p",
-        "no:cacheprovider",
-    ]
-    if ns.alluredir:
-        args += ["--alluredir", str(ns.alluredir)]
-    return _pytest(args + ns.pytest_args)
+    from rollback_drill import verify_command
+
+    if ns.dry_run:
+        argv = verify_command.pytest_argv(
+            ns.target, ns.alluredir, ns.save_performance, ns.pytest_args
+        )
+        print("pytest " + " ".join(argv))
+        return 0
+    return verify_command.verify(ns.target, ns.alluredir, ns.save_performance, ns.pytest_args)
 
 
 def _state_path(directory: Path) -> Path:
@@ -251,17 +248,9 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(ns: argparse.Namespace) -> int:
-    from rollback_drill.stores import mongo
-    from rollback_drill.target import target_from_file
+    from rollback_drill import verify_command
 
-    target = target_from_file(ns.target)
-    collections = ns.collections or list(target.integrity_collections)
-    print_ = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, collections)
-    print_.save(ns.output)
-    for name, entry in print_.collections.items():
-        print(f"{name}: {entry.count} documents, sha256 {entry.sha256[:16]}...")
-    print(f"baseline written to {ns.output}")
-    return 0
+    return verify_command.fingerprint(ns.target, ns.output, ns.collections)
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
@@ -341,10 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     cert.set_defaults(func=cmd_certify)
 
-    verify = sub.add_parser("verify", help="verify a live environment read-only")
-    verify.add_argument("--target", type=Path, required=True)
-    verify.add_argument("--alluredir", type=Path)
-    verify.add_argument("pytest_args", nargs="*")
+    verify = sub.add_parser(
+        "verify",
+        help="verify a live environment after a rollback (exit 0 verified, 1 not recovered, "
+        "4 target-file error, 6 not verified, 7 target unreachable)",
+        description="Run the verify suite against a target file. Options it does not know "
+        "(-q, -k EXPR, -x ...) go to pytest.",
+    )
+    verify.add_argument("--target", type=Path, required=True, help="the target file")
+    verify.add_argument("--alluredir", type=Path, help="also write Allure results here")
+    verify.add_argument(
+        "--save-performance",
+        type=Path,
+        metavar="FILE",
+        help="when green, write each flow's p95 to FILE (a target's performance_baseline)",
+    )
+    verify.add_argument(
+        "--dry-run", action="store_true", help="print the pytest command line and exit"
+    )
+    verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     verify.set_defaults(func=cmd_verify)
 
     up = sub.add_parser("up", help="start the reference stack and write its target file")
@@ -369,9 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     fp = sub.add_parser(
         "fingerprint", help="take an integrity baseline of a target before a change"
     )
-    fp.add_argument("--target", type=Path, required=True)
-    fp.add_argument("-o", "--output", type=Path, default=Path("baseline.json"))
-    fp.add_argument("--collections", nargs="*")
+    fp.add_argument("--target", type=Path, required=True, help="the target file")
+    fp.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write it (default: the target's integrity.baseline, beside the file)",
+    )
+    fp.add_argument(
+        "--collections",
+        nargs="*",
+        help="collections to fingerprint (default: the target's integrity.collections)",
+    )
     fp.set_defaults(func=cmd_fingerprint)
 
     doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
@@ -381,7 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if ns.command != "verify":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        ns.pytest_args = [*unknown, *ns.pytest_args]  # `verify --target X -q`: -q is pytest's
     try:
         return int(ns.func(ns))
     except SpecError as exc:

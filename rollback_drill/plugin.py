@@ -8,16 +8,20 @@ import re
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rollback_drill import proc, record
-from rollback_drill.drill import DrillOutcome
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
-from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
-from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
+    from rollback_drill.drill import DrillOutcome
+    from rollback_drill.stack.base import Stack
+
+pytest_plugins = ["rollback_drill.verify_plugin"]  # --target, the verify suite's fixtures
 
 MARKERS = {
     "drill": "a rollback drill: spins up a stack, breaks it, rolls it back, verifies",
@@ -33,7 +37,7 @@ MARKERS = {
     "automation": "runbook: Rollback Automation (auto-rollback.sh)",
 }
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
-outcomes_key = pytest.StashKey[list[DrillOutcome]]()
+outcomes_key = pytest.StashKey["list[DrillOutcome]"]()
 entries_key = pytest.StashKey[list[record.DrillEntry]]()
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
@@ -57,9 +61,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="bring this docker-compose file up for the session (compose v1) before verifying",
     )
     group.addoption("--compose-project", default=None, help="compose project name")
-    group.addoption(
-        "--target", default=None, help="target file of a live environment for -m verify"
-    )
     group.addoption(
         "--from-release", default=None, help="the release to roll back from (default: newest)"
     )
@@ -99,13 +100,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [
+    return [
         f"rollback-drill: stack {config.getoption('--stack-file') or DEFAULT_STACK}, "
         f"backend {config.getoption('--stack-backend')}"
     ]
-    if config.getoption("--target"):
-        lines.append(f"rollback-drill: verify target {config.getoption('--target')} (read-only)")
-    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -242,17 +240,6 @@ def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
         yield services
 
 
-@pytest.fixture(scope="session")
-def verify_target(pytestconfig: pytest.Config, compose_services: object | None) -> Target:
-    path = pytestconfig.getoption("--target")
-    if not path:
-        pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")
-    try:
-        return target_from_file(Path(path))
-    except SpecError as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
@@ -278,6 +265,8 @@ def pytest_terminal_summary(
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Sweep what an earlier, killed run left behind before starting anything new."""
+    if session.config.getoption("--target"):
+        return  # a verify run starts nothing, and must not spend its budget on a docker sweep
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
         if docker_available():

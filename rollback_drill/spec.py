@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 
 class SpecError(ValueError):
@@ -149,11 +156,26 @@ class StackSpec(_Model):
         return self
 
 
+def _url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    """Local and small on purpose (the stack-file helper owns the shared URL types)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest.strip("/"):
+        raise ValueError(f"expected {' or '.join(s + '://' for s in schemes)}{what}, got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(lambda v: _url(v, ("http", "https"), "HOST[:PORT]"))]
+HttpsUrl = Annotated[str, AfterValidator(lambda v: _url(v, ("https",), "HOST[:PORT] (TLS)"))]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+SERVICE_NAMES = ("backend", "ai-chatbot", "frontend")
+
+
 class TargetServices(_Model):
-    backend: str
-    ai_chatbot: str = Field(alias="ai-chatbot")
-    frontend: str
-    frontend_tls: str | None = None
+    backend: HttpUrl
+    ai_chatbot: HttpUrl = Field(alias="ai-chatbot")
+    frontend: HttpUrl
+    frontend_tls: HttpsUrl | None = None
 
 
 class TargetTLS(_Model):
@@ -162,30 +184,88 @@ class TargetTLS(_Model):
 
 
 class IntegritySpec(_Model):
+    """Which collections a baseline protects, and which of them users write to."""
+
     baseline: str
-    collections: list[str] = Field(default_factory=lambda: ["users"])
+    collections: list[str] = Field(default_factory=lambda: ["users"], min_length=1)
+    written_by_users: list[str] = Field(
+        default_factory=list,
+        description="collections live traffic (and the verify run's own login and chat probe) "
+        "adds documents to: baseline documents must survive unchanged, new ones are counted",
+    )
+
+
+class ExpectedSpec(_Model):
+    """What the rollback must have produced ("Verify rollback success")."""
+
+    releases: dict[Literal["backend", "ai-chatbot", "frontend"], str] = Field(default_factory=dict)
+    contract_version: str | None = None
+    registry_owner: Address | None = None
+
+    @model_validator(mode="after")
+    def _every_service(self) -> ExpectedSpec:
+        missing = [name for name in SERVICE_NAMES if name not in self.releases]
+        if self.releases and missing:
+            raise ValueError(f"releases: give a release for every service, missing {missing}")
+        return self
+
+
+class LogAccessSpec(_Model):
+    """Where verify may read service logs: files on this machine, or docker containers."""
+
+    files: dict[str, list[str]] = Field(default_factory=dict)
+    docker: dict[str, str] = Field(default_factory=dict)
+
+
+class StatsAccessSpec(_Model):
+    """Where verify may read resource usage: docker containers, or (same machine) the
+    processes listening on the target's own ports."""
+
+    docker: dict[str, str] = Field(default_factory=dict)
+    local: bool = False
+
+
+class AccessSpec(_Model):
+    logs: LogAccessSpec | None = None
+    stats: StatsAccessSpec | None = None
+
+
+class SamplingSpec(_Model):
+    """How hard each flow is sampled: enough requests to bound its error rate below the
+    runbook's threshold at this confidence when none fails."""
+
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    workers: int = Field(default=3, ge=1, le=32)
 
 
 class TargetSpec(_Model):
-    """A live environment to verify: where it is, and how to reach it read-only."""
+    """A live environment to verify: where it is, how to reach it, what it must be running."""
 
     name: str = "target"
     services: TargetServices
-    mongodb_uri_env: str | None = None
+    mongodb_uri_env: EnvName | None = None
     mongodb_uri: str | None = None
-    mongodb_database: str = "safepsy"
-    redis_url_env: str | None = None
+    mongodb_database: str = Field(default="safepsy", min_length=1)
+    redis_url_env: EnvName | None = None
     redis_url: str | None = None
-    rpc_url: str | None = None
-    registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
-    chain_id: int | None = None
+    rpc_url: HttpUrl | None = None
+    registry_address: Address | None = None
+    chain_id: int | None = Field(default=None, ge=1)
     contract_artifact: str | None = None
     test_account: TargetAccountSpec
     test_did: str | None = None
     tls: TargetTLS = Field(default_factory=TargetTLS)
     integrity: IntegritySpec | None = None
+    expected: ExpectedSpec = Field(default_factory=ExpectedSpec)
+    access: AccessSpec = Field(default_factory=AccessSpec)
+    performance_baseline: str | None = None
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    read_only: bool = True
+    deadline_s: float = Field(default=20.0, gt=0, description="the whole verify run's bound")
+    read_only: bool = Field(
+        default=False,
+        description="true forbids the chat probe's write: the chat flow is then not verified",
+    )
 
     @model_validator(mode="after")
     def _one_source_each(self) -> TargetSpec:
@@ -195,6 +275,12 @@ class TargetSpec(_Model):
             )
         if not (self.redis_url or self.redis_url_env):
             raise ValueError("give `redis_url_env` (preferred) or `redis_url`")
+        if self.integrity:
+            stray = sorted(set(self.integrity.written_by_users) - set(self.integrity.collections))
+            if stray:
+                raise ValueError(
+                    f"integrity.written_by_users: {stray} are not in integrity.collections"
+                )
         return self
 
 

@@ -23,6 +23,7 @@ from typing import Self
 import httpx
 
 from rollback_drill import chain, proc, tls
+from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack, ServiceSpec
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
@@ -196,7 +197,14 @@ class StackBase(ABC):
         return self._ports[service]
 
     def target(self) -> Target:
+        """How checks reach this stack, and what it must be running now: each service's
+        release, the contract version of the backend's release, the registry and its owner."""
         front = self._front()
+        releases = {
+            name: self._releases[name] for name in self.app_services() if name in self._releases
+        }
+        backend_release = releases.get("backend")
+        logs, stats = self._access()
         return Target(
             name=f"{self.spec.name} ({self.backend_name})",
             backend_url=self.url("backend"),
@@ -218,7 +226,19 @@ class StackBase(ABC):
             integrity_collections=tuple(self.spec.stores.mongodb.integrity_collections),
             thresholds=self.spec.thresholds,
             read_only=False,
+            expected_releases=releases,
+            expected_contract_version=(
+                self.loaded.release(backend_release).contract_version if backend_release else None
+            ),
+            expected_owner=self.operator_address,
+            logs=logs,
+            stats=stats,
         )
+
+    def _access(self) -> tuple[LogSource, StatsSource]:
+        """How verify reads this stack's logs and resource usage: through the Stack protocol
+        (a backend with a cheaper, file-describable way overrides this)."""
+        return StackLogs(self.logs, tuple(self.app_services())), StackStats(self.stats)
 
     # -- life cycle -----------------------------------------------------------------------------
     def up(self, release: str) -> None:

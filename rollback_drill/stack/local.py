@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollback_drill import proc
+from rollback_drill.access import FileLogs, LocalStats, LogSource, StatsSource
 from rollback_drill.spec import LoadedStack
-from rollback_drill.stack.base import ResourceUsage, StackError
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.tools import find_tool
 
@@ -153,17 +154,27 @@ class LocalStack(StackBase):
         process = self._procs.get(service)
         return process is not None and process.alive()
 
-    def logs(self, service: str) -> str:
-        parts = []
-        path = self._log(service)
-        if path.exists():
-            parts.append(path.read_text(errors="replace"))
+    def log_files(self, service: str) -> list[Path]:
+        """Where a service logs: its output, and nginx's own access and error logs."""
+        files = [self._log(service)]
         if service in self.spec.services and self._service(service).kind == "nginx":
-            for name in ("access.log", "error.log"):
-                extra = self._workdir / "run" / service / name
-                if extra.exists():
-                    parts.append(f"--- {name}\n" + extra.read_text(errors="replace"))
+            files += [self._workdir / "run" / service / n for n in ("access.log", "error.log")]
+        return files
+
+    def logs(self, service: str) -> str:
+        main, *extra = self.log_files(service)
+        parts = [main.read_text(errors="replace")] if main.exists() else []
+        for path in extra:
+            if path.exists():
+                parts.append(f"--- {path.name}\n" + path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def _access(self) -> tuple[LogSource, StatsSource]:
+        """Verify reads these logs as files and finds these processes by their ports, the same
+        way it does for the target file `rollback-drill up` writes."""
+        names = self.app_services()
+        ports = {name: self._ports[name] for name in [*names, *DATA_SERVICES, "chain"]}
+        return FileLogs({n: tuple(self.log_files(n)) for n in names}), LocalStats(ports)
 
     def stats(self) -> dict[str, ResourceUsage]:
         """CPU over a 0.25 s window and resident memory of each service's process group."""

@@ -1,0 +1,99 @@
+"""`rollback-drill verify` and `rollback-drill fingerprint`: the CLI's side of the verify
+suite. `verify` runs the suite through pytest in this process (pytest options pass through),
+loading only the plugins it needs; `fingerprint` takes the integrity baseline before a change.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rollback_drill.spec import SpecError, load_target
+from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.verification import ExitCode
+
+SUITE = PROJECT_ROOT / "verifications"
+
+
+def pytest_argv(
+    target: Path,
+    alluredir: Path | None = None,
+    save_performance: Path | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The pytest command line behind `rollback-drill verify` (printed by --dry-run)."""
+    args = [
+        str(SUITE), "-m", "verify", f"--target={target}", "-p", "no:cacheprovider",
+        # only what a verify run needs: third-party plugins cost a tenth of a second to load
+        "--disable-plugin-autoload", "-p", "rollback_drill.plugin",
+    ]  # fmt: skip
+    if alluredir is not None:
+        args += ["-p", "allure_pytest.plugin", "--alluredir", str(alluredir)]
+    if save_performance is not None:
+        args += ["--save-performance", str(save_performance)]
+    return args + list(extra)
+
+
+def verify(
+    target: Path,
+    alluredir: Path | None = None,
+    save_performance: Path | None = None,
+    extra: Sequence[str] = (),
+) -> int:
+    """Exit status: see verification.ExitCode (pytest's own codes pass through)."""
+    if not any(a.startswith(("-k", "--deselect", "-m")) or "::" in a for a in extra):
+        from rollback_drill.verification import start_early
+
+        start_early(target)  # the checks run while pytest starts (see verification.EarlyRun)
+    import pytest
+
+    return int(pytest.main(pytest_argv(target, alluredir, save_performance, extra)))
+
+
+def fingerprint(target_path: Path, output: Path | None, collections: list[str] | None) -> int:
+    """Write the integrity baseline; refuse one that would protect nothing."""
+    from pymongo.errors import PyMongoError
+
+    from rollback_drill.secrets import public_url
+    from rollback_drill.stores import mongo
+    from rollback_drill.target import mongodb_of
+
+    spec = load_target(target_path)
+    uri = mongodb_of(target_path, spec)
+    names = collections or (list(spec.integrity.collections) if spec.integrity else ["users"])
+    if output is None:
+        base = spec.integrity.baseline if spec.integrity else "baseline.json"
+        output = target_path.resolve().parent / base
+    try:
+        taken = mongo.fingerprint(
+            uri.reveal(), spec.mongodb_database, names, spec.thresholds.request_timeout_s
+        )
+    except PyMongoError as exc:
+        first = str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
+        print(
+            f"rollback-drill: {target_path}: cannot read MongoDB at "
+            f"{public_url(uri.reveal())} ({spec.mongodb_database}): {first}",
+            file=sys.stderr,
+        )
+        return int(ExitCode.UNREACHABLE)
+    refused = taken.empty_collections()
+    if refused:
+        print(
+            f"rollback-drill: {target_path}: integrity.collections: refusing a baseline of "
+            f"{', '.join(refused)} in {spec.mongodb_database} - it would prove nothing; name "
+            "collections that hold data (or take the baseline once they do)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.TARGET_FILE_ERROR)
+    taken.save(output)
+    for name, entry in taken.collections.items():
+        indexes = ", ".join(i.name for i in entry.indexes)
+        print(
+            f"{name}: {entry.count} documents, indexes [{indexes}], sha256 {entry.sha256[:16]}..."
+        )
+    print(f"baseline written to {output}")
+    return 0
+
+
+__all__ = ["SpecError", "fingerprint", "pytest_argv", "verify"]
