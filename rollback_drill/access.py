@@ -226,8 +226,11 @@ def _loopback_ports(spec: TargetSpec) -> dict[str, int]:
 
 
 def _docker_each(containers: Mapping[str, str], read: Callable[[Any], Any]) -> dict[str, Any]:
-    import docker
-    from docker.errors import DockerException, NotFound
+    from rollback_drill.checks import lazy
+
+    with lazy.imports():
+        import docker
+        from docker.errors import DockerException, NotFound
 
     try:
         client = docker.from_env(timeout=5)

@@ -7,6 +7,7 @@ its immutable slot - with the expected version and owner, not paused.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -129,6 +130,31 @@ def _connectivity(target: Target) -> CheckResult:
     return CheckResult("connectivity.chain", ok, summary, {"chain_id": chain_id, "block": block})
 
 
+def _filled_owner(artifact: bytes, deployed: bytes) -> bytes:
+    """The address the deployer filled into the first immutable slot (the owner)."""
+    slots = immutable_slots(RuntimeCode.split(artifact).body)
+    word = RuntimeCode.split(deployed).body[slots[0] : slots[0] + 32] if slots else b""
+    return word[12:] if len(word) == 32 and word[:12] == bytes(12) else b""
+
+
+def _views(target: Target, address: str) -> tuple[dict[str, Any], list[str]]:
+    """version, owner and paused from the contract; a call that fails is a problem."""
+    found: dict[str, Any] = {}
+    problems = []
+    reads: dict[str, Callable[[bytes], Any]] = {
+        "version": lambda data: decode_string(data),
+        "owner": lambda data: "0x" + data[12:32].hex(),
+        "paused": lambda data: int.from_bytes(data[:32], "big") != 0,
+    }
+    for name, decode in reads.items():
+        try:
+            found[name] = decode(call(target, address, f"{name}()"))
+        except (RpcError, ValueError, UnicodeDecodeError) as exc:
+            found[name] = None
+            problems.append(f"{name}() does not answer ({exc})")
+    return found, problems
+
+
 def _registry(target: Target) -> CheckResult:
     address = target.registry_address
     if not target.rpc_url or not address or target.contract_artifact is None:
@@ -138,28 +164,31 @@ def _registry(target: Target) -> CheckResult:
         return CheckResult(
             "chain.registry", False, f"no contract code at {address}", {"registry": address}
         )
-    version = decode_string(call(target, address, "version()"))
-    owner_word = call(target, address, "owner()")[:32]
-    paused = int.from_bytes(call(target, address, "paused()")[:32], "big") != 0
-    owner = "0x" + owner_word[12:].hex()
-    same_code, code_evidence = compare_code(
-        runtime_of(target.contract_artifact), code, owner_word[12:]
-    )
+    artifact = runtime_of(target.contract_artifact)
+    filled = _filled_owner(artifact, code)
+    same_code, code_evidence = compare_code(artifact, code, filled)
     problems = []
     if not same_code:
         problems.append(f"the code at {address} is not {target.contract_artifact.name}'s runtime")
-    if target.expected_contract_version and version != target.expected_contract_version:
-        problems.append(f"registry version {version}, expected {target.expected_contract_version}")
-    if target.expected_owner and owner.lower() != target.expected_owner.lower():
+    views, failed_calls = _views(target, address)
+    problems += failed_calls
+    version, owner = views["version"], views["owner"]
+    if owner is not None and filled and owner != "0x" + filled.hex():
+        problems.append(f"owner() says {owner}, the code's immutable says 0x{filled.hex()}")
+    want_version = target.expected_contract_version
+    if version is not None and want_version and version != want_version:
+        problems.append(f"registry version {version}, expected {want_version}")
+    if owner is not None and target.expected_owner and owner != target.expected_owner.lower():
         problems.append(f"registry owner {owner}, expected {target.expected_owner}")
-    if paused:
+    if views["paused"]:
         problems.append("registry is paused")
     summary = "; ".join(problems) or (
         f"{address}: {target.contract_artifact.name} runtime (metadata aside), v{version}, "
         f"owner {owner}, not paused"
     )
-    evidence = {"registry": address, "version": version, "owner": owner, "paused": paused}
-    return CheckResult("chain.registry", not problems, summary, {**evidence, **code_evidence})
+    return CheckResult(
+        "chain.registry", not problems, summary, {"registry": address, **views, **code_evidence}
+    )
 
 
 CHECKS = [

@@ -3,7 +3,7 @@ answers within the timeout or fails - never hangs. (The chain's is in `checks.ch
 
 from __future__ import annotations
 
-from rollback_drill.checks import reach
+from rollback_drill.checks import lazy, reach
 from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.target import Target
 
@@ -18,9 +18,10 @@ def _refused(name: str, uri: str, target: Target) -> CheckResult | None:
 
 
 def _mongodb(target: Target) -> CheckResult:
-    from pymongo.errors import PyMongoError
+    with lazy.imports():
+        from pymongo.errors import PyMongoError
 
-    from rollback_drill.stores import mongo
+        from rollback_drill.stores import mongo
 
     uri = target.mongodb_uri.reveal()
     refused = _refused("connectivity.mongodb", uri, target)
@@ -45,7 +46,8 @@ def _mongodb(target: Target) -> CheckResult:
 
 
 def _redis(target: Target) -> CheckResult:
-    from rollback_drill.stores import redis as redis_store  # its client costs ~40 ms to import
+    with lazy.imports():  # the redis client costs ~40 ms to import
+        from rollback_drill.stores import redis as redis_store
 
     url = target.redis_url.reveal()
     refused = _refused("connectivity.redis", url, target)

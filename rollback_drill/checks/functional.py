@@ -19,6 +19,7 @@ from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.target import Target
 
 PROBE_MARK = "[rollback-drill verify probe]"
+WRONG_PASSWORD = "wrong-" + "x" * 12
 RELEASE_META = re.compile(r'<meta\s+name="safepsy-release"\s+content="([^"]*)"', re.IGNORECASE)
 
 
@@ -86,7 +87,7 @@ def _login_flow(target: Target) -> CheckResult:
 
 
 def _rejects_bad_password(target: Target) -> CheckResult:
-    wrong = {"email": target.test_email, "password": "wrong-" + secrets.token_hex(6)}
+    wrong = {"email": target.test_email, "password": WRONG_PASSWORD}
     rows = []
     bad = []
     for route, base in routes(target, target.backend_url):

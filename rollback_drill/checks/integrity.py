@@ -10,6 +10,7 @@ collection is refused: it would prove nothing about that collection.
 
 from __future__ import annotations
 
+from rollback_drill.checks import lazy
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.stores.fingerprint import Fingerprint, compare
 from rollback_drill.target import Target
@@ -37,7 +38,8 @@ def judge(target: Target, baseline: Fingerprint, current: Fingerprint) -> CheckR
 
 
 def _integrity(target: Target) -> CheckResult:
-    from rollback_drill.stores import mongo
+    with lazy.imports():
+        from rollback_drill.stores import mongo
 
     if target.baseline is None:
         raise CheckSkipped(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import bson
+import pymongo.common
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.collection import Collection
@@ -32,6 +33,12 @@ from rollback_drill.stores.fingerprint import (
     canonical,
     pack,
 )
+
+# pymongo's monitor threads look at their stop flag every MIN_HEARTBEAT_INTERVAL (0.5 s), a
+# streaming monitor waits on the server, and its exit hook joins them all: every process that
+# used a client exited up to 0.7 s late (the verify process's whole budget is under a second).
+# The clients here are short-lived: polling monitors that check the flag every 50 ms.
+pymongo.common.MIN_HEARTBEAT_INTERVAL = 0.05
 
 MANIFEST = "manifest.json"
 FORMAT = "rollback-drill-mongo-archive/1"
@@ -67,6 +74,7 @@ def client(uri: str, timeout_s: float = 2.0) -> Iterator[MongoClient[RawBSONDocu
         document_class=RawBSONDocument,
         directConnection=True,
         retryWrites=False,
+        serverMonitoringMode="poll",
     )
     try:
         yield conn
