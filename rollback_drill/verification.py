@@ -57,14 +57,17 @@ def endpoints(spec: TargetSpec) -> dict[str, str]:
     return urls
 
 
+def _address(url: str) -> str:
+    host, port = reach.host_port(url) or ("?", 0)
+    return f"{host}:{port}"
+
+
 def ensure_reachable(path: Path, spec: TargetSpec) -> None:
     """Raise TargetUnreachable when not one endpoint of the target accepts a connection."""
     urls = endpoints(spec)
     answers = reach.probe_all(urls, min(PROBE_TIMEOUT_S, spec.thresholds.request_timeout_s))
     if answers and all(why is not None for why in answers.values()):
-        detail = "; ".join(
-            f"{name} {reach.host_port(urls[name])}: {why}" for name, why in answers.items()
-        )
+        detail = "; ".join(f"{name} {_address(urls[name])}: {why}" for name, why in answers.items())
         raise TargetUnreachable(
             redact(f"{path}: the target is down - nothing accepts a connection ({detail})")
         )
@@ -134,14 +137,15 @@ def status(outcomes: Sequence[Outcome]) -> ExitCode:
 _VERDICT = {"passed": "PASS", "failed": "FAIL", "not verified": "NOT VERIFIED"}
 
 
-def table(outcomes: Sequence[Outcome], width: int = 100) -> list[str]:
-    """check | verdict | one-line reason | time - one row per check."""
+def table(outcomes: Sequence[Outcome], width: int = 120) -> list[str]:
+    """check | verdict | time | one-line reason - one row per check, at least 120 columns wide
+    (a reason cut short hides why)."""
     name_w = max([len(o.check.name) for o in outcomes] + [5])
+    room = max(width, 120) - name_w - 24
     rows = [f"{'check':<{name_w}}  {'verdict':<12}  {'time':>6}  reason"]
     for o in outcomes:
         seconds = f"{o.result.duration_s:.2f}s" if o.result is not None else "-"
         reason = " ".join(o.reason.split())
-        room = max(width - name_w - 26, 30)
         if len(reason) > room:
             reason = reason[: room - 3] + "..."
         rows.append(f"{o.check.name:<{name_w}}  {_VERDICT[o.state]:<12}  {seconds:>6}  {reason}")

@@ -295,7 +295,7 @@ def pytest_terminal_summary(
     if not outcomes:
         return
     terminalreporter.section("rollback-drill verify")
-    width = max(terminalreporter._tw.fullwidth, 80)
+    width = terminalreporter._tw.fullwidth
     for line in table(outcomes, width):
         terminalreporter.write_line(line)
     made = writes(outcomes)
