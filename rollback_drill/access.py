@@ -134,16 +134,46 @@ class CombinedLogs:
 # -- resource usage -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DockerStats:
+    """`docker stats` memory: read from the container's cgroup when the daemon runs on this
+    machine (instant), else from the stats API (which takes a second per sample)."""
+
     containers: Mapping[str, str]
 
     def memory(self) -> dict[str, MemorySample]:
         def sample(container: Any) -> MemorySample:
+            found = _cgroup_memory(int(container.attrs.get("State", {}).get("Pid") or 0))
+            if found is not None:
+                return found
             memory = container.stats(stream=False, one_shot=True).get("memory_stats", {})
             if "usage" not in memory or "limit" not in memory:
                 raise AccessError(f"container {container.name}: docker stats has no memory usage")
             return MemorySample(int(memory["usage"]), int(memory["limit"]))
 
         return _docker_each(self.containers, sample)
+
+
+def _cgroup_memory(pid: int) -> MemorySample | None:
+    """A process's cgroup memory usage and limit, as `docker stats` reports them (cgroup v1
+    or v2); None when this machine cannot read them (a remote daemon, say)."""
+    if pid <= 0:
+        return None
+    root = Path("/sys/fs/cgroup")
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        v1 = next((x.split(":", 2)[2] for x in lines if x.split(":")[1:2] == ["memory"]), None)
+        if v1 is not None:
+            group = root / "memory" / v1.lstrip("/")
+            used = int((group / "memory.usage_in_bytes").read_text())
+            limit = int((group / "memory.limit_in_bytes").read_text())
+        else:
+            group = root / next(x[3:] for x in lines if x.startswith("0::")).lstrip("/")
+            used = int((group / "memory.current").read_text())
+            raw = (group / "memory.max").read_text().strip()
+            limit = 0 if raw == "max" else int(raw)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    total = _mem_total()
+    return MemorySample(used, limit if 0 < limit < total else total)
 
 
 class _UsageLike(Protocol):
