@@ -388,4 +388,10 @@ def load_stack(path: Path | str) -> LoadedStack:
 
 
 def load_target(path: Path | str) -> TargetSpec:
-    return load_model(TargetSpec, Path(path))
+    path = Path(path)
+    try:
+        return load_model(TargetSpec, path)
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML target file"
+        ) from None

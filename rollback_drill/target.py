@@ -121,6 +121,32 @@ def _existing(path: Path, field_name: str, value: str | None) -> Path | None:
     return resolved
 
 
+def _ca(path: Path, spec: TargetSpec) -> Path | None:
+    ca = _existing(path, "tls.ca_file", spec.tls.ca_file)
+    if ca is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, ValueError) as exc:
+            raise SpecError(
+                f"{path}: tls.ca_file: expected PEM CA certificates in {ca} ({exc})"
+            ) from None
+    return ca
+
+
+def _artifact(path: Path, spec: TargetSpec) -> Path | None:
+    from rollback_drill.checks.chain import runtime_of
+
+    artifact = _existing(path, "contract_artifact", spec.contract_artifact)
+    if artifact is not None:
+        try:
+            runtime_of(artifact)
+        except ValueError as exc:
+            raise SpecError(f"{path}: contract_artifact: {exc}") from None
+    return artifact
+
+
 def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
     from rollback_drill.stores.fingerprint import Fingerprint, FingerprintError
 
@@ -152,8 +178,8 @@ def resolve_target(path: Path, spec: TargetSpec, with_baseline: bool = True) -> 
     password = _password(path, spec)
     mongodb_uri = _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
     redis_url = _from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url)
-    artifact = _existing(path, "contract_artifact", spec.contract_artifact)
-    ca = _existing(path, "tls.ca_file", spec.tls.ca_file)
+    artifact = _artifact(path, spec)
+    ca = _ca(path, spec)
     logs, stats = sources_from_spec(spec, path.resolve().parent)
     services = spec.services
     return Target(

@@ -115,8 +115,8 @@ def start_early(path: Path) -> EarlyRun | None:
             return _early[key]
         try:
             target = load_for_verify(path)
-        except (SpecError, TargetUnreachable):
-            return None
+        except (SpecError, TargetUnreachable, ValueError, OSError):
+            return None  # the normal path reports it, once
         _early[key] = EarlyRun(path, target, list(ALL_CHECKS))
         return _early[key]
 

@@ -52,15 +52,20 @@ def verify(
 
 
 def fingerprint(target_path: Path, output: Path | None, collections: list[str] | None) -> int:
-    """Write the integrity baseline; refuse one that would protect nothing."""
+    """Write the integrity baseline; refuse one that would protect nothing. Exit status as
+    `verify`'s: 4 for the target file (or a baseline it refuses), 7 when MongoDB is not there."""
     from pymongo.errors import PyMongoError
 
     from rollback_drill.secrets import public_url
     from rollback_drill.stores import mongo
     from rollback_drill.target import mongodb_of
 
-    spec = load_target(target_path)
-    uri = mongodb_of(target_path, spec)
+    try:
+        spec = load_target(target_path)
+        uri = mongodb_of(target_path, spec)
+    except SpecError as exc:
+        print(f"rollback-drill: {exc}", file=sys.stderr)
+        return int(ExitCode.TARGET_FILE_ERROR)
     names = collections or (list(spec.integrity.collections) if spec.integrity else ["users"])
     if output is None:
         base = spec.integrity.baseline if spec.integrity else "baseline.json"

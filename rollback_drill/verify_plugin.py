@@ -161,6 +161,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[spec_key] = (path, load_target(path))
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
+    except (ValueError, OSError) as exc:  # e.g. not UTF-8: still one line, not a traceback
+        raise pytest.UsageError(f"{path}: not a readable target file ({exc})") from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
