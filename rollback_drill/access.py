@@ -172,7 +172,7 @@ def _cgroup_memory(pid: int) -> MemorySample | None:
             limit = 0 if raw == "max" else int(raw)
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    total = _mem_total()
+    total = mem_total()
     return MemorySample(used, limit if 0 < limit < total else total)
 
 
@@ -207,13 +207,13 @@ class LocalStats:
     def memory(self) -> dict[str, MemorySample]:
         listeners = _listening_inodes(set(self.ports.values()))
         owners = _socket_owners(set(listeners.values()))
-        total = _mem_total()
+        total = mem_total()
         out = {}
         for service, port in self.ports.items():
             pid = owners.get(listeners.get(port, -1))
             if pid is None:
                 raise AccessError(f"{service}: no process of this machine listens on port {port}")
-            out[service] = MemorySample(_group_rss(os.getpgid(pid)), total)
+            out[service] = MemorySample(group_rss(os.getpgid(pid)), total)
         return out
 
 
@@ -321,7 +321,8 @@ def _socket_owners(inodes: set[int]) -> dict[int, int]:
     return owners
 
 
-def _group_rss(pgid: int) -> int:
+def group_rss(pgid: int) -> int:
+    """Resident memory of every process in a process group."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -336,7 +337,7 @@ def _group_rss(pgid: int) -> int:
     return total
 
 
-def _mem_total() -> int:
+def mem_total() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,8 @@ def test_comparison_sees_indexes_options_missing_and_empty() -> None:
 
 
 def test_baseline_file_round_trip_and_old_format_refused(tmp_path: Path) -> None:
-    taken = Fingerprint("db", {"c": _print([{"_id": 1}, {"_id": 2}])})
+    cut = {"c": ("createdAt", datetime(2026, 1, 1, tzinfo=UTC))}
+    taken = Fingerprint("db", {"c": _print([{"_id": 1}, {"_id": 2}])}, cut)
     path = tmp_path / "baseline.json"
     taken.save(path)
     assert Fingerprint.load(path) == taken

@@ -57,6 +57,7 @@ def _integrity(target: Target) -> CheckResult:
         target.mongodb_database,
         list(target.integrity_collections),
         timeout_s=target.thresholds.request_timeout_s,
+        cutoffs=target.baseline.cutoffs,
     )
     return judge(target, target.baseline, current)
 

@@ -18,7 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollback_drill import proc
-from rollback_drill.access import FileLogs, LocalStats, LogSource, StatsSource
+from rollback_drill.access import (
+    FileLogs,
+    LocalStats,
+    LogSource,
+    StatsSource,
+    group_rss,
+    mem_total,
+)
 from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
@@ -178,7 +185,7 @@ class LocalStack(StackBase):
 
     def stats(self) -> dict[str, ResourceUsage]:
         """CPU over a 0.25 s window and resident memory of each service's process group."""
-        total_mem = _mem_total()
+        total_mem = mem_total()
         pids = {name: p.pid for name, p in self._procs.items() if p.alive() and p.pid}
         before = {name: _group_cpu_ticks(pid) for name, pid in pids.items()}
         window = 0.25
@@ -187,7 +194,7 @@ class LocalStack(StackBase):
         usage = {}
         for name, pid in pids.items():
             cpu = (_group_cpu_ticks(pid) - before[name]) / ticks / window * 100
-            usage[name] = ResourceUsage(round(cpu, 1), _group_rss(pid), total_mem)
+            usage[name] = ResourceUsage(round(cpu, 1), group_rss(pid), total_mem)
         return usage
 
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
@@ -236,22 +243,3 @@ def _group_cpu_ticks(pgid: int) -> int:
         except (OSError, IndexError):
             continue
     return total
-
-
-def _group_rss(pgid: int) -> int:
-    total = 0
-    for pid in _group_pids(pgid):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def _mem_total() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0

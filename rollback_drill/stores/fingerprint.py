@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,14 +83,23 @@ def pack(records: list[bytes]) -> tuple[bytes, str]:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """A database's collections as a later comparison needs them; see the module docstring."""
+    """A database's collections as a later comparison needs them; see the module docstring.
+
+    `cutoffs` (optional) limits a collection to documents whose time field is at or before a
+    moment: a later print with the same cutoffs covers the same documents."""
 
     database: str
     collections: dict[str, CollectionPrint]
+    cutoffs: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     def to_json(self, documents: bool = False) -> dict[str, Any]:
         """Summary for reports; `documents=True` adds the per-document digests (baseline files)."""
-        out: dict[str, Any] = {"format": FORMAT, "database": self.database, "collections": {}}
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "database": self.database,
+            "cutoffs": {k: [f, t.isoformat()] for k, (f, t) in self.cutoffs.items()},
+            "collections": {},
+        }
         for name, entry in self.collections.items():
             row = entry.summary()
             if documents:
@@ -118,7 +128,11 @@ class Fingerprint:
                 )
                 for name, row in data["collections"].items()
             }
-            return cls(str(data["database"]), prints)
+            cutoffs = {
+                str(name): (str(time_field), datetime.fromisoformat(str(moment)))
+                for name, (time_field, moment) in (data.get("cutoffs") or {}).items()
+            }
+            return cls(str(data["database"]), prints, cutoffs)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FingerprintError(
                 f"{source}: expected database and collections.<name>.exists/count/sha256/"

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -106,13 +107,19 @@ def _index_prints(coll: Collection[RawBSONDocument]) -> tuple[IndexPrint, ...]:
 
 
 def fingerprint(
-    uri: str, database: str, collections: Sequence[str], timeout_s: float = 2.0
+    uri: str,
+    database: str,
+    collections: Sequence[str],
+    timeout_s: float = 2.0,
+    cutoffs: dict[str, tuple[str, datetime]] | None = None,
 ) -> Fingerprint:
     """Per-document digests, indexes and options of each collection (see stores.fingerprint).
 
     Documents are read in raw batches in natural order - sorting by _id costs SecantusDB up
-    to six times the scan - and hashed as stored; the records are sorted afterwards.
+    to six times the scan - and hashed as stored; the records are sorted afterwards. With
+    `cutoffs`, a collection's print covers only documents created up to its cutoff.
     """
+    cuts = {k: v for k, v in (cutoffs or {}).items() if k in collections}
     prints: dict[str, CollectionPrint] = {}
     with client(uri, timeout_s) as conn:
         db = conn[database]
@@ -127,7 +134,8 @@ def fingerprint(
                 prints[name] = CollectionPrint(0, pack([])[1], exists=False)
                 continue
             records: list[bytes] = []
-            for batch in db[name].find_raw_batches({}, batch_size=10_000):
+            query = {cuts[name][0]: {"$lte": cuts[name][1]}} if name in cuts else {}
+            for batch in db[name].find_raw_batches(query, batch_size=10_000):
                 records.extend(bsonscan.records(cast(bytes, batch)))
             packed, digest = pack(records)
             prints[name] = CollectionPrint(
@@ -137,7 +145,7 @@ def fingerprint(
                 options=canonical(listed[name]),
                 documents=packed,
             )
-    return Fingerprint(database, prints)
+    return Fingerprint(database, prints, cuts)
 
 
 def ping(uri: str, timeout_s: float = 2.0) -> float:
