@@ -503,3 +503,28 @@ def test_endpoints_that_accept_but_never_answer_are_judged_within_a_bounded_time
     assert elapsed < 2 * 1.0 * 3 + target.deadline_s + 2, elapsed
     failed = {o.check.name for o in outcomes if o.state == "failed"}
     assert {"health.backend", "health.ai-chatbot", "flow.login", "flow.chat"} <= failed
+
+
+def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) -> None:
+    """The raw PING against a real password-protected redis-server."""
+    import subprocess
+
+    from rollback_drill.checks.connectivity import RedisReplyError, redis_ping
+    from rollback_drill.tools import find_tool
+
+    port = proc.free_port()
+    server = subprocess.Popen(
+        [find_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--requirepass", "s3cret-pw", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        proc.wait_until(lambda: proc.port_open(port), 10, what="redis-server")
+        assert redis_ping(f"redis://:s3cret-pw@127.0.0.1:{port}/0", 2.0) >= 0
+        with pytest.raises(RedisReplyError, match="AUTH"):
+            redis_ping(f"redis://:wrong@127.0.0.1:{port}/0", 2.0)
+        with pytest.raises(RedisReplyError, match="NOAUTH"):
+            redis_ping(f"redis://127.0.0.1:{port}/0", 2.0)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
