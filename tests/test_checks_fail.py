@@ -445,6 +445,8 @@ def test_checks_that_cannot_look_are_not_verified_never_passed(local_stack: Loca
     target = _target(local_stack)
     cases: list[tuple[str, dict[str, Any]]] = [
         ("flow.chat", {"read_only": True}),
+        ("flow.login", {"read_only": True}),
+        ("flow.did", {"read_only": True, "test_did": None}),
         ("rollback.releases", {"expected_releases": {}}),
         ("integrity.mongodb", {"baseline": None}),
         ("errors.logs", {"logs": None}),

@@ -2,8 +2,8 @@
 landing page, each a sampled flow over every route nginx proxies (see `flows`).
 
 Writes: every successful login adds a session, and the chat flow adds its messages under a
-marked probe conversation (the chat flow is "not verified" on a read_only target). Each
-flow's evidence lists the documents it added.
+marked probe conversation; a read_only target forbids both, and those flows are then "not
+verified". Each flow's evidence lists the documents it added.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from rollback_drill.checks.flows import Operation, judge, routes
 from rollback_drill.checks.http import Response, evidence, request
-from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
 
 PROBE_MARK = "[rollback-drill verify probe]"
@@ -106,6 +106,11 @@ def _rejects_bad_password(target: Target) -> CheckResult:
 def _did_flow(target: Target) -> CheckResult:
     notes = []
     did = target.test_did
+    if did is None and target.read_only:
+        raise CheckSkipped(
+            "the target names no test_did, and learning it needs a login (a session), which "
+            "read_only forbids"
+        )
     if did is None:
         result, body = login(target)
         if not result.ok:
@@ -138,7 +143,10 @@ def _did_flow(target: Target) -> CheckResult:
             Operation(route, "POST", base + "/api/did/register", _status(401), {}),
         ]
     notes.append("POST /api/did/register exercised up to its auth guard (401 without a token)")
-    return judge("did", target, ops, notes)
+    result = judge("did", target, ops, notes)
+    if target.test_did is None:
+        result.evidence["writes"] = [{"collection": "sessions", "documents": 1}]
+    return result
 
 
 def _chat_flow(target: Target) -> CheckResult:
@@ -175,6 +183,7 @@ CHECKS = [
         "flow.login",
         "functional",
         _login_flow,
+        writes=True,  # every successful login adds a session
         doc="POST /api/auth/login as the test account, direct and through nginx, sampled",
     ),
     Check(

@@ -51,9 +51,7 @@ class Check:
     def run(self, target: Target) -> CheckResult:
         """Run the check; an exception becomes a failed result, never an escape."""
         if self.writes and target.read_only:
-            raise CheckSkipped(
-                f"{self.name} writes to the target (a marked probe), which is read_only"
-            )
+            raise CheckSkipped(f"{self.name} writes to the target, which is read_only")
         start = time.monotonic()
         try:
             result = self.run_fn(target)
