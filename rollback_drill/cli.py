@@ -395,11 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    ns, unknown = parser.parse_known_args(argv)
-    if unknown:
-        if ns.command != "verify":
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        ns.pytest_args = [*unknown, *ns.pytest_args]  # `verify --target X -q`: -q is pytest's
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["verify"]:  # `verify --target X -q -k health`: what is not ours is pytest's
+        from rollback_drill.verify_command import split_args
+
+        own, passed = split_args(args[1:])
+        ns = parser.parse_args(["verify", *own])
+        ns.pytest_args = passed
+    else:
+        ns = parser.parse_args(args)
     try:
         return int(ns.func(ns))
     except SpecError as exc:

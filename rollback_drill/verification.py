@@ -138,10 +138,10 @@ _VERDICT = {"passed": "PASS", "failed": "FAIL", "not verified": "NOT VERIFIED"}
 
 
 def table(outcomes: Sequence[Outcome], width: int = 120) -> list[str]:
-    """check | verdict | time | one-line reason - one row per check, at least 120 columns wide
-    (a reason cut short hides why)."""
+    """check | verdict | time | one-line reason - one row per check; a reason gets at least
+    130 columns (one cut short hides why)."""
     name_w = max([len(o.check.name) for o in outcomes] + [5])
-    room = max(width, 120) - name_w - 24
+    room = max(width - name_w - 24, 130)
     rows = [f"{'check':<{name_w}}  {'verdict':<12}  {'time':>6}  reason"]
     for o in outcomes:
         seconds = f"{o.result.duration_s:.2f}s" if o.result is not None else "-"

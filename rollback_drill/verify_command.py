@@ -16,6 +16,28 @@ from rollback_drill.verification import ExitCode
 SUITE = PROJECT_ROOT / "verifications"
 
 
+_OWN_WITH_VALUE = ("--target", "--alluredir", "--save-performance")
+_OWN_FLAGS = ("--dry-run", "-h", "--help")
+
+
+def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`verify`'s own options, and everything else for pytest in the order given (`--`
+    sends the rest to pytest as is)."""
+    own: list[str] = []
+    passed: list[str] = []
+    items = iter(args)
+    for arg in items:
+        if arg == "--":
+            passed.extend(items)
+        elif arg in _OWN_WITH_VALUE:
+            own += [arg, next(items, "")]
+        elif arg in _OWN_FLAGS or arg.split("=", 1)[0] in _OWN_WITH_VALUE:
+            own.append(arg)
+        else:
+            passed.append(arg)
+    return own, passed
+
+
 def pytest_argv(
     target: Path,
     alluredir: Path | None = None,

@@ -216,9 +216,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    if config.getoption("--target"):
-        return [f"rollback-drill: verify target {config.getoption('--target')} (read-only)"]
-    return []
+    if spec_key not in config.stash:
+        return []
+    path, spec = config.stash[spec_key]
+    writes = "writes forbidden (read_only)" if spec.read_only else "marked probe writes allowed"
+    return [f"rollback-drill: verify target {path} ({writes})"]
 
 
 def _exit(message: str, code: int) -> None:

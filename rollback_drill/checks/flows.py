@@ -190,14 +190,16 @@ class FlowVerdict:
             return "; ".join(problems)
         n = len(self.samples)
         routes = len({s.operation.route for s in self.samples})
-        text = (
-            f"{n} requests over {routes} route(s), 0 errors: error rate < {self.bound:.2%} at "
-            f"{self.confidence:.0%} (limit {self.threshold:.0%}); p95 "
-            f"{self.p95 * 1000:.0f} ms (limit {self.limit_s:g} s)"
+        baseline = (
+            f", baseline p95 {self.baseline_p95_s * 1000:.0f} ms"
+            if self.baseline_p95_s is not None
+            else ""
         )
-        if self.baseline_p95_s is not None:
-            text += f", baseline p95 {self.baseline_p95_s * 1000:.0f} ms"
-        return text
+        return (
+            f"{n} requests, {routes} routes, 0 errors: rate < {self.bound:.2%} at "
+            f"{self.confidence:.0%} (limit {self.threshold:.0%}); p95 {self.p95 * 1000:.0f} ms "
+            f"(limit {self.limit_s:g} s{baseline})"
+        )
 
     def writes(self) -> list[dict[str, Any]]:
         counts: dict[str, int] = {}
