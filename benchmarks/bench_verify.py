@@ -2,7 +2,8 @@
 openssl) against the reference stack, beside the whole verify process - `pytest -m verify
 --target FILE` and `rollback-drill verify --target FILE` - against the same stack, runs
 interleaved so both see the same machine load. Prints each time, the medians and the ratios
-(target: verify <= 0.5 x the literal block). Asserts nothing.
+(target: verify <= 0.5 x the literal block), and the time to fingerprint the users collection
+(per-document digests; `--seed-users 100000` for the size a later issue needs). Asserts nothing.
 
 The literal block is the runbook's "Rollback Verification" section (health checks, database
 connectivity, functional testing, performance verification with the log error count) plus
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from rollback_drill.spec import load_stack
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stores import mongo
 from rollback_drill.targetfile import write_target_file
 from rollback_drill.tools import PROJECT_ROOT, find_tool
 
@@ -99,6 +101,13 @@ def main() -> None:
                  str(target_file), "-q"], None,
             ),
         }  # fmt: skip
+        fingerprints = []
+        for _ in range(3):
+            start = time.monotonic()
+            users = mongo.fingerprint(target.mongodb_uri.reveal(), "safepsy", ["users"], 30.0)
+            fingerprints.append(time.monotonic() - start)
+        count = users.collections["users"].count
+        print(f"fingerprint of users ({count} documents): {statistics.median(fingerprints):.2f} s")
         times: dict[str, list[float]] = {name: [] for name in commands}
         for run in range(1, args.runs + 1):
             for name, (argv, run_env) in commands.items():
