@@ -5,6 +5,8 @@ interleaved so both see the same machine load. Prints each time, the medians and
 (target: verify <= 0.5 x the literal block), and the time to fingerprint the users collection
 (per-document digests; `--seed-users 100000` for the size a later issue needs). Asserts nothing.
 
+The target file is written where `rollback-drill up` writes its own (.rollback-drill/ in the
+project), so both verify commands run as the README shows them.
 The literal block is the runbook's "Rollback Verification" section (health checks, database
 connectivity, functional testing, performance verification with the log error count) plus
 its "Verify SSL" and "Verify data integrity" commands; `./docker-manage.sh health` and
@@ -56,6 +58,9 @@ openssl s_client -connect "$TLS" -servername "$SERVER_NAME" -CAfile "$CA" </dev/
 """
 
 
+UP_DIR = PROJECT_ROOT / ".rollback-drill"
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     start = time.monotonic()
     done = subprocess.run(argv, capture_output=True, env=env, cwd=PROJECT_ROOT, check=False)
@@ -68,9 +73,10 @@ def main() -> None:
     parser.add_argument("--seed-users", type=int, default=200)
     args = parser.parse_args()
     loaded = load_stack(PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml")
+    UP_DIR.mkdir(exist_ok=True)
     with (
         LocalStack(loaded, seed_users=args.seed_users).running("1.4.0") as stack,
-        tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-", dir=UP_DIR) as tmp,
     ):
         target = stack.target()
         target_file = write_target_file(target, Path(tmp), stack.password_file)

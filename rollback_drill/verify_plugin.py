@@ -152,7 +152,10 @@ def _reroot(config: pytest.Config, parser: pytest.Parser, args: list[str]) -> No
         config._inicache.clear()
         parser.extra_info["rootdir"] = str(rootpath)
         parser.extra_info["inifile"] = str(inipath)
-        args[:] = config._validate_args(config.getini("addopts"), "via addopts config") + args
+        addopts = config._validate_args(config.getini("addopts"), "via addopts config")
+        args[:] = addopts + args
+        # `-p no:NAME` there came too late to stop the load: unregister those plugins now
+        config.pluginmanager.consider_preparse(addopts, exclude_only=True)
         config.known_args_namespace = parser.parse_known_args(
             args, namespace=copy.copy(config.option)
         )
