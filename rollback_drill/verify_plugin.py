@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,42 +28,6 @@ spec_key = pytest.StashKey[tuple[Path, "TargetSpec"]]()
 outcomes_key = pytest.StashKey[dict[str, "Outcome"]]()
 target_key = pytest.StashKey["Target"]()
 VERIFY_DIR = "verifications"
-
-
-_SELECTING = (
-    "-k", "--deselect", "--co", "--collect-only", "--help", "-h", "--version", "--fixtures",
-    "--markers", "--compose-file", "--lf", "--last-failed", "--sw",
-)  # fmt: skip
-
-
-def _console_target(argv: list[str]) -> str | None:
-    """The target file when this process is `pytest -m verify --target FILE` run from a shell
-    (pytest's own command line, nothing that selects a subset); else None."""
-    entry = Path(argv[0]).name if argv else ""
-    if entry not in ("pytest", "py.test") and not argv[0].endswith("pytest/__main__.py"):
-        return None
-    if os.environ.get("PYTEST_ADDOPTS"):
-        return None
-    args = argv[1:]
-    targets = [a.split("=", 1)[1] for a in args if a.startswith("--target=")]
-    targets += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--target"]
-    marks = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-m"]
-    if len(targets) != 1 or marks != ["verify"] or any("::" in a for a in args):
-        return None
-    if any(a.startswith(_SELECTING) for a in args):
-        return None
-    return targets[0]
-
-
-def _start_from_the_command_line() -> None:
-    """Start the checks while pytest is still loading its plugins (a quarter of a second on
-    this machine): pytest's own hooks come later. Only for a console `pytest -m verify
-    --target FILE` that runs the whole suite; anything else starts at the normal point."""
-    target = _console_target(sys.argv)
-    if target is not None:
-        from rollback_drill.verification import start_early
-
-        start_early(Path(target))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -357,6 +319,3 @@ def pytest_terminal_summary(
     stash = config.stash.get(target_key, None)
     origin = stash.origin() if stash is not None else str(config.getoption("--target"))
     terminalreporter.write_line(verdict(outcomes, origin), bold=True)
-
-
-_start_from_the_command_line()
