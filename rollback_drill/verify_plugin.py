@@ -50,16 +50,19 @@ def pytest_load_initial_conftests(
 ) -> None:
     _reroot(early_config, parser, args)
     _default_to_the_suite(early_config, args)
-    if _whole_suite(early_config):
+    if _whole_suite(early_config, parser, args):
         from rollback_drill.verification import start_early
 
         start_early(Path(early_config.known_args_namespace.target))
 
 
-def _whole_suite(config: pytest.Config) -> bool:
-    """Whether this run asks for every check (so they can start before collection ends)."""
+def _whole_suite(config: pytest.Config, parser: pytest.Parser, args: list[str]) -> bool:
+    """Whether this run asks for every check with a command line pytest will accept (so they
+    can start before collection ends, and never for a run about to end in a usage error)."""
     ns = config.known_args_namespace
     if not getattr(ns, "target", None) or getattr(ns, "compose_file", None) or ns.help:
+        return False
+    if parser.parse_known_and_unknown_args(args)[1]:
         return False
     paths = [str(p) for p in ns.file_or_dir]
     return not (

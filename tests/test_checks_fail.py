@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from rollback_drill.checks.result import CheckResult, CheckSkipped
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
-from tests.helpers import user_deleted
+from tests.helpers import silent_server, user_deleted
 
 
 def _target(stack: LocalStack, **changes: Any) -> Target:
@@ -461,38 +460,10 @@ def test_checks_that_cannot_look_are_not_verified_never_passed(local_stack: Loca
         assert outcome.state == "not verified" and not outcome.failed, name
 
 
-@contextmanager
-def _silent_server() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
-
-
 def test_endpoints_that_accept_but_never_answer_are_judged_within_a_bounded_time(
     local_stack: LocalStack,
 ) -> None:
-    with _silent_server() as port:
+    with silent_server() as port:
         silent = f"http://127.0.0.1:{port}"
         target = dataclasses.replace(
             _quick(_target(local_stack)), backend_url=silent, chatbot_url=silent, deadline_s=4.0

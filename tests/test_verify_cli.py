@@ -21,7 +21,7 @@ from rollback_drill.stack.local import LocalStack
 from rollback_drill.targetfile import write_target_file
 from rollback_drill.tools import PROJECT_ROOT
 from rollback_drill.verification import ExitCode
-from tests.test_checks_fail import _silent_server
+from tests.helpers import silent_server
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 
@@ -110,7 +110,7 @@ def test_verify_after_down_says_the_stack_is_down(tmp_path: Path) -> None:
 
 @pytest.fixture
 def silent_target(target_file: Path, tmp_path: Path) -> Iterator[Path]:
-    with _silent_server() as port:
+    with silent_server() as port:
         data = yaml.safe_load(target_file.read_text())
         silent = f"http://127.0.0.1:{port}"
         data["services"].update({"backend": silent, "ai-chatbot": silent, "frontend": silent})
