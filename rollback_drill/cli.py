@@ -131,7 +131,9 @@ def cmd_verify(ns: argparse.Namespace) -> int:
         )
         print("pytest " + " ".join(argv))
         return 0
-    return verify_command.verify(ns.target, ns.alluredir, ns.save_performance, ns.pytest_args)
+    return verify_command.verify(
+        ns.target, ns.alluredir, ns.save_performance, ns.pytest_args, ns.pytest
+    )
 
 
 def _state_path(directory: Path) -> Path:
@@ -334,8 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="verify a live environment after a rollback (exit 0 verified, 1 not recovered, "
         "4 target-file error, 6 not verified, 7 target unreachable)",
-        description="Run the verify suite against a target file. Options it does not know "
-        "(-q, -k EXPR, -x ...) go to pytest.",
+        description="Verify a target file's environment: every check at once, a table, the "
+        "verdict. Options it does not know (-q, -k EXPR, -x ...) run the suite through pytest "
+        "and go to it.",
     )
     verify.add_argument("--target", type=Path, required=True, help="the target file")
     verify.add_argument("--alluredir", type=Path, help="also write Allure results here")
@@ -344,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="when green, write each flow's p95 to FILE (a target's performance_baseline)",
+    )
+    verify.add_argument(
+        "--pytest", action="store_true", help="run the suite through pytest (as -q, -k... do)"
     )
     verify.add_argument(
         "--dry-run", action="store_true", help="print the pytest command line and exit"

@@ -152,6 +152,18 @@ def table(outcomes: Sequence[Outcome], width: int = 120) -> list[str]:
     return rows
 
 
+def save_performance_baseline(path: Path, outcomes: Sequence[Outcome], origin: str) -> None:
+    """Each sampled flow's p95 (from a green run) as a performance baseline file."""
+    from rollback_drill import perfbaseline
+
+    p95 = {
+        o.check.name.removeprefix("flow."): float(o.result.evidence["p95_s"])
+        for o in outcomes
+        if o.check.name.startswith("flow.") and o.result is not None
+    }
+    perfbaseline.save(path, p95, origin)
+
+
 def writes(outcomes: Sequence[Outcome]) -> list[str]:
     """Every write the run made, from the checks' evidence."""
     found = []

@@ -272,7 +272,7 @@ def _ran(config: pytest.Config) -> list[Outcome]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The verify run's own exit status (see verification.ExitCode), and the performance
     baseline when asked for."""
-    from rollback_drill.verification import ExitCode, status
+    from rollback_drill.verification import ExitCode, save_performance_baseline, status
 
     outcomes = _ran(session.config)
     if not outcomes or int(exitstatus) not in (0, 1):
@@ -282,18 +282,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = int(code)
     save = session.config.getoption("--save-performance")
     if save and code is ExitCode.VERIFIED:
-        _save_performance(Path(save), outcomes, session.config)
-
-
-def _save_performance(path: Path, outcomes: list[Outcome], config: pytest.Config) -> None:
-    from rollback_drill import perfbaseline
-
-    p95 = {
-        o.check.name.removeprefix("flow."): float(o.result.evidence["p95_s"])
-        for o in outcomes
-        if o.check.name.startswith("flow.") and o.result is not None
-    }
-    perfbaseline.save(path, p95, str(config.getoption("--target")))
+        save_performance_baseline(Path(save), outcomes, str(session.config.getoption("--target")))
 
 
 def pytest_terminal_summary(
