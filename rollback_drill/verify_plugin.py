@@ -6,9 +6,11 @@
   instead of counting them as passes.
 - The target file is loaded once, at configuration: a broken file is one error, not one per
   check. A target that is down says so once, with its own exit status.
-- The checks run all at once under the target's deadline, the first time a verify test asks;
-  each test then reports its check. A check that could not look is "not verified" in the
-  summary and in the exit status, never a pass.
+- The checks run all at once under the target's deadline: for the whole suite they start as
+  soon as the command line is known (while pytest still collects; see
+  verification.EarlyRun), else the first time a verify test asks. Each test then reports its
+  check. A check that could not look is "not verified" in the summary and in the exit status,
+  never a pass.
 """
 
 from __future__ import annotations
