@@ -403,11 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["verify"]:  # `verify --target X -q -k health`: what is not ours is pytest's
+        from rollback_drill import verify_command
         from rollback_drill.verify_command import split_args
 
         own, passed = split_args(args[1:])
         ns = parser.parse_args(["verify", *own])
         ns.pytest_args = passed
+        if argv is None:  # the command itself, not a caller in this process
+            verify_command.exit_now(int(ns.func(ns)))
     else:
         ns = parser.parse_args(args)
     try:
