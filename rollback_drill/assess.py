@@ -151,7 +151,11 @@ def during_drill(
     """The assessment inside a drill: active alerts plus every check, now."""
     loaded = stack.loaded
     classification = loaded.spec.classification
-    target = dataclasses.replace(stack.target(), baseline=baseline, read_only=False)
+    # One probe per flow route: monitoring has already measured rates and latency; the
+    # assessment needs to know what is broken, fast (its time counts toward recovery).
+    target = dataclasses.replace(
+        stack.target(), baseline=baseline, read_only=False, probe_once=True
+    )
     outcomes = run_checks([*ALL_CHECKS, *extra_checks], target)
     findings = check_findings(outcomes, classification)
     named = {f.name for f in findings}

@@ -120,18 +120,17 @@ def cmd_certify(ns: argparse.Namespace) -> int:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    args = [
-        str(PROJECT_ROOT / "verifications"),
-        "-m",
-        "verify",
-        "--target",
-        str(ns.target),
-        "-p",
-        "no:cacheprovider",
-    ]
-    if ns.alluredir:
-        args += ["--alluredir", str(ns.alluredir)]
-    return _pytest(args + ns.pytest_args)
+    from rollback_drill import verify_command
+
+    if ns.dry_run:
+        argv = verify_command.pytest_argv(
+            ns.target, ns.alluredir, ns.save_performance, ns.pytest_args
+        )
+        print("pytest " + " ".join(argv))
+        return 0
+    return verify_command.verify(
+        ns.target, ns.alluredir, ns.save_performance, ns.pytest_args, ns.pytest
+    )
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
@@ -148,17 +147,9 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(ns: argparse.Namespace) -> int:
-    from rollback_drill.stores import mongo
-    from rollback_drill.target import target_from_file
+    from rollback_drill import verify_command
 
-    target = target_from_file(ns.target)
-    collections = ns.collections or list(target.integrity_collections)
-    print_ = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, collections)
-    print_.save(ns.output)
-    for name, entry in print_.collections.items():
-        print(f"{name}: {entry.count} documents, sha256 {entry.sha256[:16]}...")
-    print(f"baseline written to {ns.output}")
-    return 0
+    return verify_command.fingerprint(ns.target, ns.output, ns.collections)
 
 
 def cmd_assess(ns: argparse.Namespace) -> int:
@@ -333,12 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
     _pytest_args(cert)
     cert.set_defaults(func=cmd_certify)
 
-    verify = sub.add_parser("verify", help="verify a live environment read-only")
-    verify.add_argument(
-        "--target", type=Path, required=True, help="target file of the environment to verify"
+    verify = sub.add_parser(
+        "verify",
+        help="verify a live environment after a rollback (exit 0 verified, 1 not recovered, "
+        "4 target-file error, 6 not verified, 7 target unreachable)",
+        description="Verify a target file's environment: every check at once, a table, the "
+        "verdict. Options it does not know (-q, -k EXPR, -x ...) run the suite through pytest "
+        "and go to it.",
     )
+    verify.add_argument("--target", type=Path, required=True, help="the target file")
     verify.add_argument("--alluredir", type=Path, help="also write Allure results here")
-    _pytest_args(verify)
+    verify.add_argument(
+        "--save-performance",
+        type=Path,
+        metavar="FILE",
+        help="when green, write each flow's p95 to FILE (a target's performance_baseline)",
+    )
+    verify.add_argument(
+        "--pytest", action="store_true", help="run the suite through pytest (as -q, -k... do)"
+    )
+    verify.add_argument(
+        "--dry-run", action="store_true", help="print the pytest command line and exit"
+    )
+    verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     verify.set_defaults(func=cmd_verify)
 
     up = sub.add_parser("up", help="start the reference stack and write its target file")
@@ -381,13 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     fp = sub.add_parser(
         "fingerprint", help="take an integrity baseline of a target before a change"
     )
+    fp.add_argument("--target", type=Path, required=True, help="the target file")
     fp.add_argument(
-        "--target", type=Path, required=True, help="target file whose MongoDB is fingerprinted"
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write it (default: the target's integrity.baseline, beside the file)",
     )
-    fp.add_argument(
-        "-o", "--output", type=Path, default=Path("baseline.json"),
-        help="where to write the baseline (default baseline.json)",
-    )  # fmt: skip
     fp.add_argument(
         "--collections",
         nargs="*",
@@ -422,7 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["verify"]:  # `verify --target X -q -k health`: what is not ours is pytest's
+        from rollback_drill import verify_command
+        from rollback_drill.verify_command import split_args
+
+        own, passed = split_args(args[1:])
+        ns = parser.parse_args(["verify", *own])
+        ns.pytest_args = passed
+        if argv is None:  # the command itself, not a caller in this process
+            verify_command.exit_now(int(ns.func(ns)))
+    else:
+        ns = parser.parse_args(args)
     try:
         return int(ns.func(ns))
     except (SpecError, StackError, ArchiveError) as exc:

@@ -112,9 +112,16 @@ def reference_target(loaded: LoadedStack, prep: ReferenceCompose, password: Secr
 
 
 def bootstrap_reference(
-    loaded: LoadedStack, target: Target, services: Services, release: str, log: Path
+    loaded: LoadedStack,
+    target: Target,
+    services: Services,
+    release: str,
+    log: Path,
+    project: str | None = None,
 ) -> Target:
-    """After `up`: deploy the registry at the address the compose file expects, seed."""
+    """After `up`: deploy the registry at the address the compose file expects, seed. The
+    target then says what the stack must run, and (given the compose `project`) grants log and
+    stats access to its containers (compose v1 names them PROJECT_SERVICE_1)."""
     import httpx
 
     from rollback_drill.stores import mongo
@@ -146,8 +153,20 @@ def bootstrap_reference(
     )  # fmt: skip
     from dataclasses import replace
 
+    from rollback_drill.access import DockerLogs, DockerStats
+
+    apps = [n for n, s in loaded.spec.services.items() if s.kind == "app"]
+    containers = {name: f"{project}_{name}_1" for name in loaded.spec.services}
     return replace(
-        target, registry_address=deployment.address, test_did=lookup_test_did(loaded, uri)
+        target,
+        registry_address=deployment.address,
+        test_did=lookup_test_did(loaded, uri),
+        expected_releases={name: release for name in loaded.spec.services},
+        expected_contract_version=loaded.release(release).contract_version,
+        expected_owner=deployment.operator,
+        # nginx logs to files inside its container: `docker logs` shows the apps' logs only
+        logs=DockerLogs({n: containers[n] for n in apps}) if project else None,
+        stats=DockerStats(containers) if project else None,
     )
 
 

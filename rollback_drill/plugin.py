@@ -13,20 +13,21 @@ import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_drill import artifacts, proc, record, report
-from rollback_drill.drill import LoadOptions, run_drill
+from rollback_drill import artifacts, proc, record
 from rollback_drill.fields import positive_int
-from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
-from rollback_drill.stack.base import Stack
+from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
-from rollback_drill.stores.mongo import ArchiveError, Fingerprint
-from rollback_drill.target import Target, target_from_file
 from rollback_drill.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
+    from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
+    from rollback_drill.stack.base import Stack
+
+pytest_plugins = ["rollback_drill.verify_plugin"]  # --target, the verify suite's fixtures
 
 MARKERS = {
     "drill": "a rollback drill: spins up a stack, breaks it, rolls it back, verifies",
@@ -68,9 +69,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="bring this docker-compose file up for the session (compose v1) before verifying",
     )
     group.addoption("--compose-project", default=None, help="compose project name")
-    group.addoption(
-        "--target", default=None, help="target file of a live environment for -m verify"
-    )
     group.addoption(
         "--from-release",
         default=None,
@@ -169,13 +167,10 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [
+    return [
         f"rollback-drill: stack {config.getoption('--stack-file') or DEFAULT_STACK}, "
         f"backend {config.getoption('--stack-backend')}"
     ]
-    if config.getoption("--target"):
-        lines.append(f"rollback-drill: verify target {config.getoption('--target')} (read-only)")
-    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -205,6 +200,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _drill_of(item: pytest.Item) -> Drill | None:
+    from rollback_drill.outcome import Drill
+
     callspec = getattr(item, "callspec", None)
     value = callspec.params.get("drill") if callspec is not None else None
     return value if isinstance(value, Drill) else None
@@ -258,6 +255,9 @@ def drill_runner(
 ) -> DrillRunner:
     """Runs a drill on the fixture's stack with Allure as a reader of its timeline, and keeps
     its outcome for the terminal summary and the run's drill record."""
+
+    from rollback_drill import report
+    from rollback_drill.drill import LoadOptions, run_drill
 
     def run(drill: Drill) -> DrillOutcome:
         good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
@@ -385,17 +385,6 @@ def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
         yield services
 
 
-@pytest.fixture(scope="session")
-def verify_target(pytestconfig: pytest.Config, compose_services: object | None) -> Target:
-    path = pytestconfig.getoption("--target")
-    if not path:
-        pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")
-    try:
-        return target_from_file(Path(path))
-    except (SpecError, ArchiveError) as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
@@ -420,27 +409,10 @@ def pytest_terminal_summary(
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
 
 
-def _check_target_file(config: pytest.Config) -> None:
-    """A broken --target file (or its baseline) is one usage error before anything runs, not
-    an error repeated at the setup of every verify test. Only the files are checked here:
-    whether the environment answers is the verify suite's question."""
-    path = config.getoption("--target")
-    if not path:
-        return
-    try:
-        spec = load_target(Path(path))
-        if spec.integrity is not None:
-            baseline = Path(path).resolve().parent / spec.integrity.baseline
-            if baseline.exists():
-                Fingerprint.load(baseline)
-    except (SpecError, ArchiveError) as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Refuse a broken target file; sweep what an earlier, killed run left behind before
-    starting anything new."""
-    _check_target_file(session.config)
+    """Sweep what an earlier, killed run left behind before starting anything new."""
+    if session.config.getoption("--target"):
+        return  # a verify run starts nothing, and must not spend its budget on a docker sweep
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
         artifacts.finish_abandoned(Path(session.config.getoption("--drill-artifacts")))

@@ -17,13 +17,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollback_drill import environment
-from rollback_drill.outcome import DrillOutcome
 from rollback_drill.secrets import redact
-from rollback_drill.spec import LoadedStack
 from rollback_drill.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:  # the engine's types; the record module itself loads none of it
+    from rollback_drill.outcome import DrillOutcome
+    from rollback_drill.spec import LoadedStack
 
 SCHEMA_ID = "rollback-drill/record/2"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-2.schema.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -187,7 +187,13 @@ def _default_check_severities() -> dict[str, Severity]:
         "connectivity": "critical",  # database connectivity issues
         "tls": "critical",  # SSL certificate failures
         "integrity": "critical",  # data corruption
+        "errors": "critical",  # "Error rate > 5%: Critical", from the logs
+        "chain": "critical",  # the registry's code, owner or pause state is not as released
         "functional": "high",  # major bugs
+        # A service or contract other than the one that should be deployed: what it breaks
+        # is judged by the health and flow checks, which classify on their own.
+        "rollback": "medium",
+        "resources": "low",  # "Memory usage > 90%: Warning"
         "performance": "low",
     }
 
@@ -325,6 +331,10 @@ class StackSpec(_Model):
         return self
 
 
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+SERVICE_NAMES = ("backend", "ai-chatbot", "frontend")
+
+
 class TargetServices(_Model):
     backend: HttpUrl
     ai_chatbot: HttpUrl = Field(alias="ai-chatbot")
@@ -338,12 +348,62 @@ class TargetTLS(_Model):
 
 
 class IntegritySpec(_Model):
+    """Which collections a baseline protects, and which of them users write to."""
+
     baseline: NonEmptyStr
     collections: list[CollectionName] = Field(default_factory=lambda: ["users"], min_length=1)
+    written_by_users: list[CollectionName] = Field(
+        default_factory=list,
+        description="collections live traffic (and the verify run's own login and chat probe) "
+        "adds documents to: baseline documents must survive unchanged, new ones are counted",
+    )
+
+
+class ExpectedSpec(_Model):
+    """What the rollback must have produced ("Verify rollback success")."""
+
+    releases: dict[Literal["backend", "ai-chatbot", "frontend"], str] = Field(default_factory=dict)
+    contract_version: str | None = None
+    registry_owner: Address | None = None
+
+    @model_validator(mode="after")
+    def _every_service(self) -> ExpectedSpec:
+        missing = [name for name in SERVICE_NAMES if name not in self.releases]
+        if self.releases and missing:
+            raise ValueError(f"releases: give a release for every service, missing {missing}")
+        return self
+
+
+class LogAccessSpec(_Model):
+    """Where verify may read service logs: files on this machine, or docker containers."""
+
+    files: dict[str, list[str]] = Field(default_factory=dict)
+    docker: dict[str, str] = Field(default_factory=dict)
+
+
+class StatsAccessSpec(_Model):
+    """Where verify may read resource usage: docker containers, or (same machine) the
+    processes listening on the target's own ports."""
+
+    docker: dict[str, str] = Field(default_factory=dict)
+    local: bool = False
+
+
+class AccessSpec(_Model):
+    logs: LogAccessSpec | None = None
+    stats: StatsAccessSpec | None = None
+
+
+class SamplingSpec(_Model):
+    """How hard each flow is sampled: enough requests to bound its error rate below the
+    runbook's threshold at this confidence when none fails."""
+
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    workers: int = Field(default=3, ge=1, le=32)
 
 
 class TargetSpec(_Model):
-    """A live environment to verify: where it is, and how to reach it read-only."""
+    """A live environment to verify: where it is, how to reach it, what it must be running."""
 
     name: str = "target"
     services: TargetServices
@@ -353,15 +413,23 @@ class TargetSpec(_Model):
     redis_url_env: EnvVarName | None = None
     redis_url: RedisUrl | None = None
     rpc_url: HttpUrl | None = None
-    registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    registry_address: Address | None = None
     chain_id: int | None = Field(default=None, ge=1)
     contract_artifact: ContractArtifact | None = None
     test_account: TargetAccountSpec
     test_did: str | None = None
     tls: TargetTLS = Field(default_factory=TargetTLS)
     integrity: IntegritySpec | None = None
+    expected: ExpectedSpec = Field(default_factory=ExpectedSpec)
+    access: AccessSpec = Field(default_factory=AccessSpec)
+    performance_baseline: str | None = None
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    read_only: bool = True
+    deadline_s: float = Field(default=20.0, gt=0, description="the whole verify run's bound")
+    read_only: bool = Field(
+        default=False,
+        description="true forbids the chat probe's write: the chat flow is then not verified",
+    )
 
     @model_validator(mode="after")
     def _one_source_each(self) -> TargetSpec:
@@ -372,6 +440,12 @@ class TargetSpec(_Model):
             )
         if not (self.redis_url or self.redis_url_env):
             raise ValueError("redis_url_env: give `redis_url_env` (preferred) or `redis_url`")
+        if self.integrity:
+            stray = sorted(set(self.integrity.written_by_users) - set(self.integrity.collections))
+            if stray:
+                raise ValueError(
+                    f"integrity.written_by_users: {stray} are not in integrity.collections"
+                )
         return self
 
 
@@ -523,4 +597,10 @@ def load_stack(path: Path | str) -> LoadedStack:
 
 
 def load_target(path: Path | str) -> TargetSpec:
-    return load_model(TargetSpec, Path(path))
+    path = Path(path)
+    try:
+        return load_model(TargetSpec, path)
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML target file"
+        ) from None

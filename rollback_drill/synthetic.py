@@ -5,6 +5,7 @@ capitals, a chat that forgets the conversation - shows here, not in error rates.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 
@@ -14,10 +15,11 @@ from rollback_drill.checks.result import CheckSkipped
 from rollback_drill.target import Target
 from rollback_drill.timeline import Timeline
 
-MONITORED_CATEGORIES = ("health", "connectivity", "functional")
+MONITORED_CATEGORIES = ("health", "rollback", "connectivity", "chain", "functional")
 
 
 def monitored(extra: Sequence[Check] = ()) -> list[Check]:
+    """The checks synthetic monitoring repeats; sampled flows run as one probe per route."""
     chosen = [c for c in ALL_CHECKS if c.category in MONITORED_CATEGORIES]
     return chosen + [c for c in extra if c not in chosen]
 
@@ -50,7 +52,7 @@ class SyntheticMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            target = self._target()
+            target = dataclasses.replace(self._target(), probe_once=True)
             for check in self._checks:
                 if self._stop.is_set():
                     return

@@ -1,4 +1,5 @@
-"""What a check needs to reach a stack: URLs, store URIs, chain, credentials, thresholds.
+"""What a check needs to reach a stack: URLs, store URIs, chain, credentials, thresholds, and
+what the rollback must have produced (the expected releases, contract version and registry).
 
 One shape for both worlds: a drill builds it from the stack it started, the verify suite
 from a target file. Checks never know which.
@@ -7,12 +8,21 @@ from a target file. Checks never know which.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollback_drill.secrets import Secret
-from rollback_drill.spec import SpecError, TargetSpec, Thresholds
-from rollback_drill.stores.mongo import Fingerprint
+from rollback_drill.spec import SpecError, TargetSpec, Thresholds, load_target
+
+if TYPE_CHECKING:
+    from rollback_drill.access import LogSource, StatsSource
+    from rollback_drill.stores.fingerprint import Fingerprint
+
+OWN_WRITES = ("sessions", "chat_messages")
+"""Where the verify run's own writes land in SafePsy: the login samples' sessions and the
+chat probe's messages. Integrity counts new documents there instead of failing on them."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,24 @@ class Target:
     integrity_collections: tuple[str, ...] = ("users",)
     baseline: Fingerprint | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
-    read_only: bool = True
+    read_only: bool = False
+    # what the rollback must have produced (empty / None: the target does not say)
+    expected_releases: Mapping[str, str] = field(default_factory=dict)
+    expected_contract_version: str | None = None
+    expected_owner: str | None = None
+    # collections users write to (plus the verify run's own): additions are counted
+    user_written_collections: tuple[str, ...] = ()
+    own_writes: tuple[str, ...] = OWN_WRITES
+    logs: LogSource | None = None
+    stats: StatsSource | None = None
+    performance_baseline: Mapping[str, float] | None = None
+    sampling_confidence: float = 0.95
+    sampling_workers: int = 3
+    # one request per route instead of a sample that bounds the error rate: the weight of a
+    # drill's synthetic monitoring, which repeats every check twice a second under load
+    probe_once: bool = False
+    deadline_s: float = 20.0
+    source: Path | None = None
 
     def service_urls(self) -> dict[str, str]:
         urls = {
@@ -48,6 +75,13 @@ class Target:
         if self.frontend_tls_url:
             urls["frontend-tls"] = self.frontend_tls_url
         return urls
+
+    def append_collections(self) -> set[str]:
+        """Collections compared in append mode: new documents counted, not failed."""
+        return {*self.user_written_collections, *self.own_writes}
+
+    def origin(self) -> str:
+        return str(self.source) if self.source else self.name
 
 
 def _from_env(spec_path: Path, field_name: str, var: str | None, literal: str | None) -> Secret:
@@ -74,37 +108,92 @@ def _password(path: Path, spec: TargetSpec) -> str:
     file = path.resolve().parent / account.password_file
     try:
         return file.read_text().strip()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise SpecError(
-            f"{path}: test_account.password_file: cannot read {file}: {exc.strerror}"
+            f"{path}: test_account.password_file: cannot read {file}: {reason}"
         ) from None
 
 
-def target_from_file(path: Path) -> Target:
-    """Resolve a target file: secrets from the environment, paths relative to the file."""
-    from rollback_drill.spec import load_target
+def _existing(path: Path, field_name: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    resolved = path.resolve().parent / value
+    if not resolved.is_file():
+        raise SpecError(f"{path}: {field_name}: expected an existing file, {resolved} not found")
+    return resolved
 
-    spec: TargetSpec = load_target(path)
-    base = path.resolve().parent
+
+def _ca(path: Path, spec: TargetSpec) -> Path | None:
+    ca = _existing(path, "tls.ca_file", spec.tls.ca_file)
+    if ca is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, ValueError) as exc:
+            raise SpecError(
+                f"{path}: tls.ca_file: expected PEM CA certificates in {ca} ({exc})"
+            ) from None
+    return ca
+
+
+def _artifact(path: Path, spec: TargetSpec) -> Path | None:
+    from rollback_drill.checks.chain import runtime_of
+
+    artifact = _existing(path, "contract_artifact", spec.contract_artifact)
+    if artifact is not None:
+        try:
+            runtime_of(artifact)
+        except ValueError as exc:
+            raise SpecError(f"{path}: contract_artifact: {exc}") from None
+    return artifact
+
+
+def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
+    from rollback_drill.stores.fingerprint import Fingerprint, FingerprintError
+
+    if spec.integrity is None:
+        return None
+    try:
+        return Fingerprint.load(path.resolve().parent / spec.integrity.baseline)
+    except FingerprintError as exc:
+        raise SpecError(f"{path}: integrity.baseline: {exc}") from None
+
+
+def _performance(path: Path, spec: TargetSpec) -> Mapping[str, float] | None:
+    from rollback_drill.perfbaseline import PerformanceBaselineError, load
+
+    file = _existing(path, "performance_baseline", spec.performance_baseline)
+    if file is None:
+        return None
+    try:
+        return load(file)
+    except PerformanceBaselineError as exc:
+        raise SpecError(f"{path}: performance_baseline: {exc}") from None
+
+
+def resolve_target(path: Path, spec: TargetSpec, with_baseline: bool = True) -> Target:
+    """Everything the file refers to: secrets from the environment or files, paths relative
+    to the file, the baselines. Raises SpecError naming the file and the field."""
+    from rollback_drill.access import sources_from_spec
+
     password = _password(path, spec)
-    baseline = None
-    if spec.integrity:
-        baseline = Fingerprint.load(base / spec.integrity.baseline)
-    artifact = base / spec.contract_artifact if spec.contract_artifact else None
-    ca = base / spec.tls.ca_file if spec.tls.ca_file else None
-    if ca is not None and not ca.exists():
-        raise SpecError(f"{path}: tls.ca_file: expected an existing file, {ca} not found")
+    mongodb_uri = _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
+    redis_url = _from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url)
+    artifact = _artifact(path, spec)
+    ca = _ca(path, spec)
+    logs, stats = sources_from_spec(spec, path.resolve().parent)
+    services = spec.services
     return Target(
         name=spec.name,
-        backend_url=spec.services.backend.rstrip("/"),
-        chatbot_url=spec.services.ai_chatbot.rstrip("/"),
-        frontend_url=spec.services.frontend.rstrip("/"),
-        frontend_tls_url=spec.services.frontend_tls.rstrip("/")
-        if spec.services.frontend_tls
-        else None,
-        mongodb_uri=_from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri),
+        backend_url=services.backend.rstrip("/"),
+        chatbot_url=services.ai_chatbot.rstrip("/"),
+        frontend_url=services.frontend.rstrip("/"),
+        frontend_tls_url=services.frontend_tls.rstrip("/") if services.frontend_tls else None,
+        mongodb_uri=mongodb_uri,
         mongodb_database=spec.mongodb_database,
-        redis_url=_from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url),
+        redis_url=redis_url,
         rpc_url=spec.rpc_url,
         registry_address=spec.registry_address,
         chain_id=spec.chain_id,
@@ -115,7 +204,28 @@ def target_from_file(path: Path) -> Target:
         ca_file=ca,
         server_name=spec.tls.server_name,
         integrity_collections=tuple(spec.integrity.collections) if spec.integrity else ("users",),
-        baseline=baseline,
+        baseline=_baseline(path, spec) if with_baseline else None,
         thresholds=spec.thresholds,
         read_only=spec.read_only,
+        expected_releases={str(k): v for k, v in spec.expected.releases.items()},
+        expected_contract_version=spec.expected.contract_version,
+        expected_owner=spec.expected.registry_owner,
+        user_written_collections=tuple(spec.integrity.written_by_users) if spec.integrity else (),
+        logs=logs,
+        stats=stats,
+        performance_baseline=_performance(path, spec),
+        sampling_confidence=spec.sampling.confidence,
+        sampling_workers=spec.sampling.workers,
+        deadline_s=spec.deadline_s,
+        source=path,
     )
+
+
+def mongodb_of(path: Path, spec: TargetSpec) -> Secret:
+    """Only the MongoDB URI (what `fingerprint` needs: no password, CA or baseline)."""
+    return _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
+
+
+def target_from_file(path: Path, with_baseline: bool = True) -> Target:
+    """Load and resolve a target file; any problem is one SpecError naming file and field."""
+    return resolve_target(path, load_target(path), with_baseline)

@@ -1,16 +1,36 @@
 """Write the target file (and its integrity baseline) for a stack this harness started, so
-the verify suite can be tried against it exactly as against a live environment."""
+the verify suite can be tried against it exactly as against a live environment: with what
+the stack must be running (releases, contract version, registry and owner) and the log and
+stats access it grants."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from rollback_drill.access import DockerLogs, DockerStats, FileLogs, LocalStats
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
 
-BASELINE_COLLECTIONS = ["users", "did_documents"]
+BASELINE_COLLECTIONS = ["users", "did_documents", "sessions"]
+WRITTEN_BY_USERS = ["sessions"]  # logins add sessions (the verify run's own included)
+
+
+def access_of(target: Target) -> dict[str, Any]:
+    """The access a target grants, as the target file spells it (what cannot be spelled -
+    a stack reached through the Stack protocol - is left out and shows as not verified)."""
+    access: dict[str, Any] = {}
+    if isinstance(target.logs, FileLogs):
+        access["logs"] = {"files": {s: [str(p) for p in ps] for s, ps in target.logs.files.items()}}
+    elif isinstance(target.logs, DockerLogs):
+        access["logs"] = {"docker": dict(target.logs.containers)}
+    if isinstance(target.stats, LocalStats):
+        access["stats"] = {"local": True}
+    elif isinstance(target.stats, DockerStats):
+        access["stats"] = {"docker": dict(target.stats.containers)}
+    return access
 
 
 def write_target_file(target: Target, directory: Path, password_file: Path) -> Path:
@@ -20,6 +40,13 @@ def write_target_file(target: Target, directory: Path, password_file: Path) -> P
         target.mongodb_uri.reveal(), target.mongodb_database, BASELINE_COLLECTIONS
     )
     baseline.save(directory / "baseline.json")
+    expected: dict[str, Any] = {}
+    if target.expected_releases:
+        expected["releases"] = dict(target.expected_releases)
+    if target.expected_contract_version:
+        expected["contract_version"] = target.expected_contract_version
+    if target.expected_owner:
+        expected["registry_owner"] = target.expected_owner
     doc = {
         "name": target.name,
         "services": {
@@ -38,8 +65,14 @@ def write_target_file(target: Target, directory: Path, password_file: Path) -> P
         "test_account": {"email": target.test_email, "password_file": str(password_file)},
         "test_did": target.test_did,
         "tls": {"ca_file": str(target.ca_file), "server_name": target.server_name},
-        "integrity": {"baseline": "baseline.json", "collections": BASELINE_COLLECTIONS},
-        "read_only": True,
+        "integrity": {
+            "baseline": "baseline.json",
+            "collections": BASELINE_COLLECTIONS,
+            "written_by_users": WRITTEN_BY_USERS,
+        },
+        "expected": expected,
+        "access": access_of(target),
+        "read_only": False,
     }
     path = directory / "target.yaml"
     path.write_text(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tests: set up (idempotent), then lint, type-check, and run the whole suite: the engine's
-# tests, the drills, and the verify suite. The verify suite's own module skips without
+# tests, the drills, and the verify suite. The verify suite's own tests are deselected without
 # --target; tests/test_verify_suite.py runs it against a stack it starts. When a Docker daemon
 # answers, every drill also runs on the docker backend (--stack-backend all) and the docker
 # tests run; without one they skip. pytest's exit 5 (no tests ran) is a failure.

@@ -1,10 +1,12 @@
-"""Small helpers several test modules share: breaking data and running the verify suite the
-way a user does (a separate pytest process)."""
+"""Small helpers several test modules share: breaking data, a server that never answers, and
+running the verify suite the way a user does (a separate pytest process)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,3 +88,31 @@ def copy_stack_file(
     path = directory / name
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()

@@ -1,48 +1,73 @@
 """Every verification is shown to fail: each test breaks exactly what one check guards on a
-real stack, watches that check turn red, then repairs the stack for the next test."""
+real stack (a wrong release, a wrong registry, tampered contract code, a broken nginx route, a
+stalled service, lost or altered data, a dropped index, errors in the logs...), watches that
+check turn red naming what broke, then repairs the stack and watches it turn green again."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import bson
+import httpx
 import pytest
+from bson.raw_bson import RawBSONDocument
 
-from rollback_drill import chain, tls
-from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks
+from rollback_drill import chain, proc, tls
+from rollback_drill.access import FileLogs, LocalStats
+from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
+from rollback_drill.checks.result import CheckResult, CheckSkipped
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
-from tests.helpers import user_deleted
+from tests.helpers import silent_server, user_deleted
 
 
-def _target(stack: LocalStack) -> Target:
-    baseline = mongo.fingerprint(stack.mongodb_uri, "safepsy", ["users"])
-    return dataclasses.replace(stack.target(), baseline=baseline, integrity_collections=("users",))
+def _target(stack: LocalStack, **changes: Any) -> Target:
+    """What a verify run would be given now: the stack's target with a fresh baseline."""
+    target = stack.target()
+    baseline = mongo.fingerprint(stack.mongodb_uri, "safepsy", list(target.integrity_collections))
+    return dataclasses.replace(target, baseline=baseline, **changes)
+
+
+def _quick(target: Target, timeout_s: float = 1.0) -> Target:
+    return dataclasses.replace(
+        target, thresholds=target.thresholds.model_copy(update={"request_timeout_s": timeout_s})
+    )
+
+
+def _run(name: str, target: Target) -> CheckResult:
+    return BY_NAME[name].run(target)
 
 
 def _assert_fails(name: str, target: Target) -> str:
-    result = BY_NAME[name].run(target)
+    result = _run(name, target)
     assert not result.ok, f"{name} stayed green: {result.summary}"
     return result.summary
 
 
 def _assert_passes(name: str, target: Target) -> None:
-    result = BY_NAME[name].run(target)
+    result = _run(name, target)
     assert result.ok, result.explain()
 
 
-def test_every_check_is_green_on_a_healthy_stack(local_stack: LocalStack) -> None:
-    outcomes = run_checks(ALL_CHECKS, _target(local_stack))
-    failed = [o.result.explain() for o in outcomes if o.result and not o.result.ok]
-    assert not failed
-    assert not [o.check.name for o in outcomes if o.skipped], (
-        "nothing is skipped on a writable stack"
-    )
+def _healthy(stack: LocalStack, service: str) -> None:
+    url = stack.url(service) + ("/" if service == "frontend" else "/health")
+    proc.wait_until(lambda: httpx.get(url, timeout=1).status_code == 200, 20, what=f"{service} up")
+
+
+def test_every_check_is_green_on_a_healthy_stack_twice_in_a_row(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    for _ in range(2):  # the first run's own writes must not turn the second red
+        outcomes = run_checks_concurrently(ALL_CHECKS, target)
+        assert [o.result.explain() for o in outcomes if o.state == "failed" and o.result] == []
+        assert [o.check.name for o in outcomes if o.state == "not verified"] == []
 
 
 @contextmanager
@@ -61,19 +86,24 @@ def _stopped(stack: LocalStack, service: str) -> Iterator[None]:
         ("health.ai-chatbot", "ai-chatbot"),
         ("health.frontend", "frontend"),
         ("health.frontend-tls", "frontend"),
-        ("functional.frontend_proxy", "backend"),
-        ("functional.chat", "ai-chatbot"),
+        ("rollback.releases", "ai-chatbot"),
+        ("flow.landing", "frontend"),
+        ("flow.login", "backend"),
+        ("flow.did", "backend"),
+        ("flow.chat", "ai-chatbot"),
         ("connectivity.mongodb", "mongodb"),
         ("connectivity.redis", "redis"),
     ],
 )
-def test_check_fails_when_its_service_is_down(
+def test_check_fails_when_its_service_is_down_saying_refused(
     local_stack: LocalStack, check: str, service: str
 ) -> None:
     target = _target(local_stack)
     _assert_passes(check, target)
     with _stopped(local_stack, service):
-        _assert_fails(check, target)
+        started = time.monotonic()
+        assert "refused" in _assert_fails(check, target)
+        assert time.monotonic() - started < target.thresholds.request_timeout_s
     _assert_passes(check, target)
 
 
@@ -84,33 +114,116 @@ def test_backend_health_fails_when_redis_is_down(local_stack: LocalStack) -> Non
     assert "503" in summary
 
 
-def test_did_health_fails_when_the_chain_freezes(local_stack: LocalStack) -> None:
-    target = _target(local_stack)
+def test_chain_checks_fail_when_the_chain_freezes(local_stack: LocalStack) -> None:
+    target = _quick(_target(local_stack))
     local_stack.pause("chain")
     try:
         _assert_fails("health.did", target)
+        assert "timed out" in _assert_fails("connectivity.chain", target)
     finally:
         local_stack.unpause("chain")
     _assert_passes("health.did", target)
+    _assert_passes("connectivity.chain", target)
 
 
-def test_chain_check_fails_when_the_registry_is_paused(local_stack: LocalStack) -> None:
+@pytest.mark.parametrize("service", ["ai-chatbot", "frontend"])
+def test_releases_fail_when_a_service_runs_another_release(
+    local_stack: LocalStack, service: str
+) -> None:
+    target = _target(local_stack)  # expects 1.4.0 everywhere
+    _assert_passes("rollback.releases", target)
+    local_stack.deploy(service, "1.5.0")
+    _healthy(local_stack, service)
+    try:
+        summary = _assert_fails("rollback.releases", target)
+        assert f"{service} runs 1.5.0, expected 1.4.0" in summary
+    finally:
+        local_stack.deploy(service, "1.4.0")
+        _healthy(local_stack, service)
+    _assert_passes("rollback.releases", target)
+
+
+@contextmanager
+def _backend_on_registry(stack: LocalStack, version: str) -> Iterator[str]:
+    """The backend pointed at a freshly deployed registry of `version`."""
+    original = stack.registry_address
+    target = stack.target()
+    assert target.contract_artifact and original
+    other = chain.deploy_registry(stack.rpc_url, target.contract_artifact, version)
+    stack.registry_address = other.address
+    stack.set_release("backend", "1.4.0")
+    stack.restart("backend")
+    try:
+        yield other.address
+    finally:
+        stack.registry_address = original
+        stack.set_release("backend", "1.4.0")
+        stack.restart("backend")
+
+
+def test_contract_checks_fail_when_the_backend_uses_another_registry(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("rollback.contract", target)
+    with _backend_on_registry(local_stack, "1.5.0") as address:
+        summary = _assert_fails("rollback.contract", target)
+        assert "contract version 1.5.0, expected 1.4.0" in summary
+        assert f"backend uses registry {address.lower()}" in summary.lower()
+        moved = dataclasses.replace(target, registry_address=address)
+        assert "registry version 1.5.0, expected 1.4.0" in _assert_fails("chain.registry", moved)
+        assert "404" in _assert_fails("flow.did", target)  # the test DID is not registered there
+    _assert_passes("rollback.contract", target)
+    _assert_passes("flow.did", target)
+
+
+def _rpc(stack: LocalStack, method: str, params: list[Any]) -> Any:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return httpx.post(stack.rpc_url, json=body, timeout=5).json()["result"]
+
+
+def test_registry_check_fails_when_the_code_at_the_address_is_not_the_artifacts(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("chain.registry", target)
+    address = target.registry_address
+    original = _rpc(local_stack, "eth_getCode", [address, "latest"])
+    tampered = bytearray.fromhex(original[2:])
+    tampered[40] ^= 0x01
+    _rpc(local_stack, "anvil_setCode", [address, "0x" + tampered.hex()])
+    try:
+        assert "runtime" in _assert_fails("chain.registry", target)
+    finally:
+        _rpc(local_stack, "anvil_setCode", [address, original])
+    _assert_passes("chain.registry", target)
+    stranger = dataclasses.replace(target, expected_owner="0x" + "11" * 20)
+    assert "registry owner" in _assert_fails("chain.registry", stranger)
+
+
+def test_registry_check_fails_when_the_registry_is_paused(local_stack: LocalStack) -> None:
     target = _target(local_stack)
     assert target.contract_artifact and target.registry_address
     chain.set_paused(local_stack.rpc_url, target.contract_artifact, target.registry_address, True)
     try:
-        assert "paused" in _assert_fails("connectivity.chain", target)
+        assert "paused" in _assert_fails("chain.registry", target)
     finally:
         chain.set_paused(
             local_stack.rpc_url, target.contract_artifact, target.registry_address, False
         )
-    _assert_passes("connectivity.chain", target)
+    _assert_passes("chain.registry", target)
+
+
+@contextmanager
+def _users(stack: LocalStack) -> Iterator[Any]:
+    with mongo.client(stack.mongodb_uri) as conn:
+        yield conn["safepsy"]["users"]
 
 
 def test_integrity_fails_when_a_user_is_deleted(local_stack: LocalStack) -> None:
     target = _target(local_stack)
     with user_deleted(local_stack.mongodb_uri):
-        assert "documents" in _assert_fails("integrity.mongodb", target)
+        assert "users: 1 of" in _assert_fails("integrity.mongodb", target)
     _assert_passes("integrity.mongodb", target)
 
 
@@ -118,8 +231,7 @@ def test_integrity_fails_when_a_user_is_deleted(local_stack: LocalStack) -> None
 def _test_user_changed(
     stack: LocalStack, change: Callable[[dict[str, object]], dict[str, object]]
 ) -> Iterator[None]:
-    with mongo.client(stack.mongodb_uri) as conn:
-        users = conn["safepsy"]["users"]
+    with _users(stack) as users:
         original = users.find_one({"email": "test@safepsy.com"})
         assert original is not None
         users.update_one({"_id": original["_id"]}, {"$set": change(dict(original))})
@@ -129,57 +241,157 @@ def _test_user_changed(
             users.replace_one({"_id": original["_id"]}, original)
 
 
+def test_integrity_fails_when_a_document_is_altered_or_one_is_added_where_users_do_not_write(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    with _test_user_changed(local_stack, lambda u: {"createdAt": "yesterday"}):
+        assert "users: 1 altered" in _assert_fails("integrity.mongodb", target)
+    with _users(local_stack) as users:
+        users.insert_one(RawBSONDocument(bson.encode({"_id": "intruder", "email": "x@y.test"})))
+        try:
+            assert "users: 1 added" in _assert_fails("integrity.mongodb", target)
+        finally:
+            users.delete_one({"_id": "intruder"})
+    _assert_passes("integrity.mongodb", target)
+
+
+def test_integrity_counts_new_sessions_and_still_sees_a_lost_one(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    with mongo.client(local_stack.mongodb_uri) as conn:
+        sessions = conn["safepsy"]["sessions"]
+        sessions.insert_one(RawBSONDocument(bson.encode({"_id": "live-traffic", "userId": "u1"})))
+        try:
+            result = _run("integrity.mongodb", target)
+            assert result.ok, result.explain()
+            assert "sessions" in result.summary and "+1 new" in result.summary
+            victim = sessions.find_one({"_id": {"$ne": "live-traffic"}})
+            assert victim is not None
+            sessions.delete_one({"_id": victim["_id"]})
+            try:
+                assert "sessions: 1 of" in _assert_fails("integrity.mongodb", target)
+            finally:
+                sessions.insert_one(victim)
+        finally:
+            sessions.delete_one({"_id": "live-traffic"})
+
+
+def test_integrity_fails_when_an_index_or_the_collection_options_change(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    with _users(local_stack) as users:
+        users.drop_index("email_unique")
+        try:
+            assert "index email_unique dropped" in _assert_fails("integrity.mongodb", target)
+        finally:
+            users.create_index("email", unique=True, name="email_unique")
+        _assert_passes("integrity.mongodb", target)
+        users.database.command("collMod", "users", validator={"email": {"$exists": True}})
+        try:
+            assert "users: options" in _assert_fails("integrity.mongodb", target)
+        finally:
+            users.database.command("collMod", "users", validator={})
+    restored = _run("integrity.mongodb", target)
+    if not restored.ok:  # SecantusDB may keep an empty validator as an option: re-baseline
+        assert "options" in restored.summary
+        target = _target(local_stack)
+    _assert_passes("integrity.mongodb", target)
+
+
+def test_integrity_refuses_an_empty_baseline_and_one_without_the_targets_collections(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    assert target.baseline is not None
+    empty = dataclasses.replace(
+        target.baseline.collections["users"], count=0, documents=b"", sha256="0"
+    )
+    hollow = dataclasses.replace(
+        target.baseline, collections={**target.baseline.collections, "users": empty}
+    )
+    assert "users: the baseline is empty" in _assert_fails(
+        "integrity.mongodb", dataclasses.replace(target, baseline=hollow)
+    )
+    wider = dataclasses.replace(target, integrity_collections=("users", "did_documents"))
+    assert "did_documents: not in the baseline" in _assert_fails("integrity.mongodb", wider)
+
+
 def test_login_fails_when_the_test_account_is_gone(local_stack: LocalStack) -> None:
     target = _target(local_stack)
     with _test_user_changed(local_stack, lambda u: {"email": "moved@safepsy.test"}):
-        assert "401" in _assert_fails("functional.login", target)
-    _assert_passes("functional.login", target)
+        assert "401" in _assert_fails("flow.login", target)
+    _assert_passes("flow.login", target)
 
 
 def test_bad_password_check_fails_when_the_backend_accepts_it(local_stack: LocalStack) -> None:
     from safepsy_app.passwords import hash_password  # the reference stack's own hashing
 
+    from rollback_drill.checks.functional import WRONG_PASSWORD
+
     target = _target(local_stack)
-    wrong = "wrong-" + "x" * 12
-    with _test_user_changed(
-        local_stack, lambda u: {"passwordHash": hash_password(wrong, b"0123456789abcdef", 1000)}
-    ):
-        _assert_fails("functional.login_rejects_bad_password", target)
+    wrong_hash = hash_password(WRONG_PASSWORD, b"0123456789abcdef", 1000)
+    with _test_user_changed(local_stack, lambda u: {"passwordHash": wrong_hash}):
+        summary = _assert_fails("functional.login_rejects_bad_password", target)
+        assert "nginx https -> 200" in summary
     _assert_passes("functional.login_rejects_bad_password", target)
 
 
-def test_did_resolve_fails_when_backend_points_at_an_empty_registry(
-    local_stack: LocalStack,
-) -> None:
+def test_flows_fail_on_the_routes_nginx_no_longer_proxies(local_stack: LocalStack) -> None:
     target = _target(local_stack)
-    original = local_stack.registry_address
-    assert target.contract_artifact and original
-    empty = chain.deploy_registry(local_stack.rpc_url, target.contract_artifact, "1.4.0")
-    local_stack.registry_address = empty.address
-    local_stack.set_release("backend", "1.4.0")
-    local_stack.restart("backend")
+    conf = local_stack.config_dir / "nginx" / "nginx.conf"
+    text = conf.read_text()
+    start = text.index("        location = /api/chat {")
+    end = text.index("        # No URI part")
+    conf.write_text(text[:start] + text[end:])  # /api/chat now falls to the backend: 404
+    local_stack.restart("frontend")
     try:
-        assert "404" in _assert_fails("functional.did_resolve", target)
+        summary = _assert_fails("flow.chat", target)
+        assert "nginx http" in summary and "404" in summary
+        evidence = _run("flow.chat", target).evidence
+        direct = [r for r in evidence["operations"] if "(direct)" in r["operation"]]
+        assert direct and all(r["errors"] == 0 for r in direct)
     finally:
-        local_stack.registry_address = original
-        local_stack.set_release("backend", "1.4.0")
-        local_stack.restart("backend")
-    _assert_passes("functional.did_resolve", target)
+        local_stack.set_release("frontend", "1.4.0")
+        local_stack.restart("frontend")
+    _assert_passes("flow.chat", target)
 
 
-def test_performance_fails_when_the_backend_stalls_past_the_threshold(
+def test_flows_fail_when_the_backend_points_at_an_empty_registry(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    with _backend_on_registry(local_stack, "1.4.0"):
+        assert "404" in _assert_fails("flow.did", target)
+    _assert_passes("flow.did", target)
+
+
+def _stall(stack: LocalStack, service: str, seconds: float) -> threading.Timer:
+    stack.pause(service)
+    timer = threading.Timer(seconds, stack.unpause, args=(service,))
+    timer.start()
+    return timer
+
+
+def test_p95_fails_when_the_backend_stalls_past_the_warning_threshold(
     local_stack: LocalStack,
 ) -> None:
     target = _target(local_stack)
     stall = target.thresholds.response_time_warning_s + 0.5
-    local_stack.pause("backend")
-    timer = threading.Timer(stall, local_stack.unpause, args=("backend",))
-    timer.start()
+    timer = _stall(local_stack, "backend", stall)
     try:
-        assert "backend /health took" in _assert_fails("performance.response_time", target)
+        assert "over the 2 s warning threshold" in _assert_fails("flow.login", target)
     finally:
         timer.join()
-    _assert_passes("performance.response_time", target)
+    _assert_passes("flow.login", target)
+
+
+def test_p95_fails_against_the_performance_baseline(local_stack: LocalStack) -> None:
+    baseline = {"login": 0.005}
+    target = _target(local_stack, performance_baseline=baseline)
+    timer = _stall(local_stack, "backend", 0.6)
+    try:
+        assert "over the baseline" in _assert_fails("flow.login", target)
+    finally:
+        timer.join()
 
 
 def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(
@@ -195,7 +407,97 @@ def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(
     local_stack.restart("frontend")
     try:
         assert "CERTIFICATE_VERIFY_FAILED" in _assert_fails("tls.certificate", target)
+        assert "TLS failed" in _assert_fails("flow.landing", target)
     finally:
         shutil.copytree(saved, ssl_dir, dirs_exist_ok=True)
         local_stack.restart("frontend")
     _assert_passes("tls.certificate", target)
+
+
+def test_log_check_fails_on_errors_in_the_window_and_on_a_log_it_cannot_see(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("errors.logs", target)
+    with _stopped(local_stack, "redis"):  # the backend logs "Error 111 connecting ..."
+        assert "backend: 1 error line(s)" in _assert_fails("errors.logs", target)
+    silent = tmp_path / "silent.log"
+    silent.write_text("")
+    blind = dataclasses.replace(target, logs=FileLogs({"backend": (silent,)}))
+    assert "cannot see its log" in _assert_fails("errors.logs", blind)
+
+
+def test_memory_check_fails_over_the_threshold_and_when_it_cannot_look(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("resources.memory", target)
+    tight = dataclasses.replace(
+        target, thresholds=target.thresholds.model_copy(update={"memory_warning": 1e-9})
+    )
+    assert "WARNING memory over" in _assert_fails("resources.memory", tight)
+    nobody = dataclasses.replace(target, stats=LocalStats({"backend": proc.free_port()}))
+    assert "no process of this machine listens" in _assert_fails("resources.memory", nobody)
+
+
+def test_checks_that_cannot_look_are_not_verified_never_passed(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("flow.chat", {"read_only": True}),
+        ("flow.login", {"read_only": True}),
+        ("flow.did", {"read_only": True, "test_did": None}),
+        ("rollback.releases", {"expected_releases": {}}),
+        ("integrity.mongodb", {"baseline": None}),
+        ("errors.logs", {"logs": None}),
+        ("resources.memory", {"stats": None}),
+    ]
+    for name, changes in cases:
+        with pytest.raises(CheckSkipped):
+            _run(name, dataclasses.replace(target, **changes))
+        (outcome,) = run_checks_concurrently(
+            [BY_NAME[name]], dataclasses.replace(target, **changes)
+        )
+        assert outcome.state == "not verified" and not outcome.failed, name
+
+
+def test_endpoints_that_accept_but_never_answer_are_judged_within_a_bounded_time(
+    local_stack: LocalStack,
+) -> None:
+    with silent_server() as port:
+        silent = f"http://127.0.0.1:{port}"
+        target = dataclasses.replace(
+            _quick(_target(local_stack)), backend_url=silent, chatbot_url=silent, deadline_s=4.0
+        )
+        started = time.monotonic()
+        assert "timed out" in _assert_fails("health.backend", target)
+        assert "timed out" in _assert_fails("flow.login", target)  # one timeout, not 59
+        outcomes = run_checks_concurrently(ALL_CHECKS, target)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2 * 1.0 * 3 + target.deadline_s + 2, elapsed
+    failed = {o.check.name for o in outcomes if o.state == "failed"}
+    assert {"health.backend", "health.ai-chatbot", "flow.login", "flow.chat"} <= failed
+
+
+def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) -> None:
+    """The raw PING against a real password-protected redis-server."""
+    import subprocess
+
+    from rollback_drill.checks.connectivity import RedisReplyError, redis_ping
+    from rollback_drill.tools import find_tool
+
+    port = proc.free_port()
+    server = subprocess.Popen(
+        [find_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--requirepass", "s3cret-pw", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        proc.wait_until(lambda: proc.port_open(port), 10, what="redis-server")
+        assert redis_ping(f"redis://:s3cret-pw@127.0.0.1:{port}/0", 2.0) >= 0
+        with pytest.raises(RedisReplyError, match="AUTH"):
+            redis_ping(f"redis://:wrong@127.0.0.1:{port}/0", 2.0)
+        with pytest.raises(RedisReplyError, match="NOAUTH"):
+            redis_ping(f"redis://127.0.0.1:{port}/0", 2.0)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -54,6 +54,7 @@ def test_verify_suite_against_the_compose_stack(stack_file: LoadedStack, tmp_pat
             services,
             "1.4.0",
             tmp_path / "seed.log",
+            project=project,
         )
         target_file = write_target_file(target, tmp_path / "target", password_file)
         run = subprocess.run(

@@ -76,7 +76,7 @@ def test_service_rollback_of_the_wrong_service_turns_red(run) -> None:  # type: 
     )
     outcome = run(drill)
     assert not outcome.passed
-    assert "functional.did_health_registry" in (outcome.failure or ""), outcome.failure
+    assert "rollback.contract" in (outcome.failure or ""), outcome.failure
 
 
 def test_service_rollback_that_restarts_another_service_turns_red(run) -> None:  # type: ignore[no-untyped-def]

@@ -1,26 +1,49 @@
 """Verifications: pure questions about a target, each answering with evidence. The same
-checks serve the drills and the live verify suite."""
+checks serve the drills and the live verify suite; `run_checks_concurrently` asks them all
+at once under one deadline."""
 
 from rollback_drill.checks import (
+    chain,
     connectivity,
     functional,
     health,
     integrity,
-    performance,
+    logs,
+    resources,
+    rollback,
     tls,
     userflows,
 )
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
+from rollback_drill.checks.result import (
+    Check,
+    CheckResult,
+    CheckSkipped,
+    Outcome,
+    run_checks,
+    run_checks_concurrently,
+)
 
 ALL_CHECKS: list[Check] = [
     *health.CHECKS,
+    *rollback.CHECKS,
     *connectivity.CHECKS,
+    *chain.CHECKS,
     *integrity.CHECKS,
     *functional.CHECKS,
     *userflows.CHECKS,
-    *performance.CHECKS,
+    *logs.CHECKS,
+    *resources.CHECKS,
     *tls.CHECKS,
 ]
 BY_NAME = {check.name: check for check in ALL_CHECKS}
 
-__all__ = ["ALL_CHECKS", "BY_NAME", "Check", "CheckResult", "CheckSkipped", "Outcome", "run_checks"]
+__all__ = [
+    "ALL_CHECKS",
+    "BY_NAME",
+    "Check",
+    "CheckResult",
+    "CheckSkipped",
+    "Outcome",
+    "run_checks",
+    "run_checks_concurrently",
+]

@@ -1,25 +1,49 @@
-"""The runbook's "Functional Testing": log in, DID operations, the AI chatbot - as a user
-would, over HTTP. Login is the one write a verify run makes (one session document)."""
+"""The runbook's "Functional Testing" - log in, DID operations, the AI chatbot - and the
+landing page, each a sampled flow over every route nginx proxies (see `flows`).
+
+Writes: every successful login adds a session, and the chat flow adds its messages under a
+marked probe conversation; a read_only target forbids both, and those flows are then "not
+verified". Each flow's evidence lists the documents it added.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 from urllib.parse import quote
 
-from rollback_drill.checks.http import evidence, request
-from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.checks.flows import Operation, judge, routes
+from rollback_drill.checks.http import Response, evidence, request
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
 
+PROBE_MARK = "[rollback-drill verify probe]"
+WRONG_PASSWORD = "wrong-" + "x" * 12
+RELEASE_META = re.compile(r'<meta\s+name="safepsy-release"\s+content="([^"]*)"', re.IGNORECASE)
 
-def login(target: Target) -> tuple[CheckResult, dict[str, Any]]:
-    url = target.backend_url + "/api/auth/login"
+
+def _body(resp: Response) -> dict[str, Any]:
+    return resp.body if isinstance(resp.body, dict) else {}
+
+
+def _status(expected: int) -> Any:
+    def accept(resp: Response) -> str | None:
+        return None if resp.status == expected else f"{resp.status} (expected {expected})"
+
+    return accept
+
+
+def login(target: Target, base: str | None = None) -> tuple[CheckResult, dict[str, Any]]:
+    """One login as the test account (adds one session)."""
+    url = (base or target.backend_url) + "/api/auth/login"
     resp = request(
         target,
         "POST",
         url,
         json={"email": target.test_email, "password": target.test_password.reveal()},
     )
-    body = resp.body if isinstance(resp.body, dict) else {}
+    body = _body(resp)
     ev = evidence(resp, url)
     ev["body"] = {k: v for k, v in body.items() if k != "token"}  # the token is a credential
     ok = resp.status == 200 and isinstance(body.get("token"), str) and bool(body.get("token"))
@@ -28,77 +52,157 @@ def login(target: Target) -> tuple[CheckResult, dict[str, Any]]:
     ), body
 
 
-def _login(target: Target) -> CheckResult:
-    result, _ = login(target)
-    return result
+def _landing(target: Target) -> CheckResult:
+    def accept(resp: Response) -> str | None:
+        if resp.status != 200:
+            return f"{resp.status} (expected 200)"
+        if RELEASE_META.search(resp.text) is None:
+            return "200 but not the SafePsy page (no safepsy-release meta)"
+        return None
+
+    bases = [("nginx http", target.frontend_url)]
+    if target.frontend_tls_url:
+        bases.append(("nginx https", target.frontend_tls_url))
+    ops = [Operation(route, "GET", base + "/", accept) for route, base in bases]
+    return judge("landing", target, ops)
+
+
+def _login_flow(target: Target) -> CheckResult:
+    def accept(resp: Response) -> str | None:
+        body = _body(resp)
+        if resp.status != 200:
+            return f"{resp.status} {body.get('error', '')}".strip()
+        if not isinstance(body.get("token"), str) or not body["token"]:
+            return "200 without a token"
+        if str(body.get("user", {}).get("email", "")).lower() != target.test_email.lower():
+            return "200 for another account"
+        return None
+
+    credentials = {"email": target.test_email, "password": target.test_password.reveal()}
+    ops = [
+        Operation(route, "POST", base + "/api/auth/login", accept, credentials, writes="sessions")
+        for route, base in routes(target, target.backend_url)
+    ]
+    return judge("login", target, ops)
 
 
 def _rejects_bad_password(target: Target) -> CheckResult:
-    url = target.backend_url + "/api/auth/login"
-    resp = request(
-        target, "POST", url, json={"email": target.test_email, "password": "wrong-" + "x" * 12}
+    wrong = {"email": target.test_email, "password": WRONG_PASSWORD}
+    rows = []
+    bad = []
+    for route, base in routes(target, target.backend_url):
+        resp = request(target, "POST", base + "/api/auth/login", json=wrong)
+        rows.append({"route": route, "status": resp.status, "seconds": round(resp.seconds, 4)})
+        if resp.status != 401:
+            bad.append(f"{route} -> {resp.status}")
+    summary = (
+        "wrong password accepted or mishandled: " + ", ".join(bad) + " (expected 401)"
+        if bad
+        else f"wrong password -> 401 on all {len(rows)} routes"
     )
-    ok = resp.status == 401
-    return CheckResult(
-        "functional.login_rejects_bad_password",
-        ok,
-        f"wrong password -> {resp.status} (expected 401)",
-        evidence(resp, url),
-    )
+    return CheckResult("functional.login_rejects_bad_password", not bad, summary, {"routes": rows})
 
 
-def _did_resolve(target: Target) -> CheckResult:
+def _did_flow(target: Target) -> CheckResult:
+    notes = []
     did = target.test_did
+    if did is None and target.read_only:
+        raise CheckSkipped(
+            "the target names no test_did, and learning it needs a login (a session), which "
+            "read_only forbids"
+        )
     if did is None:
         result, body = login(target)
         if not result.ok:
             return CheckResult(
-                "functional.did_resolve",
-                False,
-                "cannot learn the test DID: " + result.summary,
-                result.evidence,
+                "flow.did", False, "cannot learn the test DID: " + result.summary, result.evidence
             )
         did = str(body.get("user", {}).get("did", ""))
-    url = f"{target.backend_url}/api/did/resolve/{quote(did, safe=':')}"
-    resp = request(target, "GET", url)
-    body = resp.body if isinstance(resp.body, dict) else {}
-    document = body.get("document")
-    ok = resp.status == 200 and isinstance(document, dict) and document.get("id") == did
-    return CheckResult(
-        "functional.did_resolve", ok, f"resolve {did} -> {resp.status}", evidence(resp, url)
-    )
+        notes.append("logged in once to learn the test account's DID (one session added)")
+
+    def health(resp: Response) -> str | None:
+        body = _body(resp)
+        if resp.status != 200 or body.get("status") != "ok":
+            return f"{resp.status} {body.get('error', body.get('status', ''))}".strip()
+        return None
+
+    def resolved(resp: Response) -> str | None:
+        document = _body(resp).get("document")
+        if resp.status != 200:
+            return f"{resp.status} {_body(resp).get('error', '')}".strip()
+        if not isinstance(document, dict) or document.get("id") != did:
+            return "200 but not the test account's DID document"
+        return None
+
+    ops = []
+    for route, base in routes(target, target.backend_url):
+        ops += [
+            Operation(route, "GET", base + "/api/did/health", health),
+            Operation(route, "GET", f"{base}/api/did/resolve/{quote(did, safe=':')}", resolved),
+            # registration writes to the chain: only its guard is exercised (no token -> 401)
+            Operation(route, "POST", base + "/api/did/register", _status(401), {}),
+        ]
+    notes.append("POST /api/did/register exercised up to its auth guard (401 without a token)")
+    result = judge("did", target, ops, notes)
+    if target.test_did is None:
+        result.evidence["writes"] = [{"collection": "sessions", "documents": 1}]
+    return result
 
 
-def _frontend_proxy(target: Target) -> CheckResult:
-    url = target.frontend_url + "/api/did/health"
-    resp = request(target, "GET", url)
-    ok = resp.status == 200
-    return CheckResult(
-        "functional.frontend_proxy",
-        ok,
-        f"GET /api/did/health through nginx -> {resp.status}",
-        evidence(resp, url),
-    )
+def _chat_flow(target: Target) -> CheckResult:
+    conversation = "rollback-drill-probe-" + secrets.token_hex(6)
+    payload = {"message": f"{PROBE_MARK} Hello", "conversationId": conversation}
 
+    def accept(resp: Response) -> str | None:
+        body = _body(resp)
+        if resp.status != 200:
+            return f"{resp.status} {body.get('error', '')}".strip()
+        if not body.get("reply"):
+            return "200 without a reply"
+        if body.get("conversationId") != conversation:
+            return "200 for another conversation"
+        return None
 
-def _chat(target: Target) -> CheckResult:
-    url = target.chatbot_url + "/api/chat"
-    resp = request(target, "POST", url, json={"message": "Hello"})
-    body = resp.body if isinstance(resp.body, dict) else {}
-    ok = resp.status == 200 and bool(body.get("reply"))
-    return CheckResult(
-        "functional.chat", ok, f"POST /api/chat -> {resp.status}", evidence(resp, url)
-    )
+    ops = [
+        Operation(route, "POST", base + "/api/chat", accept, payload, writes="chat_messages")
+        for route, base in routes(target, target.chatbot_url)
+    ]
+    result = judge("chat", target, ops, [f"probe conversationId {conversation}"])
+    result.evidence["probe"] = {"conversationId": conversation, "message": payload["message"]}
+    return result
 
 
 CHECKS = [
     Check(
-        "functional.login", "functional", _login, doc="POST /api/auth/login with the test account"
+        "flow.landing",
+        "functional",
+        _landing,
+        doc="curl -f http://localhost:80 (and https), sampled",
     ),
-    Check("functional.login_rejects_bad_password", "functional", _rejects_bad_password),
-    Check("functional.did_resolve", "functional", _did_resolve, doc="DID operations"),
-    Check("functional.frontend_proxy", "functional", _frontend_proxy),
     Check(
-        "functional.chat", "functional", _chat, writes=True, doc="POST /api/chat {message: Hello}"
+        "flow.login",
+        "functional",
+        _login_flow,
+        writes=True,  # every successful login adds a session
+        doc="POST /api/auth/login as the test account, direct and through nginx, sampled",
+    ),
+    Check(
+        "functional.login_rejects_bad_password",
+        "functional",
+        _rejects_bad_password,
+        doc="POST /api/auth/login with a wrong password -> 401",
+    ),
+    Check(
+        "flow.did",
+        "functional",
+        _did_flow,
+        doc="curl -X GET /api/did/health; resolve the test DID; register's guard - sampled",
+    ),
+    Check(
+        "flow.chat",
+        "functional",
+        _chat_flow,
+        writes=True,
+        doc='curl -X POST /api/chat -d \'{"message":"Hello"}\' as a marked probe, sampled',
     ),
 ]

@@ -1,10 +1,24 @@
-"""The runbook's "Health Checks": every service's health endpoint answers 200 and says ok."""
+"""The runbook's "Health Checks": every service's health endpoint answers 200 and says ok.
+One request each: drills poll these to detect a fault, so they stay light."""
 
 from __future__ import annotations
 
-from rollback_drill.checks.http import evidence, request
-from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.checks.http import HttpFailure, Response, evidence, request
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
+
+
+def get(target: Target, name: str, url: str, label: str) -> Response | CheckResult:
+    """The answer, or the failed result that says why there was none."""
+    try:
+        return request(target, "GET", url)
+    except HttpFailure as exc:
+        return CheckResult(
+            name,
+            False,
+            f"{label}: {exc.detail}",
+            {"url": url, "failure": exc.kind, "seconds": round(exc.seconds, 4)},
+        )
 
 
 def _service_health(name: str, url_of: str, path: str) -> Check:
@@ -12,7 +26,9 @@ def _service_health(name: str, url_of: str, path: str) -> Check:
 
     def run(target: Target) -> CheckResult:
         url = getattr(target, url_of) + path
-        resp = request(target, "GET", url)
+        resp = get(target, check_name, url, f"GET {path}")
+        if isinstance(resp, CheckResult):
+            return resp
         body = resp.body if isinstance(resp.body, dict) else {}
         ok = resp.status == 200 and body.get("status") == "ok"
         reason = (
@@ -33,10 +49,10 @@ def _frontend(name: str, url_of: str) -> Check:
     def run(target: Target) -> CheckResult:
         base = getattr(target, url_of)
         if base is None:
-            from rollback_drill.checks.result import CheckSkipped
-
             raise CheckSkipped(f"target has no {url_of}")
-        resp = request(target, "GET", base + "/")
+        resp = get(target, check_name, base + "/", "GET /")
+        if isinstance(resp, CheckResult):
+            return resp
         ok = resp.status == 200 and "<html" in resp.text.lower()
         return CheckResult(check_name, ok, f"GET / -> {resp.status}", evidence(resp, base + "/"))
 

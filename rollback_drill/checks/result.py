@@ -1,18 +1,28 @@
-"""A check's answer: ok or not, a one-line summary a person reads first, and the evidence."""
+"""A check's answer: ok or not, a one-line summary a person reads first, and the evidence;
+and how a batch of checks runs - one after another, or all at once under one deadline.
+
+Three fates, never two: passed, failed, or not verified (the check could not look, or the
+target forbids what it needs). Not verified is never shown or counted as a pass.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rollback_drill.secrets import redact
 from rollback_drill.target import Target
 
+State = Literal["passed", "failed", "not verified"]
+
 
 class CheckSkipped(Exception):
-    """The target cannot answer this question (e.g. no baseline given); not a failure."""
+    """The check cannot answer for this target (no baseline, writes forbidden, no access):
+    the outcome is "not verified", which is not a pass."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class Check:
     name: str
     category: str
     run_fn: CheckFn
-    writes: bool = False  # True: needs a writable target (skipped when read_only)
+    writes: bool = False  # True: writes to the target (not verified when it is read_only)
     doc: str = ""
 
     def run(self, target: Target) -> CheckResult:
@@ -66,7 +76,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One check's fate in a batch: a result, or the reason it was skipped."""
+    """One check's fate in a batch: a result, or the reason it could not be verified."""
 
     check: Check
     result: CheckResult | None
@@ -76,12 +86,84 @@ class Outcome:
     def failed(self) -> bool:
         return self.result is not None and not self.result.ok
 
+    @property
+    def state(self) -> State:
+        if self.result is None:
+            return "not verified"
+        return "passed" if self.result.ok else "failed"
+
+    @property
+    def reason(self) -> str:
+        return self.result.summary if self.result is not None else redact(self.skipped or "")
+
+
+def _outcome(check: Check, target: Target) -> Outcome:
+    try:
+        return Outcome(check, check.run(target))
+    except CheckSkipped as why:
+        return Outcome(check, None, str(why))
+
 
 def run_checks(checks: list[Check], target: Target) -> list[Outcome]:
-    outcomes = []
-    for check in checks:
-        try:
-            outcomes.append(Outcome(check, check.run(target)))
-        except CheckSkipped as why:
-            outcomes.append(Outcome(check, None, str(why)))
-    return outcomes
+    return [_outcome(check, target) for check in checks]
+
+
+SWITCH_INTERVAL_S = 0.0005
+
+
+def _run_all(
+    checks: list[Check],
+    target: Target,
+    results: dict[str, Outcome],
+    lock: threading.Lock,
+    deadline: float,
+) -> None:
+    def work(check: Check) -> None:
+        outcome = _outcome(check, target)
+        with lock:
+            results[check.name] = outcome
+
+    threads = [
+        threading.Thread(target=work, args=(c,), name=f"check {c.name}", daemon=True)
+        for c in checks
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_checks_concurrently(
+    checks: list[Check], target: Target, deadline_s: float | None = None
+) -> list[Outcome]:
+    """Every check at once, in daemon threads, under one overall deadline: a check still
+    running when it passes fails as "no answer within the deadline" and is abandoned (its own
+    timeouts end it later; a daemon thread never keeps the process alive)."""
+    limit = target.deadline_s if deadline_s is None else deadline_s
+    results: dict[str, Outcome] = {}
+    lock = threading.Lock()
+    started = time.monotonic()
+    # Dozens of threads waiting on sockets: one that wakes should not wait 5 ms (the default
+    # switch interval) for a busy thread to let go of the interpreter, once per request.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+    try:
+        _run_all(checks, target, results, lock, started + limit)
+    finally:
+        sys.setswitchinterval(switch)
+
+    with lock:
+        return [
+            results.get(check.name)
+            or Outcome(
+                check,
+                CheckResult(
+                    check.name,
+                    False,
+                    f"no answer within the verify deadline ({limit:g} s)",
+                    {"deadline_s": limit},
+                    time.monotonic() - started,
+                ),
+            )
+            for check in checks
+        ]

@@ -3,17 +3,23 @@ the handshake verifies against the expected CA, the name matches, and it is not 
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
+import time
 from urllib.parse import urlsplit
 
-from cryptography import x509
-
+from rollback_drill.checks.http import ssl_context
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
 
 MIN_DAYS_LEFT = 7
+
+
+def _name(parts: object) -> str:
+    """`getpeercert()`'s nested RDN tuples as `CN=...,O=...`."""
+    if not isinstance(parts, tuple):
+        return ""
+    return ",".join(f"{k}={v}" for rdn in parts for k, v in rdn)
 
 
 def _certificate(target: Target) -> CheckResult:
@@ -23,16 +29,28 @@ def _certificate(target: Target) -> CheckResult:
     host = parts.hostname or "localhost"
     port = parts.port or 443
     server_name = target.server_name or host
-    context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
-    with (
-        socket.create_connection((host, port), timeout=target.thresholds.request_timeout_s) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as conn,
-    ):
-        der = conn.getpeercert(binary_form=True)
-        protocol = conn.version()
-    assert der is not None
-    cert = x509.load_der_x509_certificate(der)
-    days_left = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    context = ssl_context(str(target.ca_file) if target.ca_file else None)
+    try:
+        with (
+            socket.create_connection(
+                (host, port), timeout=target.thresholds.request_timeout_s
+            ) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as conn,
+        ):
+            cert = conn.getpeercert()
+            protocol = conn.version()
+    except ConnectionRefusedError:
+        return CheckResult("tls.certificate", False, f"{host}:{port}: connection refused")
+    except TimeoutError:
+        return CheckResult(
+            "tls.certificate",
+            False,
+            f"{host}:{port}: no handshake within {target.thresholds.request_timeout_s:g} s",
+        )
+    if not cert:
+        return CheckResult("tls.certificate", False, f"{server_name}: no certificate presented")
+    not_after = str(cert["notAfter"])
+    days_left = int((ssl.cert_time_to_seconds(not_after) - time.time()) // 86400)
     ok = days_left >= MIN_DAYS_LEFT
     summary = f"{server_name}: verified, {protocol}, expires in {days_left} days"
     if not ok:
@@ -44,9 +62,9 @@ def _certificate(target: Target) -> CheckResult:
         {
             "server_name": server_name,
             "protocol": protocol,
-            "subject": cert.subject.rfc4514_string(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "not_after": cert.not_valid_after_utc.isoformat(),
+            "subject": _name(cert.get("subject")),
+            "issuer": _name(cert.get("issuer")),
+            "not_after": not_after,
             "days_left": days_left,
         },
     )

@@ -102,7 +102,7 @@ PROCEDURE = Procedure(
         Step(
             "Verify the user flows",
             "curl -X POST .../api/auth/login; curl .../api/did/health; curl -X POST .../api/chat",
-            lambda ctx: checks_pass(ctx, "functional.login", "functional.did_resolve"),
+            lambda ctx: checks_pass(ctx, "flow.login", "flow.did", "flow.chat"),
             needs=tuple(VERIFIED.values()),
         ),
     ),

@@ -25,6 +25,7 @@ from typing import Self
 import httpx
 
 from rollback_drill import chain, proc, releases, tls
+from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack, ServiceSpec
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
@@ -206,7 +207,16 @@ class StackBase(ABC):
         return self._ports[service]
 
     def target(self) -> Target:
+        """How checks reach this stack, and what it must be running now: each service's
+        release, the contract version of the backend's release, the registry and its owner."""
         front = self._front()
+        configured = {
+            name: self.configured_release(name)
+            for name in self.app_services()
+            if name in self._releases
+        }
+        backend_release = configured.get("backend")
+        logs, stats = self._access()
         return Target(
             name=f"{self.spec.name} ({self.backend_name})",
             backend_url=self.url("backend"),
@@ -228,7 +238,19 @@ class StackBase(ABC):
             integrity_collections=tuple(self.spec.stores.mongodb.integrity_collections),
             thresholds=self.spec.thresholds,
             read_only=False,
+            expected_releases=configured,
+            expected_contract_version=(
+                self.loaded.release(backend_release).contract_version if backend_release else None
+            ),
+            expected_owner=self.operator_address,
+            logs=logs,
+            stats=stats,
         )
+
+    def _access(self) -> tuple[LogSource, StatsSource]:
+        """How verify reads this stack's logs and resource usage: through the Stack protocol
+        (a backend with a cheaper, file-describable way overrides this)."""
+        return StackLogs(self.logs, tuple(self.app_services())), StackStats(self.stats)
 
     # -- life cycle -----------------------------------------------------------------------------
     def up(self, release: str) -> None:
@@ -295,6 +317,18 @@ class StackBase(ABC):
         self.start(service)
 
     # -- releases and configuration -------------------------------------------------------------
+    def configured_release(self, service: str) -> str:
+        """The release a service must say it is: for an app, the RELEASE in its `.env` (a
+        configuration rollback changes that, and a service not restarted after it still says
+        the old one); for the front, the release its page was built from."""
+        svc = self._service(service)
+        env_file = self.config_dir / f"{service}.env"
+        if svc.kind == "app" and env_file.exists():
+            release = read_env_file(env_file).get("RELEASE")
+            if release:
+                return release
+        return self._releases[service]
+
     def release_of(self, service: str) -> str:
         """The release whose code the service runs (its configuration, `.env`, is separate:
         a configuration rollback changes that and not this)."""

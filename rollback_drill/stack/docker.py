@@ -35,6 +35,7 @@ from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
 
 from rollback_drill import proc  # noqa: E402
+from rollback_drill.access import DockerStats, LogSource, StatsSource  # noqa: E402
 from rollback_drill.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
 from rollback_drill.stack.base import ResourceUsage, StackError  # noqa: E402
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase  # noqa: E402
@@ -425,3 +426,8 @@ class DockerStack(StackBase):
 
     def container_names(self) -> dict[str, str]:
         return {s: c.get_wrapped_container().name for s, c in self._containers.items()}
+
+    def _access(self) -> tuple[LogSource, StatsSource]:
+        """Memory through one-shot `docker stats` (a full sample waits two seconds for CPU)."""
+        logs, _ = super()._access()
+        return logs, DockerStats(self.container_names())

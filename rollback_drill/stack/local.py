@@ -19,8 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollback_drill import proc, releases
+from rollback_drill.access import (
+    FileLogs,
+    LocalStats,
+    LogSource,
+    StatsSource,
+    group_rss,
+    mem_total,
+)
 from rollback_drill.spec import LoadedStack, SpecError
-from rollback_drill.stack.base import ResourceUsage, StackError
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.tools import find_tool
 from rollback_drill.wait import Wait
@@ -197,21 +205,31 @@ class LocalStack(StackBase):
             return None
         return f"pid {process.pid} started at tick {fields[19]}"
 
-    def logs(self, service: str) -> str:
-        parts = []
-        path = self._log(service)
-        if path.exists():
-            parts.append(path.read_text(errors="replace"))
+    def log_files(self, service: str) -> list[Path]:
+        """Where a service logs: its output, and nginx's own access and error logs."""
+        files = [self._log(service)]
         if service in self.spec.services and self._service(service).kind == "nginx":
-            for name in ("access.log", "error.log"):
-                extra = self._workdir / "run" / service / name
-                if extra.exists():
-                    parts.append(f"--- {name}\n" + extra.read_text(errors="replace"))
+            files += [self._workdir / "run" / service / n for n in ("access.log", "error.log")]
+        return files
+
+    def logs(self, service: str) -> str:
+        main, *extra = self.log_files(service)
+        parts = [main.read_text(errors="replace")] if main.exists() else []
+        for path in extra:
+            if path.exists():
+                parts.append(f"--- {path.name}\n" + path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def _access(self) -> tuple[LogSource, StatsSource]:
+        """Verify reads these logs as files and finds these processes by their ports, the same
+        way it does for the target file `rollback-drill up` writes."""
+        names = self.app_services()
+        ports = {name: self._ports[name] for name in [*names, *DATA_SERVICES, "chain"]}
+        return FileLogs({n: tuple(self.log_files(n)) for n in names}), LocalStats(ports)
 
     def stats(self) -> dict[str, ResourceUsage]:
         """CPU over a 0.25 s window and resident memory of each service's process group."""
-        total_mem = _mem_total()
+        total_mem = mem_total()
         pids = {name: p.pid for name, p in self._procs.items() if p.alive() and p.pid}
         before = {name: _group_cpu_ticks(pid) for name, pid in pids.items()}
         window = 0.25
@@ -220,7 +238,7 @@ class LocalStack(StackBase):
         usage = {}
         for name, pid in pids.items():
             cpu = (_group_cpu_ticks(pid) - before[name]) / ticks / window * 100
-            usage[name] = ResourceUsage(round(cpu, 1), _group_rss(pid), total_mem)
+            usage[name] = ResourceUsage(round(cpu, 1), group_rss(pid), total_mem)
         return usage
 
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
@@ -284,22 +302,3 @@ def _group_cpu_ticks(pgid: int) -> int:
         except (OSError, IndexError):
             continue
     return total
-
-
-def _group_rss(pgid: int) -> int:
-    total = 0
-    for pid in _group_pids(pgid):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def _mem_total() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0

@@ -4,9 +4,12 @@ every drill on each backend available (what CI certifies)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollback_drill.spec import LoadedStack
-from rollback_drill.stack.common import StackBase
+
+if TYPE_CHECKING:
+    from rollback_drill.stack.common import StackBase
 
 CHOICES = ("auto", "local", "docker", "all")
 

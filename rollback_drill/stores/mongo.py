@@ -1,5 +1,8 @@
 """MongoDB: fingerprints for integrity checks, and backups the project makes itself.
 
+`fingerprint` reads; what a fingerprint holds and how two compare is `stores.fingerprint`
+(its names are re-exported here for the callers that always found them here).
+
 mongodump cannot be had here, so a backup is a directory of raw BSON files (one per
 collection, documents in _id order), the index definitions, and a manifest with counts and
 SHA-256 checksums; restore refuses an archive whose checksums do not match.
@@ -12,13 +15,31 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import bson
+import pymongo.common
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from rollback_drill.stores import bsonscan
+from rollback_drill.stores.fingerprint import (
+    CollectionPrint,
+    Fingerprint,
+    FingerprintError,
+    IndexPrint,
+    canonical,
+    pack,
+)
+
+# pymongo's monitor threads look at their stop flag every MIN_HEARTBEAT_INTERVAL (0.5 s), a
+# streaming monitor waits on the server, and its exit hook joins them all: every process that
+# used a client exited up to 0.7 s late (the verify process's whole budget is under a second).
+# The clients here are short-lived: polling monitors that check the flag every 50 ms.
+pymongo.common.MIN_HEARTBEAT_INTERVAL = 0.05
 
 MANIFEST = "manifest.json"
 FORMAT = "rollback-drill-mongo-archive/1"
@@ -26,6 +47,20 @@ FORMAT = "rollback-drill-mongo-archive/1"
 
 class ArchiveError(RuntimeError):
     pass
+
+
+__all__ = [
+    "ArchiveError",
+    "CollectionPrint",
+    "Fingerprint",
+    "FingerprintError",
+    "backup",
+    "client",
+    "fingerprint",
+    "ping",
+    "restore",
+    "verify_archive",
+]
 
 
 @contextmanager
@@ -40,6 +75,7 @@ def client(uri: str, timeout_s: float = 2.0) -> Iterator[MongoClient[RawBSONDocu
         document_class=RawBSONDocument,
         directConnection=True,
         retryWrites=False,
+        serverMonitoringMode="poll",
     )
     try:
         yield conn
@@ -47,65 +83,27 @@ def client(uri: str, timeout_s: float = 2.0) -> Iterator[MongoClient[RawBSONDocu
         conn.close()
 
 
-@dataclass(frozen=True)
-class CollectionPrint:
-    count: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """Counts and content hashes of collections: equal prints mean equal data.
-
-    `cutoffs` names collections users keep writing to (sessions, chat messages), each with
-    its creation-time field and the moment the print was taken: only documents created up to
-    then are hashed, so a later print proves none of those was lost or altered while new
-    ones keep arriving."""
-
-    database: str
-    collections: dict[str, CollectionPrint]
-    cutoffs: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "database": self.database,
-            "collections": {k: asdict(v) for k, v in self.collections.items()},
-            "cutoffs": {k: [f, t.isoformat()] for k, (f, t) in self.cutoffs.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Fingerprint:
-        return cls(
-            database=str(data["database"]),
-            collections={
-                name: CollectionPrint(int(v["count"]), str(v["sha256"]))
-                for name, v in data["collections"].items()
-            },
-            cutoffs={
-                name: (str(f), datetime.fromisoformat(str(t)))
-                for name, (f, t) in (data.get("cutoffs") or {}).items()
-            },
-        )
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> Fingerprint:
-        try:
-            return cls.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ArchiveError(
-                f"{path}: not a fingerprint file (expected JSON with database and "
-                f"collections.<name>.count/sha256): {exc}"
-            ) from None
-
-
-def _ordered(
-    conn: MongoClient[RawBSONDocument], db: str, name: str, query: dict[str, Any]
-) -> Iterator[bytes]:
-    for doc in conn[db][name].find(query, sort=[("_id", 1)], batch_size=2000):
+def _ordered(conn: MongoClient[RawBSONDocument], db: str, name: str) -> Iterator[bytes]:
+    for doc in conn[db][name].find({}, sort=[("_id", 1)], batch_size=2000):
         yield bytes(doc.raw)
+
+
+def _plain(doc: Any) -> dict[str, Any]:
+    """A command answer as a dict, whatever document class the client was given."""
+    raw = getattr(doc, "raw", None)
+    return bson.decode(raw) if raw is not None else dict(doc)
+
+
+def _index_prints(coll: Collection[RawBSONDocument]) -> tuple[IndexPrint, ...]:
+    prints = []
+    for info in map(_plain, coll.list_indexes()):
+        name = str(info.pop("name"))
+        key = tuple((str(k), v) for k, v in dict(info.pop("key")).items())
+        unique = bool(info.pop("unique", False))
+        for noise in ("v", "ns", "background"):
+            info.pop(noise, None)
+        prints.append(IndexPrint(name, key, unique, canonical(info)))
+    return tuple(sorted(prints, key=lambda i: i.name))
 
 
 def fingerprint(
@@ -115,20 +113,39 @@ def fingerprint(
     timeout_s: float = 2.0,
     cutoffs: dict[str, tuple[str, datetime]] | None = None,
 ) -> Fingerprint:
-    """Hash every document's raw BSON in _id order: any changed, added or lost byte shows.
-    With `cutoffs`, a collection's print covers only documents created up to its cutoff."""
+    """Per-document digests, indexes and options of each collection (see stores.fingerprint).
+
+    Documents are read in raw batches in natural order - sorting by _id costs SecantusDB up
+    to six times the scan - and hashed as stored; the records are sorted afterwards. With
+    `cutoffs`, a collection's print covers only documents created up to its cutoff.
+    """
+    cuts = {k: v for k, v in (cutoffs or {}).items() if k in collections}
     prints: dict[str, CollectionPrint] = {}
-    cuts = dict(cutoffs or {})
     with client(uri, timeout_s) as conn:
+        db = conn[database]
+        listed = {
+            str(info["name"]): info.get("options", {})
+            for info in map(
+                _plain, db.list_collections(filter={"name": {"$in": list(collections)}})
+            )
+        }
         for name in collections:
-            digest = hashlib.sha256()
-            count = 0
+            if name not in listed:
+                prints[name] = CollectionPrint(0, pack([])[1], exists=False)
+                continue
+            records: list[bytes] = []
             query = {cuts[name][0]: {"$lte": cuts[name][1]}} if name in cuts else {}
-            for raw in _ordered(conn, database, name, query):
-                digest.update(raw)
-                count += 1
-            prints[name] = CollectionPrint(count, digest.hexdigest())
-    return Fingerprint(database, prints, {k: v for k, v in cuts.items() if k in prints})
+            for batch in db[name].find_raw_batches(query, batch_size=10_000):
+                records.extend(bsonscan.records(cast(bytes, batch)))
+            packed, digest = pack(records)
+            prints[name] = CollectionPrint(
+                count=len(records),
+                sha256=digest,
+                indexes=_index_prints(db[name]),
+                options=canonical(listed[name]),
+                documents=packed,
+            )
+    return Fingerprint(database, prints, cuts)
 
 
 def ping(uri: str, timeout_s: float = 2.0) -> float:
@@ -155,7 +172,7 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
             digest = hashlib.sha256()
             count = 0
             with path.open("wb") as out:
-                for raw in _ordered(conn, database, name, {}):
+                for raw in _ordered(conn, database, name):
                     out.write(raw)
                     digest.update(raw)
                     count += 1

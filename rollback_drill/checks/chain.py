@@ -1,0 +1,202 @@
+"""The chain, asked over raw JSON-RPC (web3 costs 1.8 s to import; verify must not pay it):
+the right chain answers, and the code at the registry address is the artifact's - the
+runtime code byte for byte, the compiler's metadata hash aside and the owner filled into
+its immutable slot - with the expected version and owner, not paused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from rollback_drill.checks.http import HttpFailure, request
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.target import Target
+
+PUSH1, PUSH32 = 0x60, 0x7F
+
+
+class RpcError(RuntimeError):
+    pass
+
+
+def rpc(target: Target, method: str, params: list[Any]) -> Any:
+    assert target.rpc_url is not None
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    resp = request(target, "POST", target.rpc_url, json=body)
+    answer = resp.body if isinstance(resp.body, dict) else {}
+    if resp.status != 200 or "error" in answer or "result" not in answer:
+        raise RpcError(f"{method}: {resp.status} {answer.get('error', resp.text[:200])}")
+    return answer["result"]
+
+
+SELECTORS = {"version()": "0x54fd4d50", "owner()": "0x8da5cb5b", "paused()": "0x5c975abb"}
+"""keccak256(signature)[:4] of the registry's views (pinned by tests/test_verify_units.py;
+computing them would cost a 60 ms keccak import on every verify run)."""
+
+
+def selector(signature: str) -> str:
+    return SELECTORS[signature]
+
+
+def call(target: Target, address: str, signature: str) -> bytes:
+    result = rpc(target, "eth_call", [{"to": address, "data": selector(signature)}, "latest"])
+    return bytes.fromhex(str(result).removeprefix("0x"))
+
+
+def decode_string(data: bytes) -> str:
+    offset = int.from_bytes(data[:32], "big")
+    length = int.from_bytes(data[offset : offset + 32], "big")
+    return data[offset + 32 : offset + 32 + length].decode()
+
+
+@dataclass(frozen=True)
+class RuntimeCode:
+    """Runtime code split as the compiler lays it out: executable part + CBOR metadata."""
+
+    body: bytes
+    metadata: bytes
+
+    @classmethod
+    def split(cls, code: bytes) -> RuntimeCode:
+        if len(code) < 2:
+            return cls(code, b"")
+        size = int.from_bytes(code[-2:], "big") + 2
+        return cls(code[:-size], code[-size:]) if size <= len(code) else cls(code, b"")
+
+
+def immutable_slots(code: bytes) -> list[int]:
+    """Offsets of PUSH32 0x00..00 placeholders: where the deployer fills immutables."""
+    slots, i = [], 0
+    while i < len(code):
+        op = code[i]
+        if PUSH1 <= op <= PUSH32:
+            width = op - PUSH1 + 1
+            if op == PUSH32 and code[i + 1 : i + 33] == bytes(32):
+                slots.append(i + 1)
+            i += 1 + width
+        else:
+            i += 1
+    return slots
+
+
+def compare_code(artifact: bytes, deployed: bytes, owner: bytes) -> tuple[bool, dict[str, Any]]:
+    """Equal when the deployed code is the artifact's with only immutable slots holding the
+    owner word, whatever the metadata hash."""
+    want, got = RuntimeCode.split(artifact), RuntimeCode.split(deployed)
+    filled = bytearray(got.body)
+    word = owner.rjust(32, b"\x00")
+    slots = [s for s in immutable_slots(want.body) if bytes(filled[s : s + 32]) == word]
+    for slot in slots:
+        filled[slot : slot + 32] = bytes(32)
+    equal = len(got.body) == len(want.body) and bytes(filled) == want.body
+    return equal, {
+        "artifact_bytes": len(want.body),
+        "deployed_bytes": len(got.body),
+        "immutable_slots_with_owner": slots,
+        "metadata_equal": want.metadata == got.metadata,
+    }
+
+
+@lru_cache(maxsize=4)
+def runtime_of(artifact: Path) -> bytes:
+    try:
+        data = json.loads(artifact.read_text())
+        return bytes.fromhex(str(data["deployedBytecode"]).removeprefix("0x"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{artifact}: not a contract artifact (expected JSON with deployedBytecode): {exc}"
+        ) from None
+
+
+def _connectivity(target: Target) -> CheckResult:
+    if not target.rpc_url:
+        raise CheckSkipped("the target names no rpc_url")
+    try:
+        chain_id = int(str(rpc(target, "eth_chainId", [])), 16)
+        block = int(str(rpc(target, "eth_blockNumber", [])), 16)
+    except HttpFailure as exc:
+        return CheckResult("connectivity.chain", False, f"RPC {exc.detail}", {"rpc": exc.url})
+    ok = target.chain_id is None or chain_id == target.chain_id
+    summary = (
+        f"chain {chain_id} at block {block}"
+        if ok
+        else f"chain id {chain_id}, expected {target.chain_id}"
+    )
+    return CheckResult("connectivity.chain", ok, summary, {"chain_id": chain_id, "block": block})
+
+
+def _filled_owner(artifact: bytes, deployed: bytes) -> bytes:
+    """The address the deployer filled into the first immutable slot (the owner)."""
+    slots = immutable_slots(RuntimeCode.split(artifact).body)
+    word = RuntimeCode.split(deployed).body[slots[0] : slots[0] + 32] if slots else b""
+    return word[12:] if len(word) == 32 and word[:12] == bytes(12) else b""
+
+
+def _views(target: Target, address: str) -> tuple[dict[str, Any], list[str]]:
+    """version, owner and paused from the contract; a call that fails is a problem."""
+    found: dict[str, Any] = {}
+    problems = []
+    reads: dict[str, Callable[[bytes], Any]] = {
+        "version": lambda data: decode_string(data),
+        "owner": lambda data: "0x" + data[12:32].hex(),
+        "paused": lambda data: int.from_bytes(data[:32], "big") != 0,
+    }
+    for name, decode in reads.items():
+        try:
+            found[name] = decode(call(target, address, f"{name}()"))
+        except (RpcError, ValueError, UnicodeDecodeError) as exc:
+            found[name] = None
+            problems.append(f"{name}() does not answer ({exc})")
+    return found, problems
+
+
+def _registry(target: Target) -> CheckResult:
+    address = target.registry_address
+    if not target.rpc_url or not address or target.contract_artifact is None:
+        raise CheckSkipped("the target names no rpc_url, registry_address and contract_artifact")
+    code = bytes.fromhex(str(rpc(target, "eth_getCode", [address, "latest"])).removeprefix("0x"))
+    if not code:
+        return CheckResult(
+            "chain.registry", False, f"no contract code at {address}", {"registry": address}
+        )
+    artifact = runtime_of(target.contract_artifact)
+    filled = _filled_owner(artifact, code)
+    same_code, code_evidence = compare_code(artifact, code, filled)
+    problems = []
+    if not same_code:
+        problems.append(f"the code at {address} is not {target.contract_artifact.name}'s runtime")
+    views, failed_calls = _views(target, address)
+    problems += failed_calls
+    version, owner = views["version"], views["owner"]
+    if owner is not None and filled and owner != "0x" + filled.hex():
+        problems.append(f"owner() says {owner}, the code's immutable says 0x{filled.hex()}")
+    want_version = target.expected_contract_version
+    if version is not None and want_version and version != want_version:
+        problems.append(f"registry version {version}, expected {want_version}")
+    if owner is not None and target.expected_owner and owner != target.expected_owner.lower():
+        problems.append(f"registry owner {owner}, expected {target.expected_owner}")
+    if views["paused"]:
+        problems.append("registry is paused")
+    summary = "; ".join(problems) or (
+        f"{address}: {target.contract_artifact.name} runtime (metadata aside), v{version}, "
+        f"owner {owner}, not paused"
+    )
+    return CheckResult(
+        "chain.registry", not problems, summary, {"registry": address, **views, **code_evidence}
+    )
+
+
+CHECKS = [
+    Check("connectivity.chain", "connectivity", _connectivity, doc="npm run check:amoy:health"),
+    Check(
+        "chain.registry",
+        "chain",
+        _registry,
+        doc="npm run verify:amoy (runtime code, version, owner, paused)",
+    ),
+]

@@ -1,0 +1,75 @@
+"""Per-document digests straight from raw BSON batches, without decoding documents.
+
+A fingerprint must tell a lost or altered document from one added by live traffic, so it
+keeps one (id digest, document digest) pair per document; and it must stay fast at 100 000
+users, so it reads `find_raw_batches` and slices the bytes: the `_id` element (first in every
+stored document) is located by its BSON type, and the whole document is hashed as stored.
+Only a document whose first element is not `_id` (or has an exotic `_id` type) is decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from hashlib import blake2b
+
+import bson
+
+DIGEST_BYTES = 8
+RECORD_BYTES = 2 * DIGEST_BYTES
+_ID_NAME = b"_id\x00"
+# BSON element type -> length of its value when fixed (see bsonspec.org).
+_FIXED = {0x01: 8, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16}
+
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
+def _id_value(doc: memoryview) -> bytes | None:
+    """The `_id` element's type byte and value bytes, when `_id` is the first element."""
+    if doc[5:9] != _ID_NAME:
+        return None
+    kind = doc[4]
+    start = 9
+    if kind in _FIXED:
+        length = _FIXED[kind]
+    elif kind == 0x02:  # string: int32 length (with its NUL) + bytes
+        length = 4 + int.from_bytes(doc[start : start + 4], "little")
+    elif kind in (0x03, 0x04):  # embedded document or array: int32 total size
+        length = int.from_bytes(doc[start : start + 4], "little")
+    elif kind == 0x05:  # binary: int32 length + subtype byte + bytes
+        length = 5 + int.from_bytes(doc[start : start + 4], "little")
+    else:
+        return None
+    return bytes(doc[4:5]) + bytes(doc[start : start + length])
+
+
+def id_digest(doc: memoryview) -> bytes:
+    """A digest of the document's `_id` (type and value), equal for equal ids."""
+    value = _id_value(doc)
+    if value is None:
+        decoded = bson.decode(bytes(doc))
+        value = b"decoded" + bson.encode({"_id": decoded.get("_id")})
+    return _digest(value)
+
+
+def records(batch: bytes) -> Iterator[bytes]:
+    """One 16-byte record (id digest + document digest) per document of a raw batch."""
+    view = memoryview(batch)
+    offset = 0
+    end = len(batch)
+    while offset < end:
+        size = int.from_bytes(view[offset : offset + 4], "little")
+        if size < 5 or offset + size > end:
+            raise ValueError(f"truncated BSON document at byte {offset} of a batch")
+        doc = view[offset : offset + size]
+        yield id_digest(doc) + _digest(doc)
+        offset += size
+
+
+def as_map(packed: bytes) -> dict[int, int]:
+    """Sorted packed records -> {id digest: document digest}, as integers (fast set algebra)."""
+    if len(packed) % RECORD_BYTES:
+        raise ValueError(f"packed digests: {len(packed)} bytes is not a multiple of {RECORD_BYTES}")
+    words = memoryview(packed).cast("Q")
+    return dict(zip(words[0::2], words[1::2], strict=True))
