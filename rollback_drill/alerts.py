@@ -48,6 +48,13 @@ _SUSTAINED = frozenset({"error_rate", "response_time", "response_time_increase",
 _DATABASE = re.compile(r"mongo|redis|database", re.I)
 
 
+def rose(before_s: float, now_s: float, thresholds: Thresholds) -> bool:
+    """The stack file's rule for a response-time rise that counts: past
+    `response_time_increase_critical` of the steady state AND by more than `_floor_s`."""
+    allowed = before_s * (1 + thresholds.response_time_increase_critical)
+    return now_s > allowed and now_s - before_s > thresholds.response_time_increase_floor_s
+
+
 def wilson_lower(errors: int, total: int, z: float = Z_ONE_SIDED_95) -> float:
     """Lower confidence bound of a proportion (Wilson score interval)."""
     if total == 0:
@@ -297,8 +304,7 @@ class AlertEngine:
             before = (self.steady or {}).get(journey)
             if before is None or before.p50_s is None or stats.p50_s is None:
                 continue
-            allowed = before.p50_s * (1 + increase)
-            if stats.p50_s > allowed and stats.p50_s - before.p50_s > floor:
+            if rose(before.p50_s, stats.p50_s, self.thresholds):
                 rise = stats.p50_s / before.p50_s - 1
                 alerts.append(
                     self._make(

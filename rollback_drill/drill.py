@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rollback_drill import assess
-from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, wilson_lower
+from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, rose, wilson_lower
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 from rollback_drill.decision import NothingToDecide, decide
@@ -328,7 +328,7 @@ def _monitoring_green(
         if load is not None:
             window = load.samples(window_start, now)
             stats = LoadStats.of(window)
-            problems += _users_problems(window, alerts, thresholds, settings.steady_state_s)
+            problems += _users_problems(window, load.samples(since_s, now), alerts, thresholds)
         last[:] = problems
         return not problems
 
@@ -356,11 +356,16 @@ def _monitoring_green(
 
 
 def _users_problems(
-    window: list[LoadSample], alerts: AlertEngine, thresholds: Thresholds, steady_s: float
+    window: list[LoadSample],
+    since: list[LoadSample],
+    alerts: AlertEngine,
+    thresholds: Thresholds,
 ) -> list[str]:
-    """What keeps users from counting as served well in this window, besides the alerts
-    (which judge each journey's latency against the steady state): too few requests to judge
-    a journey the steady state saw, or too many errors."""
+    """What keeps users from counting as served well, besides the alerts: too many errors in
+    the window, or a journey the steady state measured that is slower now or cannot be judged
+    yet. Each such journey is judged on its last `min_latency_samples` answers since the
+    rollback (a count, not a time window: a service too slow to answer enough requests can
+    never look recovered, and its cold start drops out as answers accumulate)."""
     stats = LoadStats.of(window)
     if stats.requests < MIN_SETTLE_REQUESTS:
         return [f"only {stats.requests} user requests to judge (need {MIN_SETTLE_REQUESTS})"]
@@ -368,17 +373,21 @@ def _users_problems(
     rate = stats.error_rate or 0.0
     if rate > thresholds.error_rate_critical:
         problems.append(f"user error rate {rate:.1%} > {thresholds.error_rate_critical:.0%}")
-    floor = alerts.rules.min_latency_samples
-    seen = by_journey(window)
-    span = (max(s.at_s for s in window) - min(s.at_s for s in window)) or 1.0
+    need = alerts.rules.min_latency_samples
     for journey, before in (alerts.steady or {}).items():
-        expected = (before.requests - before.errors) / steady_s * span
-        now = seen.get(journey)
-        ok_now = now.requests - now.errors if now else 0
-        if expected >= floor and ok_now < min(floor, expected / 2):
+        if before.requests - before.errors < need or before.p50_s is None:
+            continue  # too rare in the steady state to have a reference
+        answered = [s.latency_s for s in since if s.journey == journey and s.ok][-need:]
+        if len(answered) < need:
             problems.append(
-                f"{journey}: {ok_now} good requests, the steady state's rate gives "
-                f"{expected:.0f}: users are not getting through"
+                f"{journey}: {len(answered)} answers since the rollback, {need} needed to judge"
+            )
+            continue
+        now = sorted(answered)[len(answered) // 2]
+        if rose(before.p50_s, now, thresholds):
+            problems.append(
+                f"{journey}: median of its last {need} answers {now * 1000:.1f} ms vs "
+                f"{before.p50_s * 1000:.1f} ms in the steady state"
             )
     return problems
 

@@ -156,8 +156,10 @@ def test_decision_takes_the_most_severe_finding(stack_file: LoadedStack) -> None
 
 def test_classification_globs_and_categories(stack_file: LoadedStack) -> None:
     c = stack_file.spec.classification
-    assert c.of_check("functional.chat_conversation", "functional") == "medium"
-    assert c.of_check("functional.login", "functional") == "high"
+    assert c.of_check("flow.chat", "functional") == "medium"  # the stack file's entry
+    assert c.of_check("functional.frontend_chat_box", "functional") == "medium"  # its glob
+    assert c.of_check("flow.login", "functional") == "high"  # the category's default
+    assert c.of_check("rollback.contract", "rollback") == "medium"
     assert c.of_check("health.backend", "health") == "critical"
     assert c.alerts["response_time_increase"] == "critical"  # the stack file's resolution
 

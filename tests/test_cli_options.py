@@ -17,7 +17,8 @@ import yaml
 from rollback_drill import proc
 from rollback_drill.cli import build_parser
 from rollback_drill.tools import PROJECT_ROOT
-from tests.helpers import reference_target_doc
+from rollback_drill.verification import ExitCode
+from tests.helpers import reference_target_doc, silent_server
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 
@@ -82,14 +83,21 @@ def _cli(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[st
     )
 
 
-def _one_clear_line(done: subprocess.CompletedProcess[str], *names: str) -> str:
-    assert done.returncode == 2, done.stdout + done.stderr
+def _one_clear_line(done: subprocess.CompletedProcess[str], *names: str, code: int = 2) -> str:
+    assert done.returncode == code, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     for name in names:
         assert name in lines[0], lines[0]
     return lines[0]
+
+
+def _services_at(port: int) -> dict[str, str]:
+    """The reference target's services, the backend at `port`."""
+    given = reference_target_doc()["services"]
+    assert isinstance(given, dict)
+    return {**{str(k): str(v) for k, v in given.items()}, "backend": f"http://127.0.0.1:{port}"}
 
 
 def _target(tmp_path: Path, **top: object) -> Path:
@@ -112,10 +120,13 @@ def _target(tmp_path: Path, **top: object) -> Path:
     ],
 )
 def test_corrupt_or_wrong_shape_baseline(tmp_path: Path, content: bytes) -> None:
+    """The command that reads a baseline (verify; fingerprint writes one) says which file is
+    wrong, in one line, with the target-file exit code."""
     (tmp_path / "baseline.json").write_bytes(content)
-    target = _target(tmp_path)
-    done = _cli("fingerprint", "--target", str(target), "-o", str(tmp_path / "out.json"))
-    _one_clear_line(done, "baseline.json")
+    with silent_server() as port:  # something answers: the target is not simply down
+        target = _target(tmp_path, services=_services_at(port))
+        done = _cli("verify", "--target", str(target))
+    _one_clear_line(done, "baseline.json", code=ExitCode.TARGET_FILE_ERROR)
 
 
 def test_fingerprint_of_an_unreachable_mongodb(tmp_path: Path) -> None:
@@ -124,7 +135,7 @@ def test_fingerprint_of_an_unreachable_mongodb(tmp_path: Path) -> None:
         tmp_path, mongodb_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true", integrity=None
     )
     done = _cli("fingerprint", "--target", str(target), "-o", str(tmp_path / "out.json"))
-    line = _one_clear_line(done, "target.yaml", "mongodb_uri", "cannot reach MongoDB")
+    line = _one_clear_line(done, "target.yaml", "cannot read MongoDB", code=ExitCode.UNREACHABLE)
     assert str(port) in line
 
 
@@ -149,7 +160,9 @@ def test_binary_or_broken_stack_file_from_the_command_line(
 
 def test_verify_with_a_corrupt_baseline_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "baseline.json").write_text(json.dumps({"database": 1, "collections": 2}))
-    done = _cli("verify", "--target", str(_target(tmp_path)), "--", "-q")
+    with silent_server() as port:
+        target = _target(tmp_path, services=_services_at(port))
+        done = _cli("verify", "--target", str(target), "--", "-q")
     assert "Traceback" not in done.stdout + done.stderr
     assert done.returncode == 4, done.stdout + done.stderr
     assert "baseline.json" in done.stdout + done.stderr

@@ -104,7 +104,7 @@ def test_up_with_the_password_in_the_environment_writes_a_usable_target(up_dir: 
     state = json.loads((up_dir / "state.json").read_text())
     target = target_from_file(Path(state["target"]))
     assert target.test_password.reveal() == "from-the-environment-42"
-    login = BY_NAME["functional.login"].run(target)
+    login = BY_NAME["flow.login"].run(target)
     assert login.ok, login.summary
 
 
