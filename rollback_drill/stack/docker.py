@@ -7,14 +7,27 @@ and a later run sweeps whatever a killed run left behind. Published ports are bo
 127.0.0.1 on host ports allocated once per stack, so they survive stop/start like the local
 backend's. A release is an image tag: deploying a release replaces the container with one
 of that tag; stopping and starting keeps the container (and a store's data) as compose does.
+A service's `memory_limit_mb` is its container's memory limit.
+
+`redeploy` replaces an app without a gap: the next release's container joins the network
+under the same alias beside the old one (Docker's DNS then answers with both, and nginx,
+which resolves per request, sends traffic to both), is awaited until it answers as the new
+release on a host port of its own, then takes over the service's host port in the stack's
+port map (`target()` moves with it) while the old one gets SIGTERM, drains and is removed.
+The nginx front is reloaded in place instead (the release's page copied in, the rendered
+config re-read on SIGHUP): its host ports are where users are, and they cannot move.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import json
 import os
+import sys
+import tarfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +51,7 @@ from rollback_drill import proc  # noqa: E402
 from rollback_drill.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
 from rollback_drill.stack.base import ResourceUsage, StackError  # noqa: E402
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase  # noqa: E402
+from rollback_drill.wait import Wait  # noqa: E402
 
 LABEL_RUN = "rollback-drill.run"
 LABEL_OWNER = "rollback-drill.owner-pid"
@@ -50,6 +64,14 @@ DEFAULT_IMAGES = {
 }
 NGINX_CONF_IN_CONTAINER = "/etc/nginx/nginx.conf"
 NGINX_CERTS_IN_CONTAINER = "/etc/nginx/certs"
+NGINX_STATIC_IN_CONTAINER = "/usr/share/nginx/html"
+#: Docker's embedded DNS on a user-defined network; nginx asks it per request (re-asking after
+#: a second), so a container replacing another under the same alias gets traffic at once.
+DOCKER_DNS = "127.0.0.11"
+DNS_REFRESH_S = 2.2  # nginx's `valid=1s`, on its whole-second clock, and a margin
+#: How long a replaced app may drain after SIGTERM before docker kills it (the app's own
+#: drain is 3 s).
+STOP_GRACE_S = 10
 
 
 def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str, str]:
@@ -62,9 +84,10 @@ def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str,
         "https_port": str(svc.tls_port or 443),
         "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
         "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
-        "static_root": "/usr/share/nginx/html",
+        "static_root": NGINX_STATIC_IN_CONTAINER,
         "backend_upstream": peers[svc.upstreams["backend"]],
         "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+        "resolver": f"resolver {DOCKER_DNS} valid=1s ipv6=off;\n    resolver_timeout 2s;",
     }
 
 
@@ -167,10 +190,13 @@ def sweep_containers(all_runs: bool = False) -> list[str]:
     return removed
 
 
-def ensure_images(loaded: LoadedStack) -> None:
-    """Every image the stack file needs is present: the reference images are built (or
-    loaded from the cache) on demand; any other must already be there - nothing can be
-    pulled here."""
+def ensure_images(loaded: LoadedStack) -> dict[str, str]:
+    """Every image the stack file needs is present and current; returns image ids by tag.
+
+    The reference images (`rollback-drill/...`) are brought up to date by the image build
+    (about a second when nothing changed): an image made before a release's patch changed
+    is rebuilt, never run. Any other image must already be there: nothing can be pulled.
+    """
     spec = loaded.spec
     wanted = set(DEFAULT_IMAGES.values())
     for name, svc in spec.services.items():
@@ -179,31 +205,27 @@ def ensure_images(loaded: LoadedStack) -> None:
     for named in (spec.stores.mongodb.image, spec.stores.redis.image, spec.chain.image):
         if named:
             wanted.add(named)
-    client = docker.from_env(timeout=30)
-    try:
+    from rollback_drill import images
 
-        def missing() -> list[str]:
-            absent = []
-            for ref in sorted(wanted):
-                try:
-                    client.images.get(ref)
-                except NotFound:
-                    absent.append(ref)
-            return absent
+    if any(ref.startswith("rollback-drill/") for ref in wanted):
+        layout = dataclasses.replace(images.Layout.default(), stack=loaded.path)
 
-        absent = missing()
-        if absent and all(ref.startswith("rollback-drill/") for ref in absent):
-            from rollback_drill import images
+        def say(line: str) -> None:
+            if not line.startswith("cached"):
+                print(f"[images] {line}", file=sys.stderr, flush=True)
 
-            images.build_all()
-            absent = missing()
-    finally:
-        client.close()
+        try:
+            images.build_all(layout, emit=say)
+        except images.ImageBuildError as exc:
+            raise StackError(f"{loaded.path}: the reference images: {exc}") from None
+    found = images.inspect_images(sorted(wanted))
+    absent = sorted(wanted - set(found))
     if absent:
         raise StackError(
             f"{loaded.path}: image(s) not present locally and no registry to pull from: "
             f"{absent}; build or `docker load` them first"
         )
+    return {ref: info.image_id for ref, info in found.items()}
 
 
 class DockerStack(StackBase):
@@ -219,10 +241,12 @@ class DockerStack(StackBase):
         self.run_id = os.urandom(5).hex()
         self._labels = {LABEL_RUN: self.run_id, LABEL_OWNER: str(os.getpid())}
         self._client = docker.from_env(timeout=30)
-        ensure_images(loaded)
+        # Pinned by id: a rebuild of a tag elsewhere on the machine cannot change this stack.
+        self._image_ids = ensure_images(loaded)
         self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
         self._containers: dict[str, DockerContainer] = {}
         self._fingerprints: dict[str, str] = {}
+        self._generation: dict[str, int] = {}
 
     # -- images ---------------------------------------------------------------------------------
     def image_of(self, service: str) -> str:
@@ -257,15 +281,25 @@ class DockerStack(StackBase):
             ports[svc.tls_port] = self._tls_ports[service]
         return ports
 
-    def _definition(self, service: str) -> tuple[DockerContainer, str]:
-        """The container a service should run as now, and a fingerprint of that definition."""
+    def _definition(
+        self, service: str, published: dict[int, int] | None = None, name: str | None = None
+    ) -> tuple[DockerContainer, str]:
+        """The container a service should run as now, and a fingerprint of that definition
+        (`published` and `name` differ for a replacement started beside the running one)."""
         image = self.image_of(service)
-        container = DockerContainer(image).with_name(f"rd-{self.run_id}-{service}")
+        image_id = self._image_ids.get(image, image)
+        container = DockerContainer(image_id).with_name(name or f"rd-{self.run_id}-{service}")
         container.with_network(self._network).with_network_aliases(service)
-        container.with_kwargs(labels={**self._labels, LABEL_SERVICE: service})
-        for inside, host in self._published(service).items():
+        options: dict[str, Any] = {"labels": {**self._labels, LABEL_SERVICE: service}}
+        svc = self.spec.services.get(service)
+        limit_mb = svc.memory_limit_mb if svc is not None else None
+        if limit_mb:
+            options["mem_limit"] = f"{limit_mb}m"
+            options["memswap_limit"] = f"{limit_mb}m"  # the limit is memory, not memory + swap
+        container.with_kwargs(**options)
+        for inside, host in (published or self._published(service)).items():
             container.ports[f"{inside}/tcp"] = ("127.0.0.1", host)  # type: ignore[assignment]
-        parts: list[str] = [image]
+        parts: list[str] = [image_id, f"memory limit {limit_mb} MiB"]
         if service in self.spec.services and self._service(service).kind == "app":
             env = self.service_env(service)
             container.with_envs(**env)
@@ -305,6 +339,7 @@ class DockerStack(StackBase):
             wait.wait_until_ready(existing)
             return time.monotonic() - start
         if existing is not None:
+            self._keep_logs(service, existing)
             self._remove(existing)
         self._containers[service] = container  # registered before start: teardown finds it
         self._fingerprints[service] = fingerprint
@@ -338,9 +373,83 @@ class DockerStack(StackBase):
             self._network.remove()
         self._client.close()
 
+    # -- zero-downtime replacement -------------------------------------------------------------
     def redeploy(self, service: str, release: str) -> None:
-        self.deploy(service, release)
-        self._wait_healthy(service) if self._service(service).kind == "app" else None
+        """See the module docstring: a new container beside the old for an app, an in-place
+        reload for the nginx front. Returns once the service answers as `release`."""
+        svc = self._service(service)
+        self.set_release(service, release)
+        if not self.is_running(service):
+            self.start(service)  # nothing running to replace
+        elif svc.kind == "nginx":
+            self._reload_front(service, release)
+        else:
+            self._replace_app(service, release)
+        Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+            lambda: self.answers_as(service) == release
+        )
+
+    def _replace_app(self, service: str, release: str) -> None:
+        svc = self._service(service)
+        old = self._containers[service]
+        generation = self._generation.get(service, 0) + 1
+        self._generation[service] = generation
+        published = {inside: proc.free_port() for inside in self._published(service)}
+        container, fingerprint = self._definition(
+            service, published, name=f"rd-{self.run_id}-{service}-{generation}"
+        )
+        url = f"http://127.0.0.1:{published[svc.port]}"
+        wait = ProbeWaitStrategy(service, lambda: self.answers_at(service, url) == release)
+        joined = time.monotonic()
+        try:
+            container.waiting_for(wait).start()
+        except BaseException:
+            self._remove(container)  # the old one never stopped serving
+            raise
+        # nginx must know the new address before the old one stops answering: its resolver
+        # keeps an answer for `valid` (1 s, counted in whole seconds), so one it got just
+        # before the new container joined may name only the old one for up to 2 s.
+        time.sleep(max(0.0, joined + DNS_REFRESH_S - time.monotonic()))
+        # The service's address moves to the new container; then the old one goes: SIGTERM
+        # closes its listener at once (nginx retries a refused request on the new address),
+        # requests in flight finish, and it exits.
+        self._containers[service] = container
+        self._fingerprints[service] = fingerprint
+        self._ports[service] = published[svc.port]
+        if svc.tls_port:
+            self._tls_ports[service] = published[svc.tls_port]
+        self._retire(service, old)
+
+    def _retire(self, service: str, container: DockerContainer) -> None:
+        wrapped = container.get_wrapped_container()
+        with contextlib.suppress(NotFound):
+            wrapped.stop(timeout=STOP_GRACE_S)
+            self._keep_logs(service, container)
+        self._remove(container)
+
+    def _reload_front(self, service: str, release: str) -> None:
+        """nginx's own zero-downtime change: the release's page (from its build) copied in,
+        the config (rendered by set_release into the file the container mounts) tested, then
+        SIGHUP: new workers with the new config, old ones finish what they serve."""
+        wrapped = self._wrapped(service)
+        static = self.render_static(service, release, self._workdir / "static" / service)
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for path in sorted(static.rglob("*")):
+                if path.is_file():
+                    tar.add(path, arcname=str(path.relative_to(static)))
+        if not wrapped.put_archive(NGINX_STATIC_IN_CONTAINER, archive.getvalue()):
+            raise StackError(f"{service}: could not copy release {release}'s page in")
+        code, head = self.exec(service, ["head", "-n", "1", NGINX_CONF_IN_CONTAINER])
+        if code != 0 or head.strip() != f"# {service} {release}":
+            raise StackError(
+                f"{service}: the container does not see release {release}'s config "
+                f"(its first line: {head.strip()!r})"
+            )
+        code, out = self.exec(service, ["nginx", "-t"])
+        if code != 0:
+            raise StackError(f"{service}: nginx -t rejects release {release}'s config:\n{out}")
+        wrapped.kill(signal="SIGHUP")
 
     def stop(self, service: str) -> None:
         if self.is_running(service):
@@ -373,13 +482,30 @@ class DockerStack(StackBase):
         wrapped = self._wrapped(service)
         return f"container {wrapped.short_id} started at {wrapped.attrs['State']['StartedAt']}"
 
+    def _keep_logs(self, service: str, container: DockerContainer) -> None:
+        """A container about to be removed leaves its log in the stack's log file, as a
+        replaced process's output stays in the local backend's."""
+        wrapped = getattr(container, "_container", None)
+        if wrapped is None:
+            return
+        with contextlib.suppress(NotFound, APIError):
+            text = wrapped.logs(timestamps=False).decode(errors="replace")
+            path = self._log(service)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as out:
+                out.write(f"--- {wrapped.name} (removed)\n{text}")
+
     def logs(self, service: str) -> str:
+        kept = self._log(service)
+        earlier = kept.read_text(errors="replace") if kept.exists() else ""
         if service not in self._containers:
-            return ""
+            return earlier
         try:
-            text: str = self._wrapped(service).logs(timestamps=False).decode(errors="replace")
+            text: str = earlier + self._wrapped(service).logs(timestamps=False).decode(
+                errors="replace"
+            )
         except NotFound:
-            return ""
+            return earlier
         nginx = service in self.spec.services and self._service(service).kind == "nginx"
         if nginx and self.is_running(service):
             code, access = self.exec(
@@ -403,9 +529,13 @@ class DockerStack(StackBase):
             cpus = cpu.get("online_cpus") or 1
             percent = cpu_delta / sys_delta * cpus * 100 if sys_delta > 0 else 0.0
             memory = raw["memory_stats"]
-            return service, ResourceUsage(
-                round(percent, 1), int(memory.get("usage", 0)), int(memory.get("limit", 0))
-            )
+            usage = int(memory.get("usage", 0))
+            # As `docker stats` shows it: without the page cache the kernel can drop at once
+            # (inactive file pages), which is not the service's own memory.
+            counters = memory.get("stats") or {}
+            inactive = int(counters.get("total_inactive_file", counters.get("inactive_file", 0)))
+            used = usage - inactive if inactive < usage else usage
+            return service, ResourceUsage(round(percent, 1), used, int(memory.get("limit", 0)))
 
         running = [s for s in [*self.all_services(), "chain"] if self.is_running(s)]
         with ThreadPoolExecutor(max_workers=max(len(running), 1)) as pool:
