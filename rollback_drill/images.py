@@ -326,10 +326,14 @@ def release_build(
 
 
 def prune_builds(layout: Layout, keep: set[Path]) -> None:
-    """Remove release builds no current image is made from (under the build lock)."""
+    """Remove release builds no current image is made from (under the build lock), and
+    unfinished ones older than ten minutes (a build being made right now is left alone)."""
     if not layout.builds_dir.is_dir():
         return
     for child in layout.builds_dir.iterdir():
+        unfinished = child.name.startswith(".")
+        if unfinished and time.time() - child.stat().st_mtime < 600:
+            continue
         if child not in keep:
             shutil.rmtree(child, ignore_errors=True)
 

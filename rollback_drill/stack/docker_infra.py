@@ -64,7 +64,10 @@ def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str,
         "static_root": NGINX_STATIC_IN_CONTAINER,
         "backend_upstream": peers[svc.upstreams["backend"]],
         "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+        # Service names, resolved per request: a replacement container is found at once.
         "resolver": f"resolver {DOCKER_DNS} valid=1s ipv6=off;\n    resolver_timeout 2s;",
+        "backend_target": peers[svc.upstreams["backend"]],
+        "chatbot_target": peers[svc.upstreams["chatbot"]],
     }
 
 

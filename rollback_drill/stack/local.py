@@ -68,6 +68,8 @@ class LocalStack(StackBase):
             "backend_upstream": peers[svc.upstreams["backend"]],
             "chatbot_upstream": peers[svc.upstreams["chatbot"]],
             "resolver": "",  # fixed 127.0.0.1 addresses: nothing to resolve
+            "backend_target": "safepsy_backend",  # the template's upstream groups
+            "chatbot_target": "safepsy_chatbot",
         }
 
     # -- processes ------------------------------------------------------------------------------

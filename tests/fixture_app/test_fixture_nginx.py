@@ -73,6 +73,8 @@ def edge(infra: Infra, services: dict[str, Service]) -> Iterator[Edge]:
             backend_upstream=services["backend"].url.removeprefix("http://"),
             chatbot_upstream=services["chatbot"].url.removeprefix("http://"),
             resolver="",
+            backend_target="safepsy_backend",
+            chatbot_target="safepsy_chatbot",
         )
     )
     process = spawn(
