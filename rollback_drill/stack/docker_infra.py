@@ -62,9 +62,11 @@ def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str,
         "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
         "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
         "static_root": NGINX_STATIC_IN_CONTAINER,
+        # The template's upstream groups (fixed addresses, resolved once when nginx loads its
+        # config) are not what proxies here: the API goes to the service names below,
+        # resolved per request, so a replacement container is found at once.
         "backend_upstream": peers[svc.upstreams["backend"]],
         "chatbot_upstream": peers[svc.upstreams["chatbot"]],
-        # Service names, resolved per request: a replacement container is found at once.
         "resolver": f"resolver {DOCKER_DNS} valid=1s ipv6=off;\n    resolver_timeout 2s;",
         "backend_target": peers[svc.upstreams["backend"]],
         "chatbot_target": peers[svc.upstreams["chatbot"]],

@@ -331,8 +331,8 @@ def test_nginx_accepts_the_stack_template(start: Callable[..., Started], tmp_pat
     """The stack's nginx template, rendered with in-container paths, passes ``nginx -t``.
 
     This is the recipe for the docker backend: config at /etc/nginx/nginx.conf, certificate
-    and key in /etc/nginx/certs/, static root /usr/share/nginx/html, upstreams by service
-    name through Docker's DNS (resolved per request, so `nginx -t` needs none of them up).
+    and key in /etc/nginx/certs/, static root /usr/share/nginx/html, the API proxied to
+    service names through Docker's DNS (resolved per request: `nginx -t` needs none up).
     """
     from rollback_drill import tls
     from rollback_drill.stack.docker import container_nginx_values, container_peers
@@ -341,6 +341,9 @@ def test_nginx_accepts_the_stack_template(start: Callable[..., Started], tmp_pat
     certs = tls.issue(tmp_path / "certs", "safepsy.local")
     template = (LAYOUT.fixtures / "nginx" / "nginx.conf.template").read_text()
     values = container_nginx_values(STACK.spec.services["frontend"], container_peers(STACK.spec))
+    # The upstream groups name fixed addresses, resolved when nginx loads its config (in the
+    # stack the services are up by then); the API goes to service names through the resolver.
+    values.update(backend_upstream="127.0.0.1:3000", chatbot_upstream="127.0.0.1:3001")
     conf = string.Template(template).substitute({**values, "prefix": "/var/lib/nginx"})
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
