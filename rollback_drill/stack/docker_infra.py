@@ -67,6 +67,10 @@ def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str,
         # resolved per request, so a replacement container is found at once.
         "backend_upstream": peers[svc.upstreams["backend"]],
         "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+        # On the stack's network a connect is answered at once; one that is not goes to a
+        # replaced container's address nginx still has cached: give up on it soon (the
+        # request then goes to the service's other address).
+        "connect_timeout": "500ms",
         "resolver": f"resolver {DOCKER_DNS} valid=1s ipv6=off;\n    resolver_timeout 2s;",
         "backend_target": peers[svc.upstreams["backend"]],
         "chatbot_target": peers[svc.upstreams["chatbot"]],
