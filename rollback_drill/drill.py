@@ -102,7 +102,7 @@ def run_drill(
     monitor: Monitor | None = None
     try:
         with ExitStack() as running:
-            monitor = running.enter_context(Monitor(stack.target(), timeline))
+            monitor = running.enter_context(Monitor(stack.target, timeline))
             engine.monitor = monitor
             if users > 0:
                 load_run = LoadRun(

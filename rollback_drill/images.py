@@ -6,8 +6,10 @@ Nothing can be pulled here, so every image is made locally:
   --variant=minbase`` from the host's own apt sources, written to a file and ``docker import``-ed;
 * every other image is built by ``DOCKER_BUILDKIT=1 /usr/bin/docker build`` ``FROM`` that base,
   from a Dockerfile in ``fixtures/safepsy/docker/`` and a build context this module assembles
-  (the host's local CA certificates, the app, the frontend with its release filled in, the
-  anvil binary, the host's Node binary with mongosh's npm packages, the release env).
+  (the host's local CA certificates, the anvil binary, the host's Node binary with mongosh's
+  npm packages, and per release listed in the stack file: the app or the frontend page from
+  that release's build - the base sources with its patches applied, rollback_drill.releases -
+  with the release filled in, and the release env).
 
 Caching, in two levels:
 
@@ -46,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
+from rollback_drill import releases
+from rollback_drill.spec import LoadedStack, SpecError, load_stack
 
 #: Debian's docker client: the other client on PATH lacks buildx, which BuildKit builds need.
 DOCKER = "/usr/bin/docker"
@@ -99,6 +102,17 @@ class Layout:
     cache_dir: Path
     ca_dir: Path = DEFAULT_CA_DIR
     sources: Path = DEFAULT_SOURCES
+    stack: Path | None = None  # the stack file; None: fixtures/stack.yaml
+
+    @property
+    def stack_file(self) -> Path:
+        return self.stack or self.fixtures / "stack.yaml"
+
+    @property
+    def builds_dir(self) -> Path:
+        """Release builds the images are made from, named by their contents (so a cache
+        directory shared between checkouts never hands one checkout another's build)."""
+        return self.cache_dir / "release-builds"
 
     @classmethod
     def default(cls, root: Path | None = None) -> Layout:
@@ -140,6 +154,7 @@ class ImageSpec:
     service: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     uses_ca: bool = True
+    build: Path | None = None  # the release build its code comes from (releases.build)
 
 
 @dataclass(frozen=True)
@@ -259,35 +274,68 @@ def current_inputs(tag: str) -> str | None:
 # --------------------------------------------------------------------------- specs
 
 
-def _release_manifests(fixtures: Path) -> list[dict[str, object]]:
-    """The release manifests, oldest first (by version number)."""
-    releases_dir = fixtures / "releases"
-    manifests: list[dict[str, object]] = []
-    for path in releases_dir.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or "version" not in data:
-            raise ImageBuildError(f"{path}: not a release manifest (no `version`)")
-        manifests.append(data)
-    if not manifests:
-        raise ImageBuildError(f"no release manifests in {releases_dir}")
-
-    def version_key(manifest: dict[str, object]) -> tuple[int, ...]:
-        return tuple(int(p) if p.isdigit() else 0 for p in str(manifest["version"]).split("."))
-
-    return sorted(manifests, key=version_key)
+def _load_stack(layout: Layout) -> LoadedStack:
+    try:
+        return load_stack(layout.stack_file)
+    except SpecError as exc:
+        raise ImageBuildError(str(exc)) from None
 
 
-def _service_env(manifest: dict[str, object], service: str) -> tuple[tuple[str, str], ...]:
-    services = manifest.get("services") or {}
-    if not isinstance(services, dict):
-        raise ImageBuildError(f"release {manifest.get('version')}: `services` is not a mapping")
-    entry = services.get(service) or {}
-    env = entry.get("env") if isinstance(entry, dict) else None
-    if not env:
-        return ()
-    if not isinstance(env, dict):
-        raise ImageBuildError(f"release {manifest.get('version')}: {service}.env is not a mapping")
-    return tuple(sorted((str(k), "" if v is None else str(v)) for k, v in env.items()))
+def _service_env(loaded: LoadedStack, release: str, service: str) -> tuple[tuple[str, str], ...]:
+    entry = loaded.release(release).services.get(service)
+    return tuple(sorted(entry.env.items())) if entry is not None else ()
+
+
+def _tree_digest(root: Path, hasher: FileHasher) -> str:
+    """Names and contents of every file under ``root`` (caches skipped)."""
+    h = hashlib.sha256()
+    for src, rel in _walk(root, "."):
+        h.update(rel.encode() + b"\0" + hasher.digest(src))
+    return h.hexdigest()
+
+
+def release_build(
+    loaded: LoadedStack, service: str, release: str, layout: Layout, hasher: FileHasher
+) -> Path:
+    """The release's build of a service (base sources + its patches, `patch -p1`), in a
+    folder named by what it is made of: the base sources' contents and the patches' bytes.
+    A changed source or patch is a new folder, so the image's inputs change with it; an
+    unchanged one is reused (built once into a temporary folder, then renamed into place)."""
+    h = hashlib.sha256(f"{SCHEMA}\0{service}\0{release}".encode())
+    for rel in releases.sources(loaded, service):
+        h.update(rel.encode() + b"\0" + _tree_digest(loaded.resolve(rel), hasher).encode())
+    for patch in releases.patches(loaded, service, release):
+        h.update(hasher.digest(patch))
+    dest = layout.builds_dir / f"{service}-{release}-{h.hexdigest()[:16]}"
+    if (dest / releases.STAMP).is_file():
+        return dest
+    layout.builds_dir.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=layout.builds_dir))
+    try:
+        releases.build(loaded, service, release, part)
+    except releases.BuildError as exc:
+        raise ImageBuildError(str(exc)) from None
+    finally:
+        if not (part / releases.STAMP).is_file():
+            shutil.rmtree(part, ignore_errors=True)
+    try:
+        part.rename(dest)
+    except OSError:  # another run made the same build meanwhile: the same content
+        shutil.rmtree(part, ignore_errors=True)
+    return dest
+
+
+def prune_builds(layout: Layout, keep: set[Path]) -> None:
+    """Remove release builds no current image is made from (under the build lock), and
+    unfinished ones older than ten minutes (a build being made right now is left alone)."""
+    if not layout.builds_dir.is_dir():
+        return
+    for child in layout.builds_dir.iterdir():
+        unfinished = child.name.startswith(".")
+        if unfinished and time.time() - child.stat().st_mtime < 600:
+            continue
+        if child not in keep:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def _anvil_version(package: Path) -> str:
@@ -342,25 +390,42 @@ def _node_binary() -> Path:
     return Path(found).resolve()
 
 
-def image_specs(layout: Layout) -> list[ImageSpec]:
-    """Every derived image, in build order (images sharing layers next to each other)."""
+def image_specs(layout: Layout, hasher: FileHasher | None = None) -> list[ImageSpec]:
+    """Every derived image, in build order (images sharing layers next to each other).
+
+    The app and frontend images of every release the stack file lists are made from that
+    release's build (rollback_drill.releases): the defect a release is known for is in its
+    image, and a changed patch changes the image's inputs. A release whose image the stack
+    file names itself (`services.<name>.images`) is not built here.
+    """
     d = layout.docker_dir
-    app = ContextEntry(layout.fixtures / "app", "app")
-    manifests = _release_manifests(layout.fixtures)
+    hasher = hasher or FileHasher()
+    loaded = _load_stack(layout)
+    services = loaded.spec.services
     specs: list[ImageSpec] = []
-    for service, target in (("backend", "backend"), ("ai-chatbot", "ai-chatbot")):
-        for manifest in manifests:
-            release = str(manifest["version"])
+
+    def built_releases(service: str) -> list[tuple[str, Path]]:
+        wanted = [r for r in loaded.releases if r not in services[service].images]
+        return [(r, release_build(loaded, service, r, layout, hasher)) for r in wanted]
+
+    for service in (n for n, s in services.items() if s.kind == "app"):
+        pythonpath = services[service].pythonpath
+        if pythonpath is None:
+            raise ImageBuildError(f"{loaded.path}: services.{service}: no `pythonpath` to build")
+        for release, build in built_releases(service):
             specs.append(
                 ImageSpec(
                     tag=f"rollback-drill/safepsy-{service}:{release}",
                     title=f"safepsy-{service}",
                     dockerfile=d / "python-app.Dockerfile",
-                    entries=(app,),
-                    target=target,
+                    entries=(
+                        ContextEntry(build / releases.in_build(loaded, service, pythonpath), "app"),
+                    ),
+                    target=service,
                     release=release,
                     service=service,
-                    env=_service_env(manifest, service),
+                    env=_service_env(loaded, release, service),
+                    build=build,
                 )
             )
     specs.append(
@@ -381,22 +446,29 @@ def image_specs(layout: Layout) -> list[ImageSpec]:
             service="mongodb",
         )
     )
-    for manifest in manifests:
-        release = str(manifest["version"])
-        specs.append(
-            ImageSpec(
-                tag=f"rollback-drill/safepsy-frontend:{release}",
-                title="safepsy-frontend",
-                dockerfile=d / "nginx.Dockerfile",
-                entries=(
-                    ContextEntry(layout.fixtures / "frontend", "frontend", render_release=True),
-                    ContextEntry(d / "nginx-default.conf", "nginx-default.conf"),
-                ),
-                release=release,
-                service="frontend",
-                env=_service_env(manifest, "frontend"),
+    for service in (n for n, s in services.items() if s.kind == "nginx"):
+        static_root = services[service].static_root
+        assert static_root is not None  # the spec requires it of an nginx service
+        for release, build in built_releases(service):
+            specs.append(
+                ImageSpec(
+                    tag=f"rollback-drill/safepsy-{service}:{release}",
+                    title=f"safepsy-{service}",
+                    dockerfile=d / "nginx.Dockerfile",
+                    entries=(
+                        ContextEntry(
+                            build / releases.in_build(loaded, service, static_root),
+                            "frontend",
+                            render_release=True,
+                        ),
+                        ContextEntry(d / "nginx-default.conf", "nginx-default.conf"),
+                    ),
+                    release=release,
+                    service=service,
+                    env=_service_env(loaded, release, service),
+                    build=build,
+                )
             )
-        )
     specs.append(
         ImageSpec(
             tag="rollback-drill/redis:7.0",
@@ -879,8 +951,8 @@ def build_all(
         )
     start = time.monotonic()
     with _lock(layout.cache_dir):
-        specs = image_specs(layout)
         hasher = FileHasher(layout.cache_dir / "file-hashes.json")
+        specs = image_specs(layout, hasher)
         runner = _Runner(
             layout,
             [BASE_TAG, *(s.tag for s in specs)],
@@ -922,6 +994,7 @@ def build_all(
                     f"{size_mb:7.0f} MB  (docker save | zstd)"
                 )
         hasher.save()
+        prune_builds(layout, {s.build for s in specs if s.build is not None})
         if runner.replaced_any:
             # Earlier versions of our images, now untagged; one still used by a container stays.
             subprocess.run(
@@ -952,6 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=None, help="repository root")
     parser.add_argument("--fixtures", type=Path, default=None, help="reference stack directory")
+    parser.add_argument(
+        "--stack-file", type=Path, default=None, help="stack file (default: FIXTURES/stack.yaml)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="bundle cache directory")
     parser.add_argument("--force", action="store_true", help="rebuild every image")
     parser.add_argument("--no-bundle", action="store_true", help="neither load nor save bundles")
@@ -960,6 +1036,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = Layout.default(args.root)
     if args.fixtures is not None:
         layout = dataclasses.replace(layout, fixtures=args.fixtures.resolve())
+    if args.stack_file is not None:
+        layout = dataclasses.replace(layout, stack=args.stack_file.resolve())
     if args.cache_dir is not None:
         layout = dataclasses.replace(layout, cache_dir=args.cache_dir.resolve())
     try:

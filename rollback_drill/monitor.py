@@ -1,11 +1,17 @@
 """What users saw during a drill: a background prober hitting the user-facing endpoints every
 100 ms on the drill's own clock. Its samples give availability and response time over the
-whole drill (the report's chart), measured, not inferred from the procedure's steps."""
+whole drill (the report's chart), measured, not inferred from the procedure's steps.
+
+Given the stack's `target` (a callable) rather than one Target, it re-reads the endpoints
+every round: a service replaced without a gap may answer on a new address afterwards (the
+docker backend publishes the replacement on a port of its own), and the prober follows it
+as monitoring follows a service through its discovery."""
 
 from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,13 +32,14 @@ class Sample:
 
 class Monitor:
     def __init__(
-        self, target: Target, timeline: Timeline, interval_s: float = 0.1, timeout_s: float = 1.0
+        self,
+        target: Target | Callable[[], Target],
+        timeline: Timeline,
+        interval_s: float = 0.1,
+        timeout_s: float = 1.0,
     ) -> None:
-        self._endpoints = {
-            "frontend": target.frontend_url + "/",
-            "backend": target.backend_url + "/health",
-            "ai-chatbot": target.chatbot_url + "/health",
-        }
+        self._target = target
+        target = self._current()
         self._verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(target.ca_file)) if target.ca_file else True
         )
@@ -49,12 +56,23 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._timeout * len(self._endpoints) + 1)
+        self._thread.join(timeout=self._timeout * len(self._endpoints()) + 1)
+
+    def _current(self) -> Target:
+        return self._target() if callable(self._target) else self._target
+
+    def _endpoints(self) -> dict[str, str]:
+        target = self._current()
+        return {
+            "frontend": target.frontend_url + "/",
+            "backend": target.backend_url + "/health",
+            "ai-chatbot": target.chatbot_url + "/health",
+        }
 
     def _run(self) -> None:
         with httpx.Client(timeout=self._timeout, verify=self._verify, trust_env=False) as client:
             while not self._stop.is_set():
-                for name, url in self._endpoints.items():
+                for name, url in self._endpoints().items():
                     start = self._timeline.now()
                     try:
                         status: int | None = client.get(url).status_code

@@ -6,8 +6,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,6 +121,121 @@ def test_deploy_runs_the_release_image_and_stop_start_keeps_data(docker_stack: D
     assert httpx.get(docker_stack.target().backend_url + "/health", timeout=5).status_code == 200
 
 
+def test_memory_limit_is_the_containers(docker_stack: DockerStack) -> None:
+    """`memory_limit_mb` in the stack file is what docker enforces, and what stats() reports
+    the usage against."""
+    client = docker.from_env()
+    try:
+        names = docker_stack.container_names()
+        limits = {
+            service: client.containers.get(name).attrs["HostConfig"]["Memory"]
+            for service, name in names.items()
+        }
+    finally:
+        client.close()
+    assert limits["ai-chatbot"] == 384 * 2**20
+    assert limits["backend"] == 0, "no limit declared: none set"
+    usage = docker_stack.stats()["ai-chatbot"]
+    assert usage.memory_limit_bytes == 384 * 2**20
+    assert 0 < usage.memory_bytes < usage.memory_limit_bytes
+
+
+@contextmanager
+def _traffic(stack: DockerStack) -> Iterator[Callable[[], list[tuple[str, int | str]]]]:
+    """Users through nginx for the block (login page, DID health, chat); yields a function
+    returning every (request, status or error) that was not a 200 so far."""
+    stop = threading.Event()
+    failures: list[tuple[str, int | str]] = []
+    url = stack.target().frontend_url  # nginx's port never moves
+
+    def user(path: str, method: str) -> None:
+        # A connection per request: an idle keep-alive connection that nginx's old worker
+        # closes at a reload while the client reuses it is a client-side retry, not a gap.
+        with httpx.Client(timeout=10, headers={"Connection": "close"}) as client:
+            while not stop.is_set():
+                try:
+                    if method == "POST":
+                        status: int | str = client.post(
+                            url + path, json={"message": "hi"}
+                        ).status_code
+                    else:
+                        status = client.get(url + path).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                if status != 200:
+                    failures.append((f"{method} {path}", status))
+
+    users = [
+        threading.Thread(target=user, args=(path, method), daemon=True)
+        for path, method in [("/api/did/health", "GET"), ("/", "GET"), ("/api/chat", "POST")]
+    ]
+    for thread in users:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        assert not failures, failures
+        yield lambda: list(failures)
+    finally:
+        stop.set()
+        for thread in users:
+            thread.join(timeout=15)
+
+
+def test_redeploy_replaces_an_app_without_a_gap(docker_stack: DockerStack) -> None:
+    """The next release's container serves beside the old one before the old one stops: no
+    GET through nginx fails; the service's address moves to the new container, only it was
+    replaced, and the old one is gone."""
+    before = {s: docker_stack.instance(s) for s in docker_stack.all_services()}
+    old_url = docker_stack.target().backend_url
+    old_name = docker_stack.container_names()["backend"]
+    with _traffic(docker_stack) as failures:
+        docker_stack.redeploy("backend", "1.7.0")
+        assert docker_stack.answers_as("backend") == "1.7.0"
+        time.sleep(2.5)  # past nginx's DNS cache: the old address is forgotten
+    gets = [f for f in failures() if f[0].startswith("GET")]
+    assert gets == [], gets
+    moved = [s for s in before if docker_stack.instance(s) != before[s]]
+    assert moved == ["backend"]
+    assert docker_stack.target().backend_url != old_url
+    assert (
+        httpx.get(docker_stack.target().backend_url + "/health", timeout=5).json()["release"]
+        == "1.7.0"
+    )
+    client = docker.from_env()
+    try:
+        assert not client.containers.list(all=True, filters={"name": f"^{old_name}$"})
+    finally:
+        client.close()
+    assert "(removed)" in docker_stack.logs("backend"), "the replaced container's log is kept"
+    docker_stack.redeploy("backend", "1.4.0")
+    assert docker_stack.answers_as("backend") == "1.4.0"
+
+
+def test_deploy_is_the_gap_redeploy_avoids(docker_stack: DockerStack) -> None:
+    """The same traffic sees errors when the container is recreated (stop, then start): what
+    the test above would catch if redeploy left a gap."""
+    with _traffic(docker_stack) as failures:
+        docker_stack.deploy("backend", "1.4.0")
+        docker_stack.start("backend")
+    assert any(f[0] == "GET /api/did/health" for f in failures()), failures()
+
+
+def test_redeploy_reloads_the_front_in_place(docker_stack: DockerStack) -> None:
+    """nginx takes the release's page and config on SIGHUP: users are served throughout,
+    the container is the same one (a reload, not a restart), the page is the release's."""
+    before = docker_stack.instance("frontend")
+    with _traffic(docker_stack) as failures:
+        docker_stack.redeploy("frontend", "1.8.1")
+        page = httpx.get(docker_stack.target().frontend_url + "/", timeout=5).text
+        assert 'data-chat-endpoint="/api/assistant/chat"' in page
+        docker_stack.redeploy("frontend", "1.4.0")
+    assert failures() == []
+    assert docker_stack.instance("frontend") == before
+    assert docker_stack.answers_as("frontend") == "1.4.0"
+    page = httpx.get(docker_stack.target().frontend_url + "/", timeout=5).text
+    assert 'data-chat-endpoint="/api/chat"' in page
+
+
 def test_sigkilled_run_is_swept_by_the_next(tmp_path: Path) -> None:
     """SIGKILL a pytest process amid a docker drill; the next run removes what it left."""
     child = subprocess.Popen(
@@ -156,8 +273,17 @@ def test_sigkilled_run_is_swept_by_the_next(tmp_path: Path) -> None:
         assert client.containers.list(all=True, filters={"label": label}), (
             "SIGKILL left nothing to sweep?"
         )
-        next_run = subprocess.run(
-            [sys.executable, "-m", "pytest", "tests/test_spec.py", "-q", "-p", "no:cacheprovider"],
+        next_run = subprocess.run(  # any session sweeps at its start; what it runs is moot
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/test_spec.py",
+                "--collect-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,

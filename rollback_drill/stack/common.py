@@ -445,13 +445,18 @@ class StackBase(ABC):
     def answers_as(self, service: str) -> str | None:
         """The release a running service says it is: `release` in an app's /health, the
         page's safepsy-release meta for the nginx front; None when it does not answer so."""
+        return self.answers_at(service, self.url(service))
+
+    def answers_at(self, service: str, base_url: str) -> str | None:
+        """`answers_as` for one instance of the service at `base_url` (a replacement that
+        does not take the service's address until it answers)."""
         svc = self._service(service)
         try:
             if svc.kind == "nginx":
-                page = httpx.get(self.url(service) + "/", timeout=1.0).text
+                page = httpx.get(base_url + "/", timeout=1.0).text
                 found = _RELEASE_META.search(page)
                 return found.group(1) if found else None
-            body = httpx.get(self.url(service) + svc.health_path, timeout=1.0).json()
+            body = httpx.get(base_url + svc.health_path, timeout=1.0).json()
         except (httpx.HTTPError, ValueError):
             return None
         if isinstance(body, dict) and body.get("status") == "ok":

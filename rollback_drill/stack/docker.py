@@ -1,213 +1,67 @@
 """The docker backend: one container per service on a network private to the stack, built
 with testcontainers, as the runbook's docker-compose deployment runs it.
 
-No registry can be reached here, so Ryuk (the reaper) cannot be pulled: every container and
-network carries labels with the run id and the owning harness pid, is removed on teardown,
-and a later run sweeps whatever a killed run left behind. Published ports are bound to
-127.0.0.1 on host ports allocated once per stack, so they survive stop/start like the local
-backend's. A release is an image tag: deploying a release replaces the container with one
-of that tag; stopping and starting keeps the container (and a store's data) as compose does.
+Every container and network carries the run's labels, is removed on teardown, and a later
+run sweeps what a killed run left (docker_infra). Published ports are bound to 127.0.0.1 on
+host ports allocated once per stack, so they survive stop/start like the local backend's. A
+release is an image tag: deploying a release replaces the container with one of that tag;
+stopping and starting keeps the container (and a store's data) as compose does. A service's
+`memory_limit_mb` is its container's memory limit.
+
+`redeploy` replaces an app without a gap: the next release's container joins the network
+under the same alias beside the old one (Docker's DNS then answers with both, and nginx,
+which resolves per request, sends traffic to both), is awaited until it answers as the new
+release on a host port of its own, then takes over the service's host port in the stack's
+port map (`target()` moves with it) while the old one gets SIGTERM, drains and is removed.
+The nginx front is reloaded in place instead (the release's page copied in, the rendered
+config re-read on SIGHUP): its host ports are where users are, and they cannot move.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import tarfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-for _name, _value in {
-    "TESTCONTAINERS_RYUK_DISABLED": "true",  # the reaper image cannot be pulled
-    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",  # else it returns 172.17.0.1 as host
-    "TC_POOLING_INTERVAL": "0.1",  # the default 1 s poll adds a second to every start
-}.items():
-    os.environ.setdefault(_name, _value)
+from docker.errors import APIError, NotFound
 
-import docker  # noqa: E402 - after the environment testcontainers reads at import
-from docker.errors import APIError, NotFound  # noqa: E402
-from testcontainers.core.container import DockerContainer  # noqa: E402
-from testcontainers.core.network import Network  # noqa: E402
-from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
+from rollback_drill import proc
+from rollback_drill.access import DockerStats, LogSource, StatsSource
+from rollback_drill.spec import LoadedStack
+from rollback_drill.stack.base import ResourceUsage, StackError
+from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
+from rollback_drill.stack.docker_infra import (
+    DEFAULT_IMAGES,
+    INTERNAL_PORTS,
+    LABEL_OWNER,
+    LABEL_RUN,
+    LABEL_SERVICE,
+    NGINX_CERTS_IN_CONTAINER,
+    NGINX_CONF_IN_CONTAINER,
+    NGINX_STATIC_IN_CONTAINER,
+    DockerContainer,
+    Network,
+    ProbeWaitStrategy,
+    container_nginx_values,
+    container_peers,
+    ensure_images,
+    sweep_containers,
+)
+from rollback_drill.wait import Wait
 
-from rollback_drill import proc  # noqa: E402
-from rollback_drill.access import DockerStats, LogSource, StatsSource  # noqa: E402
-from rollback_drill.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
-from rollback_drill.stack.base import ResourceUsage, StackError  # noqa: E402
-from rollback_drill.stack.common import START_TIMEOUT_S, StackBase  # noqa: E402
-
-LABEL_RUN = "rollback-drill.run"
-LABEL_OWNER = "rollback-drill.owner-pid"
-LABEL_SERVICE = "rollback-drill.service"
-INTERNAL_PORTS = {"mongodb": 27017, "redis": 6379, "chain": 8545}
-DEFAULT_IMAGES = {
-    "mongodb": "rollback-drill/mongodb:secantus-0.7",
-    "redis": "rollback-drill/redis:7.0",
-    "chain": "rollback-drill/anvil:1.7.1",
-}
-NGINX_CONF_IN_CONTAINER = "/etc/nginx/nginx.conf"
-NGINX_CERTS_IN_CONTAINER = "/etc/nginx/certs"
-
-
-def container_nginx_values(svc: ServiceSpec, peers: dict[str, str]) -> dict[str, str]:
-    """The nginx template's values for nginx in a container (also used for compose)."""
-    return {
-        "user_directive": "",
-        "prefix": "/tmp/nginx",  # a tmpfs in the container: pid, logs, temp files
-        "listen_host": "0.0.0.0",
-        "http_port": str(svc.port),
-        "https_port": str(svc.tls_port or 443),
-        "cert_file": f"{NGINX_CERTS_IN_CONTAINER}/certificate.crt",
-        "key_file": f"{NGINX_CERTS_IN_CONTAINER}/private.key",
-        "static_root": "/usr/share/nginx/html",
-        "backend_upstream": peers[svc.upstreams["backend"]],
-        "chatbot_upstream": peers[svc.upstreams["chatbot"]],
-    }
-
-
-def container_peers(spec: StackSpec) -> dict[str, str]:
-    """How containers reach each other on the stack's network: by service name."""
-    peers = {
-        "HOST": "0.0.0.0",
-        "MONGODB_URI": "mongodb://mongodb:27017/?directConnection=true",
-        "REDIS_URL": "redis://redis:6379/0",
-        "CHAIN_RPC_URL": "http://chain:8545",
-    }
-    for name, svc in spec.services.items():
-        peers[name] = f"{name}:{svc.port}"
-    return peers
-
-
-class ProbeWaitStrategy(WaitStrategy):
-    """Ready when the harness's own probe (the one the local backend uses) says so, as the
-    host sees the service through its published port; fails at once if the container exits,
-    with its logs, instead of waiting out the timeout."""
-
-    def __init__(self, service: str, probe: Callable[[], bool]) -> None:
-        super().__init__()
-        self._service = service
-        self._probe = probe
-        self.with_startup_timeout(int(START_TIMEOUT_S)).with_poll_interval(0.05)
-
-    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        wrapped = container.get_wrapped_container()
-
-        def ready() -> bool:
-            wrapped.reload()
-            if wrapped.status in ("exited", "dead"):
-                logs = wrapped.logs().decode(errors="replace")[-2000:]
-                raise StackError(f"{self._service}: container exited; logs:\n{logs}")
-            try:
-                return self._probe()
-            except Exception:
-                return False
-
-        try:
-            done = self._poll(ready)
-        except RuntimeError as exc:
-            raise (exc.__cause__ or exc) from None
-        if not done:
-            logs = wrapped.logs().decode(errors="replace")[-2000:]
-            raise StackError(
-                f"{self._service}: not ready within {START_TIMEOUT_S:.0f} s; logs:\n{logs}"
-            )
-
-
-def _compose_owner(project: str) -> str:
-    """`rollback-drill-<pid>[-suffix]` -> `<pid>` (compose projects the plugin names)."""
-    return project.removeprefix("rollback-drill-").split("-", 1)[0]
-
-
-def sweep_containers(all_runs: bool = False) -> list[str]:
-    """Remove containers and networks of runs whose harness is gone (or of every run)."""
-    removed: list[str] = []
-    client = docker.from_env(timeout=10)
-    try:
-        owners: dict[str, bool] = {}
-
-        def orphaned(labels: dict[str, str]) -> bool:
-            owner = labels.get(LABEL_OWNER, "")
-            if all_runs:
-                return True
-            if not owner.isdigit():
-                return False  # not a mark this harness wrote: not ours to judge
-            if owner not in owners:
-                owners[owner] = not proc._pid_alive(int(owner))
-            return owners[owner]
-
-        def remove(found: dict[str, Any]) -> None:
-            with contextlib.suppress(NotFound, APIError):
-                client.api.remove_container(found["Id"], force=True, v=True)
-                removed.append(str((found.get("Names") or ["?"])[0]).lstrip("/"))
-
-        # the low-level list: labels come with it, so a container removed meanwhile (another
-        # run's teardown) is no error, where containers.list() inspects each one again
-        for found in client.api.containers(all=True, filters={"label": LABEL_RUN}):
-            if orphaned(found.get("Labels") or {}):
-                remove(found)
-        compose = "com.docker.compose.project"
-        for found in client.api.containers(all=True, filters={"label": compose}):
-            project = (found.get("Labels") or {}).get(compose, "")
-            owner = _compose_owner(project)
-            if project.startswith("rollback-drill-") and orphaned({LABEL_OWNER: owner}):
-                remove(found)
-        for network in client.networks.list():
-            labels = network.attrs.get("Labels") or {}
-            project = labels.get(compose, "")
-            if project.startswith("rollback-drill-"):
-                labels = {LABEL_RUN: project, LABEL_OWNER: _compose_owner(project)}
-            elif LABEL_RUN not in labels:
-                continue
-            if orphaned(labels):
-                with contextlib.suppress(NotFound, APIError):
-                    network.remove()
-                    removed.append(network.name)
-    finally:
-        client.close()
-    return removed
-
-
-def ensure_images(loaded: LoadedStack) -> None:
-    """Every image the stack file needs is present: the reference images are built (or
-    loaded from the cache) on demand; any other must already be there - nothing can be
-    pulled here."""
-    spec = loaded.spec
-    wanted = set(DEFAULT_IMAGES.values())
-    for name, svc in spec.services.items():
-        for release in loaded.releases:
-            wanted.add(svc.images.get(release, f"rollback-drill/safepsy-{name}:{release}"))
-    for named in (spec.stores.mongodb.image, spec.stores.redis.image, spec.chain.image):
-        if named:
-            wanted.add(named)
-    client = docker.from_env(timeout=30)
-    try:
-
-        def missing() -> list[str]:
-            absent = []
-            for ref in sorted(wanted):
-                try:
-                    client.images.get(ref)
-                except NotFound:
-                    absent.append(ref)
-            return absent
-
-        absent = missing()
-        if absent and all(ref.startswith("rollback-drill/") for ref in absent):
-            from rollback_drill import images
-
-            images.build_all()
-            absent = missing()
-    finally:
-        client.close()
-    if absent:
-        raise StackError(
-            f"{loaded.path}: image(s) not present locally and no registry to pull from: "
-            f"{absent}; build or `docker load` them first"
-        )
+#: nginx's resolver keeps an answer `valid=1s`, on its whole-second clock: after this long
+#: it has asked Docker's DNS again. A margin on top.
+DNS_REFRESH_S = 2.2
+#: How long a replaced app may drain after SIGTERM before docker kills it (the app's own
+#: drain is 3 s).
+STOP_GRACE_S = 10
 
 
 class DockerStack(StackBase):
@@ -222,11 +76,12 @@ class DockerStack(StackBase):
         super().__init__(loaded, workdir, seed_users)
         self.run_id = os.urandom(5).hex()
         self._labels = {LABEL_RUN: self.run_id, LABEL_OWNER: str(os.getpid())}
-        self._client = docker.from_env(timeout=30)
-        ensure_images(loaded)
+        # Pinned by id: a rebuild of a tag elsewhere on the machine cannot change this stack.
+        self._image_ids = ensure_images(loaded)
         self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
         self._containers: dict[str, DockerContainer] = {}
         self._fingerprints: dict[str, str] = {}
+        self._generation: dict[str, int] = {}
 
     # -- images ---------------------------------------------------------------------------------
     def image_of(self, service: str) -> str:
@@ -261,15 +116,25 @@ class DockerStack(StackBase):
             ports[svc.tls_port] = self._tls_ports[service]
         return ports
 
-    def _definition(self, service: str) -> tuple[DockerContainer, str]:
-        """The container a service should run as now, and a fingerprint of that definition."""
+    def _definition(
+        self, service: str, published: dict[int, int] | None = None, name: str | None = None
+    ) -> tuple[DockerContainer, str]:
+        """The container a service should run as now, and a fingerprint of that definition
+        (`published` and `name` differ for a replacement started beside the running one)."""
         image = self.image_of(service)
-        container = DockerContainer(image).with_name(f"rd-{self.run_id}-{service}")
+        image_id = self._image_ids.get(image, image)
+        container = DockerContainer(image_id).with_name(name or f"rd-{self.run_id}-{service}")
         container.with_network(self._network).with_network_aliases(service)
-        container.with_kwargs(labels={**self._labels, LABEL_SERVICE: service})
-        for inside, host in self._published(service).items():
+        options: dict[str, Any] = {"labels": {**self._labels, LABEL_SERVICE: service}}
+        svc = self.spec.services.get(service)
+        limit_mb = svc.memory_limit_mb if svc is not None else None
+        if limit_mb:
+            options["mem_limit"] = f"{limit_mb}m"
+            options["memswap_limit"] = f"{limit_mb}m"  # the limit is memory, not memory + swap
+        container.with_kwargs(**options)
+        for inside, host in (published or self._published(service)).items():
             container.ports[f"{inside}/tcp"] = ("127.0.0.1", host)  # type: ignore[assignment]
-        parts: list[str] = [image]
+        parts: list[str] = [image_id, f"memory limit {limit_mb} MiB"]
         if service in self.spec.services and self._service(service).kind == "app":
             env = self.service_env(service)
             container.with_envs(**env)
@@ -309,6 +174,7 @@ class DockerStack(StackBase):
             wait.wait_until_ready(existing)
             return time.monotonic() - start
         if existing is not None:
+            self._keep_logs(service, existing)
             self._remove(existing)
         self._containers[service] = container  # registered before start: teardown finds it
         self._fingerprints[service] = fingerprint
@@ -340,11 +206,84 @@ class DockerStack(StackBase):
         self._containers.clear()
         with contextlib.suppress(NotFound, APIError, AssertionError):
             self._network.remove()
-        self._client.close()
 
+    # -- zero-downtime replacement -------------------------------------------------------------
     def redeploy(self, service: str, release: str) -> None:
-        self.deploy(service, release)
-        self._wait_healthy(service) if self._service(service).kind == "app" else None
+        """See the module docstring: a new container beside the old for an app, an in-place
+        reload for the nginx front. Returns once the service answers as `release`."""
+        svc = self._service(service)
+        self.set_release(service, release)
+        if not self.is_running(service):
+            self.start(service)  # nothing running to replace
+        elif svc.kind == "nginx":
+            self._reload_front(service, release)
+        else:
+            self._replace_app(service, release)
+        Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+            lambda: self.answers_as(service) == release
+        )
+
+    def _replace_app(self, service: str, release: str) -> None:
+        svc = self._service(service)
+        old = self._containers[service]
+        generation = self._generation.get(service, 0) + 1
+        self._generation[service] = generation
+        published = {inside: proc.free_port() for inside in self._published(service)}
+        container, fingerprint = self._definition(
+            service, published, name=f"rd-{self.run_id}-{service}-{generation}"
+        )
+        url = f"http://127.0.0.1:{published[svc.port]}"
+        wait = ProbeWaitStrategy(service, lambda: self.answers_at(service, url) == release)
+        joined = time.monotonic()
+        try:
+            container.waiting_for(wait).start()
+        except BaseException:
+            self._remove(container)  # the old one never stopped serving
+            raise
+        # nginx must know the new address before the old one stops answering: its resolver
+        # keeps an answer for `valid` (1 s, counted in whole seconds), so one it got just
+        # before the new container joined may name only the old one for up to 2 s.
+        time.sleep(max(0.0, joined + DNS_REFRESH_S - time.monotonic()))
+        # The service's address moves to the new container; then the old one goes: SIGTERM
+        # closes its listener at once (nginx retries a refused request on the new address),
+        # requests in flight finish, and it exits.
+        self._containers[service] = container
+        self._fingerprints[service] = fingerprint
+        self._ports[service] = published[svc.port]
+        if svc.tls_port:
+            self._tls_ports[service] = published[svc.tls_port]
+        self._retire(service, old)
+
+    def _retire(self, service: str, container: DockerContainer) -> None:
+        wrapped = container.get_wrapped_container()
+        with contextlib.suppress(NotFound):
+            wrapped.stop(timeout=STOP_GRACE_S)
+            self._keep_logs(service, container)
+        self._remove(container)
+
+    def _reload_front(self, service: str, release: str) -> None:
+        """nginx's own zero-downtime change: the release's page (from its build) copied in,
+        the config (rendered by set_release into the file the container mounts) tested, then
+        SIGHUP: new workers with the new config, old ones finish what they serve."""
+        wrapped = self._wrapped(service)
+        static = self.render_static(service, release, self._workdir / "static" / service)
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for path in sorted(static.rglob("*")):
+                if path.is_file():
+                    tar.add(path, arcname=str(path.relative_to(static)))
+        if not wrapped.put_archive(NGINX_STATIC_IN_CONTAINER, archive.getvalue()):
+            raise StackError(f"{service}: could not copy release {release}'s page in")
+        code, head = self.exec(service, ["head", "-n", "1", NGINX_CONF_IN_CONTAINER])
+        if code != 0 or head.strip() != f"# {service} {release}":
+            raise StackError(
+                f"{service}: the container does not see release {release}'s config "
+                f"(its first line: {head.strip()!r})"
+            )
+        code, out = self.exec(service, ["nginx", "-t"])
+        if code != 0:
+            raise StackError(f"{service}: nginx -t rejects release {release}'s config:\n{out}")
+        wrapped.kill(signal="SIGHUP")
 
     def stop(self, service: str) -> None:
         if self.is_running(service):
@@ -377,13 +316,30 @@ class DockerStack(StackBase):
         wrapped = self._wrapped(service)
         return f"container {wrapped.short_id} started at {wrapped.attrs['State']['StartedAt']}"
 
+    def _keep_logs(self, service: str, container: DockerContainer) -> None:
+        """A container about to be removed leaves its log in the stack's log file, as a
+        replaced process's output stays in the local backend's."""
+        wrapped = getattr(container, "_container", None)
+        if wrapped is None:
+            return
+        with contextlib.suppress(NotFound, APIError):
+            text = wrapped.logs(timestamps=False).decode(errors="replace")
+            path = self._log(service)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as out:
+                out.write(f"--- {wrapped.name} (removed)\n{text}")
+
     def logs(self, service: str) -> str:
+        kept = self._log(service)
+        earlier = kept.read_text(errors="replace") if kept.exists() else ""
         if service not in self._containers:
-            return ""
+            return earlier
         try:
-            text: str = self._wrapped(service).logs(timestamps=False).decode(errors="replace")
+            text: str = earlier + self._wrapped(service).logs(timestamps=False).decode(
+                errors="replace"
+            )
         except NotFound:
-            return ""
+            return earlier
         nginx = service in self.spec.services and self._service(service).kind == "nginx"
         if nginx and self.is_running(service):
             code, access = self.exec(
@@ -407,9 +363,13 @@ class DockerStack(StackBase):
             cpus = cpu.get("online_cpus") or 1
             percent = cpu_delta / sys_delta * cpus * 100 if sys_delta > 0 else 0.0
             memory = raw["memory_stats"]
-            return service, ResourceUsage(
-                round(percent, 1), int(memory.get("usage", 0)), int(memory.get("limit", 0))
-            )
+            usage = int(memory.get("usage", 0))
+            # As `docker stats` shows it: without the page cache the kernel can drop at once
+            # (inactive file pages), which is not the service's own memory.
+            counters = memory.get("stats") or {}
+            inactive = int(counters.get("total_inactive_file", counters.get("inactive_file", 0)))
+            used = usage - inactive if inactive < usage else usage
+            return service, ResourceUsage(round(percent, 1), used, int(memory.get("limit", 0)))
 
         running = [s for s in [*self.all_services(), "chain"] if self.is_running(s)]
         with ThreadPoolExecutor(max_workers=max(len(running), 1)) as pool:
@@ -424,10 +384,21 @@ class DockerStack(StackBase):
         output = result.output.decode(errors="replace") if result.output else ""
         return int(result.exit_code), output
 
-    def container_names(self) -> dict[str, str]:
-        return {s: c.get_wrapped_container().name for s, c in self._containers.items()}
-
     def _access(self) -> tuple[LogSource, StatsSource]:
         """Memory through one-shot `docker stats` (a full sample waits two seconds for CPU)."""
         logs, _ = super()._access()
         return logs, DockerStats(self.container_names())
+
+    def container_names(self) -> dict[str, str]:
+        return {s: c.get_wrapped_container().name for s, c in self._containers.items()}
+
+
+__all__ = [
+    "LABEL_OWNER",
+    "LABEL_RUN",
+    "DockerStack",
+    "container_nginx_values",
+    "container_peers",
+    "ensure_images",
+    "sweep_containers",
+]

@@ -77,6 +77,10 @@ class LocalStack(StackBase):
             "static_root": str(static),
             "backend_upstream": peers[svc.upstreams["backend"]],
             "chatbot_upstream": peers[svc.upstreams["chatbot"]],
+            "connect_timeout": "2s",
+            "resolver": "",  # fixed 127.0.0.1 addresses: nothing to resolve
+            "backend_target": "safepsy_backend",  # the template's upstream groups
+            "chatbot_target": "safepsy_chatbot",
         }
 
     # -- processes ------------------------------------------------------------------------------

@@ -23,11 +23,11 @@ import httpx
 import pymongo
 import pytest
 import redis
-import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rollback_drill import images
+from rollback_drill import images, releases
+from rollback_drill.spec import load_stack
 
 if not images.docker_available():
     pytest.skip(
@@ -38,11 +38,8 @@ if not images.docker_available():
 RUN_ID = uuid.uuid4().hex[:12]
 LABELS = {"rollback-drill.test": "1", "rollback-drill.test.run": RUN_ID}
 LAYOUT = images.Layout.default()
-RELEASES = sorted(
-    (yaml.safe_load(p.read_text()) for p in (LAYOUT.fixtures / "releases").glob("*.yaml")),
-    key=lambda m: tuple(int(x) for x in str(m["version"]).split(".")),
-)
-VERSIONS = [str(m["version"]) for m in RELEASES]
+STACK = load_stack(LAYOUT.stack_file)
+VERSIONS = list(STACK.releases)  # every release the stack file lists
 
 
 def _wait(probe: Callable[[], Any], timeout: float = 20.0, what: str = "service") -> Any:
@@ -162,8 +159,7 @@ def test_every_image_exists_with_its_labels(
 
 
 def test_app_images_carry_their_release_env(client: docker.DockerClient) -> None:
-    for manifest in RELEASES:
-        version = str(manifest["version"])
+    for version, manifest in STACK.releases.items():
         for service, module, port in (
             ("backend", "safepsy_app.backend", "3000"),
             ("ai-chatbot", "safepsy_app.chatbot", "3001"),
@@ -175,12 +171,62 @@ def test_app_images_carry_their_release_env(client: docker.DockerClient) -> None
             assert env["RELEASE"] == version
             assert env["HOST"] == "0.0.0.0"
             assert env["PORT"] == port
-            for key, value in (manifest["services"][service].get("env") or {}).items():
-                assert env[key] == str(value), (service, version, key)
+            for key, value in manifest.services[service].env.items():
+                assert env[key] == value, (service, version, key)
             assert config["Cmd"] == ["python", "-m", module]
             assert f"{port}/tcp" in config["ExposedPorts"]
         frontend = client.images.get(f"rollback-drill/safepsy-frontend:{version}")
         assert dict(e.split("=", 1) for e in frontend.attrs["Config"]["Env"])["RELEASE"] == version
+
+
+def _image_file(client: docker.DockerClient, tag: str, path: str) -> bytes:
+    """One file of an image, read without running it."""
+    container = client.containers.create(tag, labels=LABELS)
+    try:
+        chunks, _ = container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            assert member is not None, (tag, path)
+            return member.read()
+    finally:
+        container.remove(force=True)
+
+
+def _patched_files(service: str, release: str) -> list[str]:
+    """The files a release's patches change (relative to the service's build)."""
+    names = []
+    for patch in releases.patches(STACK, service, release):
+        for line in patch.read_text().splitlines():
+            if line.startswith("+++ "):
+                names.append(line.split()[1].split("/", 1)[1])
+    return names
+
+
+def test_images_hold_their_releases_patched_code(
+    first_build: images.BuildReport, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Each release's app and frontend image has that release's code: every file its patches
+    change is in the image as the release's build has it, and differs from the base release's
+    image - the defect a drill deploys is in what it deploys."""
+    in_image = {"backend": "/app/", "ai-chatbot": "/app/", "frontend": "/usr/share/nginx/html/"}
+    checked = []
+    for service, root in in_image.items():
+        svc = STACK.spec.services[service]
+        source_dir = svc.pythonpath or svc.static_root
+        assert source_dir is not None
+        for release in VERSIONS:
+            for rel in _patched_files(service, release):
+                built = releases.build(STACK, service, release, tmp_path / service / release)
+                want = (built / rel).read_text()
+                if service == "frontend":
+                    want = string.Template(want).safe_substitute(release=release)
+                inside = root + rel.removeprefix(source_dir + "/")
+                tag = f"rollback-drill/safepsy-{service}:{release}"
+                assert _image_file(client, tag, inside).decode() == want, (tag, inside)
+                base = f"rollback-drill/safepsy-{service}:{VERSIONS[0]}"
+                assert _image_file(client, base, inside).decode() != want, (base, inside)
+                checked.append(f"{service} {release} {rel}")
+    assert len(checked) >= 7, checked  # every patch of the reference stack's releases
 
 
 def test_second_build_is_all_cached(first_build: images.BuildReport) -> None:
@@ -285,25 +331,20 @@ def test_nginx_accepts_the_stack_template(start: Callable[..., Started], tmp_pat
     """The stack's nginx template, rendered with in-container paths, passes ``nginx -t``.
 
     This is the recipe for the docker backend: config at /etc/nginx/nginx.conf, certificate
-    and key in /etc/nginx/certs/, prefix /var/lib/nginx, static root /usr/share/nginx/html.
+    and key in /etc/nginx/certs/, static root /usr/share/nginx/html, the API proxied to
+    service names through Docker's DNS (resolved per request: `nginx -t` needs none up).
     """
     from rollback_drill import tls
+    from rollback_drill.stack.docker import container_nginx_values, container_peers
 
     container, _ = start(f"rollback-drill/safepsy-frontend:{VERSIONS[0]}", "edge", [80, 443])
     certs = tls.issue(tmp_path / "certs", "safepsy.local")
     template = (LAYOUT.fixtures / "nginx" / "nginx.conf.template").read_text()
-    conf = string.Template(template).substitute(
-        user_directive="",
-        prefix="/var/lib/nginx",
-        listen_host="0.0.0.0",
-        http_port="80",
-        https_port="443",
-        cert_file="/etc/nginx/certs/certificate.crt",
-        key_file="/etc/nginx/certs/private.key",
-        static_root="/usr/share/nginx/html",
-        backend_upstream="127.0.0.1:3000",
-        chatbot_upstream="127.0.0.1:3001",
-    )
+    values = container_nginx_values(STACK.spec.services["frontend"], container_peers(STACK.spec))
+    # The upstream groups name fixed addresses, resolved when nginx loads its config (in the
+    # stack the services are up by then); the API goes to service names through the resolver.
+    values.update(backend_upstream="127.0.0.1:3000", chatbot_upstream="127.0.0.1:3001")
+    conf = string.Template(template).substitute({**values, "prefix": "/var/lib/nginx"})
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in (

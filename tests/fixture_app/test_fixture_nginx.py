@@ -72,6 +72,10 @@ def edge(infra: Infra, services: dict[str, Service]) -> Iterator[Edge]:
             static_root=str(static),
             backend_upstream=services["backend"].url.removeprefix("http://"),
             chatbot_upstream=services["chatbot"].url.removeprefix("http://"),
+            connect_timeout="2s",
+            resolver="",
+            backend_target="safepsy_backend",
+            chatbot_target="safepsy_chatbot",
         )
     )
     process = spawn(
