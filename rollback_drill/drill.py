@@ -248,13 +248,17 @@ def _run_phases(
                 f"alone (only {list(drill.only_services)} may change)"
             )
 
-    with timeline.phase("Verify: every check, and users served well again") as span:
+    with timeline.phase("Verify: users served well again, then every check"):
         finished = timeline.at(ROLLBACK_FINISHED)
         alerts.not_before_s = finished
+        # Watch first (the runbook's "Monitor logs for errors"), then verify: a check of the
+        # logs or the flows right after a restart reads the restart, not the release.
+        watched = _monitoring_green(timeline, alerts, load, outcome.steady, settings, finished)
         verify_target = dataclasses.replace(
             stack.target(), baseline=ctx.facts[BASELINE], read_only=False
         )
-        outcome.verification = run_checks([*ALL_CHECKS, *drill.verify], verify_target)
+        checked = run_checks([*ALL_CHECKS, *drill.verify], verify_target)
+        outcome.verification = [watched, *checked]
         for o in outcome.verification:
             if o.result is not None:
                 timeline.check(
@@ -271,20 +275,6 @@ def _run_phases(
             outcome.integrity = Integrity.from_evidence(integrity.evidence)
             outcome.integrity_evidence = integrity.evidence
         failed = [o.result.explain() for o in outcome.verification if o.failed and o.result]
-        if not failed:
-            watched = _monitoring_green(timeline, alerts, load, outcome.steady, settings, finished)
-            outcome.verification.append(watched)
-            result = watched.result
-            assert result is not None
-            timeline.check(
-                result.name,
-                result.ok,
-                result.duration_s,
-                summary=result.summary,
-                evidence=result.evidence,
-            )
-            if not result.ok:
-                failed.append(result.explain())
         if failed:
             raise DrillFailed("verification failed after rollback:\n  " + "\n  ".join(failed))
     timeline.mark(VERIFIED)

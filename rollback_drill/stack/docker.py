@@ -390,7 +390,14 @@ class DockerStack(StackBase):
         return logs, DockerStats(self.container_names())
 
     def container_names(self) -> dict[str, str]:
-        return {s: c.get_wrapped_container().name for s, c in self._containers.items()}
+        """Each started service's container name (one being replaced right now may have
+        none yet: it is left out, not an error in whoever asked)."""
+        names = {}
+        for service, container in self._containers.items():
+            wrapped = getattr(container, "_container", None)
+            if wrapped is not None:
+                names[service] = str(wrapped.name)
+        return names
 
 
 __all__ = [
