@@ -30,7 +30,7 @@ from rollback_drill.stores import mongo
 from rollback_drill.target import Target
 
 
-def ASSESSED() -> list[Check]:
+def assessed_checks() -> list[Check]:
     """The checks the assessment runs inside a drill: all but the log error count, which
     right after a rollout counts the rollout (nginx retrying a replaced upstream logs an
     error even when the user got an answer); monitoring's error-rate alert measures that."""
