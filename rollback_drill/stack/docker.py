@@ -27,6 +27,8 @@ import os
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,40 @@ DNS_REFRESH_S = 2.2
 #: How long a replaced app may drain after SIGTERM before docker kills it (the app's own
 #: drain is 3 s).
 STOP_GRACE_S = 10
+
+
+NGINX_LOG_FILES = ("access.log", "error.log")
+
+
+def _logged_at(line: str) -> float:
+    """The epoch time of a `docker logs --timestamps` line (RFC 3339, nanoseconds)."""
+    stamp = line.split(" ", 1)[0]
+    try:
+        whole, _, frac = stamp.rstrip("Z").partition(".")
+        moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        return moment.timestamp() + float(f"0.{frac or 0}")
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class _DockerStackLogs:
+    """A docker stack's logs as verify reads them: marked per part - each container's output
+    by time, nginx's access and error logs by line - so what was logged before the mark never
+    counts again (one concatenated text, marked by length, would slide old error lines in)."""
+
+    stack: DockerStack
+
+    def services(self) -> list[str]:
+        return self.stack.app_services()
+
+    def mark(self) -> tuple[float, dict[str, dict[str, int]]]:
+        return time.time(), {s: self.stack.log_lines(s) for s in self.services()}
+
+    def since(self, mark: object) -> dict[str, str]:
+        assert isinstance(mark, tuple)
+        at, lines = mark
+        return {s: self.stack.log_since(s, at, lines.get(s, {})) for s in self.services()}
 
 
 class DockerStack(StackBase):
@@ -385,9 +421,39 @@ class DockerStack(StackBase):
         return int(result.exit_code), output
 
     def _access(self) -> tuple[LogSource, StatsSource]:
-        """Memory through one-shot `docker stats` (a full sample waits two seconds for CPU)."""
-        logs, _ = super()._access()
-        return logs, DockerStats(self.container_names())
+        """Logs per part (each container's output by time, nginx's files by line), memory
+        through one-shot `docker stats` (a full sample waits two seconds for CPU)."""
+        return _DockerStackLogs(self), DockerStats(self.container_names())
+
+    def log_lines(self, service: str) -> dict[str, int]:
+        """Lines in each of nginx's own log files now (the marks `_DockerStackLogs` keeps)."""
+        if not (self._service(service).kind == "nginx" and self.is_running(service)):
+            return {}
+        counts = {}
+        for name in NGINX_LOG_FILES:
+            code, out = self.exec(service, ["sh", "-c", f"wc -l < /tmp/nginx/{name}"])
+            counts[name] = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+        return counts
+
+    def log_since(self, service: str, at: float, lines: dict[str, int]) -> str:
+        """What the service logged after `at` (its container's output, by timestamp) and
+        after `lines` in each of nginx's files."""
+        parts = []
+        container = self._containers.get(service)
+        wrapped = getattr(container, "_container", None)
+        if wrapped is not None:
+            with contextlib.suppress(NotFound, APIError):
+                stamped = wrapped.logs(timestamps=True).decode(errors="replace")
+                parts += [
+                    line.split(" ", 1)[1] if " " in line else ""
+                    for line in stamped.splitlines()
+                    if _logged_at(line) > at
+                ]
+        for name, count in lines.items():
+            code, out = self.exec(service, ["tail", "-n", f"+{count + 1}", f"/tmp/nginx/{name}"])
+            if code == 0:
+                parts.append(out.rstrip("\n"))
+        return "\n".join(p for p in parts if p)
 
     def container_names(self) -> dict[str, str]:
         """Each started service's container name (one being replaced right now may have
