@@ -52,11 +52,13 @@ class SyntheticMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # A round's results date from when its target was read: a round that began
+            # before a deploy finished judges the old expectations, and must not count after.
+            started = self._timeline.now()
             target = dataclasses.replace(self._target(), probe_once=True)
             for check in self._checks:
                 if self._stop.is_set():
                     return
-                started = self._timeline.now()
                 try:
                     result = check.run(target)
                 except CheckSkipped:
