@@ -230,7 +230,7 @@ class Communicator:
         self.record = Communication(
             spec.enabled, dedup_key(brief.drill), [channel_name(c) for c in self.channels]
         )
-        self._mail_thread: str | None = None
+        self._threads: dict[str, str] = {}  # email channel -> its announcement's Message-ID
 
     @property
     def announced(self) -> bool:
@@ -374,17 +374,21 @@ class Communicator:
         mail["To"] = ", ".join(channel.to)
         mail["X-Rollback-Drill"] = f"DRILL; {self.brief.drill}; {self.record.dedup_key}"
         mail["Message-ID"] = make_msgid("drill", domain="rollback-drill.invalid")
-        if self._mail_thread:  # the resolution threads under the announcement
-            mail["In-Reply-To"] = mail["References"] = self._mail_thread
+        thread = self._threads.get(channel_name(channel))
+        if thread:  # the resolution threads under the announcement
+            mail["In-Reply-To"] = mail["References"] = thread
         mail.set_content(message.body)
         password = (
             _secret(channel, "password_env", channel.password_env) if channel.password_env else None
         )
-        context = ssl.create_default_context(
-            cafile=str(self.root / channel.ca_file) if channel.ca_file else None
-        )
         timeout = channel.timeout_s
         try:
+            cafile = self.root / channel.ca_file if channel.ca_file else None
+            if cafile is not None and not cafile.is_file():
+                raise DeliveryFailed(
+                    f"ca_file {cafile} (channel {channel_name(channel)}) not found"
+                )
+            context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
             if channel.tls == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                     channel.host, channel.port, timeout=timeout, context=context
@@ -404,7 +408,7 @@ class Communicator:
         accepted = [a for a in channel.to if a not in refused]
         if refused:
             raise DeliveryFailed(f"refused recipients {sorted(refused)}; accepted {accepted}")
-        self._mail_thread = self._mail_thread or str(mail["Message-ID"])
+        self._threads.setdefault(channel_name(channel), str(mail["Message-ID"]))
         return f"accepted by {channel.host}:{channel.port} for {', '.join(accepted)}"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import proc, record, report
+from rollback_drill import incident, proc, record, report
 from rollback_drill.drill import LoadOptions, run_drill
 from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
@@ -42,6 +42,7 @@ WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's dr
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
+incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or why not
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,7 +86,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-records",
         default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/2) is written",
+        help="where the run's drill record (JSON, schema rollback-drill/record/3) is written; "
+        "incident documents go to its sibling incidents/",
     )
     group.addoption(
         "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"
@@ -101,6 +103,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=0,
         help="run the load as a locust master with N worker processes (locust's distributed mode)",
+    )
+    group.addoption(
+        "--drill-cadence",
+        default=None,
+        help="the stack file's cadence this run is, for the record (set by run --cadence)",
     )
     group.addoption(
         "--drill-invocation",
@@ -306,8 +313,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         args=[str(a) for a in config.invocation_params.args],
         exit_status=int(exitstatus),
         test_outcomes=config.stash.get(test_outcomes_key, {}),
+        cadence=config.getoption("--drill-cadence"),
+        runbook_coverage=record.runbook_coverage(_stack_path(config)),
     )
-    config.stash[written_key] = record.write(data, Path(config.getoption("--drill-records")))
+    records = Path(config.getoption("--drill-records"))
+    written = config.stash[written_key] = record.write(data, records)
+    try:
+        made = incident.write_all(data, written.path, records.parent / "incidents")
+        config.stash[incidents_key] = (made, None)
+    except Exception as exc:  # the record stands; say loudly that its documents are missing
+        config.stash[incidents_key] = ([], f"{type(exc).__name__}: {exc}")
+
+
+def _stack_path(config: pytest.Config) -> Path:
+    return Path(config.getoption("--stack-file") or DEFAULT_STACK)
 
 
 @pytest.fixture(scope="session")
@@ -357,6 +376,17 @@ def pytest_terminal_summary(
     written = config.stash.get(written_key, None)
     if written is not None:
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
+        coverage = record.read(written.path).get("runbook_coverage")
+        if coverage:
+            terminalreporter.write_line(
+                f"runbook coverage: {coverage['covered']} of {coverage['total']} commands "
+                f"({coverage['percent']:.1f} %), {len(coverage['drifted'])} drifted"
+            )
+    made, why_not = config.stash.get(incidents_key, ([], None))
+    if made:
+        terminalreporter.write_line(f"incident documents: {made[0].parent} ({len(made)})")
+    if why_not:
+        terminalreporter.write_line(f"incident documents NOT written: {why_not}", red=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -114,7 +114,7 @@ PROCEDURE = Procedure(
         Step("Rollback to previous version", "git checkout HEAD~1", revert_release),
         Step(
             "Restore previous configuration",
-            "tar -xzf config-backup-*.tar.gz",
+            "cp config-backup-*.tar.gz .; tar -xzf config-backup-*.tar.gz",
             restore_configuration,
             needs=(CONFIG_BACKUP,),
         ),
@@ -123,6 +123,11 @@ PROCEDURE = Procedure(
             "./docker-manage.sh build production --no-cache; ./docker-manage.sh start production",
             start_previous,
         ),
-        Step("Verify rollback success", "./docker-manage.sh health production", verify_health),
+        Step(
+            "Verify rollback success",
+            "./docker-manage.sh health production; curl -f http://localhost:3000/health; "
+            "curl -f http://localhost:80",
+            verify_health,
+        ),
     ),
 )
