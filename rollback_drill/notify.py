@@ -25,10 +25,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
-from rollback_drill.secrets import Secret, redact
+from rollback_drill.secrets import Secret, redact, remember
 from rollback_drill.spec import (
     Audience,
     Channel,
@@ -55,6 +56,7 @@ RESOLVE: tuple[tuple[Audience, str], ...] = (
     ("status_page", "Update status page"),
     ("support", "Resolve the support alert"),
 )
+MIN_TOKEN_LENGTH = 16  # a URL path tail this long may be a token: redacted wherever it shows
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
 
@@ -201,6 +203,19 @@ def _secret(channel: Channel, field_name: str, variable: str | None) -> Secret:
     return Secret(value)
 
 
+def _url_secret(channel: Channel, field_name: str, variable: str | None) -> Secret:
+    """A webhook or status-page URL: its path is the secret (Slack's /services/T/B/XXXX), so
+    each tail of the path long enough to be a token is redacted too, should a receiver echo
+    it back in an error."""
+    url = _secret(channel, field_name, variable)
+    segments = urlsplit(url.reveal()).path.split("/")
+    for i in range(len(segments)):
+        tail = "/".join(segments[i:])
+        if len(tail) >= MIN_TOKEN_LENGTH:
+            remember(tail)
+    return url
+
+
 def _post(url: Secret | str, payload: dict[str, Any], timeout_s: float, **headers: str) -> str:
     """POST JSON; any 2xx is delivered, anything else (or no answer) is not."""
     address = url.reveal() if isinstance(url, Secret) else url
@@ -314,7 +329,7 @@ class Communicator:
 
     def _send(self, channel: Channel, message: Message) -> str:
         if isinstance(channel, WebhookChannel):
-            url = _secret(channel, "url_env", channel.url_env)
+            url = _url_secret(channel, "url_env", channel.url_env)
             return _post(url, {"text": message.text}, channel.timeout_s)
         if isinstance(channel, PagerDutyChannel):
             return self._pagerduty(channel, message)
@@ -349,7 +364,9 @@ class Communicator:
 
     def _status_page(self, channel: StatusPageChannel, message: Message) -> str:
         url: Secret | str = (
-            _secret(channel, "url_env", channel.url_env) if channel.url_env else str(channel.url)
+            _url_secret(channel, "url_env", channel.url_env)
+            if channel.url_env
+            else str(channel.url)
         )
         headers = {}
         if channel.token_env:
