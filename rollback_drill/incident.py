@@ -262,7 +262,7 @@ def render(drill: dict[str, Any], run: dict[str, Any], record_path: Path | None 
     for subsection, item in items:
         if subsection != sub:
             sub = subsection
-            out += ["", f"### {subsection}", ""]
+            out += [f"### {subsection}", ""] if out[-1] == "" else ["", f"### {subsection}", ""]
         rule = PROVED.get(" ".join(item.lower().split()))
         proof = rule(evidence) if rule else None
         out.append(f"- [x] {item} - proved: {proof}" if proof else f"- [ ] {item}")

@@ -64,8 +64,9 @@ class DeliveryFailed(RuntimeError):
     """A channel did not take the message; the text says what it answered (secrets redacted)."""
 
 
-class _StepFailed(Exception):
-    """Marks a communication step failed on the timeline without stopping the rollback."""
+class NotDelivered(Exception):
+    """Marks a communication step failed on the timeline; caught there, so the rollback goes
+    on (whether the drill fails for it is the channels' `required`)."""
 
 
 @dataclass(frozen=True)
@@ -295,8 +296,8 @@ class Communicator:
                 span.update({"messages": [d.to_json() for d in sent]})
                 failed = [d for d in sent if not d.ok]
                 if failed:
-                    raise _StepFailed("; ".join(f"{d.channel}: {d.error}" for d in failed))
-        except _StepFailed:
+                    raise NotDelivered("; ".join(f"{d.channel}: {d.error}" for d in failed))
+        except NotDelivered:
             pass  # on the timeline as a failed step; the rollback goes on
 
     def _deliver(self, channel: Channel, step: str, message: Message) -> Delivery:
