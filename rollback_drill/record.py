@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,15 +85,17 @@ def runbook_version(stack: LoadedStack) -> dict[str, str]:
 
 
 def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
-    """The runbook's coverage by the drills' steps when the run ended (None when the stack
-    file or the runbook cannot be read: the record says so rather than guessing)."""
+    """The runbook's coverage by the drills' steps when the run ended; None when it cannot be
+    measured (the record says so rather than guessing, and is written regardless: it is the
+    evidence the drills ran)."""
     from rollback_drill import coverage
-    from rollback_drill.spec import SpecError, load_stack
+    from rollback_drill.spec import load_stack
 
     try:
         loaded = load_stack(stack_file)
         found = coverage.of_runbook(loaded.resolve(loaded.spec.runbook)).to_json()
-    except (SpecError, OSError):
+    except Exception as exc:
+        warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
     found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
     return found

@@ -191,3 +191,15 @@ def test_coverage_command(
     (extra_procedures / "zz_broken.py").write_text("import no_such_module_anywhere\n")
     assert cli.main(["coverage"]) == 2
     assert "PROCEDURE MODULES NOT IMPORTED" in capsys.readouterr().out
+
+
+def test_the_record_carries_the_figure_or_says_it_could_not(tmp_path: Path) -> None:
+    from rollback_drill import record
+
+    stack = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
+    figure = record.runbook_coverage(stack)
+    assert figure is not None
+    assert figure["runbook"]["path"] == "fixtures/safepsy/ROLLBACK_RUNBOOK.md"
+    assert figure["covered"] == coverage.measure(RUNBOOK).covered
+    with pytest.warns(UserWarning, match="runbook coverage not measured: SpecError"):
+        assert record.runbook_coverage(tmp_path / "missing.yaml") is None
