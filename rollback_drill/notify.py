@@ -14,10 +14,7 @@ notification" is a phase like the others.
 
 from __future__ import annotations
 
-import os
 import re
-import smtplib
-import ssl
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -25,11 +22,16 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-import httpx
-
-from rollback_drill.secrets import Secret, redact, remember
+from rollback_drill.channels import (
+    DeliveryFailed,
+    channel_name,
+    post_json,
+    secret,
+    send_mail,
+    url_secret,
+)
+from rollback_drill.secrets import Secret, redact
 from rollback_drill.spec import (
     Audience,
     Channel,
@@ -56,12 +58,7 @@ RESOLVE: tuple[tuple[Audience, str], ...] = (
     ("status_page", "Update status page"),
     ("support", "Resolve the support alert"),
 )
-MIN_TOKEN_LENGTH = 16  # a URL path tail this long may be a token: redacted wherever it shows
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
-
-
-class DeliveryFailed(RuntimeError):
-    """A channel did not take the message; the text says what it answered (secrets redacted)."""
 
 
 class NotDelivered(Exception):
@@ -184,51 +181,10 @@ class Communication:
         }
 
 
-def channel_name(channel: Channel) -> str:
-    return channel.name or channel.type
-
-
 def dedup_key(drill: str) -> str:
     """One per drill run, naming it a drill: PagerDuty groups trigger and resolve by it."""
     slug = re.sub(r"[^a-z0-9]+", "-", drill.lower()).strip("-")
     return f"DRILL-{slug}-{uuid.uuid4().hex[:10]}"
-
-
-def _secret(channel: Channel, field_name: str, variable: str | None) -> Secret:
-    value = os.environ.get(variable or "")
-    if not value:
-        raise DeliveryFailed(
-            f"environment variable {variable} (communication channel {channel_name(channel)}, "
-            f"field {field_name}) is not set"
-        )
-    return Secret(value)
-
-
-def _url_secret(channel: Channel, field_name: str, variable: str | None) -> Secret:
-    """A webhook or status-page URL: its path is the secret (Slack's /services/T/B/XXXX), so
-    each tail of the path long enough to be a token is redacted too, should a receiver echo
-    it back in an error."""
-    url = _secret(channel, field_name, variable)
-    segments = urlsplit(url.reveal()).path.split("/")
-    for i in range(len(segments)):
-        tail = "/".join(segments[i:])
-        if len(tail) >= MIN_TOKEN_LENGTH:
-            remember(tail)
-    return url
-
-
-def _post(url: Secret | str, payload: dict[str, Any], timeout_s: float, **headers: str) -> str:
-    """POST JSON; any 2xx is delivered, anything else (or no answer) is not."""
-    address = url.reveal() if isinstance(url, Secret) else url
-    try:
-        answer = httpx.post(address, json=payload, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(
-            redact(f"no answer within {timeout_s:g} s: {type(exc).__name__}: {exc}")
-        ) from None
-    if not 200 <= answer.status_code < 300:
-        raise DeliveryFailed(redact(f"HTTP {answer.status_code}: {answer.text[:200]}"))
-    return f"HTTP {answer.status_code}"
 
 
 class Communicator:
@@ -330,8 +286,8 @@ class Communicator:
 
     def _send(self, channel: Channel, message: Message) -> str:
         if isinstance(channel, WebhookChannel):
-            url = _url_secret(channel, "url_env", channel.url_env)
-            return _post(url, {"text": message.text}, channel.timeout_s)
+            url = url_secret(channel, "url_env", channel.url_env)
+            return post_json(url, {"text": message.text}, channel.timeout_s)
         if isinstance(channel, PagerDutyChannel):
             return self._pagerduty(channel, message)
         if isinstance(channel, EmailChannel):
@@ -339,7 +295,7 @@ class Communicator:
         return self._status_page(channel, message)
 
     def _pagerduty(self, channel: PagerDutyChannel, message: Message) -> str:
-        key = _secret(channel, "routing_key_env", channel.routing_key_env)
+        key = secret(channel, "routing_key_env", channel.routing_key_env)
         event: dict[str, Any] = {
             "routing_key": key.reveal(),
             "dedup_key": self.record.dedup_key,
@@ -361,17 +317,15 @@ class Communicator:
                     "message": message.body,
                 },
             }
-        return _post(channel.url, event, channel.timeout_s)
+        return post_json(channel.url, event, channel.timeout_s)
 
     def _status_page(self, channel: StatusPageChannel, message: Message) -> str:
-        url: Secret | str = (
-            _url_secret(channel, "url_env", channel.url_env)
-            if channel.url_env
-            else str(channel.url)
-        )
+        url: Secret | str = str(channel.url)
+        if channel.url_env:
+            url = url_secret(channel, "url_env", channel.url_env)
         headers = {}
         if channel.token_env:
-            token = _secret(channel, "token_env", channel.token_env)
+            token = secret(channel, "token_env", channel.token_env)
             headers["Authorization"] = f"Bearer {token.reveal()}"
         update = {
             "drill": True,
@@ -383,7 +337,7 @@ class Communicator:
             "time_budget_s": self.brief.row.budget_s,
             "incident_key": self.record.dedup_key,
         }
-        return _post(url, update, channel.timeout_s, **headers)
+        return post_json(url, update, channel.timeout_s, **headers)
 
     def _email(self, channel: EmailChannel, message: Message) -> str:
         mail = EmailMessage()
@@ -396,38 +350,9 @@ class Communicator:
         if thread:  # the resolution threads under the announcement
             mail["In-Reply-To"] = mail["References"] = thread
         mail.set_content(message.body)
-        password = (
-            _secret(channel, "password_env", channel.password_env) if channel.password_env else None
-        )
-        timeout = channel.timeout_s
-        try:
-            cafile = self.root / channel.ca_file if channel.ca_file else None
-            if cafile is not None and not cafile.is_file():
-                raise DeliveryFailed(
-                    f"ca_file {cafile} (channel {channel_name(channel)}) not found"
-                )
-            context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-            if channel.tls == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    channel.host, channel.port, timeout=timeout, context=context
-                )
-            else:
-                smtp = smtplib.SMTP(channel.host, channel.port, timeout=timeout)
-            with smtp:
-                if channel.tls == "starttls":
-                    smtp.starttls(context=context)
-                if channel.username and password is not None:
-                    smtp.login(channel.username, password.reveal())
-                refused = smtp.send_message(mail)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryFailed(
-                redact(f"{channel.host}:{channel.port}: {type(exc).__name__}: {exc}")
-            ) from None
-        accepted = [a for a in channel.to if a not in refused]
-        if refused:
-            raise DeliveryFailed(f"refused recipients {sorted(refused)}; accepted {accepted}")
+        answer = send_mail(channel, mail, self.root)
         self._threads.setdefault(channel_name(channel), str(mail["Message-ID"]))
-        return f"accepted by {channel.host}:{channel.port} for {', '.join(accepted)}"
+        return answer
 
 
 __all__ = [
@@ -435,7 +360,6 @@ __all__ = [
     "Communication",
     "Communicator",
     "Delivery",
-    "DeliveryFailed",
     "Message",
     "compose",
     "dedup_key",
