@@ -57,12 +57,25 @@ def cmd_run(ns: argparse.Namespace) -> int:
     ]
     if ns.seed_users:
         args += ["--seed-users", str(ns.seed_users)]
+    if ns.cadence:
+        args += _cadence_args(ns.stack, ns.cadence, ns.pytest_args)
     code = _pytest(args + ns.pytest_args)
     if ns.no_html:
         return code
     sys.stdout.flush()
     generated = _generate(results, reports)
     return code if generated == 0 else (code or generated)
+
+
+def _cadence_args(stack: Path, name: str, pytest_args: list[str]) -> list[str]:
+    """`-m` with the cadence's suite (the stack file's `cadences`), and the name for the record."""
+    from rollback_drill import cadence
+
+    if any(a == "-m" or (a.startswith("-m") and not a.startswith("--")) for a in pytest_args):
+        raise SpecError("--cadence chooses the drills by marker: do not pass -m as well")
+    chosen = cadence.selection(load_stack(stack), name)
+    print(f"cadence {name}: every {chosen.period_days} days, drills -m {chosen.select!r}")
+    return ["-m", chosen.select, "--drill-cadence", name]
 
 
 def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
@@ -91,10 +104,35 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_history(ns: argparse.Namespace) -> int:
-    from rollback_drill import history
+    from rollback_drill import cadence, history, record
 
-    print(history.render(ns.records or ns.reports_dir / "records", limit=ns.limit, drill=ns.drill))
-    return 0
+    records = ns.records or ns.reports_dir / "records"
+    cadences = load_stack(ns.stack).spec.cadences
+    print(history.render(records, limit=ns.limit, drill=ns.drill, cadences=cadences))
+    if not ns.check_overdue:
+        return 0
+    late = [s for s in cadence.statuses(record.load_all(records)[0], cadences) if s.overdue]
+    print(f"\nOVERDUE: {', '.join(s.name for s in late)}" if late else "\nno cadence is overdue")
+    return 1 if late else 0
+
+
+def cmd_coverage(ns: argparse.Namespace) -> int:
+    """Exit 1 on drift (a step quotes what the runbook no longer says) or under --fail-under;
+    2 when a procedure module cannot be imported (its steps would silently not count)."""
+    from rollback_drill import coverage
+
+    loaded = load_stack(ns.stack)
+    found = coverage.measure(loaded.resolve(loaded.spec.runbook))
+    if ns.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(coverage.render(found, shown_path=loaded.spec.runbook))
+    if found.problems:
+        return 2
+    under = ns.fail_under is not None and found.percent < ns.fail_under
+    if under:
+        print(f"coverage {found.percent:.1f} % is under --fail-under {ns.fail_under:g} %")
+    return 1 if found.drifted or under else 0
 
 
 def cmd_certify(ns: argparse.Namespace) -> int:
@@ -283,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-html", action="store_true", help="skip the HTML report")
     _seed_option(run)
+    run.add_argument(
+        "--cadence",
+        help="run one cadence's suite from the stack file's `cadences` (monthly, quarterly, "
+        "annual); the record carries it and `history` tracks it",
+    )
     _pytest_args(run)
     run.set_defaults(func=cmd_run)
 
@@ -305,7 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=positive_int, metavar="N", help="only the last N drills (N >= 1)"
     )
     hist.add_argument("--drill", help="only this procedure (e.g. emergency)")
+    hist.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="for its `cadences`")
+    hist.add_argument(
+        "--check-overdue",
+        action="store_true",
+        help="exit 1 when a cadence has no passing run within its period (for scheduled CI)",
+    )
     hist.set_defaults(func=cmd_history)
+
+    cov = sub.add_parser(
+        "coverage",
+        help="which runbook commands a drill step performs; uncovered and drifted ones "
+        "(exit 1: drift)",
+    )
+    cov.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="names the runbook")
+    cov.add_argument("--json", action="store_true", help="machine-readable")
+    cov.add_argument("--fail-under", type=float, help="exit 1 below this percentage")
+    cov.set_defaults(func=cmd_coverage)
 
     cert = sub.add_parser(
         "certify",

@@ -21,14 +21,14 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rollback_drill import assess
+from rollback_drill import assess, notify, servicelogs
 from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, rose, wilson_lower
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
 from rollback_drill.decision import NothingToDecide, decide
 from rollback_drill.load import LoadRun, LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Monitor
-from rollback_drill.outcome import BASELINE, Drill, DrillOutcome, Integrity
+from rollback_drill.outcome import BASELINE, DataVolume, Drill, DrillOutcome, Integrity
 from rollback_drill.procedures.base import DrillContext
 from rollback_drill.secrets import redact
 from rollback_drill.spec import DrillSettings, Thresholds
@@ -98,6 +98,10 @@ def run_drill(
         },
         rules=AlertRules(window_s=settings.alert_window_s),
     )
+    brief = notify.Brief(drill.name, outcome.budget, loaded.spec.name, stack.backend_name,
+                         drill.release, good)  # fmt: skip
+    comms = notify.Communicator(loaded.spec.communication, brief, timeline, loaded.root)
+    outcome.communication = comms.record
     load_run: LoadRun | None = None
     monitor: Monitor | None = None
     try:
@@ -114,13 +118,16 @@ def run_drill(
             engine.start()
             checks = monitored(drill.verify)
             running.enter_context(SyntheticMonitor(stack.target, timeline, engine, checks))
-            _run_phases(ctx, drill, outcome, engine, load_run, settings)
+            _run_phases(ctx, drill, outcome, engine, load_run, settings, comms)
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
     finally:
         outcome.samples = list(monitor.samples) if monitor else []
         outcome.load = load_run.samples() if load_run else []
         outcome.alerts = list(engine.fired)
+    comms.resolve(outcome.failure, outcome.verdict.summary() if outcome.verdict else None)
+    outcome.failure = outcome.failure or comms.record.failure()
+    servicelogs.write(stack, artifacts / servicelogs.END_OF_DRILL)
     _write_record(outcome)
     return outcome
 
@@ -132,6 +139,7 @@ def _run_phases(
     alerts: AlertEngine,
     load: LoadRun | None,
     settings: DrillSettings,
+    comms: notify.Communicator,
 ) -> None:
     stack, timeline = ctx.stack, ctx.timeline
     loaded = stack.loaded
@@ -155,6 +163,7 @@ def _run_phases(
             cutoffs=cutoffs,
         )
         ctx.facts[BASELINE] = baseline
+        outcome.data_volume = DataVolume.of(stack.seed_users, baseline)
         span.attach(Artifact("baseline fingerprint", "json", data=baseline.to_json()))
         if load is not None:
             span.update({"load_started_s": round(load.wait_for_traffic(), 3)})
@@ -226,6 +235,7 @@ def _run_phases(
         rollback_type=decision.row.rollback_type,
         budget_s=decision.row.budget_s,
     )
+    comms.announce(outcome.detected_by, decision.explain())
     if decision.severity != drill.severity:
         raise DrillFailed(
             f"the assessment classifies this as {decision.explain()}; but this drill "

@@ -17,6 +17,7 @@ from rollback_drill.decision import Decision
 from rollback_drill.facts import Fact
 from rollback_drill.load import LoadSample, LoadStats
 from rollback_drill.monitor import Sample
+from rollback_drill.notify import Communication
 from rollback_drill.procedures.base import Procedure
 from rollback_drill.scenarios import Scenario
 from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
@@ -107,6 +108,23 @@ class Integrity:
 
 
 @dataclass(frozen=True)
+class DataVolume:
+    """The data a drill ran with: the users seeded and the documents per collection at the
+    baseline. Trends compare like with like: a drill on 50 000 users is not a regression of
+    the same drill on 200."""
+
+    seed_users: int
+    documents: dict[str, int]
+
+    @classmethod
+    def of(cls, seed_users: int, baseline: Fingerprint) -> DataVolume:
+        return cls(seed_users, {name: c.count for name, c in baseline.collections.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed_users": self.seed_users, "documents": dict(self.documents)}
+
+
+@dataclass(frozen=True)
 class StepLoad:
     """What users saw while one procedure step ran."""
 
@@ -138,6 +156,8 @@ class DrillOutcome:
     steady: LoadStats | None = None
     assessment: dict[str, Any] = field(default_factory=dict)
     restarted: dict[str, bool] = field(default_factory=dict)  # during the rollback
+    data_volume: DataVolume | None = None  # None: the drill stopped before its baseline
+    communication: Communication | None = None
 
     @property
     def procedure(self) -> Procedure:
@@ -234,6 +254,8 @@ class DrillOutcome:
             if self.integrity is None
             else [c.__dict__ for c in self.integrity.collections],
             "availability": self.availability(),
+            "data_volume": self.data_volume.to_json() if self.data_volume else None,
+            "communication": self.communication.to_json() if self.communication else None,
         }
 
 

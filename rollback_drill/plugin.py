@@ -49,6 +49,7 @@ test_outcomes_key = pytest.StashKey[dict[str, str]]()
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
 signals_key = pytest.StashKey[Any]()
+incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or why not
 _interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
@@ -93,7 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-records",
         default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/2) is written",
+        help="where the run's drill record (JSON, schema rollback-drill/record/3) is written; "
+        "incident documents go to its sibling incidents/",
     )
     group.addoption(
         "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"
@@ -109,6 +111,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=0,
         help="run the load as a locust master with N worker processes (locust's distributed mode)",
+    )
+    group.addoption(
+        "--drill-cadence",
+        default=None,
+        help="the stack file's cadence this run is, for the record (set by run --cadence)",
     )
     group.addoption(
         "--drill-invocation",
@@ -367,8 +374,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         args=[str(a) for a in config.invocation_params.args],
         exit_status=int(exitstatus),
         test_outcomes=config.stash.get(test_outcomes_key, {}),
+        cadence=config.getoption("--drill-cadence"),
+        runbook_coverage=record.runbook_coverage(_stack_path(config)),
     )
-    config.stash[written_key] = record.write(data, Path(config.getoption("--drill-records")))
+    records = Path(config.getoption("--drill-records"))
+    written = config.stash[written_key] = record.write(data, records)
+    from rollback_drill import incident
+
+    try:
+        made = incident.write_all(data, written.path, records.parent / "incidents")
+        config.stash[incidents_key] = (made, None)
+    except Exception as exc:  # the record stands; say loudly that its documents are missing
+        config.stash[incidents_key] = ([], f"{type(exc).__name__}: {exc}")
+
+
+def _stack_path(config: pytest.Config) -> Path:
+    return Path(config.getoption("--stack-file") or DEFAULT_STACK)
 
 
 @pytest.fixture(scope="session")
@@ -407,6 +428,17 @@ def pytest_terminal_summary(
     written = config.stash.get(written_key, None)
     if written is not None:
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
+        coverage = record.read(written.path).get("runbook_coverage")
+        if coverage:
+            terminalreporter.write_line(
+                f"runbook coverage: {coverage['covered']} of {coverage['total']} commands "
+                f"({coverage['percent']:.1f} %), {len(coverage['drifted'])} drifted"
+            )
+    made, why_not = config.stash.get(incidents_key, ([], None))
+    if made:
+        terminalreporter.write_line(f"incident documents: {made[0].parent} ({len(made)})")
+    if why_not:
+        terminalreporter.write_line(f"incident documents NOT written: {why_not}", red=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,7 +1,7 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/schemas/record-2.schema.json`, documented in
+measured, in a versioned schema (`rollback_drill/schemas/record-3.schema.json`, documented in
 `reports/README.md`) that `rollback-drill history` and `certify` read back. Each record gets
 a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can cite the exact
 bytes it was issued from and anyone can check them with `sha256sum -c`.
@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +28,11 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
     from rollback_drill.outcome import DrillOutcome
     from rollback_drill.spec import LoadedStack
 
-SCHEMA_ID = "rollback-drill/record/2"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-2.schema.json"
-#: Records this version still reads: version 1 lacks the load, alerts and decision fields.
-READABLE = ("rollback-drill/record/1", SCHEMA_ID)
+SCHEMA_ID = "rollback-drill/record/3"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-3.schema.json"
+#: Records this version still reads: version 1 lacks the load, alerts and decision fields;
+#: version 2 lacks the cadence, runbook coverage, data volume and communication.
+READABLE = ("rollback-drill/record/1", "rollback-drill/record/2", SCHEMA_ID)
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
 
 
@@ -84,6 +86,23 @@ def runbook_version(stack: LoadedStack) -> dict[str, str]:
     return {"path": _shown(path), "sha256": file_sha256(path)}
 
 
+def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
+    """The runbook's coverage by the drills' steps when the run ended; None when it cannot be
+    measured (the record says so rather than guessing, and is written regardless: it is the
+    evidence the drills ran)."""
+    from rollback_drill import coverage
+    from rollback_drill.spec import load_stack
+
+    try:
+        loaded = load_stack(stack_file)
+        found = coverage.of_runbook(loaded.resolve(loaded.spec.runbook)).to_json()
+    except Exception as exc:
+        warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
+        return None
+    found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
+    return found
+
+
 def drill_result(outcome: DrillOutcome) -> str:
     """passed | over_budget | failed: over budget is its own verdict, not just a failure."""
     if outcome.passed:
@@ -127,6 +146,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
             "skipped": sum(1 for x in o.verification if x.skipped),
         },
         "failed_checks": [x.check.name for x in o.verification if x.failed],
+        "passed_checks": [x.check.name for x in results if x.result and x.result.ok],
         "decision": o.decision.to_json() if o.decision else None,
         "alerts": [a.to_json() for a in o.alerts],
         "users_saw": {k: v.to_json() for k, v in o.users_saw().items()},
@@ -144,6 +164,8 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "runbook": runbook_version(entry.stack),
         "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
         "artifacts": _shown(o.artifacts),
+        "data_volume": o.data_volume.to_json() if o.data_volume else None,
+        "communication": o.communication.to_json() if o.communication else None,
     }
 
 
@@ -157,9 +179,12 @@ def build(
     args: Sequence[str],
     exit_status: int,
     test_outcomes: dict[str, str] | None = None,
+    cadence: str | None = None,
+    runbook_coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
-    pytest-xdist that is a worker process) and pytest's verdict on each drill test."""
+    pytest-xdist that is a worker process) and pytest's verdict on each drill test; the
+    cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when it ended."""
     outcomes = test_outcomes or {}
     drills = [{**d, "test_outcome": outcomes.get(d["test"], d["test_outcome"])} for d in entries]
     failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
@@ -170,6 +195,8 @@ def build(
         "finished_utc": utc_iso(finished),
         "invocation": {"command": invocation, "args": [redact(a) for a in args]},
         "pytest_exit_status": exit_status,
+        "cadence": cadence,
+        "runbook_coverage": runbook_coverage,
         "environment": {"machine": environment.machine(), "tools": environment.tool_versions()},
         "summary": {
             "drills": len(drills),

@@ -13,12 +13,13 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import allure
 
-from rollback_drill import chart, environment, record
+from rollback_drill import chart, coverage, environment, record
 from rollback_drill.outcome import Drill, DrillOutcome
 from rollback_drill.secrets import redact
 from rollback_drill.spec import DecisionRow, LoadedStack
@@ -213,7 +214,44 @@ def _users_table(outcome: DrillOutcome) -> str:
     return f"<table style='border-collapse:collapse'>{head}{rows}</table>"
 
 
-def _description_html(outcome: DrillOutcome, runbook: dict[str, str], env: dict[str, Any]) -> str:
+def _communication_html(outcome: DrillOutcome) -> str:
+    """Each message the drill sent: when (drill clock and UTC), where, what, and the answer."""
+    e = html.escape
+    comms = outcome.communication
+    if comms is None or not comms.enabled:
+        return "off (the stack file's communication.enabled is false)"
+    if not comms.deliveries:
+        return f"no channel for a {e(outcome.severity)} drill"
+    rows = "".join(
+        f"<tr><td>{d.at_s:.2f} s<br><small>{utc(d.at_wall)}</small></td><td>{e(d.channel)}"
+        f"</td><td>{e(d.step)}</td><td>{e(d.subject)}</td><td>"
+        + (f"delivered ({e(d.answer)})" if d.ok else f"<b>NOT DELIVERED</b>: {e(d.error or '')}")
+        + (" <b>(required)</b>" if d.required else "")
+        + "</td></tr>"
+        for d in comms.deliveries
+    )
+    head = "<tr><th>time</th><th>channel</th><th>step</th><th>message</th><th>result</th></tr>"
+    return f"<table style='border-collapse:collapse'>{head}{rows}</table>"
+
+
+def utc(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
+
+
+def coverage_text(outcome: DrillOutcome, stack: LoadedStack) -> str:
+    """The runbook's coverage by every drill step, and by this drill's procedure's section."""
+    try:
+        found = coverage.of_runbook(stack.resolve(stack.spec.runbook))
+    except Exception as exc:  # the figure is information: it must not turn a drill red
+        return f"not measured: {type(exc).__name__}: {exc}"
+    mine, total = found.of_section(outcome.procedure.runbook_section)
+    drift = f"{len(found.drifted)} drifted step command(s)" if found.drifted else "no drift"
+    return f"{found.figure()}; this section {mine} of {total}; {drift}"
+
+
+def _description_html(
+    outcome: DrillOutcome, runbook: dict[str, str], env: dict[str, Any], covered: str
+) -> str:
     e = html.escape
     budget = outcome.budget
     if outcome.verdict is not None:
@@ -263,6 +301,17 @@ def _description_html(outcome: DrillOutcome, runbook: dict[str, str], env: dict[
             f"{e(m['os'])}, kernel {e(m['kernel'])}",
         ),
         ("Tools", tools),
+        ("Communication", _communication_html(outcome)),
+        ("Runbook coverage", e(covered)),
+        (
+            "Data volume",
+            e(
+                f"{outcome.data_volume.seed_users} seeded users; documents "
+                + ", ".join(f"{k} {v}" for k, v in outcome.data_volume.documents.items())
+            )
+            if outcome.data_volume
+            else "n/a",
+        ),
     ]
     body = "".join(
         "<tr><th style='text-align:left;padding:2px 12px 2px 0;vertical-align:top;"
@@ -285,7 +334,10 @@ def finish_drill(outcome: DrillOutcome, stack: LoadedStack, listener: AllureList
     data = outcome.to_json()
     attach_json("users saw, per rollback step", data["steps_load"])
     attach_json("timeline", data["timeline"])
-    text = redact(_description_html(outcome, record.runbook_version(stack), env))
+    if outcome.communication is not None and outcome.communication.deliveries:
+        attach_json("communication", outcome.communication.to_json())
+    covered = coverage_text(outcome, stack)
+    text = redact(_description_html(outcome, record.runbook_version(stack), env, covered))
     if chart_path is not None:
         encoded = base64.b64encode(chart_path.read_bytes()).decode("ascii")
         text += (

@@ -28,6 +28,7 @@ CHANGE_STARTED = "change_started"
 FAULT_INJECTED = "fault_injected"
 DETECTED = "detected"
 DECIDED = "decided"
+NOTIFIED = "notified"  # the first message of the Communication Plan was delivered
 ROLLBACK_STARTED = "rollback_started"
 ROLLBACK_FINISHED = "rollback_finished"
 VERIFIED = "verified"
@@ -37,6 +38,7 @@ MARKERS = (
     FAULT_INJECTED,
     DETECTED,
     DECIDED,
+    NOTIFIED,
     ROLLBACK_STARTED,
     ROLLBACK_FINISHED,
     VERIFIED,
@@ -272,9 +274,11 @@ class Timeline:
         return None
 
     def phases(self) -> dict[str, float]:
-        """detect, decide, execute, verify: the spans between consecutive markers present."""
+        """detect, decide, execute, verify: the spans between consecutive markers present;
+        notify (detection to the first delivered message) when the drill told anyone."""
         spans = {
             "detect": (FAULT_INJECTED, DETECTED),
+            "notify": (DETECTED, NOTIFIED),
             "decide": (DETECTED, ROLLBACK_STARTED),
             "execute": (ROLLBACK_STARTED, ROLLBACK_FINISHED),
             "verify": (ROLLBACK_FINISHED, VERIFIED),

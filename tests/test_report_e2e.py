@@ -359,7 +359,9 @@ def test_history_command_prints_the_trend(runs: Runs, tmp_path: Path) -> None:
     assert len([r for r in rows if " run " in r]) == 1
     assert len([r for r in rows if " certify " in r]) == 1
     assert all("PASS" in r and "/ 300 s" in r for r in rows if "emergency  local" in r)
-    assert "emergency [local] 1.5.0 -> 1.4.0: 2 runs, 2 passed" in done.stdout
+    assert "emergency: service unavailable [local, 200 users] 1.5.0 -> 1.4.0: 2 runs, 2 passed" in (
+        done.stdout
+    )
     over = subprocess.run(
         _cli("history", "--records", str(runs.bad / "records")),
         capture_output=True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollback_drill import configbackup
+from rollback_drill import configbackup, servicelogs
 from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
 from rollback_drill.facts import Fact
@@ -39,11 +39,9 @@ def stop_application(ctx: DrillContext) -> StepResult:
 
 
 def preserve_logs(ctx: DrillContext) -> StepResult:
-    path = ctx.artifacts / f"rollback-logs-{time.strftime('%Y%m%d_%H%M%S')}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as out:
-        for service in ctx.stack.all_services():
-            out.write(f"===== {service} =====\n{ctx.stack.logs(service)}\n")
+    path = servicelogs.write(
+        ctx.stack, ctx.artifacts / f"rollback-logs-{time.strftime('%Y%m%d_%H%M%S')}.log"
+    )
     ctx.facts[PRESERVED_LOGS] = path
     return StepResult(
         {"file": path.name, "bytes": path.stat().st_size},
@@ -116,7 +114,7 @@ PROCEDURE = Procedure(
         Step("Rollback to previous version", "git checkout HEAD~1", revert_release),
         Step(
             "Restore previous configuration",
-            "tar -xzf config-backup-*.tar.gz",
+            "cp config-backup-*.tar.gz .; tar -xzf config-backup-*.tar.gz",
             restore_configuration,
             needs=(CONFIG_BACKUP,),
         ),
@@ -125,6 +123,11 @@ PROCEDURE = Procedure(
             "./docker-manage.sh build production --no-cache; ./docker-manage.sh start production",
             start_previous,
         ),
-        Step("Verify rollback success", "./docker-manage.sh health production", verify_health),
+        Step(
+            "Verify rollback success",
+            "./docker-manage.sh health production; curl -f http://localhost:3000/health; "
+            "curl -f http://localhost:80",
+            verify_health,
+        ),
     ),
 )

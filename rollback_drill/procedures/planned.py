@@ -56,10 +56,10 @@ def roll_back(service: str, after: str | None) -> Step:
         ctx.stack.redeploy(service, ctx.good_release)
         return StepResult({"service": service, "release": ctx.good_release})
 
-    build = {"backend": "npm run build", "frontend": "npm run build", "ai-chatbot": "npm install"}
+    build = "npm install" if service == "ai-chatbot" else "npm run build"
     return Step(
         f"Rollback {service}",
-        f"git checkout HEAD~1 -- {service}/; {build.get(service, 'build')}; "
+        f"git checkout HEAD~1 -- {service}/; cd {service} && {build}; "
         f"docker-compose up -d {service}",
         action,
         needs=(VERIFIED[after],) if after else (ROLLBACK_POINT, STATE_BACKUP),
@@ -88,8 +88,9 @@ PROCEDURE = Procedure(
         ),
         Step(
             "Backup current state",
-            "./docker-manage.sh backup production; tar -czf rollback-state-*.tar.gz "
-            "backend/.env ai-chatbot/.env nginx/nginx.conf",
+            "./docker-manage.sh backup production; tar -czf "
+            "rollback-state-$(date +%Y%m%d_%H%M%S).tar.gz backend/.env ai-chatbot/.env "
+            "nginx/nginx.conf",
             backup_state,
             provides=(STATE_BACKUP, ROLLBACK_STATE),
         ),
@@ -101,7 +102,13 @@ PROCEDURE = Procedure(
         wait_and_verify("ai-chatbot", "curl -f http://localhost:3001/health"),
         Step(
             "Verify the user flows",
-            "curl -X POST .../api/auth/login; curl .../api/did/health; curl -X POST .../api/chat",
+            "curl -X POST http://localhost:3000/api/auth/login -H "
+            '"Content-Type: application/json" '
+            '-d \'{"email":"test@safepsy.com","password":"testpass"}\'; '
+            "curl -X GET http://localhost:3000/api/did/health; "
+            "curl -X POST http://localhost:3001/api/chat -H "
+            '"Content-Type: application/json" '
+            '-d \'{"message":"Hello"}\'',
             lambda ctx: checks_pass(ctx, "flow.login", "flow.did", "flow.chat"),
             needs=tuple(VERIFIED.values()),
         ),

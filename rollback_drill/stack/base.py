@@ -39,6 +39,7 @@ class ResourceUsage:
 class Stack(Protocol):
     backend_name: str
     loaded: LoadedStack
+    seed_users: int  # the users its data was seeded with: the drill's data volume
 
     @property
     def workdir(self) -> Path:
