@@ -58,7 +58,7 @@ def test_verify_passes_twice_in_a_row_and_lists_its_writes(
         after = mongo.fingerprint(local_stack.mongodb_uri, "safepsy", collections)
         assert run.returncode == ExitCode.VERIFIED, run.stdout[-4000:]
         assert f"VERIFIED: all {len(ALL_CHECKS)} checks passed" in run.stdout
-        assert "20 passed" in run.stdout
+        assert f"{len(ALL_CHECKS)} passed" in run.stdout
         written = _writes(run.stdout)
         assert set(written) == {"sessions", "chat_messages"}, run.stdout[-2000:]
         for name in ("users", "did_documents", "meta"):
