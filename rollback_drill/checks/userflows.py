@@ -26,6 +26,8 @@ def _login_as_typed(target: Target) -> CheckResult:
     ev = evidence(resp, url)
     ev["body"] = {k: v for k, v in body.items() if k != "token"}
     ok = resp.status == 200 and bool(body.get("token"))
+    if ok:  # a login is a session: listed among the run's writes
+        ev["writes"] = [{"collection": "sessions", "documents": 1}]
     return CheckResult(
         "functional.login_as_typed",
         ok,
@@ -51,11 +53,14 @@ def _frontend_chat_box(target: Target) -> CheckResult:
     resp = request(target, "POST", url, json={"message": "Hello"})
     body = resp.body if isinstance(resp.body, dict) else {}
     ok = resp.status == 200 and bool(body.get("reply"))
+    ev = evidence(resp, url)
+    if resp.status == 200:  # the chatbot keeps every exchange
+        ev["writes"] = [{"collection": "chat_messages", "documents": 1}]
     return CheckResult(
         "functional.frontend_chat_box",
         ok,
         f"the page's chat box posts to {found.group(1)} -> {resp.status}",
-        evidence(resp, url),
+        ev,
     )
 
 
@@ -64,6 +69,7 @@ CHECKS = [
         "functional.login_as_typed",
         "functional",
         _login_as_typed,
+        writes=True,
         doc="POST /api/auth/login with the e-mail as a person types it",
     ),
     Check(
