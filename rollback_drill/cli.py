@@ -60,6 +60,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         args += ["--seed-users", str(ns.seed_users)]
     if ns.cadence:
         args += _cadence_args(ns.stack, ns.cadence, ns.pytest_args)
+    if ns.parallel > 1:
+        args += ["-n", str(ns.parallel)]  # pytest-xdist: a stack per drill, one record
     code = _pytest(args + ns.pytest_args)
     if ns.no_html:
         return code
@@ -322,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-html", action="store_true", help="skip the HTML report")
     _seed_option(run)
+    run.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run N drills at a time, each on its own stack (pytest-xdist; default 1)",
+    )
     run.add_argument(
         "--cadence",
         help="run one cadence's suite from the stack file's `cadences` (monthly, quarterly, "
