@@ -250,12 +250,14 @@ def _run_phases(
 
     before = {s: stack.instance(s) for s in stack.all_services()}
     timeline.mark(ROLLBACK_STARTED, procedure=drill.procedure.name)
-    with timeline.phase(f"Rollback: {drill.procedure.runbook_section}"):
-        # Never past the budget: the time-to-recover it bounds is counted from detection.
-        deadline = timeline.at(DETECTED) + decision.row.budget_s
-        drill.procedure.run(ctx, faults=drill.faults, deadline_s=deadline)
+    try:
+        with timeline.phase(f"Rollback: {drill.procedure.runbook_section}"):
+            # Never past the budget: the time-to-recover it bounds is counted from detection.
+            deadline = timeline.at(DETECTED) + decision.row.budget_s
+            drill.procedure.run(ctx, faults=drill.faults, deadline_s=deadline)
+    finally:  # also when it failed: which services it restarted is part of what it left
+        outcome.restarted = {s: stack.instance(s) != before[s] for s in before}
     timeline.mark(ROLLBACK_FINISHED)
-    outcome.restarted = {s: stack.instance(s) != before[s] for s in before}
     if drill.only_services is not None:
         strays = [
             s for s, moved in outcome.restarted.items() if moved and s not in drill.only_services

@@ -68,8 +68,8 @@ def start_all(ctx: DrillContext) -> StepResult:
             started.append(service)
         except StackError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            why = next((ln for ln in reversed(lines) if "rror" in ln), lines[0] if lines else "")
-            failed[service] = why[:300]
+            error = next((ln for ln in reversed(lines[1:]) if "error" in ln.lower()), None)
+            failed[service] = "; ".join(x for x in (lines[:1] + [error or ""]) if x)[:400]
     if failed:
         raise StackError(
             "did not come back: "

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from rollback_drill.checks.tls import CHECKS as TLS_CHECKS
 from rollback_drill.secrets import redact
 from rollback_drill.stack.base import Stack
 from rollback_drill.stores import mongo
@@ -75,14 +76,21 @@ class ProcedureFailed(RuntimeError):
 def _app_state(stack: Stack, target: Target, service: str) -> str:
     release = stack.answers_as(service)
     if release is not None:
-        return f"running, answers healthy as release {release}"
+        state = f"running, answers healthy as release {release}"
+        front = stack.loaded.spec.services[service].kind == "nginx"
+        if front and target.frontend_tls_url:
+            tls = TLS_CHECKS[0].run(target)
+            state += f"; HTTPS {'ok' if tls.ok else 'FAILS'}: {tls.summary}"
+        return state
     urls = {"backend": target.backend_url, "ai-chatbot": target.chatbot_url}
     if service not in urls:
         return "running, does not answer healthy"
+    # The service's own health check may wait on a dependency: give it the request timeout.
+    timeout_s = target.thresholds.request_timeout_s
     try:
-        resp = httpx.get(urls[service] + "/health", timeout=PROBE_TIMEOUT_S, trust_env=False)
+        resp = httpx.get(urls[service] + "/health", timeout=timeout_s, trust_env=False)
     except httpx.HTTPError as exc:
-        return f"running, /health does not answer ({type(exc).__name__})"
+        return f"running, /health does not answer within {timeout_s:g} s ({type(exc).__name__})"
     return f"running, /health answers {resp.status_code}: {resp.text[:160].strip()}"
 
 
