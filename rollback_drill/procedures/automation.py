@@ -69,7 +69,7 @@ def start_all(ctx: DrillContext) -> StepResult:
         except StackError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             error = next((ln for ln in reversed(lines[1:]) if "error" in ln.lower()), None)
-            failed[service] = "; ".join(x for x in (lines[:1] + [error or ""]) if x)[:400]
+            failed[service] = "; ".join(x for x in (*lines[:1], error or "") if x)[:400]
     if failed:
         raise StackError(
             "did not come back: "
