@@ -19,6 +19,7 @@ Each step is safe to repeat, so a rollback that stopped part-way converges when 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import time
@@ -41,7 +42,15 @@ from rollback_drill.secrets import write_private
 from rollback_drill.wait import Wait
 
 ENV_SERVICES = ("backend", "ai-chatbot")
-FRONT_CHECKS = ("health.frontend", "health.frontend-tls", "functional.frontend_chat_box")
+# What nginx serves: the page, and every route it proxies (the API to the backend, the chat
+# to the chatbot), over HTTP and HTTPS; the flows probe each route once.
+FRONT_CHECKS = (
+    "health.frontend",
+    "health.frontend-tls",
+    "flow.landing",
+    "flow.did",
+    "functional.frontend_chat_box",
+)
 VERIFY_TIMEOUT_S = 20.0
 # Green must hold this long: nginx's old workers finish the requests (and keep-alive
 # connections) they had at the reload meanwhile, and users' traffic shows the switch-over.
@@ -164,7 +173,8 @@ def _front_green(ctx: DrillContext, names: tuple[str, ...]) -> StepResult:
     last: list[str] = []
 
     def green() -> bool:
-        outcomes = run_checks([BY_NAME[n] for n in names], ctx.stack.target())
+        target = dataclasses.replace(ctx.stack.target(), probe_once=True)
+        outcomes = run_checks([BY_NAME[n] for n in names], target)
         last[:] = [o.result.explain() for o in outcomes if o.failed and o.result]
         last.extend(f"{o.check.name}: not verified ({o.skipped})" for o in outcomes if o.skipped)
         return not last
