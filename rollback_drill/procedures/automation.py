@@ -16,6 +16,8 @@ revert and rebuild produce the same build, a start of a running service does not
 
 from __future__ import annotations
 
+import re
+
 from rollback_drill import backupfile
 from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
@@ -26,6 +28,7 @@ from rollback_drill.scenarios import STORES_BACKUP
 from rollback_drill.stack.base import DATA_SERVICES, StackError
 from rollback_drill.wait import Wait, WaitTimeout
 
+_WHY = re.compile(r"error|emerg|fatal|in use|not found", re.IGNORECASE)  # a log line saying why
 USAGE = "Usage: rollback-drill rollback --backup <backup_file> [--environment <environment>]"
 HEALTH_TIMEOUT_S = 20.0
 
@@ -68,8 +71,8 @@ def start_all(ctx: DrillContext) -> StepResult:
             started.append(service)
         except StackError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            error = next((ln for ln in reversed(lines[1:]) if "error" in ln.lower()), None)
-            failed[service] = "; ".join(x for x in (*lines[:1], error or "") if x)[:400]
+            error = next((ln for ln in reversed(lines[1:]) if _WHY.search(ln)), None)
+            failed[service] = "; ".join(x for x in (*lines[:1], error or "") if x)[:600]
     if failed:
         raise StackError(
             "did not come back: "
