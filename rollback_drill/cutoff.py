@@ -30,7 +30,12 @@ class CutOff(BaseException):
     """The work ran past its limit and was cut off."""
 
     def __init__(self, what: str, limit_s: float) -> None:
-        super().__init__(f"{what}: cut off at its {limit_s:g} s limit")
+        why = (
+            f"cut off at its {limit_s:g} s limit"
+            if limit_s > 0
+            else "not started: no time was left of its budget"
+        )
+        super().__init__(f"{what}: {why}")
         self.what = what
         self.limit_s = limit_s
 

@@ -67,7 +67,7 @@ def test_an_outer_limit_keeps_its_remaining_time() -> None:
 
 def test_no_time_left_fails_at_once() -> None:
     ran = False
-    with pytest.raises(CutOff), time_limit(0, "late step"):
+    with pytest.raises(CutOff, match="late step: not started"), time_limit(0, "late step"):
         ran = True
     assert not ran
 

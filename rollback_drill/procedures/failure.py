@@ -43,11 +43,12 @@ class ProcedureFailure:
     fault: str | None = None  # the fault a drill injected into this step, if any
 
     def message(self) -> str:
-        how = (
-            f"cut off at its {self.limit_s:g} s limit (it did not finish)"
-            if self.cut_off
-            else f"failed after {self.elapsed_s:.1f} s"
-        )
+        if self.cut_off and self.limit_s <= 0:
+            how = "not started: the rollback's time budget was spent"
+        elif self.cut_off:
+            how = f"cut off at its {self.limit_s:g} s limit (it did not finish)"
+        else:
+            how = f"failed after {self.elapsed_s:.1f} s"
         lines = [
             f"{self.procedure}: step {self.number} of {self.of}, {self.step!r} "
             f"(runbook: {self.runbook}), {how}",
