@@ -8,15 +8,12 @@ state it left each service in and what to do next - and once the fault is gone, 
 procedure again on the same stack must converge to green.
 
 These drills are expected to fail, and their tests assert how. They are rehearsals of the
-procedures' failure handling, so they are not entries of the drill programme's record (a run
-of them would otherwise never count as a passing cadence); their evidence is the test result,
-the Allure report and each drill's own `drill.json`.
+procedures' failure handling, so they run through `rehearsal_runner`: not entries of the drill
+programme's record (a run of them would otherwise never count as a passing cadence); their
+evidence is the test result, the Allure report and each drill's own `drill.json`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -25,17 +22,15 @@ from rollback_drill import (
     ChangeConfiguration,
     Drill,
     DrillOutcome,
+    DrillRunner,
     EditNginxConfig,
-    LoadedStack,
     ReplaceCertificate,
     Stack,
     automation,
     configuration,
-    run_drill,
 )
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks
-from rollback_drill.drill import LoadOptions
 from rollback_drill.procedures.base import DrillContext
 from rollback_drill.procedures.failure import ProcedureFailure
 from rollback_drill.scenarios import EXPIRED, NGINX_BACKUP, WRONG_UPSTREAM
@@ -44,34 +39,6 @@ from rollback_drill.timeline import DETECTED, Timeline
 
 # `drill`: like every drill, never run against a live --target.
 pytestmark = [pytest.mark.drill]
-
-Rehearse = Callable[[Drill], DrillOutcome]
-
-
-@pytest.fixture
-def rehearse(
-    pytestconfig: pytest.Config, stack_file: LoadedStack, drill_stack: Stack, drill_artifacts: Path
-) -> Rehearse:
-    """Run a drill as `drill_runner` does (Allure reads its timeline), without adding it to
-    the run's drill record (see the module docstring)."""
-    from rollback_drill import report
-
-    def run(drill: Drill) -> DrillOutcome:
-        report.label_drill(drill, stack_file.budget(drill.severity), drill_stack.backend_name)
-        listener = report.AllureListener()
-        outcome = run_drill(
-            drill_stack,
-            drill,
-            artifacts=drill_artifacts,
-            listeners=[listener],
-            load=LoadOptions(
-                pytestconfig.getoption("--load-users"), pytestconfig.getoption("--load-workers")
-            ),
-        )
-        report.finish_drill(outcome, stack_file, listener)
-        return outcome
-
-    return run
 
 
 def failed_as_expected(
@@ -122,9 +89,9 @@ NOT_BACK = Drill(
 @pytest.mark.automation
 @pytest.mark.parametrize("drill", [NOT_BACK], ids=["service_not_back"])
 def test_a_service_that_does_not_come_back(
-    drill: Drill, rehearse: Rehearse, drill_stack: Stack
+    drill: Drill, rehearsal_runner: DrillRunner, drill_stack: Stack
 ) -> None:
-    outcome = rehearse(drill)
+    outcome = rehearsal_runner(drill)
     failure = failed_as_expected(outcome, drill_stack, 5, "Start")
     assert "did not come back: backend" in failure.cause and "in use" in failure.cause
     assert failure.services["backend"] == "stopped"
@@ -155,9 +122,9 @@ INTERRUPTED = Drill(
 @pytest.mark.configuration
 @pytest.mark.parametrize("drill", [INTERRUPTED], ids=["restore_interrupted"])
 def test_a_restore_that_is_interrupted(
-    drill: Drill, rehearse: Rehearse, drill_stack: Stack
+    drill: Drill, rehearsal_runner: DrillRunner, drill_stack: Stack
 ) -> None:
-    outcome = rehearse(drill)
+    outcome = rehearsal_runner(drill)
     failure = failed_as_expected(outcome, drill_stack, 1, "Restore previous nginx config")
     assert "RestoreInterrupted" in failure.cause and "bytes" in failure.cause
     # The half-written nginx.conf was never loaded: the same nginx still serves.
@@ -181,9 +148,9 @@ NEVER_GREEN = Drill(
 @pytest.mark.configuration
 @pytest.mark.parametrize("drill", [NEVER_GREEN], ids=["never_green"])
 def test_a_health_check_that_never_turns_green(
-    drill: Drill, rehearse: Rehearse, drill_stack: Stack
+    drill: Drill, rehearsal_runner: DrillRunner, drill_stack: Stack
 ) -> None:
-    outcome = rehearse(drill)
+    outcome = rehearsal_runner(drill)
     failure = failed_as_expected(outcome, drill_stack, 3, "Verify")
     assert "not reached within" in failure.cause
     assert "no answer" in failure.services["redis"], failure.services
@@ -204,8 +171,8 @@ HANGS = Drill(
 
 @pytest.mark.configuration
 @pytest.mark.parametrize("drill", [HANGS], ids=["step_hangs"])
-def test_a_step_that_hangs(drill: Drill, rehearse: Rehearse, drill_stack: Stack) -> None:
-    outcome = rehearse(drill)
+def test_a_step_that_hangs(drill: Drill, rehearsal_runner: DrillRunner, drill_stack: Stack) -> None:
+    outcome = rehearsal_runner(drill)
     failure = failed_as_expected(outcome, drill_stack, 1, "Restore previous certificates")
     step = configuration.SSL.steps[0]
     assert failure.cut_off and failure.limit_s == step.timeout_s

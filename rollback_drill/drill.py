@@ -425,7 +425,7 @@ def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
     over = []
     for s in outcome.step_load():
         rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
-        unavailable = sum(1 for x in rows if not x.ok and (x.status is None or x.status >= 500))
+        unavailable = s.unavailable
         bound = wilson_lower(unavailable, len(rows))
         if bound > limit:
             over.append(

@@ -140,6 +140,12 @@ class DataVolume:
         return {"seed_users": self.seed_users, "documents": dict(self.documents)}
 
 
+def unavailable(samples: list[LoadSample]) -> int:
+    """User requests that got no answer or a 5xx: what a rollback step cost users (a 4xx is
+    the application's answer - the defect's, while it is still live)."""
+    return sum(1 for s in samples if not s.ok and (s.status is None or s.status >= 500))
+
+
 @dataclass(frozen=True)
 class StepLoad:
     """What users saw while one procedure step ran."""
@@ -220,9 +226,8 @@ class DrillOutcome:
         loads = []
         for e in steps:
             rows = [s for s in self.load if e.at_s <= s.at_s < e.at_s + e.duration_s]
-            unavailable = sum(1 for s in rows if not s.ok and (s.status is None or s.status >= 500))
-            loads.append(StepLoad(e.name, e.at_s, e.at_s + e.duration_s, LoadStats.of(rows),
-                                  unavailable))  # fmt: skip
+            end = e.at_s + e.duration_s
+            loads.append(StepLoad(e.name, e.at_s, end, LoadStats.of(rows), unavailable(rows)))
         return loads
 
     def load_of_steps(self, names: tuple[str, ...]) -> StepLoad | None:
@@ -233,9 +238,8 @@ class DrillOutcome:
             return None
         start, end = min(s.start_s for s in ran), max(s.end_s for s in ran)
         rows = [s for s in self.load if start <= s.at_s < end]
-        unavailable = sum(1 for s in rows if not s.ok and (s.status is None or s.status >= 500))
         label = " .. ".join(dict.fromkeys([ran[0].step, ran[-1].step]))
-        return StepLoad(label, start, end, LoadStats.of(rows), unavailable)
+        return StepLoad(label, start, end, LoadStats.of(rows), unavailable(rows))
 
     def to_json(self) -> dict[str, Any]:
         return {
