@@ -24,7 +24,7 @@ SERVICE_DOWN = Drill(
 )
 
 
-@pytest.mark.parametrize("drill", [SERVICE_DOWN], ids=["service_down"])
+@pytest.mark.parametrize("drill", [SERVICE_DOWN], ids=["auto_rollback"])
 def test_automated_rollback(drill: Drill, drill_runner: DrillRunner) -> None:
     outcome = drill_runner(drill)
     assert outcome.passed, outcome.failure

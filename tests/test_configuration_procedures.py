@@ -120,5 +120,6 @@ def test_ssl_without_its_restore_turns_red_at_verify_ssl(
 def test_a_procedure_out_of_budget_stops_before_its_first_step(ctx: DrillContext) -> None:
     EditNginxConfig(WRONG_UPSTREAM).inject(ctx)
     failure = _fails(configuration.NGINX, ctx, deadline_s=ctx.timeline.now() - 1)
-    assert failure.number == 1 and failure.cut_off and failure.limit_s <= 0
+    assert failure.number == 1 and failure.cut_off and failure.budget_spent
+    assert failure.limit_s <= 0 and "time budget was spent" in failure.message()
     configuration.NGINX.run(ctx)

@@ -133,9 +133,9 @@ class Procedure:
         timeline's clock: the drill's budget). Raises `ProcedureFailed` at the first step
         that fails or is cut off."""
         for number, step in enumerate(self.steps, 1):
-            limit = step.timeout_s or self.step_timeout_s
-            if deadline_s is not None:
-                limit = min(limit, deadline_s - ctx.timeline.now())
+            own = step.timeout_s or self.step_timeout_s
+            left = own if deadline_s is None else deadline_s - ctx.timeline.now()
+            limit = min(own, left)
             fault = next((f for f in faults if f.step == step.name), None)
             started = time.monotonic()
             try:
@@ -163,6 +163,7 @@ class Procedure:
                         elapsed_s=round(time.monotonic() - started, 3),
                         cut_off=cut,
                         limit_s=round(limit, 3),
+                        budget_spent=cut and left < own,
                         services=service_states(ctx.stack),
                         next_action=step.recovery or f"fix what the cause names, {RERUN}",
                         fault=fault.description if fault else None,

@@ -38,6 +38,7 @@ class ProcedureFailure:
     elapsed_s: float  # how long the step ran
     cut_off: bool  # the step was cut off at its time limit (it hung)
     limit_s: float  # the limit it ran under
+    budget_spent: bool = False  # that limit was what was left of the rollback's time budget
     services: dict[str, str] = field(default_factory=dict)  # service -> the state it was left in
     next_action: str = ""
     fault: str | None = None  # the fault a drill injected into this step, if any
@@ -45,6 +46,8 @@ class ProcedureFailure:
     def message(self) -> str:
         if self.cut_off and self.limit_s <= 0:
             how = "not started: the rollback's time budget was spent"
+        elif self.cut_off and self.budget_spent:
+            how = f"cut off after {self.limit_s:g} s, when the rollback's time budget ran out"
         elif self.cut_off:
             how = f"cut off at its {self.limit_s:g} s limit (it did not finish)"
         else:
