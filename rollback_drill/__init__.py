@@ -14,27 +14,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rollback_drill.drill import LoadOptions, run_drill
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-    from rollback_drill.procedures import configuration, emergency, planned, service
+    from rollback_drill.procedures import automation, configuration, emergency, planned, service
     from rollback_drill.procedures.base import Procedure, Step
-    from rollback_drill.scenarios import ChangeConfiguration, DeployRelease, Scenario
+    from rollback_drill.scenarios import (
+        BackupAndDeploy,
+        ChangeConfiguration,
+        DeployRelease,
+        EditNginxConfig,
+        ReplaceCertificate,
+        Scenario,
+    )
     from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
     from rollback_drill.stack.base import Stack
     from rollback_drill.target import Target, target_from_file
 
 _WHERE = {
+    "BackupAndDeploy": "rollback_drill.scenarios",
     "ChangeConfiguration": "rollback_drill.scenarios",
     "DeployRelease": "rollback_drill.scenarios",
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
     "DrillRunner": "rollback_drill.outcome",
+    "EditNginxConfig": "rollback_drill.scenarios",
     "LoadOptions": "rollback_drill.drill",
     "LoadedStack": "rollback_drill.spec",
     "Procedure": "rollback_drill.procedures.base",
+    "ReplaceCertificate": "rollback_drill.scenarios",
     "Scenario": "rollback_drill.scenarios",
     "SpecError": "rollback_drill.spec",
     "Stack": "rollback_drill.stack.base",
     "Step": "rollback_drill.procedures.base",
     "Target": "rollback_drill.target",
+    "automation": "rollback_drill.procedures",
     "configuration": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
@@ -46,19 +57,23 @@ _WHERE = {
 }
 
 __all__ = [
+    "BackupAndDeploy",
     "ChangeConfiguration",
     "DeployRelease",
     "Drill",
     "DrillOutcome",
     "DrillRunner",
+    "EditNginxConfig",
     "LoadOptions",
     "LoadedStack",
     "Procedure",
+    "ReplaceCertificate",
     "Scenario",
     "SpecError",
     "Stack",
     "Step",
     "Target",
+    "automation",
     "configuration",
     "emergency",
     "load_stack",

@@ -112,9 +112,12 @@ def judge(
         if (d["bad_release"], d["good_release"]) != (bad, good):
             reasons.append(f"{name} rolled back {d['bad_release']} -> {d['good_release']}")
         if d["outcome"] == "over_budget":
+            ttr, budget = d["time_to_recover_s"], d["budget_s"]
             reasons.append(
-                f"{name} ran over budget: {d['time_to_recover_s']:.2f} s > {d['budget_s']:.0f} s"
-            )
+                f"{name} ran over budget: "
+                + (f"not recovered when its {budget:g} s ran out" if ttr is None
+                   else f"{ttr:.2f} s > {budget:.0f} s")
+            )  # fmt: skip
         elif d["outcome"] != "passed":
             first = (d.get("failure") or "failed").splitlines()[0]
             reasons.append(f"{name} failed: {first}")

@@ -187,6 +187,19 @@ def cmd_down(ns: argparse.Namespace) -> int:
     return supervisor.down(ns.dir)
 
 
+def cmd_rollback(ns: argparse.Namespace) -> int:
+    """The runbook's auto-rollback.sh against the stack `up` runs (autorollback.py)."""
+    from rollback_drill import autorollback
+
+    return autorollback.rollback(ns.dir, ns.backup, ns.environment)
+
+
+def cmd_backup(ns: argparse.Namespace) -> int:
+    from rollback_drill import autorollback
+
+    return autorollback.backup(ns.dir, ns.environment, ns.output)
+
+
 def cmd_fingerprint(ns: argparse.Namespace) -> int:
     from rollback_drill import verify_command
 
@@ -454,6 +467,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="the `up` directory (default .rollback-drill)",
     )
     down.set_defaults(func=cmd_down)
+
+    def up_dir(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--dir",
+            type=Path,
+            default=DEFAULT_UP_DIR,
+            help="the `up` directory of the stack (default .rollback-drill)",
+        )
+        cmd.add_argument(
+            "--environment",
+            default="production",
+            help="the environment the stack is (default production, as the runbook's script)",
+        )
+
+    rb = sub.add_parser(
+        "rollback",
+        help="the runbook's auto-rollback.sh on the stack `up` runs: stop, restore the "
+        "database, revert the code, rebuild, start, health (exit 1 failed, 2 nothing done)",
+    )
+    rb.add_argument("--backup", type=Path, metavar="FILE", help="the backup file to restore")
+    up_dir(rb)
+    rb.set_defaults(func=cmd_rollback)
+
+    bk = sub.add_parser(
+        "backup",
+        help="back up the stores of the stack `up` runs into one owner-only file "
+        "(the runbook's ./docker-manage.sh backup production)",
+    )
+    bk.add_argument("-o", "--output", type=Path, help="folder for it (default DIR/backups)")
+    up_dir(bk)
+    bk.set_defaults(func=cmd_backup)
 
     fp = sub.add_parser(
         "fingerprint", help="take an integrity baseline of a target before a change"

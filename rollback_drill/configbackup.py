@@ -1,12 +1,18 @@
 """Configuration backups: the runbook's `config-backup-*.tar.gz` and `rollback-state-*.tar.gz`
 (.env files, nginx.conf, certificates), with a manifest of checksums so a restore can prove
-it put back exactly what was saved."""
+it put back exactly what was saved.
+
+They hold secrets (the TLS private key, the services' .env): an archive is owner-only from its
+first byte, in a folder only its owner can list, and a drill lists it in the report without
+attaching it (`Artifact(..., sensitive=True)`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -20,8 +26,17 @@ def _digest_tree(root: Path) -> dict[str, str]:
     }
 
 
+def private_dir(path: Path) -> Path:
+    """A folder made for backups: only its owner can list and enter it. One that exists (a
+    drill's artifact folder) keeps its mode; the archives in it are owner-only anyway."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # mkdir's mode passes through the umask
+    return path
+
+
 def backup(config_dir: Path, dest_dir: Path, label: str = "config-backup") -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(dest_dir)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     archive = dest_dir / f"{label}-{stamp}.tar.gz"
     n = 1
@@ -29,7 +44,8 @@ def backup(config_dir: Path, dest_dir: Path, label: str = "config-backup") -> Pa
         archive = dest_dir / f"{label}-{stamp}-{n}.tar.gz"
         n += 1
     manifest = json.dumps(_digest_tree(config_dir), indent=2).encode()
-    with tarfile.open(archive, "w:gz") as tar:
+    fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
         tar.add(config_dir, arcname="config")
         info = tarfile.TarInfo("MANIFEST.json")
         info.size = len(manifest)
@@ -50,8 +66,14 @@ def restore(archive: Path, config_dir: Path) -> dict[str, str]:
                 assert data is not None
                 path = config_dir / entry.name.removeprefix("config/")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data.read())
-                path.chmod(entry.mode)
+                # In place (a bind-mounted nginx.conf keeps its inode), and never readable
+                # more widely than when it was saved, not even while it is written.
+                mode = entry.mode & 0o777
+                if path.exists():
+                    path.chmod(mode)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data.read())
     actual = _digest_tree(config_dir)
     wrong = [name for name, digest in manifest.items() if actual.get(name) != digest]
     if wrong:

@@ -30,6 +30,7 @@ from rollback_drill.load import LoadRun, LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Monitor
 from rollback_drill.outcome import BASELINE, DataVolume, Drill, DrillOutcome, Integrity
 from rollback_drill.procedures.base import DrillContext
+from rollback_drill.procedures.failure import ProcedureFailed
 from rollback_drill.secrets import redact
 from rollback_drill.spec import DrillSettings, Thresholds
 from rollback_drill.stack.base import Stack
@@ -121,10 +122,15 @@ def run_drill(
             _run_phases(ctx, drill, outcome, engine, load_run, settings, comms)
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, ProcedureFailed):
+            outcome.procedure_failure = exc.failure
     finally:
         outcome.samples = list(monitor.samples) if monitor else []
         outcome.load = load_run.samples() if load_run else []
         outcome.alerts = list(engine.fired)
+        outcome.facts = ctx.facts
+        for fault in drill.faults:
+            fault.release()
     comms.resolve(outcome.failure, outcome.verdict.summary() if outcome.verdict else None)
     outcome.failure = outcome.failure or comms.record.failure()
     servicelogs.write(stack, artifacts / servicelogs.END_OF_DRILL)
@@ -244,10 +250,14 @@ def _run_phases(
 
     before = {s: stack.instance(s) for s in stack.all_services()}
     timeline.mark(ROLLBACK_STARTED, procedure=drill.procedure.name)
-    with timeline.phase(f"Rollback: {drill.procedure.runbook_section}"):
-        drill.procedure.run(ctx)
+    try:
+        with timeline.phase(f"Rollback: {drill.procedure.runbook_section}"):
+            # Never past the budget: the time-to-recover it bounds is counted from detection.
+            deadline = timeline.at(DETECTED) + decision.row.budget_s
+            drill.procedure.run(ctx, faults=drill.faults, deadline_s=deadline)
+    finally:  # also when it failed: which services it restarted is part of what it left
+        outcome.restarted = {s: stack.instance(s) != before[s] for s in before}
     timeline.mark(ROLLBACK_FINISHED)
-    outcome.restarted = {s: stack.instance(s) != before[s] for s in before}
     if drill.only_services is not None:
         strays = [
             s for s, moved in outcome.restarted.items() if moved and s not in drill.only_services
@@ -294,6 +304,8 @@ def _run_phases(
             raise DrillFailed("this drill judges each step's user error rate: it needs load")
         outcome.load = load.samples()
         _judge_steps(outcome, loaded.spec.thresholds.error_rate_critical)
+    if drill.gapless_steps:
+        _judge_gapless(outcome, load)
     if not outcome.verdict.within_budget:
         raise DrillFailed(outcome.verdict.summary())
 
@@ -413,7 +425,7 @@ def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
     over = []
     for s in outcome.step_load():
         rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
-        unavailable = sum(1 for x in rows if not x.ok and (x.status is None or x.status >= 500))
+        unavailable = s.unavailable
         bound = wilson_lower(unavailable, len(rows))
         if bound > limit:
             over.append(
@@ -424,6 +436,33 @@ def _judge_steps(outcome: DrillOutcome, limit: float) -> None:
         raise DrillFailed(
             "error rate crossed the critical threshold during:\n  " + "\n  ".join(over)
         )
+
+
+def _judge_gapless(outcome: DrillOutcome, load: LoadRun | None) -> None:
+    """The drill's gapless steps (an nginx reload) must cost users no request: none may go
+    unanswered or get a 5xx while they run, and users must have been there to see it."""
+    if load is None:
+        raise DrillFailed("this drill judges its gapless steps by what users saw: it needs load")
+    outcome.load = load.samples()
+    seen = outcome.load_of_steps(outcome.drill.gapless_steps)
+    if seen is None or seen.stats.requests == 0:
+        raise DrillFailed(
+            f"{' .. '.join(outcome.drill.gapless_steps)}: no user request ran meanwhile; what "
+            "they cost users is not measured"
+        )
+    answered_4xx = seen.stats.errors - seen.unavailable
+    summary = (
+        f"{seen.step}: {seen.unavailable} of {seen.stats.requests} user requests got no answer "
+        f"or a 5xx (limit 0); {answered_4xx} answered 4xx, the change's own errors until it "
+        "was undone"
+    )
+    outcome.timeline.check(
+        "users.gapless", seen.unavailable == 0, seen.end_s - seen.start_s, summary=summary,
+        evidence={"requests": seen.stats.requests, "unavailable": seen.unavailable,
+                  "answered_4xx": answered_4xx, "seconds": round(seen.end_s - seen.start_s, 3)},
+    )  # fmt: skip
+    if seen.unavailable:
+        raise DrillFailed(f"{summary}: the steps must cost users no request")
 
 
 def _write_record(outcome: DrillOutcome) -> None:

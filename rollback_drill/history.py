@@ -80,8 +80,8 @@ def _when(iso: str) -> str:
 
 
 def _ttr(row: Row) -> str:
-    if row.ttr_s is None:
-        return "-"
+    if row.ttr_s is None:  # never recovered (failed, or cut off when its budget ran out)
+        return f"- / {row.budget_s:.0f} s"
     return f"{row.ttr_s:.2f} s / {row.budget_s:.0f} s ({100 * row.ttr_s / row.budget_s:.1f} %)"
 
 

@@ -14,11 +14,12 @@ from rollback_drill.alerts import Alert
 from rollback_drill.checks import Check
 from rollback_drill.checks.result import Outcome
 from rollback_drill.decision import Decision
-from rollback_drill.facts import Fact
+from rollback_drill.facts import Fact, Facts
 from rollback_drill.load import LoadSample, LoadStats
 from rollback_drill.monitor import Sample
 from rollback_drill.notify import Communication
-from rollback_drill.procedures.base import Procedure
+from rollback_drill.procedures.base import Procedure, StepFault
+from rollback_drill.procedures.failure import ProcedureFailure
 from rollback_drill.scenarios import Scenario
 from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
 from rollback_drill.stores.mongo import Fingerprint
@@ -40,6 +41,13 @@ class Drill:
     verify: tuple[Check, ...] = ()  # verification beyond the runbook's standard checks
     judge_steps: bool = False  # each step's user error rate must stay under the threshold
     only_services: tuple[str, ...] | None = None  # the rollback may restart only these
+    # What goes wrong during the rollback itself, each in the step it names: a drill of a
+    # rollback that goes wrong (it is expected to fail, at that step, within its budget).
+    faults: tuple[StepFault, ...] = ()
+    # Steps during which - from the first's start to the last's end - no user request may go
+    # unanswered or get a 5xx (a reload that must cost users nothing); errors the fault
+    # itself still causes until the change takes (4xx) are not charged to them.
+    gapless_steps: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         """Stable across processes (reports key a drill's history on it): no addresses."""
@@ -53,7 +61,9 @@ class Drill:
         """Prove the declaration is consistent with the stack file before anything starts;
         return the release to roll back to."""
         release = loaded.release(self.release)
-        good = good_release or release.previous
+        # An operator's edit leaves the release as it is: the rollback restores its config.
+        kept = not self.scenario.changes_release
+        good = good_release or (self.release if kept else release.previous)
         if good is None:
             raise SpecError(f"{loaded.path}: release {self.release} names no previous release")
         loaded.release(good)
@@ -64,12 +74,18 @@ class Drill:
                 f"{defect.severity} in its manifest, but the drill expects {self.severity}"
             )
         row = loaded.budget(self.severity)
-        if row.rollback_type != self.procedure.rollback_type:
+        if not self.procedure.serves(row.rollback_type):
             raise SpecError(
                 f"drill {self.name}: the matrix answers {self.severity} with a "
                 f"{row.rollback_type} rollback, but procedure {self.procedure.name} is a "
                 f"{self.procedure.rollback_type} rollback"
             )
+        for named in [f.step for f in self.faults] + list(self.gapless_steps):
+            if self.procedure.step_named(named) is None:
+                raise SpecError(
+                    f"drill {self.name}: procedure {self.procedure.name} has no step {named!r} "
+                    f"(its steps: {[s.name for s in self.procedure.steps]})"
+                )
         self.procedure.check_wiring([BASELINE, *self.scenario.provides])
         return good
 
@@ -124,6 +140,12 @@ class DataVolume:
         return {"seed_users": self.seed_users, "documents": dict(self.documents)}
 
 
+def unavailable(samples: list[LoadSample]) -> int:
+    """User requests that got no answer or a 5xx: what a rollback step cost users (a 4xx is
+    the application's answer - the defect's, while it is still live)."""
+    return sum(1 for s in samples if not s.ok and (s.status is None or s.status >= 500))
+
+
 @dataclass(frozen=True)
 class StepLoad:
     """What users saw while one procedure step ran."""
@@ -132,6 +154,7 @@ class StepLoad:
     start_s: float
     end_s: float
     stats: LoadStats
+    unavailable: int = 0  # requests that got no answer or a 5xx (the step's cost to users)
 
 
 @dataclass
@@ -158,6 +181,8 @@ class DrillOutcome:
     restarted: dict[str, bool] = field(default_factory=dict)  # during the rollback
     data_volume: DataVolume | None = None  # None: the drill stopped before its baseline
     communication: Communication | None = None
+    procedure_failure: ProcedureFailure | None = None  # the step the rollback stopped at
+    facts: Facts | None = None  # what the drill's parts handed each other (a rerun needs it)
 
     @property
     def procedure(self) -> Procedure:
@@ -198,15 +223,23 @@ class DrillOutcome:
     def step_load(self) -> list[StepLoad]:
         """Per procedure step: what users saw while it ran (the planned rollback's gate)."""
         steps = [e for e in self.timeline.of_kind("step") if e.detail.get("runbook")]
-        return [
-            StepLoad(
-                e.name,
-                e.at_s,
-                e.at_s + e.duration_s,
-                LoadStats.of(s for s in self.load if e.at_s <= s.at_s < e.at_s + e.duration_s),
-            )
-            for e in steps
-        ]
+        loads = []
+        for e in steps:
+            rows = [s for s in self.load if e.at_s <= s.at_s < e.at_s + e.duration_s]
+            end = e.at_s + e.duration_s
+            loads.append(StepLoad(e.name, e.at_s, end, LoadStats.of(rows), unavailable(rows)))
+        return loads
+
+    def load_of_steps(self, names: tuple[str, ...]) -> StepLoad | None:
+        """What users saw from the start of the first of these procedure steps (as the
+        procedure names them) to the end of the last; None when none of them ran."""
+        ran = [s for s in self.step_load() if s.step.split(". ", 1)[-1] in names]
+        if not ran:
+            return None
+        start, end = min(s.start_s for s in ran), max(s.end_s for s in ran)
+        rows = [s for s in self.load if start <= s.at_s < end]
+        label = " .. ".join(dict.fromkeys([ran[0].step, ran[-1].step]))
+        return StepLoad(label, start, end, LoadStats.of(rows), unavailable(rows))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -256,6 +289,9 @@ class DrillOutcome:
             "availability": self.availability(),
             "data_volume": self.data_volume.to_json() if self.data_volume else None,
             "communication": self.communication.to_json() if self.communication else None,
+            "procedure_failure": (
+                self.procedure_failure.to_json() if self.procedure_failure else None
+            ),
         }
 
 

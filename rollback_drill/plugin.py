@@ -200,7 +200,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         drill = _drill_of(item)
-        (dropped if drill is not None and drill.release != wanted else kept).append(item)
+        # A rollback that goes wrong on purpose certifies nothing about this release.
+        rehearsal = "rehearsal_runner" in getattr(item, "fixturenames", ())
+        other = drill is not None and drill.release != wanted
+        (dropped if other or rehearsal else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -262,7 +265,31 @@ def drill_runner(
 ) -> DrillRunner:
     """Runs a drill on the fixture's stack with Allure as a reader of its timeline, and keeps
     its outcome for the terminal summary and the run's drill record."""
+    return _runner(pytestconfig, stack_file, drill_stack, drill_artifacts, request, True)
 
+
+@pytest.fixture
+def rehearsal_runner(
+    pytestconfig: pytest.Config,
+    stack_file: LoadedStack,
+    drill_stack: Stack,
+    drill_artifacts: Path,
+    request: pytest.FixtureRequest,
+) -> DrillRunner:
+    """Runs a drill that is expected to fail - a rollback that goes wrong, whose test asserts
+    how - as `drill_runner` does, but keeps it out of the run's drill record: a run with it
+    would otherwise never count as a passing cadence."""
+    return _runner(pytestconfig, stack_file, drill_stack, drill_artifacts, request, False)
+
+
+def _runner(
+    pytestconfig: pytest.Config,
+    stack_file: LoadedStack,
+    drill_stack: Stack,
+    drill_artifacts: Path,
+    request: pytest.FixtureRequest,
+    recorded: bool,
+) -> DrillRunner:
     from rollback_drill import report
     from rollback_drill.drill import LoadOptions, run_drill
 
@@ -281,8 +308,9 @@ def drill_runner(
             ),
         )
         report.finish_drill(outcome, stack_file, listener)
-        entry = record.DrillEntry(outcome, stack_file, request.node.nodeid)
-        pytestconfig.stash[drills_key].append(record.drill_json(entry, None))
+        if recorded:
+            entry = record.DrillEntry(outcome, stack_file, request.node.nodeid)
+            pytestconfig.stash[drills_key].append(record.drill_json(entry, None))
         return outcome
 
     return run

@@ -109,6 +109,9 @@ def drill_result(outcome: DrillOutcome) -> str:
         return "passed"
     if outcome.verdict is not None and not outcome.verdict.within_budget:
         return "over_budget"
+    spent = outcome.procedure_failure
+    if spent is not None and spent.budget_spent:
+        return "over_budget"  # cut off when the budget ran out: not recovered within it
     return "failed"
 
 

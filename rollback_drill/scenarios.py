@@ -3,19 +3,26 @@ pipeline or an operator does it. The defect is then real behaviour of what was d
 
 A scenario declares the facts it leaves behind (the configuration archive a deploy takes, the
 `.env.backup` an operator makes), so a procedure that needs them is wired before any stack
-starts.
+starts. An operator's edit of the live nginx.conf or certificate is not a release: it keeps
+the `.backup` the runbook restores from, restarts nginx as the runbook does, and changes no
+release (the drill's stack starts at its release; the rollback restores the edited file).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollback_drill import configbackup
+from rollback_drill import backupfile, configbackup, tls
 from rollback_drill.facts import Fact
 from rollback_drill.procedures.base import DrillContext, StepResult
+from rollback_drill.secrets import write_private
+from rollback_drill.stack.base import Stack, StackError
 from rollback_drill.timeline import Artifact
 
 CONFIG_BACKUP = Fact[Path](
@@ -23,6 +30,16 @@ CONFIG_BACKUP = Fact[Path](
 )
 ENV_BACKUPS = Fact[dict[str, Path]](
     ".env backups", "service -> the .env.backup an operator made before editing .env"
+)
+STORES_BACKUP = Fact[Path](
+    "stores backup", "safepsy_backup_*.tar.gz: MongoDB and Redis as they were before the deploy"
+)
+NGINX_BACKUP = Fact[Path](
+    "nginx.conf backup", "nginx/nginx.conf.backup an operator made before editing nginx.conf"
+)
+CERT_BACKUPS = Fact[tuple[Path, Path]](
+    "certificate backups",
+    "nginx/ssl/certificate.crt.backup and private.key.backup an operator made before the change",
 )
 
 
@@ -36,6 +53,12 @@ class Scenario(Protocol):
     @property
     def provides(self) -> tuple[Fact[Any], ...]: ...
 
+    @property
+    def changes_release(self) -> bool:
+        """True when it puts the drill's release out over the previous one; False when it
+        is an operator's edit of the running release's configuration (the stack starts at
+        the drill's release, and the rollback restores what the edit changed)."""
+
     def inject(self, ctx: DrillContext) -> StepResult: ...
 
 
@@ -47,15 +70,37 @@ class DeployRelease:
     name: str = "deploy_release"
     description: str = "deploy release N+1 over N (its defect then shows in production)"
     provides: tuple[Fact[Any], ...] = (CONFIG_BACKUP,)
+    changes_release: bool = True
 
     def inject(self, ctx: DrillContext) -> StepResult:
-        archive = configbackup.backup(ctx.stack.config_dir, ctx.artifacts / "config-backups")
+        # Beside the stack, not in the report's folder: it holds the TLS key and the .env.
+        archive = configbackup.backup(ctx.stack.config_dir, ctx.stack.workdir / "config-backups")
         ctx.facts[CONFIG_BACKUP] = archive
         for service in ctx.stack.app_services():
             ctx.stack.deploy(service, ctx.bad_release)
         return StepResult(
             {"release": ctx.bad_release, "config_backup": archive.name},
             (Artifact("configuration backup", path=archive, sensitive=True),),
+        )
+
+
+@dataclass(frozen=True)
+class BackupAndDeploy:
+    """A pipeline that backs the stores up first (`./docker-manage.sh backup production`, the
+    file `auto-rollback.sh` restores from), then rolls release N+1 out as `DeployRelease`."""
+
+    name: str = "backup_and_deploy"
+    description: str = "back the stores up, then deploy release N+1 over N"
+    provides: tuple[Fact[Any], ...] = (STORES_BACKUP, CONFIG_BACKUP)
+    changes_release: bool = True
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        backup = backupfile.take(ctx.stack, ctx.stack.workdir / "backups")
+        ctx.facts[STORES_BACKUP] = backup
+        deployed = DeployRelease().inject(ctx)
+        return StepResult(
+            {**deployed.detail, "stores_backup": backup.name},
+            (*deployed.artifacts, Artifact("stores backup", path=backup, sensitive=True)),
         )
 
 
@@ -67,6 +112,7 @@ class ChangeConfiguration:
     name: str = "change_configuration"
     description: str = "change the services' .env (a configuration release) and restart them"
     provides: tuple[Fact[Any], ...] = field(default=(ENV_BACKUPS,))
+    changes_release: bool = True
 
     def inject(self, ctx: DrillContext) -> StepResult:
         changed = changed_configuration(ctx)
@@ -107,3 +153,168 @@ def changed_configuration(ctx: DrillContext) -> list[str]:
             f"{ctx.good_release}: not a configuration change"
         )
     return changed
+
+
+# -- an operator's edits of the live configuration ------------------------------------------------
+def front(stack: Stack) -> str:
+    """The stack's nginx front (its name in the stack file)."""
+    spec = stack.loaded.spec
+    return next(n for n in stack.app_services() if spec.services[n].kind == "nginx")
+
+
+def nginx_conf(stack: Stack) -> Path:
+    return stack.config_dir / "nginx" / "nginx.conf"
+
+
+def ssl_files(stack: Stack) -> tuple[Path, Path]:
+    """nginx/ssl/certificate.crt and nginx/ssl/private.key, as the runbook names them."""
+    ssl = stack.config_dir / "nginx" / "ssl"
+    return ssl / "certificate.crt", ssl / "private.key"
+
+
+def backup_of(path: Path) -> Path:
+    return path.with_name(path.name + ".backup")
+
+
+def restart_front(ctx: DrillContext) -> dict[str, Any]:
+    """`docker-compose restart nginx`, as the operator runs it after an edit; an nginx that
+    refuses its new configuration stays down, and that is what the scenario left."""
+    service = front(ctx.stack)
+    try:
+        ctx.stack.restart(service)
+    except StackError as exc:
+        first = next((ln for ln in str(exc).splitlines() if "emerg" in ln), str(exc)[:300])
+        return {"restarted": service, "came_back": False, "why": first.strip()}
+    return {"restarted": service, "came_back": True}
+
+
+@dataclass(frozen=True)
+class NginxEdit:
+    """A change to nginx.conf's text: every `find` becomes `replace`."""
+
+    name: str
+    description: str
+    find: str
+    replace: str
+
+
+SYNTAX_ERROR = NginxEdit(
+    "syntax_error",
+    "raise client_max_body_size to 1m, forgetting the semicolon",
+    "client_max_body_size 64k;",
+    "client_max_body_size 1m",
+)
+WRONG_UPSTREAM = NginxEdit(
+    "wrong_upstream",
+    "route the API (/api/: login, DIDs) to the chatbot's upstream instead of the backend's",
+    "proxy_pass http://$backend_target;",
+    "proxy_pass http://$chatbot_target;",
+)
+
+
+@dataclass(frozen=True)
+class EditNginxConfig:
+    """An operator copies nginx.conf to nginx.conf.backup, edits nginx.conf and restarts nginx
+    (the runbook's `docker-compose restart nginx`)."""
+
+    edit: NginxEdit
+    name: str = "edit_nginx_config"
+    provides: tuple[Fact[Any], ...] = (NGINX_BACKUP,)
+    changes_release: bool = False
+
+    @property
+    def description(self) -> str:
+        return f"an operator edits nginx.conf ({self.edit.description}) and restarts nginx"
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        conf = nginx_conf(ctx.stack)
+        before = conf.read_text()
+        if self.edit.find not in before:
+            raise ValueError(f"{conf}: has no {self.edit.find!r} for the edit {self.edit.name}")
+        backup = write_private(backup_of(conf), before.encode())  # cp nginx.conf nginx.conf.backup
+        ctx.facts[NGINX_BACKUP] = backup
+        after = before.replace(self.edit.find, self.edit.replace)
+        conf.write_text(after)  # in place: the docker backend mounts this very file
+        diff = "".join(
+            difflib.unified_diff(
+                before.splitlines(True), after.splitlines(True), "nginx.conf.backup", "nginx.conf"
+            )
+        )
+        return StepResult(
+            {"edit": self.edit.name, "backup": backup.name, **restart_front(ctx)},
+            (Artifact("the operator's nginx.conf edit", data=diff),),
+        )
+
+
+@dataclass(frozen=True)
+class CertificateChange:
+    """What an operator installs: (certificate with its chain, private key) as PEM, made from
+    the stack's current certificate set."""
+
+    name: str
+    description: str
+    make: Callable[[tls.CertSet], tuple[bytes, bytes]]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+EXPIRED = CertificateChange(
+    "expired",
+    "a certificate from the right CA for the right names, expired yesterday",
+    lambda certs: tls.issue_from(
+        certs,
+        [certs.server_name, "localhost"],
+        _now() - dt.timedelta(days=90),
+        _now() - dt.timedelta(days=1),
+    ),
+)
+WRONG_NAME = CertificateChange(
+    "wrong_name",
+    "a valid certificate from the right CA, issued for another name",
+    lambda certs: tls.issue_from(
+        certs,
+        ["www.safepsy-staging.example"],
+        _now() - dt.timedelta(minutes=5),
+        _now() + dt.timedelta(days=90),
+    ),
+)
+KEY_MISMATCH = CertificateChange(
+    "key_mismatch",
+    "the current certificate with a private key that does not belong to it",
+    lambda certs: (certs.cert_file.read_bytes(), tls.new_key_pem()),
+)
+
+
+@dataclass(frozen=True)
+class ReplaceCertificate:
+    """An operator keeps certificate.crt.backup and private.key.backup, installs another
+    certificate and key, and restarts nginx."""
+
+    change: CertificateChange
+    name: str = "replace_certificate"
+    provides: tuple[Fact[Any], ...] = (CERT_BACKUPS,)
+    changes_release: bool = False
+
+    @property
+    def description(self) -> str:
+        return f"an operator installs {self.change.description}, and restarts nginx"
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        certs = ctx.stack.certs
+        if certs is None:
+            raise ValueError("the stack has issued no certificates to change")
+        cert, key = ssl_files(ctx.stack)
+        cert_backup = backup_of(cert)
+        shutil.copy2(cert, cert_backup)
+        key_backup = write_private(backup_of(key), key.read_bytes())
+        ctx.facts[CERT_BACKUPS] = (cert_backup, key_backup)
+        new_cert, new_key = self.change.make(certs)
+        cert.write_bytes(new_cert)
+        write_private(key, new_key)
+        return StepResult(
+            {"change": self.change.name, "backups": [cert_backup.name, key_backup.name],
+             **restart_front(ctx)},
+            (Artifact("private.key.backup", path=key_backup, sensitive=True),),
+        )  # fmt: skip

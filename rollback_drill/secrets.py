@@ -4,8 +4,10 @@ secret ever created is known to `redact`, which report and log writers run text 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 _known: set[str] = set()
@@ -66,3 +68,14 @@ def redact(text: str) -> str:
 def public_url(url: str) -> str:
     """A URL safe to print: credentials removed."""
     return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", url)
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write a file only its owner can read, from the first byte (no window in which it is
+    world-readable, as chmod after writing leaves): keys, .env backups, archives of them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)  # the file may have existed with wider permissions
+    return path

@@ -36,6 +36,7 @@ from rollback_drill.spec import load_stack
 from rollback_drill.userfiles import SpecError, read_json
 
 STATE_FORMAT = "rollback-drill/up-state/1"
+CONTROL = "control.sock"  # where the supervisor answers `rollback` and `backup` (autorollback)
 STOP_GRACE_S = 60.0  # past proc.INTERRUPT_GRACE_S: a stuck supervisor ends itself first
 
 
@@ -54,6 +55,7 @@ class UpState(BaseModel):
     target: str | None = None
     ready_s: float | None = None
     release: str | None = None
+    environment: str = "production"  # what `rollback --environment` must name
 
     @property
     def identity(self) -> ProcessIdentity | None:
@@ -149,6 +151,7 @@ def _clean_after(state: UpState, directory: Path) -> ownership.SweepResult:
     if workdir.is_dir() and owner is not None and owner == state.identity:
         shutil.rmtree(workdir, ignore_errors=True)
         result.dirs.append(workdir)
+    (directory / CONTROL).unlink(missing_ok=True)  # a killed supervisor's socket
     _remove_state(directory, state.token)
     return result
 
@@ -293,7 +296,9 @@ def _prepare_workdir(workdir: Path) -> None:
 def serve(
     stack_path: Path, directory: Path, release: str | None, seed_users: int | None, token: str
 ) -> int:
-    """The supervisor: owns the stack until SIGTERM/SIGINT, then tears it all down."""
+    """The supervisor: owns the stack until SIGTERM/SIGINT, then tears it all down; meanwhile
+    it answers `rollback-drill rollback` and `backup` (autorollback.py) on its control socket."""
+    from rollback_drill import autorollback
     from rollback_drill.stack.local import LocalStack
     from rollback_drill.targetfile import write_target_file
 
@@ -321,20 +326,18 @@ def serve(
                 handle.write(stack.target().test_password.reveal())
         target = write_target_file(stack.target(), directory, stack.password_file)
         ready_s = stack.timings.get("ready_s", 0.0)
-        _write_state(
-            directory,
-            state.model_copy(
-                update={
-                    "phase": "ready",
-                    "target": str(target),
-                    "ready_s": ready_s,
-                    "release": chosen,
-                }
-            ),
+        state = state.model_copy(
+            update={"phase": "ready", "target": str(target), "ready_s": ready_s, "release": chosen}
         )
-        print(f"stack up at {chosen} in {ready_s:.2f} s; target {target}", flush=True)
-        while True:
-            signal.pause()
+
+        def released(release: str) -> None:  # `rollback-drill rollback` changed it
+            _write_state(directory, state.model_copy(update={"release": release}))
+
+        controller = autorollback.Controller(stack, loaded, directory, chosen, released)
+        with autorollback.listening(directory) as control:  # before "ready": it answers then
+            _write_state(directory, state)
+            print(f"stack up at {chosen} in {ready_s:.2f} s; target {target}", flush=True)
+            autorollback.serve_requests(control, controller)  # until SIGTERM/SIGINT
     except _Stop as stop:
         print(f"signal {signal.Signals(stop.args[0]).name}: tearing down", flush=True)
         return 0

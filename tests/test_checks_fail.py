@@ -406,8 +406,47 @@ def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(
     shutil.copy(rogue.key_file, ssl_dir / "private.key")
     local_stack.restart("frontend")
     try:
-        assert "CERTIFICATE_VERIFY_FAILED" in _assert_fails("tls.certificate", target)
+        assert "chain does not verify against the expected CA" in _assert_fails(
+            "tls.certificate", target
+        )
         assert "TLS failed" in _assert_fails("flow.landing", target)
+    finally:
+        shutil.copytree(saved, ssl_dir, dirs_exist_ok=True)
+        local_stack.restart("frontend")
+    _assert_passes("tls.certificate", target)
+
+
+@pytest.mark.parametrize(
+    ("names", "days", "expected"),
+    [
+        (["safepsy.local", "localhost"], (-60, -1), "expired on"),
+        (["www.other.example"], (0, 30), "not for safepsy.local"),
+    ],
+    ids=["expired", "wrong_name"],
+)
+def test_tls_names_which_property_of_the_certificate_fails(
+    local_stack: LocalStack, tmp_path: Path, names: list[str], days: tuple[int, int], expected: str
+) -> None:
+    """Same CA, one thing wrong: the check says which (and that the handshake did not verify)."""
+    import datetime as dt
+
+    target = _target(local_stack)
+    ssl_dir = local_stack.config_dir / "nginx" / "ssl"
+    saved = tmp_path / "saved"
+    shutil.copytree(ssl_dir, saved)
+    assert local_stack.certs is not None
+    now = dt.datetime.now(dt.UTC)
+    cert, key = tls.issue_from(
+        local_stack.certs, names, now + dt.timedelta(days[0]), now + dt.timedelta(days[1])
+    )
+    (ssl_dir / "certificate.crt").write_bytes(cert)
+    (ssl_dir / "private.key").write_bytes(key)
+    local_stack.restart("frontend")
+    try:
+        result = _run("tls.certificate", target)
+        assert not result.ok and expected in result.summary, result.summary
+        assert result.evidence["handshake_error"]
+        assert result.evidence["chain_verified"] is True  # only the one property is wrong
     finally:
         shutil.copytree(saved, ssl_dir, dirs_exist_ok=True)
         local_stack.restart("frontend")

@@ -12,7 +12,7 @@ import pytest
 
 import rollback_drill.procedures as procedures_package
 from rollback_drill import cli, coverage
-from rollback_drill.procedures import emergency, planned
+from rollback_drill.procedures import automation, configuration, emergency, planned
 from rollback_drill.procedures.base import Procedure, Step
 from rollback_drill.tools import PROJECT_ROOT
 from tests.helpers import copy_stack_file
@@ -62,7 +62,13 @@ def test_reference_coverage_and_what_is_left() -> None:
     assert {"service: ai-chatbot", "configuration: environment variables"} <= names
     # Each procedure that exists covers its own section; the emergency's one open command is
     # watched by the drill's verify phase (monitoring green), which is not a step.
-    for procedure in (emergency.PROCEDURE, planned.PROCEDURE):
+    for procedure in (
+        emergency.PROCEDURE,
+        planned.PROCEDURE,
+        configuration.NGINX,
+        configuration.SSL,
+        automation.PROCEDURE,
+    ):
         mine = [
             c.command.text
             for c in found.commands
@@ -81,9 +87,9 @@ def test_reference_coverage_and_what_is_left() -> None:
     stop = by_text[(step_1, "./docker-manage.sh stop production")]
     assert [s.number for s in stop.performed_by] == [1, 4]
     # The same command text in another section is not covered by the emergency's step.
-    automation = [c for c in found.commands if c.command.section[0] == "Rollback Automation"]
-    assert automation
-    assert "automation" in names or not any(c.covered for c in automation)
+    scripted = [c for c in found.commands if c.command.section[0] == "Rollback Automation"]
+    assert scripted and all(c.covered for c in scripted)
+    assert "automation: auto-rollback" in names
     assert 0 < found.covered < found.total and found.percent == round(
         100 * found.covered / found.total, 1
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import ChangeConfiguration, DeployRelease, Drill, run_drill
+from rollback_drill import BackupAndDeploy, ChangeConfiguration, DeployRelease, Drill, run_drill
 from rollback_drill.outcome import DrillOutcome
-from rollback_drill.procedures import configuration, emergency, planned, service
+from rollback_drill.procedures import automation, configuration, emergency, planned, service
 from rollback_drill.procedures.base import Procedure, ProcedureMiswired, Step, StepResult
 from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.local import LocalStack
@@ -126,3 +126,21 @@ def test_emergency_without_reverting_the_code_turns_red(run) -> None:  # type: i
     outcome = run(drill)
     assert not outcome.passed
     assert "response time" in (outcome.failure or ""), outcome.failure
+
+
+def test_automation_without_reverting_the_code_turns_red(run) -> None:  # type: ignore[no-untyped-def]
+    """1.5.0's backend is down for its code: stopping, restoring and starting it as it is
+    brings it back unhealthy; the start says so, naming what each service was left in."""
+    drill = Drill(
+        "auto-rollback that never reverts the code",
+        "1.5.0",
+        BackupAndDeploy(),
+        _without(automation.PROCEDURE, "Rollback code"),
+        "critical",
+    )
+    outcome = run(drill)
+    assert not outcome.passed
+    failure = outcome.procedure_failure
+    assert failure is not None and failure.step == "Start", outcome.failure
+    assert "did not come back: backend" in failure.cause
+    assert "503" in failure.services["backend"] and "1.5.0" in failure.services["backend"]

@@ -355,9 +355,9 @@ def test_history_command_prints_the_trend(runs: Runs, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, _explain(done)
     rows = [line for line in done.stdout.splitlines() if re.match(r"\d{4}-\d\d-\d\d ", line)]
-    assert len(rows) == 2, done.stdout
+    assert len(rows) == 3, done.stdout  # run: emergency; certify: emergency, automation
     assert len([r for r in rows if " run " in r]) == 1
-    assert len([r for r in rows if " certify " in r]) == 1
+    assert len([r for r in rows if " certify " in r]) == 2
     assert all("PASS" in r and "/ 300 s" in r for r in rows if "emergency  local" in r)
     assert "emergency: service unavailable [local, 200 users] 1.5.0 -> 1.4.0: 2 runs, 2 passed" in (
         done.stdout
@@ -400,7 +400,8 @@ def test_certify_a_good_rollback_exits_zero(runs: Runs) -> None:
     assert data["invocation"]["command"] == "certify"
     page = _certificate(runs.good, ".html")
     assert "CERTIFIED" in page and "data:image/png;base64," in page
-    assert _junit_counts(runs.good) == {"tests": 1, "failures": 0, "errors": 0}
+    # every drill that rolls 1.5.0 back: the emergency one and the automated rollback
+    assert _junit_counts(runs.good) == {"tests": 2, "failures": 0, "errors": 0}
 
 
 def test_certify_exits_nonzero_when_a_drill_runs_over_budget(runs: Runs) -> None:
@@ -409,10 +410,10 @@ def test_certify_exits_nonzero_when_a_drill_runs_over_budget(runs: Runs) -> None
     markdown = _certificate(runs.bad, ".md")
     assert "**Verdict: NOT CERTIFIED**" in markdown
     assert "ran over budget" in markdown and "OVER BUDGET" in markdown
-    assert _junit_counts(runs.bad)["failures"] == 1
+    assert _junit_counts(runs.bad)["failures"] == 2
     ((_, data),) = _records(runs.bad)
     assert data["summary"]["verdict"] == "fail"
-    assert data["drills"][0]["outcome"] == "over_budget"
+    assert {d["outcome"] for d in data["drills"]} == {"over_budget"}
 
 
 # -- secrets ------------------------------------------------------------------------------------

@@ -1,17 +1,35 @@
 """A procedure is a runbook section as data: ordered steps, each naming the runbook command it
 performs, the facts it needs and the facts it provides. Running one makes every step a span
-on the drill's timeline - the only place it is recorded; reports read the timeline."""
+on the drill's timeline - the only place it is recorded; reports read the timeline.
+
+Every step runs under a time limit (its own, or the procedure's default, and never past the
+drill's remaining budget): a step that hangs is cut off. A step that fails or is cut off ends
+the procedure with a `ProcedureFailed` that names the step, the state each service was left
+in and what to do next. A drill of a rollback that goes wrong injects a `StepFault` into one
+step; everything else about the procedure stays as the runbook has it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from rollback_drill.cutoff import CutOff, time_limit
 from rollback_drill.facts import Fact, Facts
+from rollback_drill.procedures.failure import (
+    RERUN,
+    ProcedureFailed,
+    ProcedureFailure,
+    service_states,
+)
+from rollback_drill.secrets import redact
 from rollback_drill.stack.base import Stack
 from rollback_drill.timeline import Artifact, Timeline
+
+DEFAULT_STEP_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -49,6 +67,26 @@ class Step:
     action: StepAction
     needs: tuple[Fact[Any], ...] = ()
     provides: tuple[Fact[Any], ...] = ()
+    timeout_s: float | None = None  # cut off after this long (None: the procedure's default)
+    recovery: str = ""  # what an operator does when this step fails (the default: rerun)
+
+
+class StepFault(Protocol):
+    """Something that goes wrong during one step of the rollback itself (a port held, a
+    server frozen, a copy cut short, a command that never returns). `perform` runs the step
+    with the fault in it; `release` makes the fault go away again (at the drill's end)."""
+
+    @property
+    def step(self) -> str:
+        """The name of the step it strikes, as the procedure names it."""
+
+    @property
+    def description(self) -> str: ...
+
+    def perform(self, ctx: DrillContext, action: StepAction) -> StepResult | dict[str, Any] | None:
+        """Run `action` (the step's own) with the fault in it."""
+
+    def release(self) -> None: ...
 
 
 class ProcedureMiswired(ValueError):
@@ -61,6 +99,17 @@ class Procedure:
     runbook_section: str
     rollback_type: str  # the decision matrix's rollback type this procedure carries out
     steps: tuple[Step, ...]
+    # Other matrix rows it may answer: a configuration rollback is the whole revert of a
+    # change that was only configuration, also when its damage is critical (the runbook's
+    # critical issues include "SSL certificate failures").
+    also_serves: tuple[str, ...] = ()
+    step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S
+
+    def serves(self, rollback_type: str) -> bool:
+        return rollback_type in (self.rollback_type, *self.also_serves)
+
+    def step_named(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
 
     def check_wiring(self, available: Iterable[Fact[Any]]) -> None:
         """Prove, before any stack starts, that every step's needs are met in order."""
@@ -74,13 +123,49 @@ class Procedure:
                 )
             have.update(step.provides)
 
-    def run(self, ctx: DrillContext) -> None:
+    def run(
+        self,
+        ctx: DrillContext,
+        faults: Sequence[StepFault] = (),
+        deadline_s: float | None = None,
+    ) -> None:
+        """Every step in order, each under its time limit and never past `deadline_s` (on the
+        timeline's clock: the drill's budget). Raises `ProcedureFailed` at the first step
+        that fails or is cut off."""
         for number, step in enumerate(self.steps, 1):
-            with ctx.timeline.step(f"{number}. {step.name}", runbook=step.runbook) as span:
-                produced = step.action(ctx)
-                if isinstance(produced, StepResult):
-                    span.update(produced.detail)
-                    for artifact in produced.artifacts:
-                        span.attach(artifact)
-                elif produced:
-                    span.update(produced)
+            own = step.timeout_s or self.step_timeout_s
+            left = own if deadline_s is None else deadline_s - ctx.timeline.now()
+            limit = min(own, left)
+            fault = next((f for f in faults if f.step == step.name), None)
+            started = time.monotonic()
+            try:
+                with ctx.timeline.step(f"{number}. {step.name}", runbook=step.runbook) as span:
+                    if fault is not None:
+                        span.update({"fault injected": fault.description})
+                    with time_limit(limit, f"step {number} ({step.name})"):
+                        produced = fault.perform(ctx, step.action) if fault else step.action(ctx)
+                    if isinstance(produced, StepResult):
+                        span.update(produced.detail)
+                        for artifact in produced.artifacts:
+                            span.attach(artifact)
+                    elif produced:
+                        span.update(produced)
+            except (Exception, CutOff) as exc:
+                cut = isinstance(exc, CutOff)
+                raise ProcedureFailed(
+                    ProcedureFailure(
+                        procedure=self.name,
+                        number=number,
+                        of=len(self.steps),
+                        step=step.name,
+                        runbook=step.runbook,
+                        cause=redact(str(exc) if cut else f"{type(exc).__name__}: {exc}"),
+                        elapsed_s=round(time.monotonic() - started, 3),
+                        cut_off=cut,
+                        limit_s=round(limit, 3),
+                        budget_spent=cut and left < own,
+                        services=service_states(ctx.stack),
+                        next_action=step.recovery or f"fix what the cause names, {RERUN}",
+                        fault=fault.description if fault else None,
+                    )
+                ) from exc

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from rollback_drill.spec import LoadedStack
 from rollback_drill.target import Target
+from rollback_drill.tls import CertSet
 
 DATA_SERVICES = ("mongodb", "redis")
 """Stores the stack owns; the chain is external infrastructure and is never stopped."""
@@ -40,6 +41,7 @@ class Stack(Protocol):
     backend_name: str
     loaded: LoadedStack
     seed_users: int  # the users its data was seeded with: the drill's data volume
+    certs: CertSet | None  # the TLS material it issued (CA, certificate, key); None before up
 
     @property
     def workdir(self) -> Path:

@@ -153,14 +153,21 @@ class DockerStack(StackBase):
         return ports
 
     def _definition(
-        self, service: str, published: dict[int, int] | None = None, name: str | None = None
+        self,
+        service: str,
+        published: dict[int, int] | None = None,
+        name: str | None = None,
+        alias: bool = True,
     ) -> tuple[DockerContainer, str]:
         """The container a service should run as now, and a fingerprint of that definition
-        (`published` and `name` differ for a replacement started beside the running one)."""
+        (`published` and `name` differ for a replacement started beside the running one; a
+        one-off command's container takes no traffic under the service's name: no `alias`)."""
         image = self.image_of(service)
         image_id = self._image_ids.get(image, image)
         container = DockerContainer(image_id).with_name(name or f"rd-{self.run_id}-{service}")
-        container.with_network(self._network).with_network_aliases(service)
+        container.with_network(self._network)
+        if alias:
+            container.with_network_aliases(service)
         options: dict[str, Any] = {"labels": {**self._labels, LABEL_SERVICE: service}}
         svc = self.spec.services.get(service)
         limit_mb = svc.memory_limit_mb if svc is not None else None
@@ -412,13 +419,33 @@ class DockerStack(StackBase):
             return dict(pool.map(sample, running))
 
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
-        """`docker exec`: the tool runs inside the service's container with its defaults."""
+        """`docker exec`: the tool runs inside the service's container with its defaults.
+        When the service is not running (an nginx its config keeps down), the command runs
+        in a one-off container of the service's definition instead (`docker-compose run
+        --rm`): `nginx -t` must be able to gate a config that nothing is running."""
         if argv[:1] == ["mongosh"]:
             argv = ["mongosh", "--quiet", "--norc", *argv[1:]]
         bounded = ["timeout", f"{timeout_s:g}", *argv]  # exec_run itself has no timeout
+        if service in self.spec.services and not self.is_running(service):
+            return self._run_once(service, bounded, timeout_s)
         result = self._wrapped(service).exec_run(bounded, demux=False)
         output = result.output.decode(errors="replace") if result.output else ""
         return int(result.exit_code), output
+
+    def _run_once(self, service: str, argv: list[str], timeout_s: float) -> tuple[int, str]:
+        generation = self._generation.get(service, 0) + 1
+        self._generation[service] = generation
+        container, _ = self._definition(
+            service, {}, name=f"rd-{self.run_id}-{service}-run-{generation}", alias=False
+        )
+        container.with_command(argv)
+        try:
+            container.start()
+            wrapped = container.get_wrapped_container()
+            code = wrapped.wait(timeout=timeout_s + 10)["StatusCode"]
+            return int(code), wrapped.logs().decode(errors="replace")
+        finally:
+            self._remove(container)
 
     def _access(self) -> tuple[LogSource, StatsSource]:
         """Logs per part (each container's output by time, nginx's files by line), memory

@@ -1,0 +1,125 @@
+"""The configuration procedures' gates and failures on a real stack: a restored nginx.conf that
+fails `nginx -t` is never loaded, a restored certificate pair that cannot serve is never
+loaded, a procedure missing its restore turns red at its verification, a procedure out of
+budget stops before its first step - each failure naming the step, the services' states and
+what to do next - and running the whole procedure again converges."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollback_drill.procedures import configuration
+from rollback_drill.procedures.base import DrillContext, Procedure
+from rollback_drill.procedures.failure import ProcedureFailed, ProcedureFailure
+from rollback_drill.scenarios import (
+    EXPIRED,
+    SYNTAX_ERROR,
+    WRONG_UPSTREAM,
+    EditNginxConfig,
+    ReplaceCertificate,
+    nginx_conf,
+    ssl_files,
+)
+from rollback_drill.stack.local import LocalStack
+from rollback_drill.timeline import Timeline
+
+
+@pytest.fixture
+def ctx(local_stack: LocalStack, tmp_path: Path) -> Iterator[DrillContext]:
+    """A context on the module's stack; whatever a test broke, the full procedure puts back."""
+    context = DrillContext(local_stack, Timeline(), tmp_path, "1.4.0", "1.4.0")
+    yield context
+
+
+def _fails(procedure: Procedure, ctx: DrillContext, **kwargs: object) -> ProcedureFailure:
+    with pytest.raises(ProcedureFailed) as caught:
+        procedure.run(ctx, **kwargs)  # type: ignore[arg-type]
+    failure = caught.value.failure
+    assert list(failure.services) == ctx.stack.all_services()
+    assert failure.next_action and str(caught.value).count("\n") >= 3
+    return failure
+
+
+def _login_via_nginx(stack: LocalStack) -> int:
+    return httpx.post(stack.url("frontend") + "/api/auth/login", json={}, timeout=5).status_code
+
+
+def _without(procedure: Procedure, name: str) -> Procedure:
+    return dataclasses.replace(procedure, steps=tuple(s for s in procedure.steps if s.name != name))
+
+
+def test_a_restored_nginx_conf_that_fails_nginx_t_is_never_loaded(
+    ctx: DrillContext, local_stack: LocalStack
+) -> None:
+    EditNginxConfig(WRONG_UPSTREAM).inject(ctx)
+    assert _login_via_nginx(local_stack) == 404  # the API goes to the chatbot
+    backup = nginx_conf(local_stack).with_name("nginx.conf.backup")
+    good = backup.read_text()
+    backup.write_text(good.replace(SYNTAX_ERROR.find, SYNTAX_ERROR.replace))  # a bad backup
+    serving = local_stack.instance("frontend")
+
+    failure = _fails(configuration.NGINX, ctx)
+    assert (failure.number, failure.step) == (2, "Test configuration")
+    assert "nginx -t rejects" in failure.cause and "was not loaded" in failure.cause
+    assert "nginx -t" in failure.next_action
+    assert local_stack.instance("frontend") == serving  # not reloaded, not restarted
+    assert _login_via_nginx(local_stack) == 404  # still the running configuration
+
+    backup.write_text(good)  # the operator fixes the backup; the rerun converges
+    configuration.NGINX.run(ctx)
+    assert _login_via_nginx(local_stack) == 400  # the backend's answer to an empty login
+    assert local_stack.instance("frontend") == serving  # reloaded in place, never restarted
+
+
+def test_nginx_without_its_restore_turns_red_at_its_verification(
+    ctx: DrillContext, local_stack: LocalStack
+) -> None:
+    EditNginxConfig(WRONG_UPSTREAM).inject(ctx)
+    failure = _fails(_without(configuration.NGINX, "Restore previous nginx config"), ctx)
+    assert failure.step == "Verify"
+    assert "functional.frontend_chat_box" in failure.cause or "404" in failure.cause
+    configuration.NGINX.run(ctx)
+    assert _login_via_nginx(local_stack) == 400
+
+
+def test_a_certificate_backup_that_cannot_serve_is_never_loaded(
+    ctx: DrillContext, local_stack: LocalStack
+) -> None:
+    cert, key = ssl_files(local_stack)
+    good_cert, good_key = cert.read_bytes(), key.read_bytes()
+    ReplaceCertificate(EXPIRED).inject(ctx)
+    key_backup = key.with_name("private.key.backup")
+    key_backup.write_bytes(key.read_bytes())  # the backup pairs the good cert with a wrong key
+    serving = local_stack.instance("frontend")
+
+    failure = _fails(configuration.SSL, ctx)
+    assert (failure.number, failure.step) == (1, "Restore previous certificates")
+    assert "the private key does not match the certificate" in failure.cause
+    assert local_stack.instance("frontend") == serving  # nginx was not restarted with it
+
+    key_backup.write_bytes(good_key)
+    configuration.SSL.run(ctx)
+    assert cert.read_bytes() == good_cert and key.read_bytes() == good_key
+
+
+def test_ssl_without_its_restore_turns_red_at_verify_ssl(
+    ctx: DrillContext, local_stack: LocalStack
+) -> None:
+    ReplaceCertificate(EXPIRED).inject(ctx)
+    failure = _fails(_without(configuration.SSL, "Restore previous certificates"), ctx)
+    assert failure.step == "Verify SSL" and "expired on" in failure.cause
+    assert "HTTPS FAILS" in failure.services["frontend"]
+    configuration.SSL.run(ctx)
+
+
+def test_a_procedure_out_of_budget_stops_before_its_first_step(ctx: DrillContext) -> None:
+    EditNginxConfig(WRONG_UPSTREAM).inject(ctx)
+    failure = _fails(configuration.NGINX, ctx, deadline_s=ctx.timeline.now() - 1)
+    assert failure.number == 1 and failure.cut_off and failure.budget_spent
+    assert failure.limit_s <= 0 and "time budget was spent" in failure.message()
+    configuration.NGINX.run(ctx)
