@@ -12,9 +12,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rollback_drill.contract_release import DeployContractRelease
     from rollback_drill.drill import LoadOptions, run_drill
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-    from rollback_drill.procedures import configuration, emergency, planned, service
+    from rollback_drill.procedures import configuration, contract, emergency, planned, service
     from rollback_drill.procedures.base import Procedure, Step
     from rollback_drill.scenarios import ChangeConfiguration, DeployRelease, Scenario
     from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ChangeConfiguration": "rollback_drill.scenarios",
+    "DeployContractRelease": "rollback_drill.contract_release",
     "DeployRelease": "rollback_drill.scenarios",
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
@@ -36,6 +38,7 @@ _WHERE = {
     "Step": "rollback_drill.procedures.base",
     "Target": "rollback_drill.target",
     "configuration": "rollback_drill.procedures",
+    "contract": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
     "load_target": "rollback_drill.spec",
@@ -47,6 +50,7 @@ _WHERE = {
 
 __all__ = [
     "ChangeConfiguration",
+    "DeployContractRelease",
     "DeployRelease",
     "Drill",
     "DrillOutcome",
@@ -60,6 +64,7 @@ __all__ = [
     "Step",
     "Target",
     "configuration",
+    "contract",
     "emergency",
     "load_stack",
     "load_target",

@@ -18,7 +18,7 @@ from rollback_drill.facts import Fact
 from rollback_drill.load import LoadSample, LoadStats
 from rollback_drill.monitor import Sample
 from rollback_drill.notify import Communication
-from rollback_drill.procedures.base import Procedure
+from rollback_drill.procedures.base import FIGURES, Procedure
 from rollback_drill.scenarios import Scenario
 from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
 from rollback_drill.stores.mongo import Fingerprint
@@ -40,6 +40,7 @@ class Drill:
     verify: tuple[Check, ...] = ()  # verification beyond the runbook's standard checks
     judge_steps: bool = False  # each step's user error rate must stay under the threshold
     only_services: tuple[str, ...] | None = None  # the rollback may restart only these
+    chain_id: int | None = None  # the network the stack's chain stands in for (None: the file's)
 
     def __repr__(self) -> str:
         """Stable across processes (reports key a drill's history on it): no addresses."""
@@ -195,6 +196,14 @@ class DrillOutcome:
             for phase, (start, end) in self.timeline.user_phases().items()
         }
 
+    def figures(self) -> dict[str, Any]:
+        """The headline figures the procedure's steps measured, in step order (a later
+        step's figure of the same name wins), read from the timeline."""
+        found: dict[str, Any] = {}
+        for event in self.timeline.of_kind("step"):
+            found.update(event.detail.get(FIGURES) or {})
+        return found
+
     def step_load(self) -> list[StepLoad]:
         """Per procedure step: what users saw while it ran (the planned rollback's gate)."""
         steps = [e for e in self.timeline.of_kind("step") if e.detail.get("runbook")]
@@ -233,6 +242,7 @@ class DrillOutcome:
                 for s in self.step_load()
             ],
             "restarted_during_rollback": self.restarted,
+            "figures": self.figures(),
             "checks": [
                 {
                     "name": o.check.name,
