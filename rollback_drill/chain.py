@@ -310,29 +310,33 @@ def _until_mined(
     deadline: float,
     receipt_wait_s: float,
 ) -> dict[str, Any] | None:
-    """Broadcast `raw` until its receipt shows; None when another transaction of the same
-    account took `nonce` (sign again)."""
+    """Broadcast `raw` until its receipt shows; None only when the node does not have it and
+    its nonce is spent - another transaction of the account took it (sign again). A node may
+    count a mined transaction's nonce a moment before it serves the receipt, so "no receipt
+    yet" alone never means "not ours": the node is asked for the transaction itself, twice."""
     while True:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"transaction {tx_hash} not mined in time")
         counters.broadcasts += 1
-        reached = True
         try:
             rpc.call("eth_sendRawTransaction", [raw])
         except RpcUnavailable:
             counters.rpc_failures += 1  # taken or not: the answer is lost
-            reached = False
         except RpcError as exc:
             if not any(text in exc.message.lower() for text in _ALREADY_SEEN):
                 raise
         receipt = _receipt(rpc, tx_hash, counters)
         if receipt is not None:
             return receipt
-        if not reached and not _known(rpc, tx_hash, counters):
-            continue  # it never got there: the same bytes again, now
-        if _nonce_used(rpc, signer, nonce, counters):
-            receipt = _receipt(rpc, tx_hash, counters)  # mined since we looked?
-            return receipt  # None: another transaction of the account took the nonce
+        if _known(rpc, tx_hash, counters) is False:
+            if not _nonce_used(rpc, signer, nonce, counters):
+                continue  # it never got there: the same bytes again, now
+            time.sleep(RETRY_PAUSE_S)
+            receipt = _receipt(rpc, tx_hash, counters)
+            if receipt is not None:
+                return receipt
+            if _known(rpc, tx_hash, counters) is False:
+                return None  # the nonce went to another transaction
         until = min(deadline, time.monotonic() + receipt_wait_s)
         while time.monotonic() < until:
             time.sleep(RECEIPT_POLL_S)
@@ -350,13 +354,13 @@ def _receipt(rpc: Rpc, tx_hash: str, counters: _Counters) -> dict[str, Any] | No
     return receipt if isinstance(receipt, dict) else None
 
 
-def _known(rpc: Rpc, tx_hash: str, counters: _Counters) -> bool:
-    """Whether the node has the transaction (pending or mined); unknown counts as no."""
+def _known(rpc: Rpc, tx_hash: str, counters: _Counters) -> bool | None:
+    """Whether the node has the transaction (pending or mined); None: it did not answer."""
     try:
         return rpc.call("eth_getTransactionByHash", [tx_hash]) is not None
     except RpcUnavailable:
         counters.rpc_failures += 1
-        return False
+        return None
 
 
 def _nonce_used(rpc: Rpc, signer: Signer, nonce: int, counters: _Counters) -> bool:
