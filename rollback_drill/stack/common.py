@@ -565,7 +565,7 @@ def start_seed(
         "--rpc-url", where.rpc_url,
         "--registry", where.registry_address or "",
         "--operator", where.operator_address or "",
-        "--chain-dids", str(seed.chain_dids),
+        "--chain-dids", str(min(seed.chain_dids, users or seed.users)),
     ]  # fmt: skip
     env = dict(os.environ)
     env[spec.test_account.password_env] = password.reveal()
