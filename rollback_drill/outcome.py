@@ -50,6 +50,11 @@ class Drill:
     def runbook_section(self) -> str:
         return self.procedure.runbook_section
 
+    def stack_file(self, loaded: LoadedStack) -> LoadedStack:
+        """The stack file as this drill runs it: its chain standing in for `chain_id`'s
+        network when the drill names one."""
+        return loaded.on_chain(self.chain_id) if self.chain_id else loaded
+
     def check(self, loaded: LoadedStack, good_release: str | None = None) -> str:
         """Prove the declaration is consistent with the stack file before anything starts;
         return the release to roll back to."""

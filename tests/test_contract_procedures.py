@@ -27,9 +27,8 @@ Run = Callable[[Drill], DrillOutcome]
 def run(stack_file: LoadedStack, tmp_path: Path) -> Iterator[Run]:
     def go(drill: Drill) -> DrillOutcome:
         good = drill.check(stack_file)
-        loaded = stack_file.on_chain(drill.chain_id) if drill.chain_id else stack_file
         artifacts = tmp_path / "artifacts"
-        with LocalStack(loaded, seed_users=30).running(good) as stack:
+        with LocalStack(drill.stack_file(stack_file), seed_users=30).running(good) as stack:
             key = keys.operator_signer(stack.workdir).key.reveal()
             outcome = run_drill(stack, drill, artifacts=artifacts)
         for path in artifacts.rglob("*"):

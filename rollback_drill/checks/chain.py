@@ -99,6 +99,7 @@ def compare_code(artifact: bytes, deployed: bytes, owner: bytes) -> tuple[bool, 
         filled[slot : slot + 32] = bytes(32)
     equal = len(got.body) == len(want.body) and bytes(filled) == want.body
     return equal, {
+        "runtime_equal": equal,
         "artifact_bytes": len(want.body),
         "deployed_bytes": len(got.body),
         "immutable_slots_with_owner": slots,

@@ -33,7 +33,8 @@ class InUse:
 @dataclass(frozen=True)
 class Pause:
     supported: bool
-    receipt_gas: int = 0
+    gas_used: int = 0
+    cost_wei: int = 0
     seconds: float = 0.0
 
 

@@ -41,7 +41,7 @@ def _in_use(ctx: DrillContext, network: tuple[str, int]) -> tuple[InUse, dict[st
     """The backend's registry (its /api/did/health), on the chain the step is for."""
     name, chain_id = network
     target = ctx.stack.target()
-    resp = httpx.get(target.backend_url + "/api/did/health", timeout=5.0)
+    resp = httpx.get(target.backend_url + "/api/did/health", timeout=5.0, trust_env=False)
     body = resp.json() if resp.headers.get("content-type", "").startswith("application") else {}
     address, version = str(body.get("registry", "")).lower(), body.get("contractVersion")
     if resp.status_code != 200 or not address or not isinstance(version, str):
@@ -110,7 +110,7 @@ def pause(ctx: DrillContext) -> StepResult:
             raise RuntimeError(f"pause() mined in {receipt.tx_hash}, yet paused() is not true")
         defect = _probe(registry)
         writes = _write_refused(rpc, signer, registry)
-    ctx.facts[PAUSE] = Pause(True, receipt.gas_used, seconds)
+    ctx.facts[PAUSE] = Pause(True, receipt.gas_used, receipt.cost_wei, seconds)
     return StepResult(
         {**detail, "pause_tx": receipt.tx_hash, "after pause, resolve": defect,
          "after pause, register": writes},

@@ -68,9 +68,10 @@ def verify(ctx: DrillContext) -> StepResult:
 
 
 def _bytecode(evidence: dict[str, Any], artifact: Path | None) -> str:
-    if not evidence:
-        return "not verified"
+    """The code verification as one line (chain.registry's evidence)."""
     name = artifact.parent.name if artifact else "the artifact"
+    if not evidence.get("runtime_equal"):
+        return f"NOT VERIFIED: the code at the registry is not {name}'s runtime ({evidence})"
     metadata = "equal" if evidence.get("metadata_equal") else "differs (ignored, as Polygonscan)"
     return (
         f"runtime code equal to {name}'s artifact ({evidence.get('deployed_bytes')} bytes; "
@@ -90,7 +91,6 @@ def _gas(ctx: DrillContext) -> tuple[int, int]:
         if done is not None:
             gas, wei = gas + done.gas_used, wei + done.cost_wei
     paused = ctx.facts.get(PAUSE)
-    if paused is not None and paused.supported:
-        gas += paused.receipt_gas
-        wei += paused.receipt_gas * deployed.gas_price
+    if paused is not None:
+        gas, wei = gas + paused.gas_used, wei + paused.cost_wei
     return gas, wei
