@@ -80,7 +80,10 @@ def check_health(ctx: DrillContext) -> StepResult:
     return StepResult(
         detail,
         figures={"registry_rolled_back": f"{in_use.address} (v{in_use.version})",
-                 "dids_on_old_registry": in_use.dids},
+                 "dids_on_old_registry": in_use.dids,
+                 "pause": "not in the runbook's Amoy procedure (only mainnet pauses): the "
+                 "defect stays live until the backend is repointed",
+                 "defect_while_not_paused": detail["a DID nobody registered resolves to"]},
     )  # fmt: skip
 
 
