@@ -5,7 +5,7 @@ harness and anvil to show that a contract migration survives it without losing a
 registering one twice.
 
 The faults are data (`RpcFaults`): which calls of which methods fail, counted from 1. The
-proxy is a thread in this process on 127.0.0.1, gone when its `with` block ends.
+proxy is threads in this process on 127.0.0.1, all gone when its `with` block ends.
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ class FlakyRpc:
         self.down = False  # while True: every connection is closed at once (the RPC is gone)
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        # one request per connection (HTTP/1.0), and server_close() joins every handler: no
+        # thread of the proxy outlives its `with` block, not even one holding a stalled answer
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server.daemon_threads = False  # ThreadingHTTPServer makes them daemons, unjoined
+        self._server.block_on_close = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="flaky-rpc", daemon=True
         )
