@@ -224,7 +224,10 @@ def test_the_proxy_goes_away(anvil: Chain) -> None:
 def test_a_stalled_answer_does_not_outlive_the_proxy(anvil: Chain) -> None:
     before = set(threading.enumerate())
     faults = RpcFaults(stall=(1,), stall_s=1.0, methods=("eth_chainId",))
-    with FlakyRpc(anvil.url, faults) as proxy, Rpc(proxy.url, timeout_s=0.2) as rpc:
-        with pytest.raises(chain.RpcUnavailable):
-            rpc.call("eth_chainId")
+    with (
+        FlakyRpc(anvil.url, faults) as proxy,
+        Rpc(proxy.url, timeout_s=0.2) as rpc,
+        pytest.raises(chain.RpcUnavailable),
+    ):
+        rpc.call("eth_chainId")
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
