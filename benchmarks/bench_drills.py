@@ -44,7 +44,7 @@ def main() -> None:
           f"{'down s':>7} {'wall s':>7}  verdict")  # fmt: skip
     for drill in drills:
         good = drill.check(loaded)
-        stack = LocalStack(loaded, seed_users=args.seed_users)
+        stack = LocalStack(drill.stack_file(loaded), seed_users=args.seed_users)
         t0 = time.monotonic()
         stack.up(good)
         t1 = time.monotonic()

@@ -12,9 +12,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rollback_drill.contract_release import DeployContractRelease
     from rollback_drill.drill import LoadOptions, run_drill
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-    from rollback_drill.procedures import automation, configuration, emergency, planned, service
+    from rollback_drill.procedures import (
+        automation,
+        configuration,
+        contract,
+        emergency,
+        planned,
+        service,
+    )
     from rollback_drill.procedures.base import Procedure, Step
     from rollback_drill.scenarios import (
         BackupAndDeploy,
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "BackupAndDeploy": "rollback_drill.scenarios",
     "ChangeConfiguration": "rollback_drill.scenarios",
+    "DeployContractRelease": "rollback_drill.contract_release",
     "DeployRelease": "rollback_drill.scenarios",
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
@@ -47,6 +56,7 @@ _WHERE = {
     "Target": "rollback_drill.target",
     "automation": "rollback_drill.procedures",
     "configuration": "rollback_drill.procedures",
+    "contract": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
     "load_target": "rollback_drill.spec",
@@ -59,6 +69,7 @@ _WHERE = {
 __all__ = [
     "BackupAndDeploy",
     "ChangeConfiguration",
+    "DeployContractRelease",
     "DeployRelease",
     "Drill",
     "DrillOutcome",
@@ -75,6 +86,7 @@ __all__ = [
     "Target",
     "automation",
     "configuration",
+    "contract",
     "emergency",
     "load_stack",
     "load_target",

@@ -22,10 +22,16 @@ from pathlib import Path
 
 from pytest_docker.plugin import Services, get_docker_services
 
-from rollback_drill import chain, proc, tls
+from rollback_drill import chain, keys, proc, tls
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack
-from rollback_drill.stack.common import SeedTarget, finish_seed, lookup_test_did, start_seed
+from rollback_drill.stack.common import (
+    OPERATOR_FUNDS_WEI,
+    SeedTarget,
+    finish_seed,
+    lookup_test_did,
+    start_seed,
+)
 from rollback_drill.stack.docker import container_nginx_values, container_peers
 from rollback_drill.target import Target
 
@@ -84,6 +90,16 @@ def prepare_reference(loaded: LoadedStack, directory: Path, release: str) -> Ref
         SAFEPSY_NGINX_CONF=str(conf),
         SAFEPSY_CERTS_DIR=str(certs.cert_file.parent),
     )
+    # The operator's key (keys.py), and where its first transaction will put the registry:
+    # the compose file's backend must name both before the chain even starts.
+    signer = keys.configured()
+    if signer is None:
+        signer = keys.Signer.generate()
+        env[keys.KEY_FILE_ENV] = str(signer.write(directory / keys.STACK_KEY_FILE))
+    env.update(
+        SAFEPSY_OPERATOR_ADDRESS=signer.address,
+        SAFEPSY_REGISTRY_ADDRESS=chain.contract_address(signer.address, 0),
+    )
     return ReferenceCompose(env, certs, directory)
 
 
@@ -137,8 +153,10 @@ def bootstrap_reference(
     services.wait_until_responsive(
         lambda: _answers(lambda: mongo.ping(uri, 0.5) >= 0), timeout=READY_TIMEOUT_S, pause=0.1
     )
-    artifact = loaded.resolve(loaded.spec.chain.contract_artifact)
-    deployment = chain.deploy_registry(rpc_url, artifact, loaded.release(release).contract_version)
+    version = loaded.release(release).contract_version
+    signer = keys.operator_signer()  # prepare_reference named its file in compose_up's env
+    chain.fund_dev_operator(rpc_url, signer.address, OPERATOR_FUNDS_WEI)
+    deployment = chain.deploy_registry(rpc_url, loaded.contract_artifact(version), version, signer)
     seeding = start_seed(
         loaded,
         SeedTarget(uri, rpc_url, deployment.address, deployment.operator),

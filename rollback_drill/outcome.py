@@ -18,7 +18,7 @@ from rollback_drill.facts import Fact, Facts
 from rollback_drill.load import LoadSample, LoadStats
 from rollback_drill.monitor import Sample
 from rollback_drill.notify import Communication
-from rollback_drill.procedures.base import Procedure, StepFault
+from rollback_drill.procedures.base import FIGURES, Procedure, StepFault
 from rollback_drill.procedures.failure import ProcedureFailure
 from rollback_drill.scenarios import Scenario
 from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
@@ -48,6 +48,7 @@ class Drill:
     # unanswered or get a 5xx (a reload that must cost users nothing); errors the fault
     # itself still causes until the change takes (4xx) are not charged to them.
     gapless_steps: tuple[str, ...] = ()
+    chain_id: int | None = None  # the network the stack's chain stands in for (None: the file's)
 
     def __repr__(self) -> str:
         """Stable across processes (reports key a drill's history on it): no addresses."""
@@ -56,6 +57,11 @@ class Drill:
     @property
     def runbook_section(self) -> str:
         return self.procedure.runbook_section
+
+    def stack_file(self, loaded: LoadedStack) -> LoadedStack:
+        """The stack file as this drill runs it: its chain standing in for `chain_id`'s
+        network when the drill names one."""
+        return loaded.on_chain(self.chain_id) if self.chain_id else loaded
 
     def check(self, loaded: LoadedStack, good_release: str | None = None) -> str:
         """Prove the declaration is consistent with the stack file before anything starts;
@@ -220,6 +226,14 @@ class DrillOutcome:
             for phase, (start, end) in self.timeline.user_phases().items()
         }
 
+    def figures(self) -> dict[str, Any]:
+        """The headline figures the procedure's steps measured, in step order (a later
+        step's figure of the same name wins), read from the timeline."""
+        found: dict[str, Any] = {}
+        for event in self.timeline.of_kind("step"):
+            found.update(event.detail.get(FIGURES) or {})
+        return found
+
     def step_load(self) -> list[StepLoad]:
         """Per procedure step: what users saw while it ran (the planned rollback's gate)."""
         steps = [e for e in self.timeline.of_kind("step") if e.detail.get("runbook")]
@@ -266,6 +280,7 @@ class DrillOutcome:
                 for s in self.step_load()
             ],
             "restarted_during_rollback": self.restarted,
+            "figures": self.figures(),
             "checks": [
                 {
                     "name": o.check.name,

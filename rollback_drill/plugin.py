@@ -250,7 +250,11 @@ def drill_stack(
         good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
-    stack = make_stack(stack_backend, stack_file, seed_users=pytestconfig.getoption("--seed-users"))
+    stack = make_stack(
+        stack_backend,
+        drill.stack_file(stack_file),
+        seed_users=pytestconfig.getoption("--seed-users"),
+    )
     with stack.running(good) as running:
         yield running
 

@@ -234,6 +234,19 @@ def _communication_html(outcome: DrillOutcome) -> str:
     return f"<table style='border-collapse:collapse'>{head}{rows}</table>"
 
 
+def _figures_html(figures: dict[str, Any]) -> str:
+    """What the procedure measured (pause time, gas, DIDs carried and lost...), one line each."""
+    if not figures:
+        return "none measured by this procedure"
+    e = html.escape
+    rows = "".join(
+        f"<tr><td style='padding-right:12px'>{e(name.replace('_', ' '))}</td>"
+        f"<td>{e(value if isinstance(value, str) else json.dumps(value))}</td></tr>"
+        for name, value in figures.items()
+    )
+    return f"<table style='border-collapse:collapse'>{rows}</table>"
+
+
 def utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
@@ -301,6 +314,7 @@ def _description_html(
             f"{e(m['os'])}, kernel {e(m['kernel'])}",
         ),
         ("Tools", tools),
+        ("Figures", _figures_html(outcome.figures())),
         ("Communication", _communication_html(outcome)),
         ("Runbook coverage", e(covered)),
         (

@@ -4,6 +4,7 @@ the file, the field and what was expected (an operator fixing a file at 3 a.m. n
 
 from __future__ import annotations
 
+import copy
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, get_args
@@ -110,6 +111,11 @@ class StoresSpec(_Model):
 class ChainSpec(_Model):
     chain_id: int = Field(ge=1)
     contract_artifact: ContractArtifact
+    contracts: dict[NonEmptyStr, ContractArtifact] = Field(
+        default_factory=dict,
+        description="contract version (a release's contract_version) -> its compiled artifact; "
+        "when given, every release's contract version must be listed",
+    )
     image: str | None = None
 
 
@@ -118,6 +124,9 @@ class SeedSpec(_Model):
     pythonpath: ExistingDir | None = None
     users: int = Field(default=200, ge=1)
     seed: int = 42
+    chain_dids: int = Field(
+        default=0, ge=0, description="synthetic users whose DIDs are anchored on chain as well"
+    )
 
 
 class TestAccountSpec(_Model):
@@ -278,7 +287,7 @@ class DefectSpec(_Model):
     issue: RunbookIssue
     services: list[str] = Field(min_length=1)
     severity: Severity
-    rollback: Literal["full", "partial", "database", "configuration"] = "full"
+    rollback: Literal["full", "partial", "database", "configuration", "contract"] = "full"
 
 
 class ReleaseSpec(_Model):
@@ -640,6 +649,12 @@ def _load_releases(path: Path, spec: StackSpec, files: dict[str, Path]) -> dict[
                 f"{files[release.version]}; expected one release file per version"
             )
         _check_release_parts(file, release, spec)
+        if spec.chain.contracts and release.contract_version not in spec.chain.contracts:
+            raise SpecError(
+                f"{file}: contract_version: {release.contract_version!r} is not one of the "
+                f"contract versions {path.name} lists under chain.contracts "
+                f"{sorted(spec.chain.contracts)}"
+            )
         releases[release.version] = release
         files[release.version] = file.resolve()
     for version, release in releases.items():
@@ -709,6 +724,20 @@ class LoadedStack:
 
     def resolve(self, rel: str) -> Path:
         return self.root / rel
+
+    def contract_artifact(self, version: str) -> Path:
+        """The compiled artifact of a contract version (`chain.contracts`, else the stack's
+        one `chain.contract_artifact`)."""
+        chain = self.spec.chain
+        return self.resolve(chain.contracts.get(version, chain.contract_artifact))
+
+    def on_chain(self, chain_id: int) -> LoadedStack:
+        """This stack file with its chain running as `chain_id`: the same stack standing in
+        for another network (Polygon mainnet is 137, Amoy 80002)."""
+        moved = copy.copy(self)
+        chain = self.spec.chain.model_copy(update={"chain_id": chain_id})
+        moved.spec = self.spec.model_copy(update={"chain": chain})
+        return moved
 
     def release(self, version: str) -> ReleaseSpec:
         try:

@@ -17,7 +17,7 @@ import yaml
 from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
 
-REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/DIDRegistry.json"
+REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/1.4.0/DIDRegistry.json"
 
 
 def reference_target_doc() -> dict[str, object]:
@@ -77,7 +77,9 @@ def copy_stack_file(
     root = stack.parent
     spec = yaml.safe_load(stack.read_text())
     spec["runbook"] = str(root / spec["runbook"])
-    spec["chain"]["contract_artifact"] = str(root / spec["chain"]["contract_artifact"])
+    chain = spec["chain"]
+    chain["contract_artifact"] = str(root / chain["contract_artifact"])
+    chain["contracts"] = {v: str(root / a) for v, a in chain.get("contracts", {}).items()}
     for part in [*spec["services"].values(), spec["seed"]]:
         for key in ("pythonpath", "static_root", "config_template"):
             if part.get(key):

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from rollback_drill import chain, proc, tls
+from rollback_drill import chain, keys, proc, tls
 from rollback_drill.access import FileLogs, LocalStats
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
 from rollback_drill.checks.result import CheckResult, CheckSkipped
@@ -149,7 +149,8 @@ def _backend_on_registry(stack: LocalStack, version: str) -> Iterator[str]:
     original = stack.registry_address
     target = stack.target()
     assert target.contract_artifact and original
-    other = chain.deploy_registry(stack.rpc_url, target.contract_artifact, version)
+    signer = keys.operator_signer(stack.workdir)
+    other = chain.deploy_registry(stack.rpc_url, target.contract_artifact, version, signer)
     stack.registry_address = other.address
     stack.set_release("backend", "1.4.0")
     stack.restart("backend")
@@ -204,13 +205,13 @@ def test_registry_check_fails_when_the_code_at_the_address_is_not_the_artifacts(
 def test_registry_check_fails_when_the_registry_is_paused(local_stack: LocalStack) -> None:
     target = _target(local_stack)
     assert target.contract_artifact and target.registry_address
-    chain.set_paused(local_stack.rpc_url, target.contract_artifact, target.registry_address, True)
+    signer = keys.operator_signer(local_stack.workdir)
+    address = target.registry_address
+    chain.set_paused(local_stack.rpc_url, target.contract_artifact, address, True, signer)
     try:
         assert "paused" in _assert_fails("chain.registry", target)
     finally:
-        chain.set_paused(
-            local_stack.rpc_url, target.contract_artifact, target.registry_address, False
-        )
+        chain.set_paused(local_stack.rpc_url, target.contract_artifact, address, False, signer)
     _assert_passes("chain.registry", target)
 
 

@@ -15,6 +15,7 @@ import pytest
 from rollback_drill import releases
 from rollback_drill.checks import ALL_CHECKS, BY_NAME
 from rollback_drill.checks.result import run_checks
+from rollback_drill.contract_release import roll_out
 from rollback_drill.proc import wait_until
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.local import LocalStack
@@ -63,8 +64,11 @@ def stack(stack_file: LoadedStack) -> Iterator[LocalStack]:
 
 
 def _deploy(stack: LocalStack, release: str) -> None:
-    """As the pipeline does: every app service onto `release`, awaited until it answers at all
-    (healthy or not: 1.5.0's backend answers 503)."""
+    """As the pipeline does: a release's contract first when this stack has none of its
+    version (deployed, the registry's state carried into it), then every app service onto
+    `release`, awaited until it answers at all (healthy or not: 1.5.0's backend answers 503)."""
+    if stack.loaded.release(release).contract_version not in stack.registries:
+        roll_out(stack, release)
     for service in stack.app_services():
         stack.deploy(service, release)
     for service in stack.app_services():
@@ -132,6 +136,19 @@ def _(stack: LocalStack, failing: set[str]) -> None:
 @_defect("1.8.2")
 def _(stack: LocalStack, failing: set[str]) -> None:
     assert failing == {"flow.chat"}  # answered, but for another conversation
+
+
+@_defect("1.9.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"chain.resolution"}  # a DID nobody registered -> another's document
+    assert stack.target().expected_contract_version == "1.9.0"  # verified as 1.9.0's code
+
+
+@_defect("1.9.1")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    assert failing == {"chain.resolution"}  # the same defect; a registry without a pause
+    health = httpx.get(stack.target().backend_url + "/api/did/health", timeout=5).json()
+    assert health["contractVersion"] == "1.9.1" and health["paused"] is None
 
 
 @_defect("1.4.1")

@@ -212,7 +212,7 @@ def test_target_missing_file() -> None:
 
 
 def test_corrupt_contract_artifact(stack_copy: Path) -> None:
-    artifact = stack_copy.parent / "contracts" / "build" / "DIDRegistry.json"
+    artifact = stack_copy.parent / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"
     artifact.write_text('{"abi": "not a list", "bytecode": "0x60"}')
     with pytest.raises(SpecError) as err:
         load_stack(stack_copy)

@@ -30,7 +30,9 @@ from rollback_drill.stores.fingerprint import (
 from rollback_drill.tools import PROJECT_ROOT
 from rollback_drill.verification import ExitCode, status, table, verdict
 
-ARTIFACT = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "DIDRegistry.json"
+ARTIFACT = (
+    PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"
+)
 
 
 # -- sampling -----------------------------------------------------------------------------------

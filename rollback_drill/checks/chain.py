@@ -1,7 +1,9 @@
 """The chain, asked over raw JSON-RPC (web3 costs 1.8 s to import; verify must not pay it):
 the right chain answers, and the code at the registry address is the artifact's - the
 runtime code byte for byte, the compiler's metadata hash aside and the owner filled into
-its immutable slot - with the expected version and owner, not paused.
+its immutable slot, which is how Polygonscan verifies a contract - with the expected version
+and owner, not paused. And what the registry answers through the backend: each DID its own
+document, and a DID nobody registered none (anything else is another person's identity).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from rollback_drill.checks.health import get
 from rollback_drill.checks.http import HttpFailure, request
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
@@ -95,6 +99,7 @@ def compare_code(artifact: bytes, deployed: bytes, owner: bytes) -> tuple[bool, 
         filled[slot : slot + 32] = bytes(32)
     equal = len(got.body) == len(want.body) and bytes(filled) == want.body
     return equal, {
+        "runtime_equal": equal,
         "artifact_bytes": len(want.body),
         "deployed_bytes": len(got.body),
         "immutable_slots_with_owner": slots,
@@ -102,7 +107,20 @@ def compare_code(artifact: bytes, deployed: bytes, owner: bytes) -> tuple[bool, 
     }
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
+def functions_of(artifact: Path) -> frozenset[str]:
+    """The function names the artifact's ABI declares (a version without a pause has no
+    `paused()` to ask)."""
+    try:
+        abi = json.loads(artifact.read_text())["abi"]
+        return frozenset(str(e["name"]) for e in abi if e.get("type") == "function")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{artifact}: not a contract artifact (expected JSON with abi): {exc}"
+        ) from None
+
+
+@lru_cache(maxsize=8)
 def runtime_of(artifact: Path) -> bytes:
     try:
         data = json.loads(artifact.read_text())
@@ -137,8 +155,9 @@ def _filled_owner(artifact: bytes, deployed: bytes) -> bytes:
     return word[12:] if len(word) == 32 and word[:12] == bytes(12) else b""
 
 
-def _views(target: Target, address: str) -> tuple[dict[str, Any], list[str]]:
-    """version, owner and paused from the contract; a call that fails is a problem."""
+def _views(target: Target, address: str, artifact: Path) -> tuple[dict[str, Any], list[str]]:
+    """version, owner and paused (when the contract version has a pause) from the contract;
+    a call that fails is a problem."""
     found: dict[str, Any] = {}
     problems = []
     reads: dict[str, Callable[[bytes], Any]] = {
@@ -146,6 +165,9 @@ def _views(target: Target, address: str) -> tuple[dict[str, Any], list[str]]:
         "owner": lambda data: "0x" + data[12:32].hex(),
         "paused": lambda data: int.from_bytes(data[:32], "big") != 0,
     }
+    if "paused" not in functions_of(artifact):
+        del reads["paused"]
+        found["paused"] = None  # nothing to ask: this version cannot be paused
     for name, decode in reads.items():
         try:
             found[name] = decode(call(target, address, f"{name}()"))
@@ -170,7 +192,7 @@ def _registry(target: Target) -> CheckResult:
     problems = []
     if not same_code:
         problems.append(f"the code at {address} is not {target.contract_artifact.name}'s runtime")
-    views, failed_calls = _views(target, address)
+    views, failed_calls = _views(target, address, target.contract_artifact)
     problems += failed_calls
     version, owner = views["version"], views["owner"]
     if owner is not None and filled and owner != "0x" + filled.hex():
@@ -191,6 +213,44 @@ def _registry(target: Target) -> CheckResult:
     )
 
 
+NEVER_REGISTERED = "did:safepsy:rollback-drill-never-registered"
+"""A DID no user has: resolving it must answer 404."""
+
+
+def _resolution(target: Target) -> CheckResult:
+    """Each DID resolves to its own document; one nobody registered to none."""
+    probes = [(NEVER_REGISTERED, False)]
+    if target.test_did:
+        probes.append((target.test_did, True))
+    rows: list[dict[str, Any]] = []
+    problems = []
+    for did, registered in probes:
+        url = f"{target.backend_url}/api/did/resolve/{quote(did, safe=':')}"
+        resp = get(target, "chain.resolution", url, f"GET /api/did/resolve/{did}")
+        if isinstance(resp, CheckResult):
+            return resp
+        body = resp.body if isinstance(resp.body, dict) else {}
+        document = body.get("document")
+        owner = document.get("id") if isinstance(document, dict) else None
+        rows.append({"did": did, "status": resp.status, "document_of": owner})
+        if not registered and resp.status == 200:
+            problems.append(
+                f"{did}, which nobody registered, resolves to the document of {owner}: "
+                "another person's identity"
+            )
+        elif not registered and resp.status != 404:
+            problems.append(f"{did} -> {resp.status} {body.get('error', '')}, expected 404")
+        elif registered and (resp.status != 200 or owner != did):
+            problems.append(
+                f"the test DID -> {resp.status} {body.get('error', '')}"
+                + (f" with the document of {owner}" if owner else "")
+            )
+    summary = "; ".join(problems) or (
+        "each DID resolves to its own document, one nobody registered to 404"
+    )
+    return CheckResult("chain.resolution", not problems, summary, {"probes": rows})
+
+
 CHECKS = [
     Check("connectivity.chain", "connectivity", _connectivity, doc="npm run check:amoy:health"),
     Check(
@@ -198,5 +258,11 @@ CHECKS = [
         "chain",
         _registry,
         doc="npm run verify:amoy (runtime code, version, owner, paused)",
+    ),
+    Check(
+        "chain.resolution",
+        "chain",
+        _resolution,
+        doc="curl /api/did/resolve/<a DID nobody registered> -> 404; the test DID -> its own",
     ),
 ]

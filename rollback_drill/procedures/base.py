@@ -51,11 +51,17 @@ class DrillContext:
 
 @dataclass(frozen=True)
 class StepResult:
-    """What a step reports: details for the timeline and artifacts for readers."""
+    """What a step reports: details for the timeline, artifacts for readers, and the headline
+    figures it measured (a pause's time, gas spent, DIDs carried) that the report and the
+    drill's record show up front (`DrillOutcome.figures` collects them from the timeline)."""
 
     detail: dict[str, Any] = field(default_factory=dict)
     artifacts: tuple[Artifact, ...] = ()
+    figures: dict[str, Any] = field(default_factory=dict)
 
+
+FIGURES = "figures"
+"""The key a step's headline figures have in its timeline event's detail."""
 
 StepAction = Callable[[DrillContext], StepResult | dict[str, Any] | None]
 
@@ -146,6 +152,8 @@ class Procedure:
                         produced = fault.perform(ctx, step.action) if fault else step.action(ctx)
                     if isinstance(produced, StepResult):
                         span.update(produced.detail)
+                        if produced.figures:
+                            span.update({FIGURES: produced.figures})
                         for artifact in produced.artifacts:
                             span.attach(artifact)
                     elif produced:

@@ -72,6 +72,11 @@ class Stack(Protocol):
     def set_release(self, service: str, release: str) -> None:
         """Select a release's code and render its configuration; takes effect at next start."""
 
+    def use_registry(self, contract_version: str, address: str) -> None:
+        """A DID registry of `contract_version` now lives at `address` (a contract deployed
+        or redeployed): configuration rendered from now on names it for that version, and
+        `target()` expects it. Its operator's key: keys.operator_signer(workdir)."""
+
     def build_dir(self, service: str, release: str) -> Path:
         """Where the release's build of the service lives (the runbook's `build/`)."""
 

@@ -24,7 +24,7 @@ from typing import Self
 
 import httpx
 
-from rollback_drill import chain, proc, releases, tls
+from rollback_drill import chain, keys, proc, releases, tls
 from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack, ServiceSpec
@@ -34,6 +34,7 @@ from rollback_drill.stores import redis as redis_store
 from rollback_drill.target import Target
 
 START_TIMEOUT_S = 30.0
+OPERATOR_FUNDS_WEI = 10**22  # 10 000 POL on the dev chain: gas for any drill
 _RELEASE_META = re.compile(r'<meta name="safepsy-release" content="([^"]+)"')
 
 
@@ -60,8 +61,9 @@ def write_env_file(path: Path, env: dict[str, str], header: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _preload_web3() -> None:
-    import web3  # noqa: F401 - warms the import cache while servers start
+def _preload_signing() -> None:
+    import eth_abi  # noqa: F401 - warms the import cache while servers start
+    import eth_account  # noqa: F401
 
 
 class StackBase(ABC):
@@ -85,7 +87,8 @@ class StackBase(ABC):
         self._tls_ports = {
             name: proc.free_port() for name, svc in self.spec.services.items() if svc.tls_port
         }
-        self.registry_address: str | None = None
+        self.registries: dict[str, str] = {}  # contract version -> its registry's address
+        self.operator: keys.Signer | None = None
         self.operator_address: str | None = None
         self.test_did: str | None = None
         self._password = self._test_password()
@@ -206,6 +209,43 @@ class StackBase(ABC):
     def port(self, service: str) -> int:
         return self._ports[service]
 
+    # -- the chain operator and the registries --------------------------------------------------
+    def _prepare_operator(self) -> None:
+        """The operator's key (keys.py: the environment's, else a fresh one kept owner-only in
+        the workdir), funded on this stack's dev chain. The reference backend and seed send
+        their registrations through the node (eth_sendTransaction, as behind a node-side
+        signer): anvil allows that for this one address only; anvil's own accounts are unused."""
+        signer = keys.configured()
+        if signer is None:
+            signer = keys.Signer.generate()
+            signer.write(self._workdir / keys.STACK_KEY_FILE)
+        self.operator = signer
+        self.operator_address = signer.address
+        chain.fund_dev_operator(self.rpc_url, signer.address, OPERATOR_FUNDS_WEI)
+
+    def _signer(self) -> keys.Signer:
+        if self.operator is None:
+            raise StackError("the stack has no operator key before it is up")
+        return self.operator
+
+    @property
+    def registry_address(self) -> str | None:
+        """The registry of the backend's configured release's contract version."""
+        if "backend" not in self._releases:
+            return None
+        release = self.loaded.release(self.configured_release("backend"))
+        return self.registries.get(release.contract_version)
+
+    @registry_address.setter
+    def registry_address(self, address: str) -> None:
+        release = self.configured_release("backend")
+        self.use_registry(self.loaded.release(release).contract_version, address)
+
+    def use_registry(self, contract_version: str, address: str) -> None:
+        """A registry of `contract_version` now lives at `address`: configuration rendered
+        from now on (set_release, deploy, redeploy) names it for that contract version."""
+        self.registries[contract_version] = address.lower()
+
     def target(self) -> Target:
         """How checks reach this stack, and what it must be running now: each service's
         release, the contract version of the backend's release, the registry and its owner."""
@@ -216,6 +256,9 @@ class StackBase(ABC):
             if name in self._releases
         }
         backend_release = configured.get("backend")
+        contract = (
+            self.loaded.release(backend_release).contract_version if backend_release else None
+        )
         logs, stats = self._access()
         return Target(
             name=f"{self.spec.name} ({self.backend_name})",
@@ -227,11 +270,13 @@ class StackBase(ABC):
             mongodb_database=self.spec.stores.mongodb.database,
             redis_url=Secret(self.redis_url),
             rpc_url=self.rpc_url,
-            registry_address=self.registry_address,
+            registry_address=self.registries.get(contract) if contract else None,
             chain_id=self.spec.chain.chain_id,
             test_email=self.spec.test_account.email,
             test_password=self._password,
-            contract_artifact=self.loaded.resolve(self.spec.chain.contract_artifact),
+            contract_artifact=self.loaded.contract_artifact(contract)
+            if contract
+            else self.loaded.resolve(self.spec.chain.contract_artifact),
             test_did=self.test_did,
             ca_file=self.certs.ca_file if self.certs else None,
             server_name=self._service(front).server_name,
@@ -239,9 +284,7 @@ class StackBase(ABC):
             thresholds=self.spec.thresholds,
             read_only=False,
             expected_releases=configured,
-            expected_contract_version=(
-                self.loaded.release(backend_release).contract_version if backend_release else None
-            ),
+            expected_contract_version=contract,
             expected_owner=self.operator_address,
             logs=logs,
             stats=stats,
@@ -257,22 +300,21 @@ class StackBase(ABC):
         """Stores and chain, then the contract, then seed data and apps together, then nginx."""
         self.loaded.release(release)  # fail early on an unknown release
         started = time.monotonic()
-        web3_import = threading.Thread(target=_preload_web3, daemon=True)
-        web3_import.start()
+        signing_import = threading.Thread(target=_preload_signing, daemon=True)
+        signing_import.start()
         self.certs = tls.issue(
             self.config_dir / "nginx" / "ssl", self._service(self._front()).server_name
         )
         try:
             self._start_group([*DATA_SERVICES, "chain"])
             self.timings["stores_and_chain_ready_s"] = time.monotonic() - started
-            web3_import.join()
+            signing_import.join()
+            self._prepare_operator()
+            version = self.loaded.release(release).contract_version
             deployment = chain.deploy_registry(
-                self.rpc_url,
-                self.loaded.resolve(self.spec.chain.contract_artifact),
-                self.loaded.release(release).contract_version,
+                self.rpc_url, self.loaded.contract_artifact(version), version, self._signer()
             )
-            self.registry_address = deployment.address
-            self.operator_address = deployment.operator
+            self.registries[version] = deployment.address
             for name in self.app_services():
                 self.set_release(name, release)
             self.timings["contract_deployed_s"] = time.monotonic() - started
@@ -349,6 +391,13 @@ class StackBase(ABC):
     def set_release(self, service: str, release: str) -> None:
         svc = self._service(service)
         rel = self.loaded.release(release)
+        registry = self.registries.get(rel.contract_version)
+        if registry is None and "chain" in svc.uses:
+            raise StackError(
+                f"{service} {release} uses contract {rel.contract_version}, and no registry of "
+                f"that version is deployed on this stack (deployed: {self.registries}); deploy "
+                "it first (contract_release.roll_out)"
+            )
         self.build(service, release)
         self._releases[service] = release
         if svc.kind == "nginx":
@@ -363,7 +412,7 @@ class StackBase(ABC):
             "MONGODB_DATABASE": self.spec.stores.mongodb.database,
             "REDIS_URL": peers["REDIS_URL"],
             "CHAIN_RPC_URL": peers["CHAIN_RPC_URL"],
-            "DID_REGISTRY_ADDRESS": self.registry_address or "",
+            "DID_REGISTRY_ADDRESS": registry or "",
             "DID_OPERATOR_ADDRESS": self.operator_address or "",
             "REUSE_PORT": "1",  # lets `redeploy` start the next process beside this one
         }
@@ -516,6 +565,7 @@ def start_seed(
         "--rpc-url", where.rpc_url,
         "--registry", where.registry_address or "",
         "--operator", where.operator_address or "",
+        "--chain-dids", str(min(seed.chain_dids, users or seed.users)),
     ]  # fmt: skip
     env = dict(os.environ)
     env[spec.test_account.password_env] = password.reveal()

@@ -28,7 +28,7 @@ APP_DIR = ROOT / "fixtures" / "safepsy" / "app"
 # The tests also call pure helpers of the app (reply list, seeded passwords) directly.
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
-ARTIFACT = ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "DIDRegistry.json"
+ARTIFACT = ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"
 PYTHON = sys.executable
 #: secantusd-py is installed next to the interpreter running the tests.
 SECANTUSD = str(Path(sys.executable).parent / "secantusd-py")
