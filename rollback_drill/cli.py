@@ -8,6 +8,7 @@ supervisor `down` can prove is its own). Errors users can cause end here as one 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 

@@ -417,9 +417,12 @@ class StackBase(ABC):
 
     def restore_stores(self, archive: Path) -> dict[str, int]:
         """The runbook's `docker-manage.sh restore`: both stores back to the archive's state."""
-        restored = mongo.restore(
+        report = mongo.restore(
             self.mongodb_uri, self.spec.stores.mongodb.database, archive / "mongodb"
         )
+        if not report.equal:
+            raise StackError(f"MongoDB restore from {archive} did not end equal to the backup")
+        restored = report.counts()
         redis_store.flush_all(self.redis_url)
         restored["redis keys"] = redis_store.restore(self.redis_url, archive / "redis.json")
         return restored
