@@ -12,9 +12,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rollback_drill.datascenarios import DeployAfterBackup, DeployThenRollBackApplication
     from rollback_drill.drill import LoadOptions, run_drill
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
-    from rollback_drill.procedures import configuration, emergency, planned, service
+    from rollback_drill.procedures import (
+        configuration,
+        database,
+        emergency,
+        planned,
+        redis,
+        service,
+        staging,
+    )
     from rollback_drill.procedures.base import Procedure, Step
     from rollback_drill.scenarios import ChangeConfiguration, DeployRelease, Scenario
     from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
@@ -23,7 +32,9 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ChangeConfiguration": "rollback_drill.scenarios",
+    "DeployAfterBackup": "rollback_drill.datascenarios",
     "DeployRelease": "rollback_drill.scenarios",
+    "DeployThenRollBackApplication": "rollback_drill.datascenarios",
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
     "DrillRunner": "rollback_drill.outcome",
@@ -36,18 +47,23 @@ _WHERE = {
     "Step": "rollback_drill.procedures.base",
     "Target": "rollback_drill.target",
     "configuration": "rollback_drill.procedures",
+    "database": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
     "load_target": "rollback_drill.spec",
     "planned": "rollback_drill.procedures",
+    "redis": "rollback_drill.procedures",
     "run_drill": "rollback_drill.drill",
     "service": "rollback_drill.procedures",
+    "staging": "rollback_drill.procedures",
     "target_from_file": "rollback_drill.target",
 }
 
 __all__ = [
     "ChangeConfiguration",
+    "DeployAfterBackup",
     "DeployRelease",
+    "DeployThenRollBackApplication",
     "Drill",
     "DrillOutcome",
     "DrillRunner",
@@ -60,12 +76,15 @@ __all__ = [
     "Step",
     "Target",
     "configuration",
+    "database",
     "emergency",
     "load_stack",
     "load_target",
     "planned",
+    "redis",
     "run_drill",
     "service",
+    "staging",
     "target_from_file",
 ]
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from rollback_drill.alerts import Alert
 from rollback_drill.checks import Check
 from rollback_drill.checks.result import Outcome
 from rollback_drill.decision import Decision
-from rollback_drill.facts import Fact
+from rollback_drill.facts import Fact, Facts
 from rollback_drill.load import LoadSample, LoadStats
 from rollback_drill.monitor import Sample
 from rollback_drill.notify import Communication
@@ -158,6 +158,8 @@ class DrillOutcome:
     restarted: dict[str, bool] = field(default_factory=dict)  # during the rollback
     data_volume: DataVolume | None = None  # None: the drill stopped before its baseline
     communication: Communication | None = None
+    facts: Facts = field(default_factory=Facts)  # what the drill's parts handed each other
+    evidence: dict[str, Any] = field(default_factory=dict)  # what steps measured, for readers
 
     @property
     def procedure(self) -> Procedure:
@@ -256,6 +258,7 @@ class DrillOutcome:
             "availability": self.availability(),
             "data_volume": self.data_volume.to_json() if self.data_volume else None,
             "communication": self.communication.to_json() if self.communication else None,
+            "evidence": self.evidence,
         }
 
 

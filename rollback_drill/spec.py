@@ -281,6 +281,14 @@ class DefectSpec(_Model):
     rollback: Literal["full", "partial", "database", "configuration"] = "full"
 
 
+class MigrationSpec(_Model):
+    """A data migration the deploy runs once, after the release's code is out (`npm run
+    migrate`): the command, run in the named service's environment (`docker exec`)."""
+
+    service: NonEmptyStr
+    command: list[NonEmptyStr] = Field(min_length=1)
+
+
 class ReleaseSpec(_Model):
     version: NonEmptyStr
     previous: NonEmptyStr | None = None
@@ -288,6 +296,7 @@ class ReleaseSpec(_Model):
     notes: str = ""
     defect: DefectSpec | None = None
     services: dict[str, ServiceRelease]
+    migration: MigrationSpec | None = None
 
 
 # -- the drill programme: the runbook's Regular Rollback Drills and Communication Plan ----------
@@ -669,6 +678,17 @@ def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> N
                     f"{file}: services.{name}.patches.{n}: expected an existing patch file "
                     f"(relative to the release file), {patch!r} not found"
                 )
+    migration = release.migration
+    if migration is not None and spec.services.get(migration.service, None) is None:
+        raise SpecError(
+            f"{file}: migration.service: unknown service {migration.service!r}, expected one "
+            f"of {sorted(n for n, s in spec.services.items() if s.kind == 'app')}"
+        )
+    if migration is not None and spec.services[migration.service].kind != "app":
+        raise SpecError(
+            f"{file}: migration.service: {migration.service!r} is not an app service (a "
+            "migration runs in an app's environment)"
+        )
     if release.defect is not None:
         strays = set(release.defect.services) - set(spec.services)
         if strays:

@@ -19,10 +19,11 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_the_drill_surface() -> None:
     assert set(rollback_drill.__all__) == {
-        "ChangeConfiguration", "DeployRelease", "Drill", "DrillOutcome", "DrillRunner",
+        "ChangeConfiguration", "DeployAfterBackup", "DeployRelease",
+        "DeployThenRollBackApplication", "Drill", "DrillOutcome", "DrillRunner",
         "LoadOptions", "LoadedStack", "Procedure", "Scenario", "SpecError", "Stack", "Step",
-        "Target", "configuration", "emergency", "load_stack", "load_target", "planned",
-        "run_drill", "service", "target_from_file",
+        "Target", "configuration", "database", "emergency", "load_stack", "load_target",
+        "planned", "redis", "run_drill", "service", "staging", "target_from_file",
     }  # fmt: skip
 
 
