@@ -87,6 +87,7 @@ def run_drill(
     ctx = DrillContext(stack, timeline, artifacts, drill.release, good)
     outcome.facts = ctx.facts
     outcome.evidence = ctx.evidence
+    outcome.environment = loaded.environment
     settings = loaded.spec.drills
     users = settings.load_users if load.users is None else load.users
     engine = AlertEngine(

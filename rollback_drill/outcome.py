@@ -40,6 +40,7 @@ class Drill:
     verify: tuple[Check, ...] = ()  # verification beyond the runbook's standard checks
     judge_steps: bool = False  # each step's user error rate must stay under the threshold
     only_services: tuple[str, ...] | None = None  # the rollback may restart only these
+    environment: str | None = None  # a profile it always runs on (staging); None: the run's
 
     def __repr__(self) -> str:
         """Stable across processes (reports key a drill's history on it): no addresses."""
@@ -52,6 +53,8 @@ class Drill:
     def check(self, loaded: LoadedStack, good_release: str | None = None) -> str:
         """Prove the declaration is consistent with the stack file before anything starts;
         return the release to roll back to."""
+        if self.environment is not None:
+            loaded.in_environment(self.environment)  # the stack file must have it
         release = loaded.release(self.release)
         good = good_release or release.previous
         if good is None:
@@ -158,6 +161,7 @@ class DrillOutcome:
     restarted: dict[str, bool] = field(default_factory=dict)  # during the rollback
     data_volume: DataVolume | None = None  # None: the drill stopped before its baseline
     communication: Communication | None = None
+    environment: str = "production"  # the stack file's environment the drill ran in
     facts: Facts = field(default_factory=Facts)  # what the drill's parts handed each other
     evidence: dict[str, Any] = field(default_factory=dict)  # what steps measured, for readers
 
@@ -217,6 +221,7 @@ class DrillOutcome:
             "runbook_section": self.procedure.runbook_section,
             "severity": self.severity,
             "backend": self.backend,
+            "environment": self.environment,
             "bad_release": self.bad_release,
             "good_release": self.good_release,
             "budget_s": self.budget.budget_s,

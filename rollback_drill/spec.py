@@ -4,6 +4,7 @@ the file, the field and what was expected (an operator fixing a file at 3 a.m. n
 
 from __future__ import annotations
 
+import copy
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, get_args
@@ -430,6 +431,43 @@ class CommunicationSpec(_Model):
         return self
 
 
+ProfileName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+PRODUCTION = "production"
+"""The environment a stack file describes without a profile."""
+
+
+class PortRange(_Model):
+    """Where an environment's stacks take their host ports: a range of its own, so staging
+    and production on one host never meet (ports inside it are still chosen free, at random:
+    drills run in parallel)."""
+
+    first: Port
+    last: Port
+
+    @model_validator(mode="after")
+    def _wide_enough(self) -> PortRange:
+        if self.last - self.first + 1 < 32:
+            raise ValueError(
+                f"expected a range of at least 32 ports (a stack takes about ten, drills run "
+                f"in parallel), got {self.first}-{self.last}"
+            )
+        return self
+
+
+class ProfileSpec(_Model):
+    """Another environment of the stack (the runbook's staging): what differs from the stack
+    file's production values. `rollback-drill up --environment NAME` brings it up; drills
+    given `--environment NAME` (and the staging drills always) run on stacks made from it."""
+
+    description: str = ""
+    release: NonEmptyStr | None = Field(
+        default=None, description="the release it runs; its drills roll back to it"
+    )
+    seed_users: int | None = Field(default=None, ge=1, description="its data volume")
+    seed: int | None = Field(default=None, description="its own data: another seed")
+    ports: PortRange | None = None
+
+
 class StackSpec(_Model):
     name: str
     runbook: str
@@ -445,6 +483,16 @@ class StackSpec(_Model):
     decision_matrix: list[DecisionRow] = Field(min_length=1)
     cadences: dict[CadenceName, CadenceSpec] = Field(default_factory=_default_cadences)
     communication: CommunicationSpec = Field(default_factory=CommunicationSpec)
+    profiles: dict[ProfileName, ProfileSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _production_is_the_file(self) -> StackSpec:
+        if PRODUCTION in self.profiles:
+            raise ValueError(
+                f"profiles.{PRODUCTION}: the stack file itself is production; name the profile "
+                "after the environment it describes (e.g. staging)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StackSpec:
@@ -699,7 +747,8 @@ def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> N
 
 
 class LoadedStack:
-    """A stack file with its releases loaded and its relative paths resolved."""
+    """A stack file with its releases loaded and its relative paths resolved; `environment`
+    says which of its environments this is (see `in_environment`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
@@ -709,7 +758,47 @@ class LoadedStack:
         self.releases: dict[str, ReleaseSpec] = _load_releases(
             self.path, self.spec, self.release_files
         )
+        self.environment = PRODUCTION
+        self.ports: PortRange | None = None
         self._check_files()
+        for name, profile in self.spec.profiles.items():
+            if profile.release is not None and profile.release not in self.releases:
+                raise SpecError(
+                    f"{self.path}: profiles.{name}.release: {profile.release!r} is not one of "
+                    f"the releases {sorted(self.releases)}"
+                )
+
+    def in_environment(self, name: str) -> LoadedStack:
+        """This stack file as the named environment: production is the file itself, any
+        other name a profile of it (its seed, ports and release replace the file's)."""
+        if name == PRODUCTION:
+            return self
+        profile = self.spec.profiles.get(name)
+        if profile is None:
+            known = sorted([PRODUCTION, *self.spec.profiles])
+            raise SpecError(
+                f"{self.path}: profiles: no environment {name!r}; expected one of {known}"
+            )
+        seed = self.spec.seed.model_copy(
+            update={
+                "users": profile.seed_users or self.spec.seed.users,
+                "seed": self.spec.seed.seed if profile.seed is None else profile.seed,
+            }
+        )
+        other = copy.copy(self)
+        other.spec = self.spec.model_copy(update={"seed": seed})
+        other.environment = name
+        other.ports = profile.ports
+        return other
+
+    @property
+    def profile(self) -> ProfileSpec | None:
+        return self.spec.profiles.get(self.environment)
+
+    def environment_release(self) -> str:
+        """The release this environment runs: its profile's, or the first the file lists."""
+        chosen = self.profile.release if self.profile else None
+        return chosen or next(iter(self.releases))
 
     def _check_files(self) -> None:
         wanted = {

@@ -74,16 +74,22 @@ class StackBase(ABC):
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
+        self.environment = loaded.environment
         self._owns_workdir = workdir is None
-        self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}")
+        self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}-{self.environment}")
         self._workdir.mkdir(parents=True, exist_ok=True)
         self.seed_users = seed_users or self.spec.seed.users
         self._releases: dict[str, str] = {}
+        ports = loaded.ports  # an environment's own range (its profile), or anywhere free
+        within = (ports.first, ports.last) if ports else None
         self._ports = {
-            name: proc.free_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
+            name: proc.free_port(within=within)
+            for name in [*DATA_SERVICES, "chain", *self.spec.services]
         }
         self._tls_ports = {
-            name: proc.free_port() for name, svc in self.spec.services.items() if svc.tls_port
+            name: proc.free_port(within=within)
+            for name, svc in self.spec.services.items()
+            if svc.tls_port
         }
         self.registry_address: str | None = None
         self.operator_address: str | None = None
