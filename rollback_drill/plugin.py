@@ -190,8 +190,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Guards and selection. With --target, only verify tests may run: a drill must never
-    touch a live target. With --from-release, only the drills that put that release out run
-    (what `certify --from N+1 --to N` certifies)."""
+    touch a live target. With --from-release, only the drills that put that release out in
+    the run's --environment run (what `certify --from N+1 --to N [--environment E]`
+    certifies: a staging drill does not certify production, nor the reverse)."""
     if config.getoption("--target"):
         for item in items:
             if item.get_closest_marker("drill") is not None:
@@ -204,11 +205,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = config.getoption("--from-release")
     if not wanted:
         return
+    environment = config.getoption("--environment")
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         drill = _drill_of(item)
-        (dropped if drill is not None and drill.release != wanted else kept).append(item)
+        other = drill is not None and (
+            drill.release != wanted or (drill.environment or environment) != environment
+        )
+        (dropped if other else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
