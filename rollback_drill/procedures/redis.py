@@ -22,7 +22,7 @@ from rollback_drill.timeline import Artifact
 BEFORE_FLUSH = Fact[mongo.Fingerprint]("MongoDB before the flush", "every collection, printed")
 
 
-def _mongo_now(ctx: DrillContext) -> mongo.Fingerprint:
+def mongo_now(ctx: DrillContext) -> mongo.Fingerprint:
     """Every collection of the application's database, every document."""
     target = ctx.stack.target()
     uri = target.mongodb_uri.reveal()
@@ -35,7 +35,7 @@ def _mongo_now(ctx: DrillContext) -> mongo.Fingerprint:
 
 
 def clear_cache(ctx: DrillContext) -> StepResult:
-    before = _mongo_now(ctx)
+    before = mongo_now(ctx)
     ctx.facts[BEFORE_FLUSH] = before
     url = ctx.stack.target().redis_url.reveal()
     keys = redis_store.key_count(url)
@@ -60,7 +60,7 @@ def verify_redis(ctx: DrillContext) -> StepResult:
         raise RuntimeError(f"redis-cli ping answered {output.strip()!r} (exit {code})")
     fate = ctx.facts[HELD_SESSIONS].ask()
     before = ctx.facts[BEFORE_FLUSH]
-    after = _mongo_now(ctx)
+    after = mongo_now(ctx)
     names = sorted(before.collections)  # documents users added since are counted, not failed
     diffs = compare(before, after, names, append=set(names))
     cost = {
