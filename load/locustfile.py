@@ -111,6 +111,7 @@ class SafePsyUser(HttpUser):
         self.password = os.environ["LOAD_TEST_PASSWORD"]
         self.did = os.environ.get("LOAD_TEST_DID") or ""
         self.conversation = str(uuid.uuid4())
+        self.token: str | None = None  # the signed-in session this user keeps
 
     def _base(self) -> str:
         """Half the users' requests go over HTTPS, as browsers that upgraded would."""
@@ -149,6 +150,31 @@ class SafePsyUser(HttpUser):
         typed = self.email[:1].upper() + self.email[1:]
         body = {"email": typed, "password": self.password}
         self._expect("login (e-mail as typed)", "POST", "/api/auth/login", "token", json=body)
+
+    @task(8)
+    def signed_in(self) -> None:
+        """A signed-in page asks who its user is (GET /api/auth/me). Like a browser, the user
+        keeps one session: signs in when it has none or is told to (401), and keeps it
+        through a server error (5xx), which is the server's fault, not the session's."""
+        if self.token is None:
+            body = {"email": self.email, "password": self.password}
+            with self.client.request(
+                "POST", self._base() + "/api/auth/login", name="sign in (for the session)",
+                json=body, catch_response=True,
+            ) as resp:  # fmt: skip
+                if resp.status_code != 200:
+                    resp.failure(f"HTTP {resp.status_code}: {resp.text[:120]}")
+                    return
+                self.token = resp.json().get("token")
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with self.client.request(
+            "GET", self._base() + "/api/auth/me", name="signed-in page", headers=headers,
+            catch_response=True,
+        ) as resp:  # fmt: skip
+            if resp.status_code == 401:
+                self.token = None
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}: {resp.text[:120]}")
 
     @task(4)
     def did_health(self) -> None:

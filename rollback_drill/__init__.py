@@ -13,15 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rollback_drill.contract_release import DeployContractRelease
+    from rollback_drill.datascenarios import DeployAfterBackup, DeployThenRollBackApplication
     from rollback_drill.drill import LoadOptions, run_drill
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
     from rollback_drill.procedures import (
         automation,
         configuration,
         contract,
+        database,
         emergency,
         planned,
+        redis,
         service,
+        staging,
     )
     from rollback_drill.procedures.base import Procedure, Step
     from rollback_drill.scenarios import (
@@ -40,7 +44,9 @@ _WHERE = {
     "BackupAndDeploy": "rollback_drill.scenarios",
     "ChangeConfiguration": "rollback_drill.scenarios",
     "DeployContractRelease": "rollback_drill.contract_release",
+    "DeployAfterBackup": "rollback_drill.datascenarios",
     "DeployRelease": "rollback_drill.scenarios",
+    "DeployThenRollBackApplication": "rollback_drill.datascenarios",
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
     "DrillRunner": "rollback_drill.outcome",
@@ -57,20 +63,25 @@ _WHERE = {
     "automation": "rollback_drill.procedures",
     "configuration": "rollback_drill.procedures",
     "contract": "rollback_drill.procedures",
+    "database": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
     "load_target": "rollback_drill.spec",
     "planned": "rollback_drill.procedures",
+    "redis": "rollback_drill.procedures",
     "run_drill": "rollback_drill.drill",
     "service": "rollback_drill.procedures",
+    "staging": "rollback_drill.procedures",
     "target_from_file": "rollback_drill.target",
 }
 
 __all__ = [
     "BackupAndDeploy",
     "ChangeConfiguration",
+    "DeployAfterBackup",
     "DeployContractRelease",
     "DeployRelease",
+    "DeployThenRollBackApplication",
     "Drill",
     "DrillOutcome",
     "DrillRunner",
@@ -87,12 +98,15 @@ __all__ = [
     "automation",
     "configuration",
     "contract",
+    "database",
     "emergency",
     "load_stack",
     "load_target",
     "planned",
+    "redis",
     "run_drill",
     "service",
+    "staging",
     "target_from_file",
 ]
 __version__ = "0.1.0"

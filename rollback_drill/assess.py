@@ -208,7 +208,7 @@ def newest_backup_in(directory: Path) -> datetime | None:
             created = datetime.fromtimestamp(float(data["created"]), UTC)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if data.get("format") == mongo.FORMAT and (newest is None or created > newest):
+        if data.get("format") in mongo.FORMATS and (newest is None or created > newest):
             newest = created
     return newest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill import record
-from rollback_drill.spec import load_stack
+from rollback_drill.spec import PRODUCTION, load_stack
 from rollback_drill.tools import PROJECT_ROOT
 
 
@@ -95,9 +95,11 @@ def judge(
     good: str,
     sidecar_ok: bool,
     problems: list[str] | None = None,
+    environment: str = PRODUCTION,
 ) -> Verdict:
     """Certified only when there is evidence (a record whose hash checks), at least one drill
-    of exactly this release pair, and every drill passed within budget."""
+    of exactly this release pair, every drill passed within budget, and every drill ran in
+    the environment certified (a production drill does not certify staging, nor the reverse)."""
     reasons: list[str] = []
     if data is None:
         reasons = [f"no drill record was written (pytest exit status {exit_status})"]
@@ -111,6 +113,9 @@ def judge(
         name = f"{d['procedure']} ({d['test']})"
         if (d["bad_release"], d["good_release"]) != (bad, good):
             reasons.append(f"{name} rolled back {d['bad_release']} -> {d['good_release']}")
+        ran_in = d.get("environment", PRODUCTION)
+        if ran_in != environment:
+            reasons.append(f"{name} ran in {ran_in}, not {environment}")
         if d["outcome"] == "over_budget":
             ttr, budget = d["time_to_recover_s"], d["budget_s"]
             reasons.append(
@@ -171,6 +176,8 @@ def _facts(
             runbook = drills[0]["runbook"]
             facts.append(("Runbook", f"{runbook['path']} (sha256 {runbook['sha256']})"))
             facts.append(("Backend", ", ".join(sorted({d["backend"] for d in drills}))))
+            ran_in = {d.get("environment", PRODUCTION) for d in drills}
+            facts.append(("Environment", ", ".join(sorted(ran_in))))
         m = data["environment"]["machine"]
         facts.append(
             (
@@ -286,6 +293,7 @@ def issue(
     run_id: str,
     exit_status: int,
     issued: datetime,
+    environment: str = PRODUCTION,
 ) -> Issued:
     """Write the certificate pair from the run's record (or its absence)."""
     from rollback_drill.secrets import redact
@@ -302,8 +310,10 @@ def issue(
         good=good,
         sidecar_ok=sidecar_ok,
         problems=junit_problems(paths.junit),
+        environment=environment,
     )
-    title = f"Rollback certificate: {loaded.spec.name} {bad} -> {good}"
+    where = "" if environment == PRODUCTION else f" on {environment}"
+    title = f"Rollback certificate: {loaded.spec.name} {bad} -> {good}{where}"
     facts = _facts(
         issued.strftime("%Y-%m-%d %H:%M:%S"),
         f"{loaded.spec.name} ({_shown(loaded.path)})",
@@ -330,15 +340,20 @@ def run(
     reports: Path,
     seed_users: int | None = None,
     pytest_args: list[str] | None = None,
+    environment: str = PRODUCTION,
 ) -> Issued:
-    """Run the drills for this release pair (pytest in this process) and issue the certificate."""
+    """Run the drills for this release pair (pytest in this process) and issue the
+    certificate; in another environment than production (staging first, as teams do), the
+    drills run on its profile and the certificate says so."""
     import pytest
 
     loaded = load_stack(stack)
     loaded.release(bad)
     loaded.release(good)
+    loaded.in_environment(environment)
     issued = datetime.now(UTC)
-    paths = Paths(reports, f"{bad}-to-{good}-{issued:%Y%m%dT%H%M%SZ}")
+    where = "" if environment == PRODUCTION else f"-{environment}"
+    paths = Paths(reports, f"{bad}-to-{good}{where}-{issued:%Y%m%dT%H%M%SZ}")
     paths.work.mkdir(parents=True, exist_ok=True)
     run_id = record.new_run_id()
     args = [
@@ -367,6 +382,8 @@ def run(
         run_id,
         "--drill-invocation",
         "certify",
+        "--environment",
+        environment,
     ]
     if seed_users:
         args += ["--seed-users", str(seed_users)]
@@ -379,6 +396,7 @@ def run(
         run_id=run_id,
         exit_status=exit_status,
         issued=issued,
+        environment=environment,
     )
 
 

@@ -58,6 +58,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     ]
     if ns.seed_users:
         args += ["--seed-users", str(ns.seed_users)]
+    args += ["--environment", ns.environment]
     if ns.cadence:
         args += _cadence_args(ns.stack, ns.cadence, ns.pytest_args)
     if ns.parallel > 1:
@@ -149,9 +150,11 @@ def cmd_certify(ns: argparse.Namespace) -> int:
         reports=ns.reports_dir,
         seed_users=ns.seed_users,
         pytest_args=ns.pytest_args,
+        environment=ns.environment,
     )
     state = "CERTIFIED" if issued.verdict.certified else "NOT CERTIFIED"
-    print(f"\nrollback {ns.from_release} -> {ns.to_release}: {state}")
+    where = "" if ns.environment == "production" else f" on {ns.environment}"
+    print(f"\nrollback {ns.from_release} -> {ns.to_release}{where}: {state}")
     for reason in issued.verdict.reasons:
         print(f"  - {reason}")
     print(f"certificate: {issued.markdown}\n             {issued.html}")
@@ -175,12 +178,14 @@ def cmd_verify(ns: argparse.Namespace) -> int:
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
-    return supervisor.up(ns.stack, ns.dir, ns.release, ns.seed_users, ns.timeout)
+    return supervisor.up(ns.stack, ns.dir, ns.release, ns.seed_users, ns.timeout, ns.environment)
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
     """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT."""
-    return supervisor.serve(ns.stack, ns.dir, ns.release or None, ns.seed_users, ns.token)
+    return supervisor.serve(
+        ns.stack, ns.dir, ns.release or None, ns.seed_users, ns.token, ns.environment
+    )
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
@@ -291,6 +296,15 @@ def _backend_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _environment_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--environment",
+        default="production",
+        help="the stack file's environment: production (the file itself, default) or a "
+        "profile from its `profiles` (e.g. staging: its own seed size, data and ports)",
+    )
+
+
 def _reports_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reports-dir",
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _stack_option(run)
     _backend_option(run)
+    _environment_option(run)
     _reports_option(run)
     run.add_argument(
         "--alluredir", type=Path, help="Allure results folder (default: REPORTS_DIR/allure-results)"
@@ -401,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _stack_option(cert)
     _backend_option(cert)
+    _environment_option(cert)
     _reports_option(cert)
     _seed_option(cert)
     _pytest_args(cert)
@@ -440,7 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where state.json, target.yaml, baseline.json, the log and the stack live "
         "(default .rollback-drill)",
     )
-    up.add_argument("--release", help="release to start (default: the first the stack lists)")
+    up.add_argument(
+        "--release",
+        help="release to start (default: the environment's profile's, or the first the stack "
+        "file lists)",
+    )
+    _environment_option(up)
     _seed_option(up)
     up.add_argument(
         "--timeout",
@@ -457,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--release", default="", help="release to start")
     serve.add_argument("--seed-users", type=positive_int, help="users to seed")
     serve.add_argument("--token", required=True, help="identifies this supervisor in state.json")
+    serve.add_argument("--environment", default="production", help="the environment to start")
     serve.set_defaults(func=cmd_serve)
 
     down = sub.add_parser("down", help="stop the stack `up` started")

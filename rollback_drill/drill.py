@@ -25,6 +25,7 @@ from rollback_drill import assess, notify, servicelogs
 from rollback_drill.alerts import AlertEngine, AlertEngineBroken, AlertRules, rose, wilson_lower
 from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome, run_checks
+from rollback_drill.datawatch import DataWatch
 from rollback_drill.decision import NothingToDecide, decide
 from rollback_drill.load import LoadRun, LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Monitor
@@ -85,6 +86,9 @@ def run_drill(
         timeline, artifacts,
     )  # fmt: skip
     ctx = DrillContext(stack, timeline, artifacts, drill.release, good)
+    outcome.facts = ctx.facts
+    outcome.evidence = ctx.evidence
+    outcome.environment = loaded.environment
     settings = loaded.spec.drills
     users = settings.load_users if load.users is None else load.users
     engine = AlertEngine(
@@ -107,6 +111,7 @@ def run_drill(
     monitor: Monitor | None = None
     try:
         with ExitStack() as running:
+            running.enter_context(ctx.cleanup)  # closed last: what scenarios and steps started
             monitor = running.enter_context(Monitor(stack.target, timeline))
             engine.monitor = monitor
             if users > 0:
@@ -118,7 +123,16 @@ def run_drill(
             running.callback(engine.stop)
             engine.start()
             checks = monitored(drill.verify)
-            running.enter_context(SyntheticMonitor(stack.target, timeline, engine, checks))
+
+            def judged() -> Target:  # against the drill's baseline, once there is one
+                return dataclasses.replace(stack.target(), baseline=ctx.facts.get(BASELINE))
+
+            running.enter_context(SyntheticMonitor(judged, timeline, engine, checks))
+            target = stack.target()
+            exact = [
+                c for c in target.integrity_collections if c not in target.append_collections()
+            ]
+            running.enter_context(DataWatch(stack.target, exact, engine.report_check, timeline))
             _run_phases(ctx, drill, outcome, engine, load_run, settings, comms)
     except Exception as exc:
         outcome.failure = redact(f"{type(exc).__name__}: {exc}")

@@ -49,6 +49,7 @@ class Drill:
     # itself still causes until the change takes (4xx) are not charged to them.
     gapless_steps: tuple[str, ...] = ()
     chain_id: int | None = None  # the network the stack's chain stands in for (None: the file's)
+    environment: str | None = None  # a profile it always runs on (staging); None: the run's
 
     def __repr__(self) -> str:
         """Stable across processes (reports key a drill's history on it): no addresses."""
@@ -66,6 +67,8 @@ class Drill:
     def check(self, loaded: LoadedStack, good_release: str | None = None) -> str:
         """Prove the declaration is consistent with the stack file before anything starts;
         return the release to roll back to."""
+        if self.environment is not None:
+            loaded.in_environment(self.environment)  # the stack file must have it
         release = loaded.release(self.release)
         # An operator's edit leaves the release as it is: the rollback restores its config.
         kept = not self.scenario.changes_release
@@ -188,7 +191,9 @@ class DrillOutcome:
     data_volume: DataVolume | None = None  # None: the drill stopped before its baseline
     communication: Communication | None = None
     procedure_failure: ProcedureFailure | None = None  # the step the rollback stopped at
-    facts: Facts | None = None  # what the drill's parts handed each other (a rerun needs it)
+    environment: str = "production"  # the stack file's environment the drill ran in
+    facts: Facts = field(default_factory=Facts)  # what the drill's parts handed each other
+    evidence: dict[str, Any] = field(default_factory=dict)  # what steps measured, for readers
 
     @property
     def procedure(self) -> Procedure:
@@ -262,6 +267,7 @@ class DrillOutcome:
             "runbook_section": self.procedure.runbook_section,
             "severity": self.severity,
             "backend": self.backend,
+            "environment": self.environment,
             "bad_release": self.bad_release,
             "good_release": self.good_release,
             "budget_s": self.budget.budget_s,
@@ -307,6 +313,7 @@ class DrillOutcome:
             "procedure_failure": (
                 self.procedure_failure.to_json() if self.procedure_failure else None
             ),
+            "evidence": self.evidence,
         }
 
 

@@ -81,6 +81,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the release to roll back to (default: the release's `previous`)",
     )
     group.addoption(
+        "--environment",
+        default="production",
+        help="the stack file's environment drills run in: production (the file itself) or a "
+        "profile such as staging (its seed, data and ports); the staging drills always run "
+        "in staging",
+    )
+    group.addoption(
         "--seed-users",
         type=positive_int,
         default=None,
@@ -94,7 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-records",
         default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/3) is written; "
+        help="where the run's drill record (JSON, schema rollback-drill/record/4) is written; "
         "incident documents go to its sibling incidents/",
     )
     group.addoption(
@@ -176,14 +183,16 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"rollback-drill: stack {config.getoption('--stack-file') or DEFAULT_STACK}, "
-        f"backend {config.getoption('--stack-backend')}"
+        f"backend {config.getoption('--stack-backend')}, "
+        f"environment {config.getoption('--environment')}"
     ]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Guards and selection. With --target, only verify tests may run: a drill must never
-    touch a live target. With --from-release, only the drills that put that release out run
-    (what `certify --from N+1 --to N` certifies)."""
+    touch a live target. With --from-release, only the drills that put that release out in
+    the run's --environment run (what `certify --from N+1 --to N [--environment E]`
+    certifies: a staging drill does not certify production, nor the reverse)."""
     if config.getoption("--target"):
         for item in items:
             if item.get_closest_marker("drill") is not None:
@@ -196,13 +205,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = config.getoption("--from-release")
     if not wanted:
         return
+    environment = config.getoption("--environment")
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         drill = _drill_of(item)
         # A rollback that goes wrong on purpose certifies nothing about this release.
         rehearsal = "rehearsal_runner" in getattr(item, "fixturenames", ())
-        other = drill is not None and drill.release != wanted
+        other = drill is not None and (
+            drill.release != wanted or (drill.environment or environment) != environment
+        )
         (dropped if other or rehearsal else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -248,11 +260,14 @@ def drill_stack(
     """A fresh stack at the release the drill rolls back to, torn down whatever happens."""
     try:
         good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
+        loaded = stack_file.in_environment(
+            drill.environment or pytestconfig.getoption("--environment")
+        )
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
     stack = make_stack(
         stack_backend,
-        drill.stack_file(stack_file),
+        drill.stack_file(loaded),
         seed_users=pytestconfig.getoption("--seed-users"),
     )
     with stack.running(good) as running:
@@ -450,8 +465,10 @@ def pytest_terminal_summary(
         ttr = d["time_to_recover_s"]
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in d["phases"].items())
         state = {"passed": "PASS", "over_budget": "OVER BUDGET"}.get(d["outcome"], "FAIL")
+        env = d.get("environment", "production")
+        where = d["backend"] + ("" if env == "production" else f", {env}")
         terminalreporter.write_line(
-            f"{state} {d['drill']} [{d['backend']}] {d['bad_release']} -> {d['good_release']}: "
+            f"{state} {d['drill']} [{where}] {d['bad_release']} -> {d['good_release']}: "
             f"time-to-recover {'n/a' if ttr is None else f'{ttr:.2f} s'} (budget "
             f"{d['budget_s']:.0f} s, {d['severity']}); {phases}"
         )

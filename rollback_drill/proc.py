@@ -85,14 +85,14 @@ def _ephemeral_low() -> int:
     return max(low, _PORTS_FROM + 1000)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", within: tuple[int, int] | None = None) -> int:
     """A port for a server of a stack: below the ephemeral range (so no client connection
     can be holding it when the server binds later), free now, chosen at random (so stacks
     started at the same moment by parallel runs do not pick the same one), and never handed
-    out twice by this process."""
-    high = _ephemeral_low() - 1
+    out twice by this process. `within` (first, last) narrows it to an environment's range."""
+    low, high = within or (_PORTS_FROM, _ephemeral_low() - 1)
     for _ in range(200):
-        port = secrets.randbelow(high - _PORTS_FROM) + _PORTS_FROM
+        port = secrets.randbelow(high - low + 1) + low
         if port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -102,7 +102,7 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise OSError(f"no free port between {_PORTS_FROM} and {high} on {host}")
+    raise OSError(f"no free port between {low} and {high} on {host}")
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:

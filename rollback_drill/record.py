@@ -1,7 +1,7 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/schemas/record-3.schema.json`, documented in
+measured, in a versioned schema (`rollback_drill/schemas/record-4.schema.json`, documented in
 `reports/README.md`) that `rollback-drill history` and `certify` read back. Each record gets
 a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can cite the exact
 bytes it was issued from and anyone can check them with `sha256sum -c`.
@@ -28,11 +28,17 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
     from rollback_drill.outcome import DrillOutcome
     from rollback_drill.spec import LoadedStack
 
-SCHEMA_ID = "rollback-drill/record/3"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-3.schema.json"
+SCHEMA_ID = "rollback-drill/record/4"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-4.schema.json"
 #: Records this version still reads: version 1 lacks the load, alerts and decision fields;
-#: version 2 lacks the cadence, runbook coverage, data volume and communication.
-READABLE = ("rollback-drill/record/1", "rollback-drill/record/2", SCHEMA_ID)
+#: version 2 lacks the cadence, runbook coverage, data volume and communication; version 3
+#: lacks each drill's environment and evidence (a restore's comparison, the recovery point).
+READABLE = (
+    "rollback-drill/record/1",
+    "rollback-drill/record/2",
+    "rollback-drill/record/3",
+    SCHEMA_ID,
+)
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
 
 
@@ -130,6 +136,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "severity_detected": o.severity_detected,
         "rollback_type": o.budget.rollback_type,
         "backend": o.backend,
+        "environment": o.environment,
         "bad_release": o.bad_release,
         "good_release": o.good_release,
         "outcome": drill_result(o),
@@ -169,6 +176,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "artifacts": _shown(o.artifacts),
         "data_volume": o.data_volume.to_json() if o.data_volume else None,
         "communication": o.communication.to_json() if o.communication else None,
+        "evidence": o.evidence,
     }
 
 

@@ -21,6 +21,7 @@ import allure
 
 from rollback_drill import chart, coverage, environment, record
 from rollback_drill.outcome import Drill, DrillOutcome
+from rollback_drill.report_evidence import evidence_rows
 from rollback_drill.secrets import redact
 from rollback_drill.spec import DecisionRow, LoadedStack
 from rollback_drill.timeline import Artifact, Event
@@ -306,8 +307,9 @@ def _description_html(
         (
             "Releases",
             f"{e(outcome.bad_release)} &rarr; {e(outcome.good_release)} "
-            f"on the {e(outcome.backend)} backend",
+            f"on the {e(outcome.backend)} backend, {e(outcome.environment)} environment",
         ),
+        *evidence_rows(outcome.evidence),
         (
             "Machine",
             f"{e(m['hostname'])}: {m['cpu_count']} CPU, {m['memory_gib']} GiB, "
@@ -343,6 +345,8 @@ def finish_drill(outcome: DrillOutcome, stack: LoadedStack, listener: AllureList
     chart_path = attach_timeline_chart(outcome)
     if outcome.integrity_evidence:
         attach_json("integrity comparison", outcome.integrity_evidence)
+    for name, value in outcome.evidence.items():
+        attach_json(name.replace("_", " "), value)
     attach_json("alerts", [a.to_json() for a in outcome.alerts])
     attach_json("users saw, per phase", {k: v.to_json() for k, v in outcome.users_saw().items()})
     data = outcome.to_json()

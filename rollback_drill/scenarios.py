@@ -78,10 +78,28 @@ class DeployRelease:
         ctx.facts[CONFIG_BACKUP] = archive
         for service in ctx.stack.app_services():
             ctx.stack.deploy(service, ctx.bad_release)
+        migrated = run_migration(ctx.stack, ctx.bad_release)
         return StepResult(
-            {"release": ctx.bad_release, "config_backup": archive.name},
+            {"release": ctx.bad_release, "config_backup": archive.name, **migrated},
             (Artifact("configuration backup", path=archive, sensitive=True),),
         )
+
+
+def run_migration(stack: Stack, release: str, timeout_s: float = 600.0) -> dict[str, Any]:
+    """The release's data migration, as its deploy runs it: once, in its service's
+    environment, after the code is out. {} for a release without one."""
+    migration = stack.loaded.release(release).migration
+    if migration is None:
+        return {}
+    stack.start(migration.service, wait_healthy=False)  # `docker exec` needs it running
+    code, output = stack.exec(migration.service, list(migration.command), timeout_s=timeout_s)
+    command = " ".join(migration.command)
+    if code != 0:
+        raise RuntimeError(
+            f"release {release}'s migration `{command}` in {migration.service} exited "
+            f"{code}: {output.strip()[-1500:]}"
+        )
+    return {"migration": command, "migration_output": output.strip()[-400:]}
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,14 @@ class DefectSpec(_Model):
     rollback: Literal["full", "partial", "database", "configuration", "contract"] = "full"
 
 
+class MigrationSpec(_Model):
+    """A data migration the deploy runs once, after the release's code is out (`npm run
+    migrate`): the command, run in the named service's environment (`docker exec`)."""
+
+    service: NonEmptyStr
+    command: list[NonEmptyStr] = Field(min_length=1)
+
+
 class ReleaseSpec(_Model):
     version: NonEmptyStr
     previous: NonEmptyStr | None = None
@@ -297,6 +305,7 @@ class ReleaseSpec(_Model):
     notes: str = ""
     defect: DefectSpec | None = None
     services: dict[str, ServiceRelease]
+    migration: MigrationSpec | None = None
 
 
 # -- the drill programme: the runbook's Regular Rollback Drills and Communication Plan ----------
@@ -430,6 +439,43 @@ class CommunicationSpec(_Model):
         return self
 
 
+ProfileName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+PRODUCTION = "production"
+"""The environment a stack file describes without a profile."""
+
+
+class PortRange(_Model):
+    """Where an environment's stacks take their host ports: a range of its own, so staging
+    and production on one host never meet (ports inside it are still chosen free, at random:
+    drills run in parallel)."""
+
+    first: Port
+    last: Port
+
+    @model_validator(mode="after")
+    def _wide_enough(self) -> PortRange:
+        if self.last - self.first + 1 < 32:
+            raise ValueError(
+                f"expected a range of at least 32 ports (a stack takes about ten, drills run "
+                f"in parallel), got {self.first}-{self.last}"
+            )
+        return self
+
+
+class ProfileSpec(_Model):
+    """Another environment of the stack (the runbook's staging): what differs from the stack
+    file's production values. `rollback-drill up --environment NAME` brings it up; drills
+    given `--environment NAME` (and the staging drills always) run on stacks made from it."""
+
+    description: str = ""
+    release: NonEmptyStr | None = Field(
+        default=None, description="the release it runs; its drills roll back to it"
+    )
+    seed_users: int | None = Field(default=None, ge=1, description="its data volume")
+    seed: int | None = Field(default=None, description="its own data: another seed")
+    ports: PortRange | None = None
+
+
 class StackSpec(_Model):
     name: str
     runbook: str
@@ -445,6 +491,16 @@ class StackSpec(_Model):
     decision_matrix: list[DecisionRow] = Field(min_length=1)
     cadences: dict[CadenceName, CadenceSpec] = Field(default_factory=_default_cadences)
     communication: CommunicationSpec = Field(default_factory=CommunicationSpec)
+    profiles: dict[ProfileName, ProfileSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _production_is_the_file(self) -> StackSpec:
+        if PRODUCTION in self.profiles:
+            raise ValueError(
+                f"profiles.{PRODUCTION}: the stack file itself is production; name the profile "
+                "after the environment it describes (e.g. staging)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StackSpec:
@@ -684,6 +740,17 @@ def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> N
                     f"{file}: services.{name}.patches.{n}: expected an existing patch file "
                     f"(relative to the release file), {patch!r} not found"
                 )
+    migration = release.migration
+    if migration is not None and spec.services.get(migration.service, None) is None:
+        raise SpecError(
+            f"{file}: migration.service: unknown service {migration.service!r}, expected one "
+            f"of {sorted(n for n, s in spec.services.items() if s.kind == 'app')}"
+        )
+    if migration is not None and spec.services[migration.service].kind != "app":
+        raise SpecError(
+            f"{file}: migration.service: {migration.service!r} is not an app service (a "
+            "migration runs in an app's environment)"
+        )
     if release.defect is not None:
         strays = set(release.defect.services) - set(spec.services)
         if strays:
@@ -694,7 +761,8 @@ def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> N
 
 
 class LoadedStack:
-    """A stack file with its releases loaded and its relative paths resolved."""
+    """A stack file with its releases loaded and its relative paths resolved; `environment`
+    says which of its environments this is (see `in_environment`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
@@ -704,7 +772,47 @@ class LoadedStack:
         self.releases: dict[str, ReleaseSpec] = _load_releases(
             self.path, self.spec, self.release_files
         )
+        self.environment = PRODUCTION
+        self.ports: PortRange | None = None
         self._check_files()
+        for name, profile in self.spec.profiles.items():
+            if profile.release is not None and profile.release not in self.releases:
+                raise SpecError(
+                    f"{self.path}: profiles.{name}.release: {profile.release!r} is not one of "
+                    f"the releases {sorted(self.releases)}"
+                )
+
+    def in_environment(self, name: str) -> LoadedStack:
+        """This stack file as the named environment: production is the file itself, any
+        other name a profile of it (its seed, ports and release replace the file's)."""
+        if name == PRODUCTION:
+            return self
+        profile = self.spec.profiles.get(name)
+        if profile is None:
+            known = sorted([PRODUCTION, *self.spec.profiles])
+            raise SpecError(
+                f"{self.path}: profiles: no environment {name!r}; expected one of {known}"
+            )
+        seed = self.spec.seed.model_copy(
+            update={
+                "users": profile.seed_users or self.spec.seed.users,
+                "seed": self.spec.seed.seed if profile.seed is None else profile.seed,
+            }
+        )
+        other = copy.copy(self)
+        other.spec = self.spec.model_copy(update={"seed": seed})
+        other.environment = name
+        other.ports = profile.ports
+        return other
+
+    @property
+    def profile(self) -> ProfileSpec | None:
+        return self.spec.profiles.get(self.environment)
+
+    def environment_release(self) -> str:
+        """The release this environment runs: its profile's, or the first the file lists."""
+        chosen = self.profile.release if self.profile else None
+        return chosen or next(iter(self.releases))
 
     def _check_files(self) -> None:
         wanted = {

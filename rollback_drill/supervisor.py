@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollback_drill import ownership, proc, procfs
 from rollback_drill.procfs import ProcessIdentity
-from rollback_drill.spec import load_stack
+from rollback_drill.spec import PRODUCTION, load_stack
 from rollback_drill.userfiles import SpecError, read_json
 
 STATE_FORMAT = "rollback-drill/up-state/1"
@@ -172,9 +172,11 @@ def up(
     release: str | None,
     seed_users: int | None,
     timeout_s: float,
+    environment: str = PRODUCTION,
 ) -> int:
     directory = directory.resolve()
     loaded = load_stack(stack)  # a broken stack file is one clear error here, not in a log
+    loaded.in_environment(environment)
     if release:
         loaded.release(release)
     with _exclusive(directory):
@@ -192,15 +194,20 @@ def up(
             cleaned = _clean_after(state, directory)
             state_path(directory).unlink(missing_ok=True)
             print(f"removed the stale state of a supervisor not running ({cleaned.describe()})")
-        return _start(stack, directory, release, seed_users, timeout_s)
+        return _start(stack, directory, release, seed_users, timeout_s, environment)
 
 
 def _start(
-    stack: Path, directory: Path, release: str | None, seed_users: int | None, timeout_s: float
+    stack: Path,
+    directory: Path,
+    release: str | None,
+    seed_users: int | None,
+    timeout_s: float,
+    environment: str,
 ) -> int:
     token = secrets.token_hex(16)
     argv = [sys.executable, "-m", "rollback_drill.cli", "serve", "--stack", str(stack),
-            "--dir", str(directory), "--token", token]  # fmt: skip
+            "--dir", str(directory), "--token", token, "--environment", environment]  # fmt: skip
     if release:
         argv += ["--release", release]
     if seed_users:
@@ -294,7 +301,12 @@ def _prepare_workdir(workdir: Path) -> None:
 
 
 def serve(
-    stack_path: Path, directory: Path, release: str | None, seed_users: int | None, token: str
+    stack_path: Path,
+    directory: Path,
+    release: str | None,
+    seed_users: int | None,
+    token: str,
+    environment: str = PRODUCTION,
 ) -> int:
     """The supervisor: owns the stack until SIGTERM/SIGINT, then tears it all down; meanwhile
     it answers `rollback-drill rollback` and `backup` (autorollback.py) on its control socket."""
@@ -314,8 +326,8 @@ def serve(
     _write_state(directory, state)
     stack = None
     try:
-        loaded = load_stack(stack_path)
-        chosen = release or next(iter(loaded.releases))
+        loaded = load_stack(stack_path).in_environment(environment)
+        chosen = release or loaded.environment_release()
         _prepare_workdir(workdir)
         stack = LocalStack(loaded, workdir=workdir, seed_users=seed_users)
         stack.up(chosen)
@@ -336,7 +348,10 @@ def serve(
         controller = autorollback.Controller(stack, loaded, directory, chosen, released)
         with autorollback.listening(directory) as control:  # before "ready": it answers then
             _write_state(directory, state)
-            print(f"stack up at {chosen} in {ready_s:.2f} s; target {target}", flush=True)
+            print(
+                f"stack up ({environment}) at {chosen} in {ready_s:.2f} s; target {target}",
+                flush=True,
+            )
             autorollback.serve_requests(control, controller)  # until SIGTERM/SIGINT
     except _Stop as stop:
         print(f"signal {signal.Signals(stop.args[0]).name}: tearing down", flush=True)

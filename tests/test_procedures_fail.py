@@ -10,12 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import BackupAndDeploy, ChangeConfiguration, DeployRelease, Drill, run_drill
+from rollback_drill import (
+    BackupAndDeploy,
+    ChangeConfiguration,
+    DeployAfterBackup,
+    DeployRelease,
+    DeployThenRollBackApplication,
+    Drill,
+    run_drill,
+)
+from rollback_drill.datascenarios import PRE_DEPLOY_BACKUP
 from rollback_drill.outcome import DrillOutcome
-from rollback_drill.procedures import automation, configuration, emergency, planned, service
-from rollback_drill.procedures.base import Procedure, ProcedureMiswired, Step, StepResult
+from rollback_drill.procedures import (
+    automation,
+    configuration,
+    database,
+    emergency,
+    planned,
+    redis,
+    service,
+    staging,
+)
+from rollback_drill.procedures.base import (
+    DrillContext,
+    Procedure,
+    ProcedureMiswired,
+    Step,
+    StepResult,
+)
 from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stores import mongo
 
 
 def _without(procedure: Procedure, *names: str) -> Procedure:
@@ -28,7 +53,8 @@ def _without(procedure: Procedure, *names: str) -> Procedure:
 def run(stack_file: LoadedStack, tmp_path: Path) -> Iterator[object]:
     def go(drill: Drill) -> DrillOutcome:
         good = drill.check(stack_file)
-        with LocalStack(stack_file, seed_users=50).running(good) as stack:
+        loaded = stack_file.in_environment(drill.environment or "production")
+        with LocalStack(loaded, seed_users=50).running(good) as stack:
             return run_drill(stack, drill, artifacts=tmp_path / "artifacts")
 
     yield go
@@ -144,3 +170,101 @@ def test_automation_without_reverting_the_code_turns_red(run) -> None:  # type: 
     assert failure is not None and failure.step == "Start", outcome.failure
     assert "did not come back: backend" in failure.cause
     assert "503" in failure.services["backend"] and "1.5.0" in failure.services["backend"]
+
+
+def test_database_rollback_that_restarts_without_restoring_turns_red(run) -> None:  # type: ignore[no-untyped-def]
+    """The services come back on the damaged data: the integrity check sees it."""
+    skipped = dataclasses.replace(
+        _without(database.PROCEDURE, "Restore database from backup", "Verify data integrity"),
+        name="database (no restore)",
+    )
+    outcome = run(Drill("restart only", "1.10.0", DeployAfterBackup(), skipped, "critical"))
+    assert not outcome.passed
+    assert "integrity.mongodb" in (outcome.failure or ""), outcome.failure
+
+
+def test_database_rollback_from_an_older_backup_loses_acknowledged_writes_and_turns_red(  # type: ignore[no-untyped-def]
+    run,
+) -> None:
+    """A restore of a backup older than the one the runbook took before the deploy: writes
+    users had acknowledged before that backup are gone - the recovery point fails it."""
+
+    def older_backup(ctx: DrillContext) -> StepResult:
+        backup = ctx.facts[PRE_DEPLOY_BACKUP]
+        oldest = min(ctx.stack.backups)[1]  # the one taken before the writer started
+        ctx.facts[PRE_DEPLOY_BACKUP] = dataclasses.replace(backup, path=oldest)
+        return StepResult({"backup": oldest.name})
+
+    def early_backup(ctx: DrillContext) -> StepResult:
+        ctx.stack.backup_stores(ctx.artifacts / "aaa_an_older_backup")
+        return StepResult()
+
+    wrong = dataclasses.replace(
+        database.PROCEDURE,
+        steps=(Step("Pick an older backup", "-", older_backup, needs=(PRE_DEPLOY_BACKUP,)),
+               *database.PROCEDURE.steps),
+    )  # fmt: skip
+
+    class OlderFirst(DeployAfterBackup):
+        def inject(self, ctx: DrillContext) -> StepResult:
+            early_backup(ctx)
+            return super().inject(ctx)
+
+    outcome = run(Drill("older backup", "1.10.0", OlderFirst(), wrong, "critical"))
+    assert not outcome.passed
+    assert "BEFORE the backup began were lost" in (outcome.failure or ""), outcome.failure
+
+
+def test_redis_rollback_without_the_flush_turns_red(run) -> None:  # type: ignore[no-untyped-def]
+    """Only the ping: the cache keeps the entries 1.4.0 cannot read, users keep getting 500."""
+    only_ping = dataclasses.replace(
+        redis.PROCEDURE,
+        steps=(Step("Print MongoDB", "-", _print_only, provides=(redis.BEFORE_FLUSH,)),
+               redis.PROCEDURE.steps[-1]),
+    )  # fmt: skip
+    outcome = run(Drill("ping only", "1.11.0", DeployThenRollBackApplication(), only_ping,
+                        "critical"))  # fmt: skip
+    assert not outcome.passed
+    assert "still refused" in (outcome.failure or ""), outcome.failure
+
+
+def _print_only(ctx: DrillContext) -> StepResult:
+    ctx.facts[redis.BEFORE_FLUSH] = redis.mongo_now(ctx)
+    return StepResult()
+
+
+def test_redis_rollback_that_also_empties_mongodb_sessions_turns_red(run) -> None:  # type: ignore[no-untyped-def]
+    """An operator who "clears the cache" in the database of record too: the flush then signs
+    users out and MongoDB lost documents - both shown."""
+
+    def clear_everything(ctx: DrillContext) -> StepResult:
+        done = redis.clear_cache(ctx)
+        target = ctx.stack.target()
+        with mongo.client(target.mongodb_uri.reveal()) as conn:
+            conn[target.mongodb_database]["sessions"].delete_many({})
+        return done
+
+    wrong = dataclasses.replace(
+        redis.PROCEDURE,
+        steps=(dataclasses.replace(redis.PROCEDURE.steps[0], action=clear_everything),
+               *redis.PROCEDURE.steps[1:]),
+    )  # fmt: skip
+    outcome = run(Drill("flush mongo too", "1.11.0", DeployThenRollBackApplication(), wrong,
+                        "critical"))  # fmt: skip
+    assert not outcome.passed
+    failure = outcome.failure or ""
+    assert "sessions out" in failure and "sessions:" in failure and "lost" in failure, failure
+
+
+def test_complete_staging_rollback_without_reverting_the_code_turns_red(run) -> None:  # type: ignore[no-untyped-def]
+    drill = Drill(
+        "staging restart only",
+        "1.5.0",
+        DeployRelease(),
+        _without(staging.COMPLETE, "Rollback staging code"),
+        "critical",
+        environment="staging",
+    )
+    outcome = run(drill)
+    assert not outcome.passed
+    assert "health" in (outcome.failure or ""), outcome.failure

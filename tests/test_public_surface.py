@@ -19,11 +19,12 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_the_drill_surface() -> None:
     assert set(rollback_drill.__all__) == {
-        "BackupAndDeploy", "ChangeConfiguration", "DeployContractRelease", "DeployRelease",
-        "Drill", "DrillOutcome", "DrillRunner", "EditNginxConfig", "LoadOptions", "LoadedStack",
-        "Procedure", "ReplaceCertificate", "Scenario", "SpecError", "Stack", "Step", "Target",
-        "automation", "configuration", "contract", "emergency", "load_stack", "load_target",
-        "planned", "run_drill", "service", "target_from_file",
+        "BackupAndDeploy", "ChangeConfiguration", "DeployAfterBackup", "DeployContractRelease",
+        "DeployRelease", "DeployThenRollBackApplication", "Drill", "DrillOutcome", "DrillRunner",
+        "EditNginxConfig", "LoadOptions", "LoadedStack", "Procedure", "ReplaceCertificate",
+        "Scenario", "SpecError", "Stack", "Step", "Target", "automation", "configuration",
+        "contract", "database", "emergency", "load_stack", "load_target", "planned", "redis",
+        "run_drill", "service", "staging", "target_from_file",
     }  # fmt: skip
 
 

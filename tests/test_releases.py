@@ -17,9 +17,14 @@ from rollback_drill.checks import ALL_CHECKS, BY_NAME
 from rollback_drill.checks.result import run_checks
 from rollback_drill.contract_release import roll_out
 from rollback_drill.proc import wait_until
+from rollback_drill.scenarios import run_migration
 from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stores import mongo
+from rollback_drill.stores import redis as redis_store
+from rollback_drill.stores.fingerprint import compare
 from rollback_drill.target import Target
+from rollback_drill.userwrites import SessionHolder
 from tests.helpers import copy_stack_file
 
 
@@ -155,6 +160,42 @@ def _(stack: LocalStack, failing: set[str]) -> None:
 def _(stack: LocalStack, failing: set[str]) -> None:
     assert not failing
     assert _chatbot_memory_share(stack) > stack.spec.thresholds.memory_warning
+
+
+@_defect("1.10.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    """A data release: its code is 1.4.0's, its migration (run by the deploy) is the defect."""
+    assert not failing
+    archive = stack.backup_stores(stack.workdir / "before-1.10.0")
+    before = mongo.fingerprint(stack.mongodb_uri, "safepsy", ["users"])
+    typed = "user000010+safepsy@users.safepsy.test"  # a user who signed up with a plus address
+    with mongo.client(stack.mongodb_uri) as conn:
+        assert conn["safepsy"]["users"].find_one({"email": typed}) is not None
+    assert "merged" in str(run_migration(stack, "1.10.0"))
+    after = mongo.fingerprint(stack.mongodb_uri, "safepsy", ["users"])
+    damage = compare(before, after, ["users"], set())[0]
+    assert damage.lost > 0 and damage.altered > 0, damage.problems
+    assert damage.index_changes == ("index createdAt_1 added",)
+    with mongo.client(stack.mongodb_uri) as conn:
+        assert conn["safepsy"]["users"].find_one({"email": typed}) is None  # cannot sign in
+    restored = mongo.restore(stack.mongodb_uri, "safepsy", archive / "mongodb")
+    assert restored.equal and mongo.fingerprint(stack.mongodb_uri, "safepsy", ["users"]) == before
+
+
+@_defect("1.11.0")
+def _(stack: LocalStack, failing: set[str]) -> None:
+    """1.11.0 itself works; the release before it cannot read the sessions it cached."""
+    assert not failing
+    held = SessionHolder(stack.target())
+    held.sign_in(3)
+    assert held.ask().kept == 3
+    for service in stack.app_services():
+        stack.deploy(service, "1.4.0")
+    wait_until(stack.probe("backend"), 30, what="backend healthy at 1.4.0")
+    refused = held.ask()
+    assert refused.statuses == {"500": 3}, refused.to_json()
+    redis_store.flush_all(stack.redis_url)  # the runbook's Redis Rollback
+    assert held.ask().kept == 3
 
 
 def test_every_release_with_a_defect_has_an_expectation_here(stack_file: LoadedStack) -> None:

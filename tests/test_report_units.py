@@ -150,6 +150,21 @@ def test_certificate_verdict() -> None:
     assert not tampered.certified
 
 
+def test_a_certificate_covers_one_environment() -> None:
+    """A staging drill does not certify production, nor a production drill staging (a record
+    of schema 3 has no environment: production)."""
+    staged = _record(_drill(environment="staging"))
+    assert not _judge(staged).certified
+    assert certify.judge(
+        staged, exit_status=0, bad="1.5.0", good="1.4.0", sidecar_ok=True, environment="staging"
+    ).certified
+    refused = certify.judge(
+        _record(_drill()), exit_status=0, bad="1.5.0", good="1.4.0", sidecar_ok=True,
+        environment="staging",
+    )  # fmt: skip
+    assert not refused.certified and any("not staging" in r for r in refused.reasons)
+
+
 def test_history_table_and_trend() -> None:
     first = _record(_drill(time_to_recover_s=4.0), run_id="111111111111")
     second = _record(

@@ -318,3 +318,44 @@ def test_target_with_a_corrupt_contract_artifact(tmp_path: Path) -> None:
     (tmp_path / "artifact.json").write_text("{not json")
     with pytest.raises(SpecError, match=r"contract_artifact: .*not valid JSON"):
         load_target(_target(tmp_path, contract_artifact="artifact.json"))
+
+
+def test_the_staging_profile_is_its_own_environment() -> None:
+    loaded = load_stack(SAFEPSY / "stack.yaml")
+    staging = loaded.in_environment("staging")
+    assert staging.environment == "staging" and loaded.environment == "production"
+    assert staging.spec.seed.users == 120 and staging.spec.seed.seed == 7
+    assert loaded.spec.seed.users == 200, "the production file is left as it is"
+    assert staging.ports is not None and (staging.ports.first, staging.ports.last) == (24000, 24999)
+    assert staging.environment_release() == "1.4.0"
+    assert loaded.in_environment("production") is loaded
+    with pytest.raises(SpecError, match=r"profiles: no environment 'stagin'; expected one of"):
+        loaded.in_environment("stagin")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"profiles.staging.release": "9.9.9"},
+            r"profiles\.staging\.release: '9\.9\.9' is not one",
+        ),
+        ({"profiles.staging.ports": {"first": 24000, "last": 24010}}, r"at least 32 ports"),
+        ({"profiles.staging.seed_users": 0}, r"profiles\.staging\.seed_users"),
+        ({"profiles.production": {"seed_users": 5}}, r"profiles\.production: the stack file"),
+        ({"profiles.Staging": {"seed_users": 5}}, r"profiles\.Staging"),
+    ],
+)
+def test_a_broken_profile_is_named_with_its_field(
+    stack_copy: Path, change: dict[str, object], expected: str
+) -> None:
+    _edit(stack_copy, change)
+    with pytest.raises(SpecError, match=expected):
+        load_stack(stack_copy)
+
+
+def test_a_migration_must_name_an_app_service(stack_copy: Path) -> None:
+    release = stack_copy.parent / "releases" / "1.10.0.yaml"
+    release.write_text(release.read_text().replace("service: backend", "service: frontend"))
+    with pytest.raises(SpecError, match=r"1\.10\.0\.yaml: migration\.service: 'frontend' is not"):
+        load_stack(stack_copy)

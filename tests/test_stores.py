@@ -49,7 +49,7 @@ def test_backup_restore_round_trip(local_stack: LocalStack, tmp_path: Path) -> N
         conn["safepsy"]["scratch"].insert_one(RawBSONDocument(bson.encode({"x": 1})))
     assert _print(local_stack) != before
     restored = mongo.restore(local_stack.mongodb_uri, "safepsy", tmp_path / "archive")
-    assert restored["users"] == before.collections["users"].count
+    assert restored.equal and restored.counts()["users"] == before.collections["users"].count
     assert _print(local_stack) == before
     with mongo.client(local_stack.mongodb_uri) as conn:
         assert "scratch" not in conn["safepsy"].list_collection_names()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,8 +35,10 @@ DEFAULT_STEP_TIMEOUT_S = 120.0
 
 @dataclass
 class DrillContext:
-    """What steps share: the stack, the clock, where artifacts go, the releases involved, and
-    the typed facts earlier parts produced."""
+    """What steps share: the stack, the clock, where artifacts go, the releases involved, the
+    typed facts earlier parts produced, what the drill must close when it ends whatever
+    happens (a writer a scenario started), and evidence for the record: what a step measured
+    that readers need beyond its timeline (a restore's comparison, the recovery point)."""
 
     stack: Stack
     timeline: Timeline
@@ -43,6 +46,8 @@ class DrillContext:
     bad_release: str
     good_release: str
     facts: Facts = field(default_factory=Facts)
+    cleanup: ExitStack = field(default_factory=ExitStack)
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def attach(self, artifact: Artifact) -> None:
         """Hand a reader something this step produced (a file, a table)."""

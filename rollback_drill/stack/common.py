@@ -76,16 +76,22 @@ class StackBase(ABC):
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
+        self.environment = loaded.environment
         self._owns_workdir = workdir is None
-        self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}")
+        self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}-{self.environment}")
         self._workdir.mkdir(parents=True, exist_ok=True)
         self.seed_users = seed_users or self.spec.seed.users
         self._releases: dict[str, str] = {}
+        ports = loaded.ports  # an environment's own range (its profile), or anywhere free
+        within = (ports.first, ports.last) if ports else None
         self._ports = {
-            name: proc.free_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
+            name: proc.free_port(within=within)
+            for name in [*DATA_SERVICES, "chain", *self.spec.services]
         }
         self._tls_ports = {
-            name: proc.free_port() for name, svc in self.spec.services.items() if svc.tls_port
+            name: proc.free_port(within=within)
+            for name, svc in self.spec.services.items()
+            if svc.tls_port
         }
         self.registries: dict[str, str] = {}  # contract version -> its registry's address
         self.operator: keys.Signer | None = None
@@ -466,9 +472,12 @@ class StackBase(ABC):
 
     def restore_stores(self, archive: Path) -> dict[str, int]:
         """The runbook's `docker-manage.sh restore`: both stores back to the archive's state."""
-        restored = mongo.restore(
+        report = mongo.restore(
             self.mongodb_uri, self.spec.stores.mongodb.database, archive / "mongodb"
         )
+        if not report.equal:
+            raise StackError(f"MongoDB restore from {archive} did not end equal to the backup")
+        restored = report.counts()
         redis_store.flush_all(self.redis_url)
         restored["redis keys"] = redis_store.restore(self.redis_url, archive / "redis.json")
         return restored

@@ -9,6 +9,7 @@ readiness is awaited in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -246,9 +247,15 @@ class LocalStack(StackBase):
         return usage
 
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
-        """Run a tool against one service, the way `docker exec` would find its defaults."""
+        """Run a tool against one service, the way `docker exec` would find its defaults; in
+        an app service, any command runs with the service's environment and code (its `.env`
+        and its release's build on PYTHONPATH), as it would inside its container."""
         tool = argv[0]
         extra: list[str] = []
+        if service in self.spec.services and self._service(service).kind == "app":
+            _, env = self._argv_env(service)
+            command = [sys.executable if a == "python" else a for a in argv]
+            return _run(command, self._workdir, timeout_s, {**os.environ, **env})
         if tool == "nginx":
             conf = self.config_dir / "nginx" / "nginx.conf"
             extra = ["-p", str(self._workdir / "run" / service), "-c", str(conf)]
@@ -256,17 +263,23 @@ class LocalStack(StackBase):
             extra = ["-p", str(self._ports["redis"])]
         elif tool == "mongosh":
             extra = [self.mongodb_uri, "--quiet", "--norc"]
-        try:
-            done = subprocess.run(
-                [find_tool(tool), *extra, *argv[1:]],
-                capture_output=True,
-                timeout=timeout_s,
-                cwd=self._workdir,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, f"{tool} did not finish within {timeout_s} s"
-        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+        return _run([find_tool(tool), *extra, *argv[1:]], self._workdir, timeout_s)
+
+
+def _run(
+    argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run a command to completion as an owned process (it dies with the harness, and a later
+    run sweeps it), output and errors together; 124 when it outlives `timeout_s`."""
+    child, _ = proc.popen_owned(argv, env or dict(os.environ), subprocess.PIPE, cwd)
+    try:
+        out, _ = child.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        return 124, f"{argv[0]} did not finish within {timeout_s} s"
+    return child.returncode, out.decode(errors="replace")
 
 
 def _check_commands(loaded: LoadedStack) -> None:

@@ -44,16 +44,46 @@ def _id_value(doc: memoryview) -> bytes | None:
     return bytes(doc[4:5]) + bytes(doc[start : start + length])
 
 
+def _decoded_id(doc: memoryview) -> bytes:
+    return bson.encode({"_id": bson.decode(bytes(doc)).get("_id")})
+
+
 def id_digest(doc: memoryview) -> bytes:
     """A digest of the document's `_id` (type and value), equal for equal ids."""
     value = _id_value(doc)
+    return _digest(b"decoded" + _decoded_id(doc) if value is None else value)
+
+
+def id_document(doc: memoryview) -> bytes:
+    """The BSON document `{_id: <the document's _id>}`: what a delete by id needs, kept
+    without the rest of the document."""
+    value = _id_value(doc)
     if value is None:
-        decoded = bson.decode(bytes(doc))
-        value = b"decoded" + bson.encode({"_id": decoded.get("_id")})
-    return _digest(value)
+        return _decoded_id(doc)
+    body = value[:1] + _ID_NAME + value[1:]
+    return (len(body) + 5).to_bytes(4, "little") + body + b"\x00"
 
 
-def records(batch: bytes) -> Iterator[bytes]:
+def keyed(buffer: bytes | memoryview, where: str = "a batch") -> Iterator[tuple[bytes, bytes]]:
+    """(16-byte record, `{_id}` document) per document: what a restore plans with."""
+    for doc in documents(buffer, where):
+        yield id_digest(doc) + _digest(doc), id_document(doc)
+
+
+def documents(buffer: bytes | memoryview, where: str = "a batch") -> Iterator[memoryview]:
+    """Each document of concatenated BSON (a raw batch, an archive file), as a view."""
+    view = memoryview(buffer)
+    offset = 0
+    end = len(view)
+    while offset < end:
+        size = int.from_bytes(view[offset : offset + 4], "little")
+        if size < 5 or offset + size > end:
+            raise ValueError(f"truncated BSON document at byte {offset} of {where}")
+        yield view[offset : offset + size]
+        offset += size
+
+
+def records(batch: bytes | memoryview) -> Iterator[bytes]:
     """One 16-byte record (id digest + document digest) per document of a raw batch."""
     view = memoryview(batch)
     offset = 0

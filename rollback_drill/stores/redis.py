@@ -115,3 +115,12 @@ def key_count(url: str, timeout_s: float = 2.0) -> int:
         return int(conn.dbsize())
     finally:
         conn.close()
+
+
+def count_matching(url: str, pattern: str, timeout_s: float = 5.0) -> int:
+    """Keys matching a glob (SCAN, never KEYS: a big cache must not stall for it)."""
+    conn = connect(url, timeout_s)
+    try:
+        return sum(1 for _ in conn.scan_iter(match=pattern, count=1000))
+    finally:
+        conn.close()

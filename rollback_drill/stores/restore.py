@@ -1,0 +1,447 @@
+"""Put a database back to an archive's state (the runbook's `docker-manage.sh restore`) so that
+the restore cannot half-finish: interrupted at any point - the harness killed, the connection
+dropped - the database holds its old documents or the backup's, never a mixture, and running
+the restore again converges on the backup.
+
+    1. verify the archive (every file's checksum): nothing is touched before
+    2. finish what an interrupted restore left: the transaction a killed restore leaves open
+       holds its locks until the server reaps it (SecantusDB never does while a writer waits),
+       so its session, recorded in the journal beside the archive, is killed; collections
+       half-built beside their originals are dropped
+    3. plan, reading every collection concurrently: live documents against the archive's by
+       (id digest, document digest) - deleted, missing, altered - and indexes and options
+    4. documents: one multi-document transaction over every collection (create, delete,
+       insert), journalled with its session id: all of it commits or none. Over
+       `max_transaction_docs` changes, or when a collection's options differ, a collection is
+       instead rebuilt beside itself and renamed over the original (atomic per collection;
+       the report says which)
+    5. what MongoDB cannot do in a transaction: indexes the backup lacks are dropped before
+       the documents change (they could refuse the backup's documents), the backup's indexes
+       created after them (a unique index holds only on the backup's data), surplus
+       collections dropped. Interrupted there, the documents are the old ones or the
+       backup's, and the rerun's plan finds only the indexes left to do
+    6. verify: a fingerprint of every collection equals the archive's (count, content hash,
+       indexes, options), and nothing else is left; then the journal goes
+
+A restore only writes what differs, so restoring a database that a migration damaged in a
+few thousand documents costs those documents, not the whole database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import bson
+from bson.binary import Binary
+from bson.raw_bson import RawBSONDocument
+from pymongo import DeleteOne, MongoClient, WriteConcern
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from rollback_drill.procfs import ProcessIdentity, current
+from rollback_drill.stores import bsonscan
+from rollback_drill.stores.archive import (
+    Archive,
+    archive_print,
+    archive_records,
+    index_print,
+    verify_archive,
+)
+from rollback_drill.stores.fingerprint import (
+    CollectionDiff,
+    CollectionPrint,
+    canonical,
+    diff_collection,
+)
+from rollback_drill.stores.livescan import Keyed, concurrently, keyed_collection, print_collection
+from rollback_drill.stores.mongoconn import client, collection_options, index_specs
+
+JOURNAL = "restore-journal.json"
+STAGING_SUFFIX = ".rollback-drill-restore"
+MAX_TRANSACTION_DOCS = 250_000
+COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
+BATCH = 5_000
+How = Literal["unchanged", "transaction", "rebuilt", "dropped"]
+Atomicity = Literal["database", "per collection", "nothing to restore"]
+
+
+class RestoreError(RuntimeError):
+    """The restore did not finish; the message says what the database holds now."""
+
+
+@dataclass(frozen=True)
+class CollectionRestore:
+    """What the restore did to one collection."""
+
+    name: str
+    how: How
+    count_before: int | None  # None: the collection did not exist
+    count_after: int
+    deleted: int = 0  # documents the backup does not have
+    inserted: int = 0  # documents the backup has and the database had lost
+    replaced: int = 0  # documents that differed from the backup's
+    index_changes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "collection": self.name,
+            "how": self.how,
+            "count_before": self.count_before,
+            "count_after": self.count_after,
+            "deleted": self.deleted,
+            "inserted": self.inserted,
+            "replaced": self.replaced,
+            "indexes": list(self.index_changes) or "unchanged",
+        }
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    database: str
+    archive: Path
+    backup_started: float  # epoch: writes acknowledged before it are in the backup
+    atomic: Atomicity
+    collections: tuple[CollectionRestore, ...]
+    verified: tuple[CollectionDiff, ...]  # each collection against the archive, after
+    surplus: tuple[str, ...] = ()  # collections left that the archive does not have
+    interrupted: str | None = None  # an earlier restore this one found and finished
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.verified) and all(d.equal for d in self.verified) and not self.surplus
+
+    def counts(self) -> dict[str, int]:
+        return {c.name: c.count_after for c in self.collections if c.how != "dropped"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "archive": str(self.archive),
+            "backup_started_epoch": self.backup_started,
+            "atomic": self.atomic,
+            "interrupted_restore_finished": self.interrupted,
+            "collections": [c.to_json() for c in self.collections],
+            "verified_against_backup": [d.row() for d in self.verified],
+            "surplus_collections": list(self.surplus),
+            "equal_to_backup": self.equal,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+@dataclass
+class _Plan:
+    name: str
+    before: int | None
+    after: int
+    delete: list[bytes] = field(default_factory=list)  # `{_id}` documents
+    insert: set[bytes] = field(default_factory=set)  # id digests of archive documents
+    replaced: int = 0
+    create: bool = False
+    drop: bool = False
+    rebuild: bool = False
+    index_drops: list[str] = field(default_factory=list)
+    index_creates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def documents(self) -> int:
+        return len(self.delete) + len(self.insert)
+
+    @property
+    def index_changes(self) -> tuple[str, ...]:
+        return tuple(
+            [f"dropped {n}" for n in self.index_drops]
+            + [f"created {s['name']}" for s in self.index_creates]
+        )
+
+    def outcome(self) -> CollectionRestore:
+        how: How = "dropped" if self.drop else "rebuilt" if self.rebuild else "transaction"
+        if not (self.documents or self.create or self.drop or self.rebuild):
+            how = "unchanged"
+        return CollectionRestore(
+            self.name, how, self.before, 0 if self.drop else self.after,
+            len(self.delete) - self.replaced, len(self.insert) - self.replaced, self.replaced,
+            self.index_changes,
+        )  # fmt: skip
+
+
+class _Journal:
+    """The restore's state beside the archive: which process, which session holds its
+    transaction, how far it got. Written before the transaction starts; removed at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise RestoreError(f"{self.path}: unreadable restore journal: {exc}") from None
+        return data if isinstance(data, dict) else None
+
+    def save(self, **state: Any) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"process": str(current()), "updated": time.time(), **state}))
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _finish_interrupted(
+    conn: MongoClient[RawBSONDocument], db: Database[RawBSONDocument], journal: _Journal
+) -> str | None:
+    prior = journal.read()
+    leftovers = [n for n in db.list_collection_names() if n.endswith(STAGING_SUFFIX)]
+    for name in leftovers:
+        db.drop_collection(name)
+    if prior is None:
+        return f"dropped half-built {leftovers}" if leftovers else None
+    owner = ProcessIdentity.parse(str(prior.get("process", "")))
+    if owner is not None and owner != current() and owner.alive():
+        raise RestoreError(
+            f"{journal.path}: a restore by process {owner.pid} is still running; not starting "
+            "another over it"
+        )
+    if prior.get("session"):
+        try:  # its transaction, if the server still holds it open, ends now
+            lsid = {"id": Binary(bytes.fromhex(str(prior["session"])), 4)}
+            conn.admin.command("killSessions", [lsid])
+        except PyMongoError:
+            pass  # a server without killSessions reaps it itself; the plan reads what is there
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(prior.get("started", 0))))
+    return f"a restore started {started} UTC stopped during its {prior.get('state', '?')}"
+
+
+def _archive_keys(archive: Archive, name: str) -> tuple[dict[bytes, bytes], CollectionPrint]:
+    """id digest -> document digest of the archive's documents, and its print."""
+    records = archive_records(archive, name)
+    split = bsonscan.DIGEST_BYTES
+    keys = {record[:split]: record[split:] for record in records}
+    return keys, archive_print(archive, name, records)
+
+
+def _plan(
+    db: Database[RawBSONDocument],
+    archive: Archive,
+    name: str,
+    live_options: dict[str, dict[str, Any]],
+) -> tuple[_Plan, CollectionPrint | None]:
+    entry = archive.collections.get(name)
+    exists = name in live_options
+    live: Keyed = keyed_collection(db, name) if exists else Keyed()
+    if entry is None:  # a collection the backup does not have: emptied, then dropped
+        plan = _Plan(name, len(live.docs), 0, drop=True)
+        plan.delete = [id_doc for _, id_doc in live.docs.values()]
+        return plan, None
+    keys, printed = _archive_keys(archive, name)
+    plan = _Plan(name, len(live.docs) if exists else None, entry.count, create=not exists)
+    for digest, (doc, id_doc) in live.docs.items():
+        wanted = keys.get(digest)
+        if wanted is None or wanted != doc:
+            plan.delete.append(id_doc)
+            if wanted is not None:
+                plan.insert.add(digest)
+                plan.replaced += 1
+    plan.insert.update(k for k in keys if k not in live.docs)
+    if exists and canonical(live_options[name]) != canonical(entry.options):
+        plan.rebuild = True
+    elif exists:
+        have = {str(s["name"]): index_print(s) for s in index_specs(db[name])}
+        want = {str(s["name"]): s for s in entry.indexes}
+        plan.index_drops = sorted(
+            n for n in have if n not in want or have[n] != index_print(want[n])
+        )
+        plan.index_creates = [
+            want[n] for n in sorted(want) if n not in have or n in plan.index_drops
+        ]
+    else:
+        plan.index_creates = [want for want in entry.indexes]
+    return plan, printed
+
+
+def _archive_documents(
+    archive: Archive, name: str, wanted: set[bytes] | None
+) -> Iterator[list[RawBSONDocument]]:
+    """The archive's documents of a collection (those whose id digest is in `wanted`, or
+    all), in batches."""
+    batch: list[RawBSONDocument] = []
+    with archive.contents(name) as data:
+        for doc in bsonscan.documents(data, str(archive.file(name))):
+            if wanted is None or bsonscan.id_digest(doc) in wanted:
+                batch.append(RawBSONDocument(bytes(doc)))
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch
+
+
+def _in_transaction(
+    conn: MongoClient[RawBSONDocument],
+    db: Database[RawBSONDocument],
+    archive: Archive,
+    plans: Sequence[_Plan],
+    journal: _Journal,
+    started: float,
+) -> None:
+    session: ClientSession
+    with conn.start_session() as session:
+        lsid = bytes(session.session_id["id"]).hex()
+        journal.save(started=started, state="transaction", session=lsid)
+        with session.start_transaction(write_concern=WriteConcern("majority", j=True)):
+            for plan in plans:
+                coll = db[plan.name]
+                if plan.create:
+                    db.create_collection(
+                        plan.name, session=session, **archive.collections[plan.name].options
+                    )
+                for i in range(0, len(plan.delete), BATCH):
+                    # one DeleteOne per id: SecantusDB answers `_id: {$in: [...]}` by scanning
+                    chunk = [DeleteOne(bson.decode(d)) for d in plan.delete[i : i + BATCH]]
+                    coll.bulk_write(chunk, ordered=False, session=session)
+                if plan.insert:
+                    for batch in _archive_documents(archive, plan.name, plan.insert):
+                        coll.insert_many(batch, ordered=True, session=session)
+    journal.save(started=started, state="indexes and surplus collections")
+
+
+def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> None:
+    """The collection made anew beside the original, then renamed over it: readers see the
+    old collection or the backup's, whole."""
+    entry = archive.collections[plan.name]
+    staging = plan.name + STAGING_SUFFIX
+    db.drop_collection(staging)
+    db.create_collection(staging, **entry.options)
+    for batch in _archive_documents(archive, plan.name, None):
+        db[staging].insert_many(batch, ordered=False)
+    if entry.indexes:
+        db.command("createIndexes", staging, indexes=list(entry.indexes))
+    db.client.admin.command(
+        "renameCollection", f"{db.name}.{staging}", to=f"{db.name}.{plan.name}", dropTarget=True
+    )
+    # SecantusDB's rename forgets the options a collection was created with (mongod keeps
+    # them): put back the ones collMod can set; verification reports any other.
+    now = collection_options(db, [plan.name]).get(plan.name, {})
+    settable = {k: v for k, v in entry.options.items() if k in COLLMOD_OPTIONS}
+    if canonical(now) != canonical(entry.options) and settable:
+        db.command("collMod", plan.name, **settable)
+
+
+def _drop_indexes(db: Database[RawBSONDocument], plan: _Plan) -> None:
+    """Before the documents: an index the backup does not have (a unique one above all)
+    could refuse the backup's documents; dropping one changes no document."""
+    for name in plan.index_drops:
+        db[plan.name].drop_index(name)
+
+
+def _ddl(db: Database[RawBSONDocument], plan: _Plan) -> None:
+    """After the documents: the backup's indexes (a unique one holds only on its data) and
+    the surplus collections, already emptied by the transaction, dropped."""
+    if plan.drop:
+        db.drop_collection(plan.name)
+    elif plan.index_creates:
+        db.command("createIndexes", plan.name, indexes=plan.index_creates)
+
+
+def restore(
+    uri: str,
+    database: str,
+    archive_dir: Path,
+    timeout_s: float = 5.0,
+    *,
+    max_transaction_docs: int = MAX_TRANSACTION_DOCS,
+    verify: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> RestoreReport:
+    """Make `database` equal to the archive (see the module docstring). `progress` hears each
+    phase as it starts: planning, transaction, rebuilding, indexes, verifying, done."""
+    say = progress or (lambda _: None)
+    archive = verify_archive(archive_dir)
+    journal = _Journal(archive_dir / JOURNAL)
+    started = time.time()
+    seconds: dict[str, float] = {}
+    clock = time.monotonic()
+    phase = "planning"
+    say("planning")
+    try:
+        with client(uri, timeout_s, socket_timeout_s=300.0) as conn:
+            db = conn[database]
+            interrupted = _finish_interrupted(conn, db, journal)
+            live_names = [n for n in db.list_collection_names() if not n.startswith("system.")]
+            names = sorted(set(archive.collections) | set(live_names))
+            options = collection_options(db, live_names)
+            planned = concurrently(lambda n: _plan(db, archive, n, options), names)
+            plans = [p for p, _ in planned]
+            prints = {p.name: printed for p, printed in planned if printed is not None}
+            seconds["plan"] = time.monotonic() - clock
+            changed = [p for p in plans if p.documents or p.create or p.drop or p.rebuild]
+            too_big = sum(p.documents for p in changed) > max_transaction_docs
+            for p in changed:
+                p.rebuild = p.rebuild or (too_big and not p.drop)
+            in_txn = [p for p in changed if not p.rebuild]
+            rebuilt = [p for p in changed if p.rebuild]
+            clock, phase = time.monotonic(), "documents (nothing committed yet)"
+            for p in plans:
+                if not p.rebuild:
+                    _drop_indexes(db, p)
+            if in_txn:
+                say("transaction")
+                _in_transaction(conn, db, archive, in_txn, journal, started)
+            phase = "collection rebuilds (each collection old or the backup's)"
+            if rebuilt:
+                say("rebuilding")
+                journal.save(started=started, state="collection rebuilds")
+                concurrently(lambda p: _rebuild(db, archive, p), rebuilt)
+            seconds["documents"] = time.monotonic() - clock
+            clock, phase = time.monotonic(), "indexes (documents already the backup's)"
+            say("indexes")
+            for p in plans:
+                if not p.rebuild:
+                    _ddl(db, p)
+            seconds["indexes"] = time.monotonic() - clock
+            clock, phase = time.monotonic(), "verification"
+            verified: tuple[CollectionDiff, ...] = ()
+            surplus: tuple[str, ...] = ()
+            if verify:
+                say("verifying")
+                now = collection_options(db, list(archive.collections))
+                after = concurrently(
+                    lambda n: print_collection(db, n, now[n]) if n in now else None,
+                    list(archive.collections),
+                )
+                verified = tuple(
+                    diff_collection(n, "exact", prints[n], a)
+                    for n, a in zip(archive.collections, after, strict=True)
+                )
+                surplus = tuple(
+                    n for n in db.list_collection_names()
+                    if n not in archive.collections and not n.startswith("system.")
+                )  # fmt: skip
+                seconds["verify"] = time.monotonic() - clock
+    except PyMongoError as exc:
+        raise RestoreError(
+            f"restore of {database} from {archive_dir} stopped during {phase}: "
+            f"{str(exc).splitlines()[0][:300]}; run the restore again to finish it"
+        ) from exc
+    journal.clear()
+    say("done")
+    atomic: Atomicity = (
+        "nothing to restore" if not changed else "per collection" if rebuilt else "database"
+    )
+    return RestoreReport(
+        database, archive_dir, archive.started, atomic, tuple(p.outcome() for p in plans),
+        verified, surplus, interrupted, seconds,
+    )  # fmt: skip
+
+
+__all__ = ["JOURNAL", "CollectionRestore", "RestoreError", "RestoreReport", "restore"]
