@@ -39,7 +39,7 @@ from rollback_drill.userfiles import read_yaml
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 Severity = Literal["critical", "high", "medium", "low"]

@@ -93,7 +93,9 @@ class Client:
             self._conns[key] = conn
         return conn
 
-    def request(self, method: str, url: str, json_body: Any = None) -> Response:
+    def request(
+        self, method: str, url: str, json_body: Any = None, max_text: int = MAX_TEXT
+    ) -> Response:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
@@ -128,7 +130,7 @@ class Client:
             parsed: Any = json.loads(text) if text[:1] in "{[" else None
         except ValueError:
             parsed = None
-        return Response(resp.status, parsed, text[:MAX_TEXT], seconds)
+        return Response(resp.status, parsed, text[:max_text], seconds)
 
     def _failure(self, exc: BaseException, url: str, start: float) -> HttpFailure:
         kind, detail = classify(exc, self.timeout_s)
@@ -140,13 +142,19 @@ def client(target: Target) -> Client:
 
 
 def request(
-    target: Target, method: str, url: str, http: Client | None = None, json: Any = None
+    target: Target,
+    method: str,
+    url: str,
+    http: Client | None = None,
+    json: Any = None,
+    max_text: int = MAX_TEXT,
 ) -> Response:
-    """One request; raises HttpFailure when no HTTP answer came back."""
+    """One request; raises HttpFailure when no HTTP answer came back. `max_text`: how much of
+    the body's text to keep (a page searched for markup needs all of it)."""
     if http is not None:
-        return http.request(method, url, json)
+        return http.request(method, url, json, max_text)
     with Client(target) as own:
-        return own.request(method, url, json)
+        return own.request(method, url, json, max_text)
 
 
 def evidence(resp: Response, url: str) -> dict[str, Any]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
 from rollback_drill.checks.http import evidence, request
 from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.target import Target
 
+PAGE_LIMIT = 1_000_000  # the landing page is read whole: the chat box may sit anywhere in it
 _ENDPOINT = re.compile(r'data-chat-endpoint="([^"]+)"')
 
 
@@ -38,16 +37,15 @@ def _login_as_typed(target: Target) -> CheckResult:
 
 
 def _frontend_chat_box(target: Target) -> CheckResult:
-    with httpx.Client(timeout=target.thresholds.request_timeout_s, trust_env=False) as client:
-        page = client.get(target.frontend_url + "/")
+    page = request(target, "GET", target.frontend_url + "/", max_text=PAGE_LIMIT)
     found = _ENDPOINT.search(page.text)
-    if page.status_code != 200 or found is None:
+    if page.status != 200 or found is None:
         return CheckResult(
             "functional.frontend_chat_box",
             False,
-            f"GET / -> {page.status_code}, chat box endpoint "
+            f"GET / -> {page.status}, chat box endpoint "
             f"{'not declared' if found is None else found.group(1)}",
-            {"url": target.frontend_url + "/", "status": page.status_code},
+            {"url": target.frontend_url + "/", "status": page.status},
         )
     url = target.frontend_url + found.group(1)
     resp = request(target, "POST", url, json={"message": "Hello"})
