@@ -140,37 +140,36 @@ def test_a_procedure_out_of_budget_stops_before_its_first_step(ctx: DrillContext
 
 
 # -- Environment Variables ------------------------------------------------------------------
-def _env_drill(edit: EnvEdit, procedure: Procedure) -> Drill:
-    return Drill(f"env {edit.name}", "1.4.0", EditEnvironment(edit), procedure, "critical")
-
-
-def _repairable(ctx: DrillContext, stack: LocalStack) -> None:
-    """Give `ctx` the backups the drill's own context kept (both are the operator's files)."""
-    backups = {s: backup_of(env_file(stack, s)) for s in configuration.ENV_SERVICES}
-    ctx.facts[ENV_BACKUPS] = {s: b for s, b in backups.items() if b.exists()}
+def _env_drill_fails_at_verify(
+    edit: EnvEdit, procedure: Procedure, ctx: DrillContext, tmp_path: Path
+) -> ProcedureFailure:
+    """The drill under load on the module's stack, red at the procedure's Verify; then the
+    whole procedure, from the backups the operator's edit left, puts the stack back."""
+    drill = Drill(f"env {edit.name}", "1.4.0", EditEnvironment(edit), procedure, "critical")
+    try:
+        outcome = run_drill(ctx.stack, drill, artifacts=tmp_path / "drill")
+    finally:
+        backups = {s: backup_of(env_file(ctx.stack, s)) for s in configuration.ENV_SERVICES}
+        ctx.facts[ENV_BACKUPS] = {s: b for s, b in backups.items() if b.exists()}
+        configuration.ENVIRONMENT.run(ctx)
+    assert not outcome.passed
+    failure = outcome.procedure_failure
+    assert failure is not None and failure.step == "Verify", outcome.failure
+    return failure
 
 
 def test_environment_restored_but_not_restarted_turns_the_drill_red(
     ctx: DrillContext, local_stack: LocalStack, tmp_path: Path
 ) -> None:
     """The backend still runs with the MONGODB_URI it read at its last start."""
-    drill = _env_drill(WRONG_URI, _without(configuration.ENVIRONMENT, "Restart services"))
-    try:
-        outcome = run_drill(local_stack, drill, artifacts=tmp_path / "drill")
-    finally:
-        _repairable(ctx, local_stack)
-        configuration.ENVIRONMENT.run(ctx)
-    assert not outcome.passed
-    failure = outcome.procedure_failure
-    assert failure is not None and failure.step == "Verify", outcome.failure
+    no_restart = _without(configuration.ENVIRONMENT, "Restart services")
+    failure = _env_drill_fails_at_verify(WRONG_URI, no_restart, ctx, tmp_path)
     assert "backend answering as release 1.4.0" in failure.cause, failure.cause
     assert "mongodb unavailable" in failure.services["backend"], failure.services
-    live = env_file(local_stack, "backend")
-    assert live.read_bytes() == backup_of(live).read_bytes()  # restored: only the restart lacked
 
 
 def test_environment_restarting_only_the_backend_turns_the_drill_red(
-    ctx: DrillContext, local_stack: LocalStack, tmp_path: Path
+    ctx: DrillContext, tmp_path: Path
 ) -> None:
     """The ai-chatbot refused to start without MONGODB_URI; restarting only the backend
     leaves it down though its .env is back."""
@@ -183,17 +182,8 @@ def test_environment_restarting_only_the_backend_turns_the_drill_red(
         dataclasses.replace(s, action=restart_backend_only) if s.name == "Restart services" else s
         for s in configuration.ENVIRONMENT.steps
     )
-    wrong = dataclasses.replace(configuration.ENVIRONMENT, steps=steps)
-    try:
-        outcome = run_drill(
-            local_stack, _env_drill(MISSING_VARIABLE, wrong), artifacts=tmp_path / "drill"
-        )
-    finally:
-        _repairable(ctx, local_stack)
-        configuration.ENVIRONMENT.run(ctx)
-    assert not outcome.passed
-    failure = outcome.procedure_failure
-    assert failure is not None and failure.step == "Verify", outcome.failure
+    one = dataclasses.replace(configuration.ENVIRONMENT, steps=steps)
+    failure = _env_drill_fails_at_verify(MISSING_VARIABLE, one, ctx, tmp_path)
     assert "ai-chatbot answering as release 1.4.0" in failure.cause, failure.cause
     assert failure.services["ai-chatbot"] == "stopped", failure.services
 
