@@ -3,6 +3,10 @@
 - Environment: a configuration-only release (1.4.1) raises the chatbot's reply cache past its
   memory limit: "Memory usage > 90%: Warning", a performance issue on the matrix's low row,
   answered by restoring `.env.backup` and restarting the backend and the ai-chatbot.
+  An operator's `.env` edit, then the service restarted, breaks it through the app's own
+  configuration handling: the backend's MONGODB_URI on a port nothing listens on (its /health
+  503, logins fail on the database), or MONGODB_URI deleted from the ai-chatbot's .env (it
+  refuses to start). Service down: critical; the same procedure is the whole revert.
 - Nginx: an operator edits the live nginx.conf and restarts nginx. A syntax error keeps nginx
   from coming back (service down); a valid edit sends the API to the chatbot's upstream (login
   and DIDs fail: error rate over 5 %). Both are critical; the rollback restores nginx.conf.backup,
@@ -28,9 +32,13 @@ from rollback_drill import (
 from rollback_drill.scenarios import (
     EXPIRED,
     KEY_MISMATCH,
+    MISSING_VARIABLE,
     SYNTAX_ERROR,
     WRONG_NAME,
     WRONG_UPSTREAM,
+    WRONG_URI,
+    EditEnvironment,
+    EnvEdit,
 )
 
 pytestmark = [pytest.mark.drill, pytest.mark.configuration]
@@ -49,6 +57,38 @@ def test_environment_rollback(drill: Drill, drill_runner: DrillRunner) -> None:
     outcome = drill_runner(drill)
     assert outcome.passed, outcome.failure
     assert any(a.rule == "memory" for a in outcome.alerts)
+
+
+def _env(edit: EnvEdit) -> Drill:
+    return Drill(
+        name=f"configuration: environment variables ({edit.name.replace('_', ' ')})",
+        release="1.4.0",  # the release running; the operator's edit is the change
+        scenario=EditEnvironment(edit),
+        procedure=configuration.ENVIRONMENT,
+        severity="critical",
+    )
+
+
+ENV_EDITS = [_env(WRONG_URI), _env(MISSING_VARIABLE)]
+
+
+@pytest.mark.parametrize("drill", ENV_EDITS, ids=["wrong_uri", "missing_variable"])
+def test_environment_edit_rollback(drill: Drill, drill_runner: DrillRunner) -> None:
+    outcome = drill_runner(drill)
+    assert outcome.passed, outcome.failure
+    assert isinstance(drill.scenario, EditEnvironment)
+    edit = drill.scenario.edit
+    fault = next(e for e in outcome.timeline.of_kind("phase") if e.name.startswith("Fault"))
+    down = {a.subject for a in outcome.alerts if a.rule == "service_down"}
+    assert edit.service in down, outcome.alerts
+    if edit is MISSING_VARIABLE:  # the app refuses to start, naming the variable
+        assert fault.detail["came_back"] is False, fault.detail
+        assert "MONGODB_URI" in fault.detail["why"] and "unset" in fault.detail["why"]
+    else:  # it runs, and fails on the database it cannot reach
+        assert fault.detail["came_back"] is True, fault.detail
+        assert any(a.rule == "database_errors" for a in outcome.alerts), outcome.alerts
+    steps = [e.name for e in outcome.timeline.of_kind("step")]
+    assert steps[:3] == ["1. Restore previous environment", "2. Restart services", "3. Verify"]
 
 
 def _nginx(edit: str) -> Drill:

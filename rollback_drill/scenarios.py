@@ -3,22 +3,25 @@ pipeline or an operator does it. The defect is then real behaviour of what was d
 
 A scenario declares the facts it leaves behind (the configuration archive a deploy takes, the
 `.env.backup` an operator makes), so a procedure that needs them is wired before any stack
-starts. An operator's edit of the live nginx.conf or certificate is not a release: it keeps
-the `.backup` the runbook restores from, restarts nginx as the runbook does, and changes no
-release (the drill's stack starts at its release; the rollback restores the edited file).
+starts. An operator's edit of a service's live `.env`, nginx.conf or certificate is not a
+release: it keeps the `.backup` the runbook restores from (owner-only: they hold passwords and
+keys), restarts the service as the runbook does, and changes no release (the drill's stack
+starts at its release; the rollback restores the edited file).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-from rollback_drill import backupfile, configbackup, tls
+from rollback_drill import backupfile, configbackup, proc, tls
 from rollback_drill.facts import Fact
 from rollback_drill.procedures.base import DrillContext, StepResult
 from rollback_drill.secrets import write_private
@@ -136,11 +139,7 @@ class ChangeConfiguration:
         changed = changed_configuration(ctx)
         backups: dict[str, Path] = {}
         for service in changed:
-            live = ctx.stack.config_dir / f"{service}.env"
-            backup = live.with_name(live.name + ".backup")
-            shutil.copy2(live, backup)
-            backup.chmod(0o600)
-            backups[service] = backup
+            backups[service] = keep_backup(env_file(ctx.stack, service))
         ctx.facts[ENV_BACKUPS] = backups
         for service in changed:
             ctx.stack.deploy(service, ctx.bad_release)  # renders the new .env, restarts
@@ -190,20 +189,137 @@ def ssl_files(stack: Stack) -> tuple[Path, Path]:
     return ssl / "certificate.crt", ssl / "private.key"
 
 
+def env_file(stack: Stack, service: str) -> Path:
+    """A service's live `.env` (the runbook's `backend/.env`, `ai-chatbot/.env`)."""
+    return stack.config_dir / f"{service}.env"
+
+
 def backup_of(path: Path) -> Path:
     return path.with_name(path.name + ".backup")
 
 
-def restart_front(ctx: DrillContext) -> dict[str, Any]:
-    """`docker-compose restart nginx`, as the operator runs it after an edit; an nginx that
-    refuses its new configuration stays down, and that is what the scenario left."""
-    service = front(ctx.stack)
+def keep_backup(live: Path) -> Path:
+    """`cp FILE FILE.backup`, owner-only from the first byte: `.env` files hold passwords and
+    private keys are keys (a certificate is public, but one rule for all is one rule kept)."""
+    return write_private(backup_of(live), live.read_bytes())
+
+
+# How a service that refuses its configuration says why: nginx's `[emerg]`, the app's own
+# "configuration error: VARIABLE: expected ..., unset" (safepsy_app/config.py).
+_REFUSED = re.compile(r"emerg|configuration error")
+
+
+def restart_as_operator(stack: Stack, service: str, healthy: bool = True) -> dict[str, Any]:
+    """`docker-compose restart SERVICE`, as an operator runs it after an edit. A service that
+    refuses its new configuration stays down, and that is what the scenario left; with
+    `healthy` False, an app that answers at all has come back (its /health, 503 or not, is
+    what monitoring then sees)."""
     try:
-        ctx.stack.restart(service)
+        stack.stop(service)
+        stack.start(service, wait_healthy=healthy)
     except StackError as exc:
-        first = next((ln for ln in str(exc).splitlines() if "emerg" in ln), str(exc)[:300])
+        lines = str(exc).splitlines()
+        first = next((ln for ln in lines if _REFUSED.search(ln)), str(exc)[:300])
         return {"restarted": service, "came_back": False, "why": first.strip()}
     return {"restarted": service, "came_back": True}
+
+
+def restart_front(ctx: DrillContext) -> dict[str, Any]:
+    """`docker-compose restart nginx` after an edit of nginx.conf or the certificates."""
+    return restart_as_operator(ctx.stack, front(ctx.stack))
+
+
+@dataclass(frozen=True)
+class EnvEdit:
+    """A change to one service's `.env`: `variable` set to what `value` makes of its current
+    value, or its line deleted (`value` None)."""
+
+    name: str
+    description: str
+    service: str
+    variable: str
+    value: Callable[[str], str] | None = None
+
+
+def _host_port(url: str) -> str | None:
+    """`host:port` of a single-host URL (no credentials), None when it names no such thing."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else None
+    except ValueError:
+        return None
+
+
+def on_a_dead_port(url: str) -> str:
+    """`url` with its port moved to one nothing listens on - free on this machine now
+    (`proc.free_port` binds it to be sure) and not the store's own, so neither here nor on
+    the store's host (a container serving only its store) does anything answer there."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if _host_port(url) is None or "," in hosts:
+        raise ValueError("the URI names no single host:port to move")  # never echo it: secrets
+    port = proc.free_port()
+    while port == parts.port:
+        port = proc.free_port()
+    netloc = f"{userinfo}{at}{hosts.rsplit(':', 1)[0]}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+WRONG_URI = EnvEdit(
+    "wrong_uri",
+    "point the backend's MONGODB_URI at a port nothing listens on",
+    "backend",
+    "MONGODB_URI",
+    on_a_dead_port,
+)
+MISSING_VARIABLE = EnvEdit(
+    "missing_variable",
+    "delete MONGODB_URI from the ai-chatbot's .env",
+    "ai-chatbot",
+    "MONGODB_URI",
+)
+
+
+@dataclass(frozen=True)
+class EditEnvironment:
+    """An operator copies a service's `.env` to `.env.backup`, edits `.env` and restarts the
+    service (the runbook's `docker-compose restart`): the running release then meets the edit
+    through its own configuration handling - a store it cannot reach, a variable it requires."""
+
+    edit: EnvEdit
+    name: str = "edit_environment"
+    provides: tuple[Fact[Any], ...] = (ENV_BACKUPS,)
+    changes_release: bool = False
+
+    @property
+    def description(self) -> str:
+        return f"an operator edits a .env ({self.edit.description}) and restarts the service"
+
+    def inject(self, ctx: DrillContext) -> StepResult:
+        edit = self.edit
+        live = env_file(ctx.stack, edit.service)
+        lines = live.read_text().splitlines(keepends=True)
+        found = [i for i, ln in enumerate(lines) if ln.split("=", 1)[0].strip() == edit.variable]
+        if not found:
+            raise ValueError(f"{live}: has no {edit.variable} for the edit {edit.name}")
+        backup = keep_backup(live)
+        ctx.facts[ENV_BACKUPS] = {edit.service: backup}
+        was = lines[found[0]].split("=", 1)[1].strip()
+        if edit.value is None:
+            del lines[found[0]]
+            change = "deleted"
+        else:
+            now = edit.value(was)
+            lines[found[0]] = f"{edit.variable}={now}\n"
+            # Values hold passwords: only where a URL points is shown.
+            change = f"{_host_port(was) or 'value'} -> {_host_port(now) or 'another value'}"
+        write_private(live, "".join(lines).encode())  # in place, and owner-only as the backup
+        restarted = restart_as_operator(ctx.stack, edit.service, healthy=False)
+        return StepResult(
+            {"edit": edit.name, "service": edit.service, "variable": edit.variable,
+             "change": change, "backup": backup.name, **restarted},
+            (Artifact(f"{edit.service}.env.backup", path=backup, sensitive=True),),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -249,7 +365,7 @@ class EditNginxConfig:
         before = conf.read_text()
         if self.edit.find not in before:
             raise ValueError(f"{conf}: has no {self.edit.find!r} for the edit {self.edit.name}")
-        backup = write_private(backup_of(conf), before.encode())  # cp nginx.conf nginx.conf.backup
+        backup = keep_backup(conf)  # cp nginx.conf nginx.conf.backup
         ctx.facts[NGINX_BACKUP] = backup
         after = before.replace(self.edit.find, self.edit.replace)
         conf.write_text(after)  # in place: the docker backend mounts this very file

@@ -2,27 +2,41 @@
 fails `nginx -t` is never loaded, a restored certificate pair that cannot serve is never
 loaded, a procedure missing its restore turns red at its verification, a procedure out of
 budget stops before its first step - each failure naming the step, the services' states and
-what to do next - and running the whole procedure again converges."""
+what to do next - and running the whole procedure again converges. The environment rollback
+made wrong (restored but not restarted, or only one service restarted) turns its drill red
+under load, and an operator's `.env` edit keeps its backup and its secrets to its owner."""
 
 from __future__ import annotations
 
 import dataclasses
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from rollback_drill import Drill, run_drill
+from rollback_drill.proc import port_open
 from rollback_drill.procedures import configuration
-from rollback_drill.procedures.base import DrillContext, Procedure
+from rollback_drill.procedures.base import DrillContext, Procedure, StepResult
 from rollback_drill.procedures.failure import ProcedureFailed, ProcedureFailure
 from rollback_drill.scenarios import (
+    ENV_BACKUPS,
     EXPIRED,
+    MISSING_VARIABLE,
     SYNTAX_ERROR,
     WRONG_UPSTREAM,
+    WRONG_URI,
+    EditEnvironment,
     EditNginxConfig,
+    EnvEdit,
     ReplaceCertificate,
+    backup_of,
+    env_file,
     nginx_conf,
+    on_a_dead_port,
     ssl_files,
 )
 from rollback_drill.stack.local import LocalStack
@@ -123,3 +137,81 @@ def test_a_procedure_out_of_budget_stops_before_its_first_step(ctx: DrillContext
     assert failure.number == 1 and failure.cut_off and failure.budget_spent
     assert failure.limit_s <= 0 and "time budget was spent" in failure.message()
     configuration.NGINX.run(ctx)
+
+
+# -- Environment Variables ------------------------------------------------------------------
+def _env_drill_fails_at_verify(
+    edit: EnvEdit, procedure: Procedure, ctx: DrillContext, tmp_path: Path
+) -> ProcedureFailure:
+    """The drill under load on the module's stack, red at the procedure's Verify; then the
+    whole procedure, from the backups the operator's edit left, puts the stack back."""
+    drill = Drill(f"env {edit.name}", "1.4.0", EditEnvironment(edit), procedure, "critical")
+    try:
+        outcome = run_drill(ctx.stack, drill, artifacts=tmp_path / "drill")
+    finally:
+        backups = {s: backup_of(env_file(ctx.stack, s)) for s in configuration.ENV_SERVICES}
+        ctx.facts[ENV_BACKUPS] = {s: b for s, b in backups.items() if b.exists()}
+        configuration.ENVIRONMENT.run(ctx)
+    assert not outcome.passed
+    failure = outcome.procedure_failure
+    assert failure is not None and failure.step == "Verify", outcome.failure
+    return failure
+
+
+def test_environment_restored_but_not_restarted_turns_the_drill_red(
+    ctx: DrillContext, local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """The backend still runs with the MONGODB_URI it read at its last start."""
+    no_restart = _without(configuration.ENVIRONMENT, "Restart services")
+    failure = _env_drill_fails_at_verify(WRONG_URI, no_restart, ctx, tmp_path)
+    assert "backend answering as release 1.4.0" in failure.cause, failure.cause
+    assert "mongodb unavailable" in failure.services["backend"], failure.services
+
+
+def test_environment_restarting_only_the_backend_turns_the_drill_red(
+    ctx: DrillContext, tmp_path: Path
+) -> None:
+    """The ai-chatbot refused to start without MONGODB_URI; restarting only the backend
+    leaves it down though its .env is back."""
+
+    def restart_backend_only(step_ctx: DrillContext) -> StepResult:
+        step_ctx.stack.restart("backend")
+        return StepResult({"restarted": ["backend"]})
+
+    steps = tuple(
+        dataclasses.replace(s, action=restart_backend_only) if s.name == "Restart services" else s
+        for s in configuration.ENVIRONMENT.steps
+    )
+    one = dataclasses.replace(configuration.ENVIRONMENT, steps=steps)
+    failure = _env_drill_fails_at_verify(MISSING_VARIABLE, one, ctx, tmp_path)
+    assert "ai-chatbot answering as release 1.4.0" in failure.cause, failure.cause
+    assert failure.services["ai-chatbot"] == "stopped", failure.services
+
+
+def test_an_env_edit_keeps_an_owner_only_backup_and_reports_no_value(
+    ctx: DrillContext, local_stack: LocalStack
+) -> None:
+    live = env_file(local_stack, "backend")
+    before = live.read_bytes()
+    uri = local_stack.service_env("backend")["MONGODB_URI"]
+    produced = EditEnvironment(WRONG_URI).inject(ctx)
+    backup = ctx.facts[ENV_BACKUPS]["backend"]
+    assert backup.read_bytes() == before
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600 == stat.S_IMODE(live.stat().st_mode)
+    assert produced.detail["came_back"] is True  # it runs: /health tells what it cannot reach
+    assert httpx.get(local_stack.url("backend") + "/health", timeout=5).status_code == 503
+    assert uri not in str(produced.detail) and uri not in live.read_text()
+    assert [a.sensitive for a in produced.artifacts] == [True]  # named, never attached
+    configuration.ENVIRONMENT.run(ctx)
+    assert live.read_bytes() == before
+
+
+def test_a_dead_port_keeps_the_rest_of_the_uri_and_never_echoes_it() -> None:
+    credentials = "app:not-a-real-password"
+    moved = urlsplit(on_a_dead_port(f"mongodb://{credentials}@db.example:27017/safepsy?w=1"))
+    assert f"{moved.username}:{moved.password}" == credentials
+    assert (moved.hostname, moved.path, moved.query) == ("db.example", "/safepsy", "w=1")
+    assert moved.port not in (None, 27017) and not port_open(moved.port)
+    with pytest.raises(ValueError) as caught:
+        on_a_dead_port(f"mongodb://{credentials}@h1:27017,h2:27017/")
+    assert "not-a-real" not in str(caught.value)

@@ -2,8 +2,10 @@
 service read it, and check it took.
 
 - Environment Variables: restore each service's `.env.backup`, restart the backend and the
-  ai-chatbot (`docker-compose restart backend ai-chatbot`), check each answers as the release
-  its restored configuration names.
+  ai-chatbot (`docker-compose restart backend ai-chatbot`), check each answers healthy as the
+  release its restored configuration names. A `.env` edit that takes a service down (a store
+  it cannot reach, a variable it requires) is critical: restoring the file is then the whole
+  revert, so the procedure also answers the matrix's emergency row.
 - Nginx Configuration: restore `nginx.conf.backup`; `nginx -t` is a gate (a configuration that
   fails it is never loaded); then reload - in place (SIGHUP: new workers, the listening sockets
   kept, so users lose no request) when nginx runs, started when it does not; then check the
@@ -107,6 +109,7 @@ ENVIRONMENT = Procedure(
     name="configuration: environment variables",
     runbook_section="Configuration Rollback > Environment Variables",
     rollback_type="configuration",
+    also_serves=("emergency",),
     steps=(
         Step(
             "Restore previous environment",
