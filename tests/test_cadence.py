@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import cadence, cli, history, record
+from rollback_drill import cadence, cli, cli_programme, history, record
 from rollback_drill.spec import SpecError, load_stack
 from rollback_drill.tools import PROJECT_ROOT
 from tests.helpers import copy_stack_file
@@ -127,11 +127,11 @@ def test_a_cadence_is_a_marker_expression_from_the_stack_file(tmp_path: Path) ->
     assert "cadences.Monthly.[key]: String should match pattern" in str(caught.value)
     assert "cadences.Monthly.period_days: Input should be greater than 0" in str(caught.value)
     # `run --cadence` hands pytest the expression and the record its name.
-    assert cli._cadence_args(STACK, "annual", ["-k", "slow"]) == [
+    assert cli_programme._cadence_args(STACK, "annual", ["-k", "slow"]) == [
         "-m", "drill", "--drill-cadence", "annual"
     ]  # fmt: skip
     with pytest.raises(SpecError, match="do not pass -m as well"):
-        cli._cadence_args(STACK, "annual", ["-m", "emergency"])
+        cli_programme._cadence_args(STACK, "annual", ["-m", "emergency"])
 
 
 def test_trend_compares_like_with_like() -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from rollback_drill import proc
-from rollback_drill.cli import build_parser
+from rollback_drill.cli_parser import build_parser
 from rollback_drill.tools import PROJECT_ROOT
 from rollback_drill.verification import ExitCode
 from tests.helpers import reference_target_doc, silent_server

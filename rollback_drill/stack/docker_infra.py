@@ -195,20 +195,22 @@ def ensure_images(loaded: LoadedStack) -> dict[str, str]:
     for named in (spec.stores.mongodb.image, spec.stores.redis.image, spec.chain.image):
         if named:
             wanted.add(named)
-    from rollback_drill import images
+    from rollback_drill.images.build import build_all
+    from rollback_drill.images.dockercli import inspect_images
+    from rollback_drill.images.layout import ImageBuildError, Layout
 
     if any(ref.startswith("rollback-drill/") for ref in wanted):
-        layout = dataclasses.replace(images.Layout.default(), stack=loaded.path)
+        layout = dataclasses.replace(Layout.default(), stack=loaded.path)
 
         def say(line: str) -> None:
             if not line.startswith("cached"):
                 print(f"[images] {line}", file=sys.stderr, flush=True)
 
         try:
-            images.build_all(layout, emit=say)
-        except images.ImageBuildError as exc:
+            build_all(layout, emit=say)
+        except ImageBuildError as exc:
             raise StackError(f"{loaded.path}: the reference images: {exc}") from None
-    found = images.inspect_images(sorted(wanted))
+    found = inspect_images(sorted(wanted))
     absent = sorted(wanted - set(found))
     if absent:
         raise StackError(

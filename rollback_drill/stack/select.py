@@ -16,7 +16,7 @@ CHOICES = ("auto", "local", "docker", "all")
 
 def docker_available() -> bool:
     """One answer for the whole harness: the daemon the images are built with answers."""
-    from rollback_drill.images import docker_available as answers
+    from rollback_drill.images.dockercli import docker_available as answers
 
     return answers()
 

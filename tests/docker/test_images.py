@@ -26,10 +26,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rollback_drill import images, releases
+from rollback_drill import releases
+from rollback_drill.images.baseimage import BASE_TAG
+from rollback_drill.images.build import BuildReport, build_all
+from rollback_drill.images.derivedimage import RELEASE_ENV_MARKER, render_dockerfile
+from rollback_drill.images.dockercli import LABEL_INPUTS, current_inputs, docker_available
+from rollback_drill.images.layout import Layout
+from rollback_drill.images.specs import ImageSpec, image_specs
 from rollback_drill.spec import load_stack
 
-if not images.docker_available():
+if not docker_available():
     pytest.skip(
         "no Docker daemon answers `docker info` (start one with scripts/start-docker.sh)",
         allow_module_level=True,
@@ -37,7 +43,7 @@ if not images.docker_available():
 
 RUN_ID = uuid.uuid4().hex[:12]
 LABELS = {"rollback-drill.test": "1", "rollback-drill.test.run": RUN_ID}
-LAYOUT = images.Layout.default()
+LAYOUT = Layout.default()
 STACK = load_stack(LAYOUT.stack_file)
 VERSIONS = list(STACK.releases)  # every release the stack file lists
 
@@ -61,8 +67,8 @@ def build_lines() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def first_build(build_lines: list[str]) -> images.BuildReport:
-    return images.build_all(LAYOUT, emit=build_lines.append)
+def first_build(build_lines: list[str]) -> BuildReport:
+    return build_all(LAYOUT, emit=build_lines.append)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,7 @@ def client() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture(scope="module")
-def network(client: docker.DockerClient, first_build: images.BuildReport) -> Iterator[Any]:
+def network(client: docker.DockerClient, first_build: BuildReport) -> Iterator[Any]:
     """A bridge network private to this module; removes its containers and itself at the end."""
     net = client.networks.create(f"rd-test-{RUN_ID}", driver="bridge", labels=LABELS)
     try:
@@ -134,9 +140,9 @@ def _exec(container: Any, cmd: list[str]) -> tuple[int, str]:
 
 
 def test_every_image_exists_with_its_labels(
-    first_build: images.BuildReport, client: docker.DockerClient, build_lines: list[str]
+    first_build: BuildReport, client: docker.DockerClient, build_lines: list[str]
 ) -> None:
-    expected_tags = [images.BASE_TAG, *(s.tag for s in images.image_specs(LAYOUT))]
+    expected_tags = [BASE_TAG, *(s.tag for s in image_specs(LAYOUT))]
     for version in VERSIONS:
         for service in ("backend", "ai-chatbot", "frontend"):
             assert f"rollback-drill/safepsy-{service}:{version}" in expected_tags
@@ -153,7 +159,7 @@ def test_every_image_exists_with_its_labels(
         image = client.images.get(tag)
         labels = image.labels or {}
         assert labels.get("org.opencontainers.image.title"), tag
-        assert len(labels.get(images.LABEL_INPUTS, "")) == 64, tag
+        assert len(labels.get(LABEL_INPUTS, "")) == 64, tag
         line = next(line for line in build_lines if f" {tag} " in line)
         assert line.split()[0] in ("built", "cached", "loaded"), line
 
@@ -203,7 +209,7 @@ def _patched_files(service: str, release: str) -> list[str]:
 
 
 def test_images_hold_their_releases_patched_code(
-    first_build: images.BuildReport, client: docker.DockerClient, tmp_path: Path
+    first_build: BuildReport, client: docker.DockerClient, tmp_path: Path
 ) -> None:
     """Each release's app and frontend image has that release's code: every file its patches
     change is in the image as the release's build has it, and differs from the base release's
@@ -229,36 +235,36 @@ def test_images_hold_their_releases_patched_code(
     assert len(checked) >= 7, checked  # every patch of the reference stack's releases
 
 
-def test_second_build_is_all_cached(first_build: images.BuildReport) -> None:
+def test_second_build_is_all_cached(first_build: BuildReport) -> None:
     """Nothing is rebuilt or reloaded when no input changed (its speed is a benchmark's job)."""
     lines: list[str] = []
-    report = images.build_all(LAYOUT, emit=lines.append)
+    report = build_all(LAYOUT, emit=lines.append)
     assert {o.action for o in report.outcomes} == {"cached"}, lines
     assert [o.image_id for o in report.outcomes] == [o.image_id for o in first_build.outcomes]
     assert all(line.startswith(("cached", "total")) for line in lines), lines
 
 
-def test_bundle_holds_the_current_images(first_build: images.BuildReport) -> None:
-    report = images.build_all(LAYOUT, emit=lambda _: None)
+def test_bundle_holds_the_current_images(first_build: BuildReport) -> None:
+    report = build_all(LAYOUT, emit=lambda _: None)
     assert report.bundle is not None and report.bundle.is_file()
     index = report.bundle.with_name(report.bundle.name.removesuffix(".tar.zst") + ".json")
     held = json.loads(index.read_text())["images"]
-    assert held == {o.tag: images.current_inputs(o.tag) for o in report.outcomes}
+    assert held == {o.tag: current_inputs(o.tag) for o in report.outcomes}
 
 
 def test_release_env_is_rendered_into_the_dockerfile() -> None:
-    spec = next(s for s in images.image_specs(LAYOUT) if s.tag.endswith("backend:1.5.0"))
-    text = images.render_dockerfile(spec)
-    assert images.RELEASE_ENV_MARKER not in [line.strip() for line in text.splitlines()]
+    spec = next(s for s in image_specs(LAYOUT) if s.tag.endswith("backend:1.5.0"))
+    text = render_dockerfile(spec)
+    assert RELEASE_ENV_MARKER not in [line.strip() for line in text.splitlines()]
     assert 'ENV USER_SCHEMA_VERSION="2"' in text
-    odd = images.ImageSpec(
+    odd = ImageSpec(
         tag="t:1",
         title="t",
         dockerfile=spec.dockerfile,
         entries=(),
         env=(("A", 'x "y" $HOME \\z'),),
     )
-    assert 'ENV A="x \\"y\\" \\$HOME \\\\z"' in images.render_dockerfile(odd)
+    assert 'ENV A="x \\"y\\" \\$HOME \\\\z"' in render_dockerfile(odd)
 
 
 # ------------------------------------------------------------------------------- the services
