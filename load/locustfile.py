@@ -28,8 +28,17 @@ from typing import Any
 from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
+from urllib3.util.retry import Retry
 
 SAMPLES_MESSAGE = "rollback-drill-samples"
+# A browser sends a GET again, once, when the connection it reused closes before any answer
+# (RFC 9110 9.2.2: a server may close an idle keep-alive connection just as a request goes out;
+# nginx's old workers do after a reload). Only that: no retry of a refused connection, of an
+# HTTP error status, or of a POST. The retried request's time includes both attempts.
+REUSED_CONNECTION_RETRY = Retry(
+    total=1, connect=0, read=1, redirect=0, status=0, other=0,
+    allowed_methods=frozenset({"GET", "HEAD"}), raise_on_status=False,
+)  # fmt: skip
 _lock = threading.Lock()
 _pending: list[dict[str, Any]] = []
 _out: Any = None
@@ -106,6 +115,8 @@ class SafePsyUser(HttpUser):
         ca = os.environ.get("LOAD_CA_FILE")
         self.client.verify = ca if ca else True
         self.client.trust_env = False
+        for adapter in self.client.adapters.values():
+            adapter.max_retries = REUSED_CONNECTION_RETRY
         self.tls_url = os.environ.get("LOAD_FRONTEND_TLS_URL") or self.host
         self.email = os.environ["LOAD_TEST_EMAIL"]
         self.password = os.environ["LOAD_TEST_PASSWORD"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -381,6 +382,21 @@ class AlertEngine:
             except Exception as exc:  # monitoring that cannot look must not look green
                 self.broken = f"alert evaluation failed: {type(exc).__name__}: {exc}"
                 return
+
+    def settle(self) -> list[str]:
+        """Wait until each condition already seen but not yet held long enough to fire - an
+        error rate or memory use, which must hold `pending_s` - has fired or cleared, at most
+        that long: an assessment taken meanwhile would miss a symptom that is already there.
+        Latency (the noisiest signal) is not waited for. Returns what is still pending."""
+        deadline = time.monotonic() + self.rules.pending_s + 0.5
+        while True:
+            self.evaluate()
+            with self._lock:
+                waiting = [k for k, (_, a) in self.pending.items()
+                           if not a.rule.startswith("response_time")]  # fmt: skip
+            if not waiting or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(0.05)
 
     def troubles(self) -> list[Alert]:
         """Everything monitoring sees wrong now: fired alerts and conditions still pending."""

@@ -234,6 +234,7 @@ def _run_phases(
 
     with timeline.phase("Assess: Pre-Rollback Assessment and the decision matrix") as span:
         time.sleep(settings.assess_window_s)
+        still_pending = alerts.settle()
         alerts.evaluate()
         assessed = assess.during_drill(
             stack, ctx.facts[BASELINE], alerts, drill.verify, outcome.steady, load, fault_at
@@ -248,6 +249,8 @@ def _run_phases(
         outcome.decision = decision
         outcome.assessment = assessed.to_json(decision)
         span.update({"decision": decision.explain()})
+        if still_pending:
+            span.update({"alerts still pending (not assessed)": still_pending})
         span.attach(Artifact("pre-rollback assessment", "json", data=outcome.assessment))
     timeline.mark(
         DECIDED,

@@ -115,6 +115,26 @@ def test_sustained_rules_wait_for_pending_s_and_count_as_trouble_meanwhile() -> 
     assert [a.rule for a in engine.troubles()] == ["error_rate"]
 
 
+def test_settle_waits_for_a_pending_error_rate_to_fire() -> None:
+    """The assessment settles first: an error rate seen but still holding fires in time to be
+    assessed, instead of being missed for a less severe finding that fired first."""
+    engine = _engine(load=Recorded(_requests(40, failing=20)))
+    engine.rules = AlertRules(pending_s=0.3, latency_pending_s=60.0)
+    assert engine.evaluate() == [] and "error_rate:users" in engine.pending
+    assert engine.settle() == []
+    assert "error_rate:users" in engine.active and not engine.pending
+
+
+def test_settle_gives_up_after_the_hold_and_says_what_is_still_pending() -> None:
+    engine = _engine(load=Recorded(_requests(40, failing=20)))
+    engine.rules = AlertRules(pending_s=0.2, latency_pending_s=60.0)
+    engine.evaluate()
+    key = "error_rate:users"
+    engine.pending[key] = (math.inf, engine.pending[key][1])  # a hold that never completes
+    engine.not_before_s = -math.inf
+    assert engine.settle() == [key]
+
+
 def test_service_down_after_two_missed_probes() -> None:
     down = [Sample(0.1 * i, "backend", False, 0.001, None) for i in range(2)]
     engine = _engine(monitor=Probes(down))

@@ -168,7 +168,8 @@ def test_procedures_are_discovered_not_listed(extra_procedures: Path) -> None:
     found = coverage.measure(RUNBOOK)
     assert "redis (test)" in found.procedures
     flush = [c for c in found.commands if "FLUSHALL" in c.command.text]
-    assert [s.procedure for s in flush[0].performed_by] == ["redis (test)"]
+    # the discovered module counts beside the real Redis procedure that performs it too
+    assert "redis (test)" in [s.procedure for s in flush[0].performed_by]
     (extra_procedures / "zz_broken.py").write_text("raise RuntimeError('half written')\n")
     broken = coverage.measure(RUNBOOK)
     assert broken.problems == (

@@ -151,7 +151,9 @@ def test_emergency_without_reverting_the_code_turns_red(run) -> None:  # type: i
     )
     outcome = run(drill)
     assert not outcome.passed
-    assert "response time" in (outcome.failure or ""), outcome.failure
+    failure = outcome.failure or ""
+    # the login stays slow: a response-time check, or monitoring that never turns green on it
+    assert "response time" in failure or "login: median" in failure, failure
 
 
 def test_automation_without_reverting_the_code_turns_red(run) -> None:  # type: ignore[no-untyped-def]

@@ -146,7 +146,7 @@ def test_readme_fingerprint_step_works_as_written(local_stack: LocalStack, tmp_p
     and its `fingerprint` command - before any baseline exists."""
     (tmp_path / "prod.yaml").write_text(_readme_target())
     # the README's target names its contract build beside it, as a user's checkout has it
-    build = tmp_path / "contracts" / "build"
+    build = tmp_path / "contracts" / "build" / "1.4.0"
     build.mkdir(parents=True)
     shutil.copy(REFERENCE_ARTIFACT, build / "DIDRegistry.json")
     env = {
