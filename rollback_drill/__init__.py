@@ -35,9 +35,10 @@ if TYPE_CHECKING:
         DeployRelease,
         Scenario,
     )
-    from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
+    from rollback_drill.spec import LoadedStack, SpecError, load_stack
     from rollback_drill.stack.base import Stack
     from rollback_drill.target import Target, target_from_file
+    from rollback_drill.targetspec import load_target
 
 _WHERE = {
     "BackupAndDeploy": "rollback_drill.scenarios",
@@ -66,7 +67,7 @@ _WHERE = {
     "database": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
-    "load_target": "rollback_drill.spec",
+    "load_target": "rollback_drill.targetspec",
     "planned": "rollback_drill.procedures",
     "redis": "rollback_drill.procedures",
     "run_drill": "rollback_drill.drill",
