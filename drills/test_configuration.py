@@ -29,7 +29,7 @@ from rollback_drill import (
     ReplaceCertificate,
     configuration,
 )
-from rollback_drill.scenarios import (
+from rollback_drill.operatoredits import (
     EXPIRED,
     KEY_MISMATCH,
     MISSING_VARIABLE,

@@ -31,9 +31,9 @@ from rollback_drill import (
 )
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks
+from rollback_drill.operatoredits import EXPIRED, NGINX_BACKUP, WRONG_UPSTREAM
 from rollback_drill.procedures.base import DrillContext
 from rollback_drill.procedures.failure import ProcedureFailure
-from rollback_drill.scenarios import EXPIRED, NGINX_BACKUP, WRONG_UPSTREAM
 from rollback_drill.stepfaults import CutCopyShort, Hang, HoldPort, PauseService
 from rollback_drill.timeline import DETECTED, Timeline
 

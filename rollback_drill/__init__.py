@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rollback_drill.contract_release import DeployContractRelease
     from rollback_drill.datascenarios import DeployAfterBackup, DeployThenRollBackApplication
     from rollback_drill.drill import LoadOptions, run_drill
+    from rollback_drill.operatoredits import EditEnvironment, EditNginxConfig, ReplaceCertificate
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
     from rollback_drill.procedures import (
         automation,
@@ -32,13 +33,12 @@ if TYPE_CHECKING:
         BackupAndDeploy,
         ChangeConfiguration,
         DeployRelease,
-        EditNginxConfig,
-        ReplaceCertificate,
         Scenario,
     )
-    from rollback_drill.spec import LoadedStack, SpecError, load_stack, load_target
+    from rollback_drill.spec import LoadedStack, SpecError, load_stack
     from rollback_drill.stack.base import Stack
     from rollback_drill.target import Target, target_from_file
+    from rollback_drill.targetspec import load_target
 
 _WHERE = {
     "BackupAndDeploy": "rollback_drill.scenarios",
@@ -50,11 +50,12 @@ _WHERE = {
     "Drill": "rollback_drill.outcome",
     "DrillOutcome": "rollback_drill.outcome",
     "DrillRunner": "rollback_drill.outcome",
-    "EditNginxConfig": "rollback_drill.scenarios",
+    "EditEnvironment": "rollback_drill.operatoredits",
+    "EditNginxConfig": "rollback_drill.operatoredits",
     "LoadOptions": "rollback_drill.drill",
     "LoadedStack": "rollback_drill.spec",
     "Procedure": "rollback_drill.procedures.base",
-    "ReplaceCertificate": "rollback_drill.scenarios",
+    "ReplaceCertificate": "rollback_drill.operatoredits",
     "Scenario": "rollback_drill.scenarios",
     "SpecError": "rollback_drill.spec",
     "Stack": "rollback_drill.stack.base",
@@ -66,7 +67,7 @@ _WHERE = {
     "database": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
     "load_stack": "rollback_drill.spec",
-    "load_target": "rollback_drill.spec",
+    "load_target": "rollback_drill.targetspec",
     "planned": "rollback_drill.procedures",
     "redis": "rollback_drill.procedures",
     "run_drill": "rollback_drill.drill",
@@ -85,6 +86,7 @@ __all__ = [
     "Drill",
     "DrillOutcome",
     "DrillRunner",
+    "EditEnvironment",
     "EditNginxConfig",
     "LoadOptions",
     "LoadedStack",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from rollback_drill.spec import TargetSpec
+    from rollback_drill.targetspec import TargetSpec
 
 
 class AccessError(RuntimeError):

@@ -31,7 +31,8 @@ from typing import Any, Literal, Protocol
 
 from rollback_drill.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Sample
-from rollback_drill.spec import Classification, Severity, Thresholds
+from rollback_drill.spec import Classification
+from rollback_drill.specmodel import Severity, Thresholds
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.timeline import Timeline
 

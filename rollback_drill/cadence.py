@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rollback_drill.spec import CadenceSpec, LoadedStack, SpecError
+from rollback_drill.programmespec import CadenceSpec
+from rollback_drill.spec import LoadedStack, SpecError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = {"and", "or", "not"}

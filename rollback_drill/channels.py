@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from rollback_drill.programmespec import Channel, EmailChannel
 from rollback_drill.secrets import Secret, redact, remember
-from rollback_drill.spec import Channel, EmailChannel
 
 MIN_TOKEN_LENGTH = 16  # a URL path tail this long may be a token: redacted wherever it shows
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rollback_drill.spec import DecisionRow, LoadedStack, Severity
+from rollback_drill.spec import DecisionRow, LoadedStack
+from rollback_drill.specmodel import Severity
 
 ORDER: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 

@@ -33,7 +33,8 @@ from rollback_drill.outcome import BASELINE, DataVolume, Drill, DrillOutcome, In
 from rollback_drill.procedures.base import DrillContext
 from rollback_drill.procedures.failure import ProcedureFailed
 from rollback_drill.secrets import redact
-from rollback_drill.spec import DrillSettings, Thresholds
+from rollback_drill.spec import DrillSettings
+from rollback_drill.specmodel import Thresholds
 from rollback_drill.stack.base import Stack
 from rollback_drill.stores import mongo
 from rollback_drill.synthetic import SyntheticMonitor, monitored

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill import cadence, record
-from rollback_drill.spec import CadenceSpec
+from rollback_drill.programmespec import CadenceSpec
 
 OUTCOME_TEXT = {"passed": "PASS", "failed": "FAIL", "over_budget": "OVER BUDGET"}
 

@@ -31,17 +31,17 @@ from rollback_drill.channels import (
     send_mail,
     url_secret,
 )
-from rollback_drill.secrets import Secret, redact
-from rollback_drill.spec import (
+from rollback_drill.programmespec import (
     Audience,
     Channel,
     CommunicationSpec,
-    DecisionRow,
     EmailChannel,
     PagerDutyChannel,
     StatusPageChannel,
     WebhookChannel,
 )
+from rollback_drill.secrets import Secret, redact
+from rollback_drill.spec import DecisionRow
 from rollback_drill.timeline import NOTIFIED, Timeline
 
 MessageKind = Literal["announce", "resolve"]

@@ -21,7 +21,8 @@ from rollback_drill.notify import Communication
 from rollback_drill.procedures.base import FIGURES, Procedure, StepFault
 from rollback_drill.procedures.failure import ProcedureFailure
 from rollback_drill.scenarios import Scenario
-from rollback_drill.spec import DecisionRow, LoadedStack, Severity, SpecError
+from rollback_drill.spec import DecisionRow, LoadedStack, SpecError
+from rollback_drill.specmodel import Severity
 from rollback_drill.stores.mongo import Fingerprint
 from rollback_drill.timeline import Timeline, Verdict
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 import copy
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -26,26 +23,21 @@ from rollback_drill.fields import (
     EnvVarName,
     ExistingDir,
     HealthPath,
-    HttpsUrl,
-    HttpUrl,
-    MongoUri,
     NonEmptyStr,
     Port,
-    RedisUrl,
     unique_severities,
 )
+from rollback_drill.programmespec import (
+    CadenceName,
+    CadenceSpec,
+    CommunicationSpec,
+    default_cadences,
+)
+from rollback_drill.specmodel import FileModel, Severity, Thresholds, load_model
 from rollback_drill.userfiles import SpecError as SpecError  # re-exported: its home for callers
-from rollback_drill.userfiles import read_yaml
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-Severity = Literal["critical", "high", "medium", "low"]
-
-
-class ServiceSpec(_Model):
+class ServiceSpec(FileModel):
     kind: Literal["app", "nginx"]
     port: Port
     health_path: HealthPath = "/health"
@@ -86,7 +78,7 @@ def _user_written() -> dict[str, str]:
     return {"sessions": "createdAt", "chat_messages": "createdAt", "did_documents": "anchoredAt"}
 
 
-class MongoSpec(_Model):
+class MongoSpec(FileModel):
     database: DatabaseName = "safepsy"
     integrity_collections: list[CollectionName] = Field(
         default_factory=lambda: ["users", "sessions"], min_length=1
@@ -99,16 +91,16 @@ class MongoSpec(_Model):
     image: str | None = None
 
 
-class RedisSpec(_Model):
+class RedisSpec(FileModel):
     image: str | None = None
 
 
-class StoresSpec(_Model):
+class StoresSpec(FileModel):
     mongodb: MongoSpec = Field(default_factory=MongoSpec)
     redis: RedisSpec = Field(default_factory=RedisSpec)
 
 
-class ChainSpec(_Model):
+class ChainSpec(FileModel):
     chain_id: int = Field(ge=1)
     contract_artifact: ContractArtifact
     contracts: dict[NonEmptyStr, ContractArtifact] = Field(
@@ -119,7 +111,7 @@ class ChainSpec(_Model):
     image: str | None = None
 
 
-class SeedSpec(_Model):
+class SeedSpec(FileModel):
     command: list[NonEmptyStr] = Field(min_length=1)
     pythonpath: ExistingDir | None = None
     users: int = Field(default=200, ge=1)
@@ -129,38 +121,9 @@ class SeedSpec(_Model):
     )
 
 
-class TestAccountSpec(_Model):
+class TestAccountSpec(FileModel):
     email: Email
     password_env: EnvVarName
-
-
-class TargetAccountSpec(_Model):
-    """The verify suite's test account; its password from an env variable or a file (0600)."""
-
-    email: Email
-    password_env: EnvVarName | None = None
-    password_file: NonEmptyStr | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> TargetAccountSpec:
-        if not (self.password_env or self.password_file):
-            raise ValueError(
-                "give `password_env` (an environment variable name) or `password_file`"
-            )
-        return self
-
-
-class Thresholds(_Model):
-    """The runbook's alert thresholds ("Monitoring During Rollback")."""
-
-    response_time_warning_s: float = Field(default=2.0, gt=0)
-    error_rate_critical: float = Field(default=0.05, ge=0, le=1)
-    response_time_increase_critical: float = Field(default=0.5, gt=0)
-    # A rise must also be this large to count: +50 % of a 3 ms median is jitter users
-    # never notice, and on a busy machine it is noise.
-    response_time_increase_floor_s: float = Field(default=0.01, ge=0)
-    memory_warning: float = Field(default=0.9, gt=0, le=1)
-    request_timeout_s: float = Field(default=5.0, gt=0)
 
 
 AlertRuleName = Literal[
@@ -207,7 +170,7 @@ def _default_check_severities() -> dict[str, Severity]:
     }
 
 
-class Classification(_Model):
+class Classification(FileModel):
     """What each alert and each failed check means in the decision matrix's terms. Entries
     given in the stack file extend and override the defaults. `checks` keys are a check's
     full name, a glob over names (`functional.chat*`) or a category; the most specific wins:
@@ -235,7 +198,7 @@ class Classification(_Model):
         return self.checks.get(category, "high")
 
 
-class DrillSettings(_Model):
+class DrillSettings(FileModel):
     """How drills observe: the steady-state window before the fault, the alert window, and
     the user load (locust users; 0 turns load off)."""
 
@@ -248,14 +211,14 @@ class DrillSettings(_Model):
     detect_timeout_s: float = Field(default=30.0, gt=0)
 
 
-class DecisionRow(_Model):
+class DecisionRow(FileModel):
     severity: Severity
     impact: str
     rollback_type: str
     budget_s: float = Field(gt=0)
 
 
-class ServiceRelease(_Model):
+class ServiceRelease(FileModel):
     env: dict[str, str] = Field(default_factory=dict)
     patches: list[str] = Field(
         default_factory=list,
@@ -280,7 +243,7 @@ RunbookIssue = Literal[
 ]
 
 
-class DefectSpec(_Model):
+class DefectSpec(FileModel):
     """What is wrong with a release, in the runbook's words, and the matrix row it must reach."""
 
     summary: str
@@ -290,7 +253,7 @@ class DefectSpec(_Model):
     rollback: Literal["full", "partial", "database", "configuration", "contract"] = "full"
 
 
-class MigrationSpec(_Model):
+class MigrationSpec(FileModel):
     """A data migration the deploy runs once, after the release's code is out (`npm run
     migrate`): the command, run in the named service's environment (`docker exec`)."""
 
@@ -298,7 +261,7 @@ class MigrationSpec(_Model):
     command: list[NonEmptyStr] = Field(min_length=1)
 
 
-class ReleaseSpec(_Model):
+class ReleaseSpec(FileModel):
     version: NonEmptyStr
     previous: NonEmptyStr | None = None
     contract_version: NonEmptyStr
@@ -308,143 +271,12 @@ class ReleaseSpec(_Model):
     migration: MigrationSpec | None = None
 
 
-# -- the drill programme: the runbook's Regular Rollback Drills and Communication Plan ----------
-
-EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
-Audience = Literal["stakeholders", "status_page", "support"]
-CadenceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-
-
-class CadenceSpec(_Model):
-    """One line of the runbook's Regular Rollback Drills: which drills (a pytest marker
-    expression over the drills' markers) and how often a passing run is due."""
-
-    select: str = Field(min_length=1, description="pytest -m expression choosing the drills")
-    period_days: int = Field(gt=0, description="a passing run older than this is overdue")
-    description: str = ""
-
-
-def _default_cadences() -> dict[str, CadenceSpec]:
-    return {
-        "monthly": CadenceSpec(
-            select="emergency or planned or service or configuration",
-            period_days=31,
-            description="Monthly rollback exercises: the application rollbacks",
-        ),
-        "quarterly": CadenceSpec(
-            select="emergency or database or redis_rollback or contract or staging or automation",
-            period_days=92,
-            description="Quarterly disaster recovery tests: data, contract, staging, automation",
-        ),
-        "annual": CadenceSpec(
-            select="drill",
-            period_days=366,
-            description="Annual business continuity drills: every drill",
-        ),
-    }
-
-
-class _Channel(_Model):
-    """What every channel has: a name for reports, whether the drill fails when it does not
-    deliver, which drills it hears about, and how long one delivery may take."""
-
-    name: str | None = None
-    required: bool = False
-    severities: list[Severity] = Field(
-        default_factory=lambda: list(get_args(Severity)),
-        description="drills of these matrix rows use the channel (the runbook pages on critical)",
-    )
-    timeout_s: float = Field(default=5.0, gt=0)
-
-
-class WebhookChannel(_Channel):
-    """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): JSON {"text"}."""
-
-    type: Literal["slack"]
-    url_env: EnvName = Field(description="environment variable holding the webhook URL")
-    audience: Audience = "stakeholders"
-
-
-class PagerDutyChannel(_Channel):
-    """PagerDuty Events API v2: trigger after the decision, resolve at the end (one dedup key
-    per drill)."""
-
-    type: Literal["pagerduty"]
-    routing_key_env: EnvName = Field(description="environment variable holding the routing key")
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    source: str = "rollback-drill"
-    audience: Audience = "support"
-
-
-class EmailChannel(_Channel):
-    """E-mail over SMTP; the password (when the server wants a login) from the environment."""
-
-    type: Literal["email"]
-    host: str
-    port: Port = 587
-    sender: str
-    to: list[str] = Field(min_length=1)
-    username: str | None = None
-    password_env: EnvName | None = None
-    tls: Literal["starttls", "ssl", "none"] = "starttls"
-    ca_file: str | None = Field(
-        default=None, description="CA bundle for a server certificate of a private CA"
-    )
-    audience: Audience = "stakeholders"
-
-    @model_validator(mode="after")
-    def _login_needs_password(self) -> EmailChannel:
-        if self.username and not self.password_env:
-            raise ValueError("`username` needs `password_env` (the variable holding the password)")
-        return self
-
-
-class StatusPageChannel(_Channel):
-    """A status page's HTTP endpoint: JSON {status, title, message, drill: true} by POST."""
-
-    type: Literal["statuspage"]
-    url: str | None = None
-    url_env: EnvName | None = None
-    token_env: EnvName | None = Field(
-        default=None, description="environment variable holding a bearer token"
-    )
-    audience: Audience = "status_page"
-
-    @model_validator(mode="after")
-    def _one_url(self) -> StatusPageChannel:
-        if bool(self.url) == bool(self.url_env):
-            raise ValueError("give exactly one of `url` and `url_env`")
-        return self
-
-
-Channel = Annotated[
-    WebhookChannel | PagerDutyChannel | EmailChannel | StatusPageChannel,
-    Field(discriminator="type"),
-]
-
-
-class CommunicationSpec(_Model):
-    """The runbook's Communication Plan and Emergency Contacts as channels. Off unless
-    `enabled`: a plain run has no receivers, and a drill must never page anyone by surprise."""
-
-    enabled: bool = False
-    channels: list[Channel] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> CommunicationSpec:
-        names = [c.name or c.type for c in self.channels]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"channel names must be unique (give `name`): {twice} repeat")
-        return self
-
-
 ProfileName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 PRODUCTION = "production"
 """The environment a stack file describes without a profile."""
 
 
-class PortRange(_Model):
+class PortRange(FileModel):
     """Where an environment's stacks take their host ports: a range of its own, so staging
     and production on one host never meet (ports inside it are still chosen free, at random:
     drills run in parallel)."""
@@ -462,7 +294,7 @@ class PortRange(_Model):
         return self
 
 
-class ProfileSpec(_Model):
+class ProfileSpec(FileModel):
     """Another environment of the stack (the runbook's staging): what differs from the stack
     file's production values. `rollback-drill up --environment NAME` brings it up; drills
     given `--environment NAME` (and the staging drills always) run on stacks made from it."""
@@ -476,7 +308,7 @@ class ProfileSpec(_Model):
     ports: PortRange | None = None
 
 
-class StackSpec(_Model):
+class StackSpec(FileModel):
     name: str
     runbook: str
     services: dict[str, ServiceSpec]
@@ -489,7 +321,7 @@ class StackSpec(_Model):
     classification: Classification = Field(default_factory=Classification)
     drills: DrillSettings = Field(default_factory=DrillSettings)
     decision_matrix: list[DecisionRow] = Field(min_length=1)
-    cadences: dict[CadenceName, CadenceSpec] = Field(default_factory=_default_cadences)
+    cadences: dict[CadenceName, CadenceSpec] = Field(default_factory=default_cadences)
     communication: CommunicationSpec = Field(default_factory=CommunicationSpec)
     profiles: dict[ProfileName, ProfileSpec] = Field(default_factory=dict)
 
@@ -527,153 +359,6 @@ class StackSpec(_Model):
     def _every_severity_decided(self) -> StackSpec:
         unique_severities(self.decision_matrix, get_args(Severity))
         return self
-
-
-Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
-SERVICE_NAMES = ("backend", "ai-chatbot", "frontend")
-
-
-class TargetServices(_Model):
-    backend: HttpUrl
-    ai_chatbot: HttpUrl = Field(alias="ai-chatbot")
-    frontend: HttpUrl
-    frontend_tls: HttpsUrl | None = None
-
-
-class TargetTLS(_Model):
-    ca_file: str | None = None
-    server_name: str | None = None
-
-
-class IntegritySpec(_Model):
-    """Which collections a baseline protects, and which of them users write to."""
-
-    baseline: NonEmptyStr
-    collections: list[CollectionName] = Field(default_factory=lambda: ["users"], min_length=1)
-    written_by_users: list[CollectionName] = Field(
-        default_factory=list,
-        description="collections live traffic (and the verify run's own login and chat probe) "
-        "adds documents to: baseline documents must survive unchanged, new ones are counted",
-    )
-
-
-class ExpectedSpec(_Model):
-    """What the rollback must have produced ("Verify rollback success")."""
-
-    releases: dict[Literal["backend", "ai-chatbot", "frontend"], str] = Field(default_factory=dict)
-    contract_version: str | None = None
-    registry_owner: Address | None = None
-
-    @model_validator(mode="after")
-    def _every_service(self) -> ExpectedSpec:
-        missing = [name for name in SERVICE_NAMES if name not in self.releases]
-        if self.releases and missing:
-            raise ValueError(f"releases: give a release for every service, missing {missing}")
-        return self
-
-
-class LogAccessSpec(_Model):
-    """Where verify may read service logs: files on this machine, or docker containers."""
-
-    files: dict[str, list[str]] = Field(default_factory=dict)
-    docker: dict[str, str] = Field(default_factory=dict)
-
-
-class StatsAccessSpec(_Model):
-    """Where verify may read resource usage: docker containers, or (same machine) the
-    processes listening on the target's own ports."""
-
-    docker: dict[str, str] = Field(default_factory=dict)
-    local: bool = False
-
-
-class AccessSpec(_Model):
-    logs: LogAccessSpec | None = None
-    stats: StatsAccessSpec | None = None
-
-
-class SamplingSpec(_Model):
-    """How hard each flow is sampled: enough requests to bound its error rate below the
-    runbook's threshold at this confidence when none fails."""
-
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    workers: int = Field(default=3, ge=1, le=32)
-
-
-class TargetSpec(_Model):
-    """A live environment to verify: where it is, how to reach it, what it must be running."""
-
-    name: str = "target"
-    services: TargetServices
-    mongodb_uri_env: EnvVarName | None = None
-    mongodb_uri: MongoUri | None = None
-    mongodb_database: DatabaseName = "safepsy"
-    redis_url_env: EnvVarName | None = None
-    redis_url: RedisUrl | None = None
-    rpc_url: HttpUrl | None = None
-    registry_address: Address | None = None
-    chain_id: int | None = Field(default=None, ge=1)
-    contract_artifact: ContractArtifact | None = None
-    test_account: TargetAccountSpec
-    test_did: str | None = None
-    tls: TargetTLS = Field(default_factory=TargetTLS)
-    integrity: IntegritySpec | None = None
-    expected: ExpectedSpec = Field(default_factory=ExpectedSpec)
-    access: AccessSpec = Field(default_factory=AccessSpec)
-    performance_baseline: str | None = None
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    deadline_s: float = Field(default=20.0, gt=0, description="the whole verify run's bound")
-    read_only: bool = Field(
-        default=False,
-        description="true forbids the chat probe's write: the chat flow is then not verified",
-    )
-
-    @model_validator(mode="after")
-    def _one_source_each(self) -> TargetSpec:
-        if not (self.mongodb_uri or self.mongodb_uri_env):
-            raise ValueError(
-                "mongodb_uri_env: give `mongodb_uri_env` (preferred: URIs carry passwords) "
-                "or `mongodb_uri`"
-            )
-        if not (self.redis_url or self.redis_url_env):
-            raise ValueError("redis_url_env: give `redis_url_env` (preferred) or `redis_url`")
-        if self.integrity:
-            stray = sorted(set(self.integrity.written_by_users) - set(self.integrity.collections))
-            if stray:
-                raise ValueError(
-                    f"integrity.written_by_users: {stray} are not in integrity.collections"
-                )
-        return self
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _describe(errors: ValidationError, path: Path) -> str:
-    lines = [f"{path}: {errors.error_count()} problem(s)"]
-    for err in errors.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = err.get("input")
-        text = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
-        shown = "" if isinstance(got, dict | list) or got is None else f", got {text}"
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a check across fields: its message starts with the field it names
-            lines.append(f"  {message}")
-            continue
-        lines.append(f"  {field}: {message}{shown}")
-    return "\n".join(lines)
-
-
-def load_model(model: type[M], path: Path) -> M:
-    """Parse one YAML file into `model`, or raise SpecError naming file, field and expectation."""
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return model.model_validate(data, context={"base": path.resolve().parent})
-    except ValidationError as exc:
-        raise SpecError(_describe(exc, path)) from None
 
 
 def _load_releases(path: Path, spec: StackSpec, files: dict[str, Path]) -> dict[str, ReleaseSpec]:
@@ -864,13 +549,3 @@ class LoadedStack:
 
 def load_stack(path: Path | str) -> LoadedStack:
     return LoadedStack(Path(path))
-
-
-def load_target(path: Path | str) -> TargetSpec:
-    path = Path(path)
-    try:
-        return load_model(TargetSpec, path)
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML target file"
-        ) from None

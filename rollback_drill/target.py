@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollback_drill.secrets import Secret
-from rollback_drill.spec import SpecError, TargetSpec, Thresholds, load_target
+from rollback_drill.specmodel import Thresholds
+from rollback_drill.targetspec import TargetSpec, load_target
+from rollback_drill.userfiles import SpecError
 
 if TYPE_CHECKING:
     from rollback_drill.access import LogSource, StatsSource

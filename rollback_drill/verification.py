@@ -17,8 +17,9 @@ from pathlib import Path
 from rollback_drill.checks import reach
 from rollback_drill.checks.result import Check, Outcome, run_checks_concurrently
 from rollback_drill.secrets import redact
-from rollback_drill.spec import SpecError, TargetSpec, load_target
 from rollback_drill.target import Target, resolve_target
+from rollback_drill.targetspec import TargetSpec, load_target
+from rollback_drill.userfiles import SpecError
 
 PROBE_TIMEOUT_S = 2.0
 

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from rollback_drill.spec import SpecError, load_target
+from rollback_drill.targetspec import load_target
 from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.userfiles import SpecError
 from rollback_drill.verification import ExitCode
 
 SUITE = PROJECT_ROOT / "verifications"

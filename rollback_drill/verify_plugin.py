@@ -23,8 +23,8 @@ import pytest
 
 if TYPE_CHECKING:
     from rollback_drill.checks.result import Outcome
-    from rollback_drill.spec import TargetSpec
     from rollback_drill.target import Target
+    from rollback_drill.targetspec import TargetSpec
 
 spec_key = pytest.StashKey[tuple[Path, "TargetSpec"]]()
 outcomes_key = pytest.StashKey[dict[str, "Outcome"]]()
@@ -154,7 +154,8 @@ def _selects_verify(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from rollback_drill.spec import SpecError, load_target
+    from rollback_drill.spec import SpecError
+    from rollback_drill.targetspec import load_target
 
     target = config.getoption("--target")
     if not target:

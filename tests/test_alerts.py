@@ -11,7 +11,8 @@ from rollback_drill.alerts import AlertEngine, AlertRules, wilson_lower
 from rollback_drill.decision import Finding, NothingToDecide, decide
 from rollback_drill.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Sample
-from rollback_drill.spec import Classification, LoadedStack, Thresholds
+from rollback_drill.spec import Classification, LoadedStack
+from rollback_drill.specmodel import Thresholds
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.timeline import Timeline
 

@@ -18,12 +18,7 @@ import httpx
 import pytest
 
 from rollback_drill import Drill, run_drill
-from rollback_drill.proc import port_open
-from rollback_drill.procedures import configuration
-from rollback_drill.procedures.base import DrillContext, Procedure, StepResult
-from rollback_drill.procedures.failure import ProcedureFailed, ProcedureFailure
-from rollback_drill.scenarios import (
-    ENV_BACKUPS,
+from rollback_drill.operatoredits import (
     EXPIRED,
     MISSING_VARIABLE,
     SYNTAX_ERROR,
@@ -33,11 +28,15 @@ from rollback_drill.scenarios import (
     EditNginxConfig,
     EnvEdit,
     ReplaceCertificate,
-    backup_of,
-    env_file,
-    nginx_conf,
     on_a_dead_port,
-    ssl_files,
+)
+from rollback_drill.operatorfiles import backup_of, env_file, nginx_conf, ssl_files
+from rollback_drill.proc import port_open
+from rollback_drill.procedures import configuration
+from rollback_drill.procedures.base import DrillContext, Procedure, StepResult
+from rollback_drill.procedures.failure import ProcedureFailed, ProcedureFailure
+from rollback_drill.scenarios import (
+    ENV_BACKUPS,
 )
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.timeline import Timeline

@@ -21,10 +21,10 @@ def test_the_drill_surface() -> None:
     assert set(rollback_drill.__all__) == {
         "BackupAndDeploy", "ChangeConfiguration", "DeployAfterBackup", "DeployContractRelease",
         "DeployRelease", "DeployThenRollBackApplication", "Drill", "DrillOutcome", "DrillRunner",
-        "EditNginxConfig", "LoadOptions", "LoadedStack", "Procedure", "ReplaceCertificate",
-        "Scenario", "SpecError", "Stack", "Step", "Target", "automation", "configuration",
-        "contract", "database", "emergency", "load_stack", "load_target", "planned", "redis",
-        "run_drill", "service", "staging", "target_from_file",
+        "EditEnvironment", "EditNginxConfig", "LoadOptions", "LoadedStack", "Procedure",
+        "ReplaceCertificate", "Scenario", "SpecError", "Stack", "Step", "Target", "automation",
+        "configuration", "contract", "database", "emergency", "load_stack", "load_target",
+        "planned", "redis", "run_drill", "service", "staging", "target_from_file",
     }  # fmt: skip
 
 
