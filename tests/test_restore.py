@@ -284,3 +284,27 @@ def test_a_corrupt_archive_is_refused_before_anything_changes(
         mongo.restore(server, DB, broken)
     assert _full(server) == before
     assert hashlib.sha256(bytes(data)).hexdigest()  # the file really changed
+
+
+def test_altered_documents_that_swapped_a_unique_value_are_restored_too(
+    server: str, tmp_path: Path
+) -> None:
+    """Altered documents are replaced in place; two that swapped their e-mail addresses
+    cannot be, one after the other, under a unique index: the restore must still end equal,
+    in one transaction."""
+    conn: MongoClient[dict[str, Any]]
+    with MongoClient(server) as conn:
+        db: Database[dict[str, Any]] = conn["swapdb"]
+        db.drop_collection("people")
+        db.people.insert_many([{"_id": i, "email": f"p{i}@example.test"} for i in range(50)])
+        db.people.create_index([("email", ASCENDING)], unique=True, name="email_unique")
+        backup = tmp_path / "backup"
+        mongo.backup(server, "swapdb", backup)
+        db.people.update_one({"_id": 1}, {"$set": {"email": "moving"}})
+        db.people.update_one({"_id": 2}, {"$set": {"email": "p1@example.test"}})
+        db.people.update_one({"_id": 1}, {"$set": {"email": "p2@example.test"}})
+        db.people.update_one({"_id": 7}, {"$set": {"email": "p7@elsewhere.test"}})
+    report = mongo.restore(server, "swapdb", backup)
+    assert report.equal and report.atomic == "database", report.to_json()
+    people = next(c for c in report.collections if c.name == "people")
+    assert (people.replaced, people.inserted, people.deleted) == (3, 0, 0)

@@ -11,10 +11,15 @@ the restore again converges on the backup.
     3. plan, reading every collection concurrently: live documents against the archive's by
        (id digest, document digest) - deleted, missing, altered - and indexes and options
     4. documents: one multi-document transaction over every collection (create, delete,
-       insert), journalled with its session id: all of it commits or none. Over
-       `max_transaction_docs` changes, or when a collection's options differ, a collection is
-       instead rebuilt beside itself and renamed over the original (atomic per collection;
-       the report says which)
+       insert), journalled with its session id: all of it commits or none. A collection whose
+       options differ is instead rebuilt beside itself and renamed over the original (atomic
+       per collection; the report says which), and so are the largest collections, one by
+       one, while the transaction would exceed `max_transaction_docs` changes or
+       `max_transaction_bytes` of documents: an uncommitted transaction pins its documents,
+       their oplog entries and index entries in the server's cache, and past a fraction of it
+       SecantusDB's storage engine livelocks (a transaction of 100 000 user documents, 25 MB,
+       never finished against its 1 GB cache; 60 000 took 5 s). A surplus collection too big
+       for the transaction is dropped on its own
     5. what MongoDB cannot do in a transaction: indexes the backup lacks are dropped before
        the documents change (they could refuse the backup's documents), the backup's indexes
        created after them (a unique index holds only on the backup's data), surplus
@@ -34,13 +39,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import bson
 from bson.binary import Binary
 from bson.raw_bson import RawBSONDocument
-from pymongo import DeleteOne, MongoClient, WriteConcern
+from pymongo import DeleteOne, MongoClient, ReplaceOne, WriteConcern
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -66,6 +72,8 @@ from rollback_drill.stores.mongoconn import client, collection_options, index_sp
 JOURNAL = "restore-journal.json"
 STAGING_SUFFIX = ".rollback-drill-restore"
 MAX_TRANSACTION_DOCS = 250_000
+MAX_TRANSACTION_BYTES = 8 * 2**20
+DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
 BATCH = 5_000
 How = Literal["unchanged", "transaction", "rebuilt", "dropped"]
@@ -141,18 +149,25 @@ class _Plan:
     name: str
     before: int | None
     after: int
-    delete: list[bytes] = field(default_factory=list)  # `{_id}` documents
-    insert: set[bytes] = field(default_factory=set)  # id digests of archive documents
-    replaced: int = 0
+    delete: list[bytes] = field(default_factory=list)  # `{_id}` of those the backup lacks
+    insert: set[bytes] = field(default_factory=set)  # id digests of those the database lacks
+    replace: dict[bytes, bytes] = field(default_factory=dict)  # id digest -> `{_id}`: altered
     create: bool = False
     drop: bool = False
     rebuild: bool = False
+    drop_alone: bool = False  # a surplus collection dropped outside the transaction
+    bytes: int = 0  # the documents the transaction would write or delete (estimated)
     index_drops: list[str] = field(default_factory=list)
     index_creates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def documents(self) -> int:
-        return len(self.delete) + len(self.insert)
+        return len(self.delete) + len(self.insert) + len(self.replace)
+
+    @property
+    def in_transaction(self) -> bool:
+        changed = self.documents or self.create or self.drop
+        return bool(changed) and not (self.rebuild or self.drop_alone)
 
     @property
     def index_changes(self) -> tuple[str, ...]:
@@ -165,10 +180,10 @@ class _Plan:
         how: How = "dropped" if self.drop else "rebuilt" if self.rebuild else "transaction"
         if not (self.documents or self.create or self.drop or self.rebuild):
             how = "unchanged"
+        deleted = (self.before or 0) if self.drop else len(self.delete)
         return CollectionRestore(
             self.name, how, self.before, 0 if self.drop else self.after,
-            len(self.delete) - self.replaced, len(self.insert) - self.replaced, self.replaced,
-            self.index_changes,
+            deleted, len(self.insert), len(self.replace), self.index_changes,
         )  # fmt: skip
 
 
@@ -224,10 +239,12 @@ def _finish_interrupted(
 
 def _archive_keys(archive: Archive, name: str) -> tuple[dict[bytes, bytes], CollectionPrint]:
     """id digest -> document digest of the archive's documents, and its print."""
-    records = archive_records(archive, name)
-    split = bsonscan.DIGEST_BYTES
-    keys = {record[:split]: record[split:] for record in records}
-    return keys, archive_print(archive, name, records)
+    packed = archive_records(archive, name)
+    split, size = bsonscan.DIGEST_BYTES, bsonscan.RECORD_BYTES
+    keys = {
+        packed[i : i + split]: packed[i + split : i + size] for i in range(0, len(packed), size)
+    }
+    return keys, archive_print(archive, name, packed)
 
 
 def _plan(
@@ -240,19 +257,22 @@ def _plan(
     exists = name in live_options
     live: Keyed = keyed_collection(db, name) if exists else Keyed()
     if entry is None:  # a collection the backup does not have: emptied, then dropped
-        plan = _Plan(name, len(live.docs), 0, drop=True)
+        plan = _Plan(name, len(live.docs), 0, drop=True, bytes=live.size)
         plan.delete = [id_doc for _, id_doc in live.docs.values()]
         return plan, None
     keys, printed = _archive_keys(archive, name)
     plan = _Plan(name, len(live.docs) if exists else None, entry.count, create=not exists)
     for digest, (doc, id_doc) in live.docs.items():
         wanted = keys.get(digest)
-        if wanted is None or wanted != doc:
+        if wanted is None:
             plan.delete.append(id_doc)
-            if wanted is not None:
-                plan.insert.add(digest)
-                plan.replaced += 1
+        elif wanted != doc:
+            plan.replace[digest] = id_doc
     plan.insert.update(k for k in keys if k not in live.docs)
+    archived_size = archive.file(name).stat().st_size // max(1, entry.count)
+    live_size = live.size // max(1, len(live.docs))
+    written = len(plan.insert) + len(plan.replace)
+    plan.bytes = written * archived_size + len(plan.delete) * live_size
     if exists and canonical(live_options[name]) != canonical(entry.options):
         plan.rebuild = True
     elif exists:
@@ -269,21 +289,57 @@ def _plan(
     return plan, printed
 
 
-def _archive_documents(
-    archive: Archive, name: str, wanted: set[bytes] | None
-) -> Iterator[list[RawBSONDocument]]:
-    """The archive's documents of a collection (those whose id digest is in `wanted`, or
-    all), in batches."""
-    batch: list[RawBSONDocument] = []
+def _fit_transaction(changed: Sequence[_Plan], max_docs: int, max_bytes: int) -> None:
+    """Take the largest collections out of the transaction - rebuilt, or dropped on their
+    own - until what is left fits it (see the module docstring)."""
+    inside = [p for p in changed if p.in_transaction]
+    docs = sum(p.documents for p in inside)
+    size = sum(p.bytes for p in inside)
+    for plan in sorted(inside, key=lambda p: (p.bytes, p.documents), reverse=True):
+        if docs <= max_docs and size <= max_bytes:
+            return
+        if plan.drop:
+            plan.drop_alone, plan.delete = True, []
+        else:
+            plan.rebuild = True
+        docs, size = docs - plan.documents, size - plan.bytes
+
+
+def _archive_documents(archive: Archive, name: str) -> Iterator[list[RawBSONDocument]]:
+    """Every document the archive holds of a collection, in batches."""
+    with archive.contents(name) as data:
+        docs = bsonscan.documents(data, str(archive.file(name)))
+        while batch := [RawBSONDocument(bytes(doc)) for doc in islice(docs, BATCH)]:
+            yield batch
+
+
+def _archive_keyed(
+    archive: Archive, name: str, wanted: set[bytes]
+) -> Iterator[list[tuple[bytes, RawBSONDocument]]]:
+    """The archive's documents of a collection whose id digest is in `wanted`, with it, in
+    batches."""
+    batch: list[tuple[bytes, RawBSONDocument]] = []
     with archive.contents(name) as data:
         for doc in bsonscan.documents(data, str(archive.file(name))):
-            if wanted is None or bsonscan.id_digest(doc) in wanted:
-                batch.append(RawBSONDocument(bytes(doc)))
+            digest = bsonscan.id_digest(doc)
+            if digest in wanted:
+                batch.append((digest, RawBSONDocument(bytes(doc))))
                 if len(batch) >= BATCH:
                     yield batch
                     batch = []
     if batch:
         yield batch
+
+
+def _replacement(doc: RawBSONDocument) -> ReplaceOne[RawBSONDocument]:
+    return ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+
+
+def _duplicate_key(exc: PyMongoError) -> bool:
+    if getattr(exc, "code", None) == DUPLICATE_KEY:
+        return True
+    errors = getattr(exc, "details", None) or {}
+    return any(e.get("code") == DUPLICATE_KEY for e in errors.get("writeErrors", []))
 
 
 def _in_transaction(
@@ -293,6 +349,28 @@ def _in_transaction(
     plans: Sequence[_Plan],
     journal: _Journal,
     started: float,
+) -> None:
+    """Altered documents are replaced in place (half the server's work of a delete and an
+    insert). Replacing them one by one can meet a unique value another altered document
+    still holds (two e-mail addresses swapped): then that transaction is abandoned - none of
+    it happened - and a second one deletes every altered document before inserting."""
+    try:
+        _transaction(conn, db, archive, plans, journal, started, replace=True)
+    except PyMongoError as exc:
+        if not _duplicate_key(exc):
+            raise
+        _transaction(conn, db, archive, plans, journal, started, replace=False)
+    journal.save(started=started, state="indexes and surplus collections")
+
+
+def _transaction(
+    conn: MongoClient[RawBSONDocument],
+    db: Database[RawBSONDocument],
+    archive: Archive,
+    plans: Sequence[_Plan],
+    journal: _Journal,
+    started: float,
+    replace: bool,
 ) -> None:
     session: ClientSession
     with conn.start_session() as session:
@@ -305,14 +383,20 @@ def _in_transaction(
                     db.create_collection(
                         plan.name, session=session, **archive.collections[plan.name].options
                     )
-                for i in range(0, len(plan.delete), BATCH):
+                deletes = plan.delete if replace else plan.delete + list(plan.replace.values())
+                for i in range(0, len(deletes), BATCH):
                     # one DeleteOne per id: SecantusDB answers `_id: {$in: [...]}` by scanning
-                    chunk = [DeleteOne(bson.decode(d)) for d in plan.delete[i : i + BATCH]]
+                    chunk = [DeleteOne(bson.decode(d)) for d in deletes[i : i + BATCH]]
                     coll.bulk_write(chunk, ordered=False, session=session)
-                if plan.insert:
-                    for batch in _archive_documents(archive, plan.name, plan.insert):
-                        coll.insert_many(batch, ordered=True, session=session)
-    journal.save(started=started, state="indexes and surplus collections")
+                replaced = plan.replace.keys() if replace else set()
+                wanted = plan.insert | plan.replace.keys()
+                for batch in _archive_keyed(archive, plan.name, wanted) if wanted else ():
+                    swaps = [_replacement(doc) for key, doc in batch if key in replaced]
+                    if swaps:
+                        coll.bulk_write(swaps, ordered=False, session=session)
+                    new = [doc for key, doc in batch if key not in replaced]
+                    if new:
+                        coll.insert_many(new, ordered=True, session=session)
 
 
 def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> None:
@@ -322,7 +406,7 @@ def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> No
     staging = plan.name + STAGING_SUFFIX
     db.drop_collection(staging)
     db.create_collection(staging, **entry.options)
-    for batch in _archive_documents(archive, plan.name, None):
+    for batch in _archive_documents(archive, plan.name):
         db[staging].insert_many(batch, ordered=False)
     if entry.indexes:
         db.command("createIndexes", staging, indexes=list(entry.indexes))
@@ -346,7 +430,7 @@ def _drop_indexes(db: Database[RawBSONDocument], plan: _Plan) -> None:
 
 def _ddl(db: Database[RawBSONDocument], plan: _Plan) -> None:
     """After the documents: the backup's indexes (a unique one holds only on its data) and
-    the surplus collections, already emptied by the transaction, dropped."""
+    the surplus collections dropped (emptied by the transaction, or too big for it)."""
     if plan.drop:
         db.drop_collection(plan.name)
     elif plan.index_creates:
@@ -360,6 +444,7 @@ def restore(
     timeout_s: float = 5.0,
     *,
     max_transaction_docs: int = MAX_TRANSACTION_DOCS,
+    max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
     verify: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> RestoreReport:
@@ -385,10 +470,8 @@ def restore(
             prints = {p.name: printed for p, printed in planned if printed is not None}
             seconds["plan"] = time.monotonic() - clock
             changed = [p for p in plans if p.documents or p.create or p.drop or p.rebuild]
-            too_big = sum(p.documents for p in changed) > max_transaction_docs
-            for p in changed:
-                p.rebuild = p.rebuild or (too_big and not p.drop)
-            in_txn = [p for p in changed if not p.rebuild]
+            _fit_transaction(changed, max_transaction_docs, max_transaction_bytes)
+            in_txn = [p for p in changed if p.in_transaction]
             rebuilt = [p for p in changed if p.rebuild]
             clock, phase = time.monotonic(), "documents (nothing committed yet)"
             for p in plans:
@@ -435,8 +518,9 @@ def restore(
         ) from exc
     journal.clear()
     say("done")
+    alone = rebuilt or any(p.drop_alone for p in changed)
     atomic: Atomicity = (
-        "nothing to restore" if not changed else "per collection" if rebuilt else "database"
+        "nothing to restore" if not changed else "per collection" if alone else "database"
     )
     return RestoreReport(
         database, archive_dir, archive.started, atomic, tuple(p.outcome() for p in plans),
