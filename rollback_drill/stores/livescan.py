@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -55,7 +55,7 @@ def raw_batches(
     query: dict[str, Any] | None = None,
     batch_size: int = BATCH,
     prefetch: int = PREFETCH,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The documents matching `query`, in natural order, as raw BSON batches; up to
     `prefetch` batches are fetched ahead in a thread while the caller works on the current
     one. The first error (the server gone, a timeout) is raised to the caller; a caller that
