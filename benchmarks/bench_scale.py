@@ -65,6 +65,10 @@ class HarnessWork:
             detail = ""
             if isinstance(result, mongo.RestoreReport):
                 detail = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items())
+                detail += f"; {result.atomic}: " + ", ".join(
+                    f"{c.name} {c.count_after} (-{c.deleted} +{c.inserted} ~{c.replaced})"
+                    for c in result.collections
+                )
             elif isinstance(result, mongo.Fingerprint):
                 detail = f"{sum(c.count for c in result.collections.values())} docs"
             with self._lock:
