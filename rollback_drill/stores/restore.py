@@ -8,18 +8,14 @@ the restore again converges on the backup.
        holds its locks until the server reaps it (SecantusDB never does while a writer waits),
        so its session, recorded in the journal beside the archive, is killed; collections
        half-built beside their originals are dropped
-    3. plan, reading every collection concurrently: live documents against the archive's by
-       (id digest, document digest) - deleted, missing, altered - and indexes and options
+    3. plan (stores.restoreplan), reading every collection concurrently: live documents
+       against the archive's by (id digest, document digest) - deleted, missing, altered -
+       and indexes and options
     4. documents: one multi-document transaction over every collection (create, delete,
-       insert), journalled with its session id: all of it commits or none. A collection whose
-       options differ is instead rebuilt beside itself and renamed over the original (atomic
-       per collection; the report says which), and so are the largest collections, one by
-       one, while the transaction would exceed `max_transaction_docs` changes or
-       `max_transaction_bytes` of documents: an uncommitted transaction pins its documents,
-       their oplog entries and index entries in the server's cache, and past a fraction of it
-       SecantusDB's storage engine livelocks (a transaction of 100 000 user documents, 25 MB,
-       never finished against its 1 GB cache; 60 000 took 5 s). A surplus collection too big
-       for the transaction is dropped on its own
+       replace, insert), journalled with its session id: all of it commits or none. A
+       collection whose options differ is instead rebuilt beside itself and renamed over the
+       original (atomic per collection; the report says which), and so are the largest
+       collections while the transaction would be too big for the server's cache
     5. what MongoDB cannot do in a transaction: indexes the backup lacks are dropped before
        the documents change (they could refuse the backup's documents), the backup's indexes
        created after them (a unique index holds only on the backup's data), surplus
@@ -53,61 +49,29 @@ from pymongo.errors import PyMongoError
 
 from rollback_drill.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan
-from rollback_drill.stores.archive import (
-    Archive,
-    archive_print,
-    archive_records,
-    index_print,
-    verify_archive,
+from rollback_drill.stores.archive import Archive, verify_archive
+from rollback_drill.stores.fingerprint import CollectionDiff, canonical, diff_collection
+from rollback_drill.stores.livescan import concurrently, print_collection
+from rollback_drill.stores.mongoconn import client, collection_options
+from rollback_drill.stores.restoreplan import (
+    MAX_TRANSACTION_BYTES,
+    MAX_TRANSACTION_DOCS,
+    CollectionRestore,
+    Plan,
+    fit_transaction,
+    plan_collection,
 )
-from rollback_drill.stores.fingerprint import (
-    CollectionDiff,
-    CollectionPrint,
-    canonical,
-    diff_collection,
-)
-from rollback_drill.stores.livescan import Keyed, concurrently, keyed_collection, print_collection
-from rollback_drill.stores.mongoconn import client, collection_options, index_specs
 
 JOURNAL = "restore-journal.json"
 STAGING_SUFFIX = ".rollback-drill-restore"
-MAX_TRANSACTION_DOCS = 250_000
-MAX_TRANSACTION_BYTES = 8 * 2**20
 DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
 BATCH = 5_000
-How = Literal["unchanged", "transaction", "rebuilt", "dropped"]
 Atomicity = Literal["database", "per collection", "nothing to restore"]
 
 
 class RestoreError(RuntimeError):
     """The restore did not finish; the message says what the database holds now."""
-
-
-@dataclass(frozen=True)
-class CollectionRestore:
-    """What the restore did to one collection."""
-
-    name: str
-    how: How
-    count_before: int | None  # None: the collection did not exist
-    count_after: int
-    deleted: int = 0  # documents the backup does not have
-    inserted: int = 0  # documents the backup has and the database had lost
-    replaced: int = 0  # documents that differed from the backup's
-    index_changes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "collection": self.name,
-            "how": self.how,
-            "count_before": self.count_before,
-            "count_after": self.count_after,
-            "deleted": self.deleted,
-            "inserted": self.inserted,
-            "replaced": self.replaced,
-            "indexes": list(self.index_changes) or "unchanged",
-        }
 
 
 @dataclass(frozen=True)
@@ -142,49 +106,6 @@ class RestoreReport:
             "equal_to_backup": self.equal,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
-
-
-@dataclass
-class _Plan:
-    name: str
-    before: int | None
-    after: int
-    delete: list[bytes] = field(default_factory=list)  # `{_id}` of those the backup lacks
-    insert: set[bytes] = field(default_factory=set)  # id digests of those the database lacks
-    replace: dict[bytes, bytes] = field(default_factory=dict)  # id digest -> `{_id}`: altered
-    create: bool = False
-    drop: bool = False
-    rebuild: bool = False
-    drop_alone: bool = False  # a surplus collection dropped outside the transaction
-    bytes: int = 0  # the documents the transaction would write or delete (estimated)
-    index_drops: list[str] = field(default_factory=list)
-    index_creates: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def documents(self) -> int:
-        return len(self.delete) + len(self.insert) + len(self.replace)
-
-    @property
-    def in_transaction(self) -> bool:
-        changed = self.documents or self.create or self.drop
-        return bool(changed) and not (self.rebuild or self.drop_alone)
-
-    @property
-    def index_changes(self) -> tuple[str, ...]:
-        return tuple(
-            [f"dropped {n}" for n in self.index_drops]
-            + [f"created {s['name']}" for s in self.index_creates]
-        )
-
-    def outcome(self) -> CollectionRestore:
-        how: How = "dropped" if self.drop else "rebuilt" if self.rebuild else "transaction"
-        if not (self.documents or self.create or self.drop or self.rebuild):
-            how = "unchanged"
-        deleted = (self.before or 0) if self.drop else len(self.delete)
-        return CollectionRestore(
-            self.name, how, self.before, 0 if self.drop else self.after,
-            deleted, len(self.insert), len(self.replace), self.index_changes,
-        )  # fmt: skip
 
 
 class _Journal:
@@ -237,74 +158,6 @@ def _finish_interrupted(
     return f"a restore started {started} UTC stopped during its {prior.get('state', '?')}"
 
 
-def _archive_keys(archive: Archive, name: str) -> tuple[dict[bytes, bytes], CollectionPrint]:
-    """id digest -> document digest of the archive's documents, and its print."""
-    packed = archive_records(archive, name)
-    split, size = bsonscan.DIGEST_BYTES, bsonscan.RECORD_BYTES
-    keys = {
-        packed[i : i + split]: packed[i + split : i + size] for i in range(0, len(packed), size)
-    }
-    return keys, archive_print(archive, name, packed)
-
-
-def _plan(
-    db: Database[RawBSONDocument],
-    archive: Archive,
-    name: str,
-    live_options: dict[str, dict[str, Any]],
-) -> tuple[_Plan, CollectionPrint | None]:
-    entry = archive.collections.get(name)
-    exists = name in live_options
-    live: Keyed = keyed_collection(db, name) if exists else Keyed()
-    if entry is None:  # a collection the backup does not have: emptied, then dropped
-        plan = _Plan(name, len(live.docs), 0, drop=True, bytes=live.size)
-        plan.delete = [id_doc for _, id_doc in live.docs.values()]
-        return plan, None
-    keys, printed = _archive_keys(archive, name)
-    plan = _Plan(name, len(live.docs) if exists else None, entry.count, create=not exists)
-    for digest, (doc, id_doc) in live.docs.items():
-        wanted = keys.get(digest)
-        if wanted is None:
-            plan.delete.append(id_doc)
-        elif wanted != doc:
-            plan.replace[digest] = id_doc
-    plan.insert.update(k for k in keys if k not in live.docs)
-    archived_size = archive.file(name).stat().st_size // max(1, entry.count)
-    live_size = live.size // max(1, len(live.docs))
-    written = len(plan.insert) + len(plan.replace)
-    plan.bytes = written * archived_size + len(plan.delete) * live_size
-    if exists and canonical(live_options[name]) != canonical(entry.options):
-        plan.rebuild = True
-    elif exists:
-        have = {str(s["name"]): index_print(s) for s in index_specs(db[name])}
-        want = {str(s["name"]): s for s in entry.indexes}
-        plan.index_drops = sorted(
-            n for n in have if n not in want or have[n] != index_print(want[n])
-        )
-        plan.index_creates = [
-            want[n] for n in sorted(want) if n not in have or n in plan.index_drops
-        ]
-    else:
-        plan.index_creates = [want for want in entry.indexes]
-    return plan, printed
-
-
-def _fit_transaction(changed: Sequence[_Plan], max_docs: int, max_bytes: int) -> None:
-    """Take the largest collections out of the transaction - rebuilt, or dropped on their
-    own - until what is left fits it (see the module docstring)."""
-    inside = [p for p in changed if p.in_transaction]
-    docs = sum(p.documents for p in inside)
-    size = sum(p.bytes for p in inside)
-    for plan in sorted(inside, key=lambda p: (p.bytes, p.documents), reverse=True):
-        if docs <= max_docs and size <= max_bytes:
-            return
-        if plan.drop:
-            plan.drop_alone, plan.delete = True, []
-        else:
-            plan.rebuild = True
-        docs, size = docs - plan.documents, size - plan.bytes
-
-
 def _archive_documents(archive: Archive, name: str) -> Iterator[list[RawBSONDocument]]:
     """Every document the archive holds of a collection, in batches."""
     with archive.contents(name) as data:
@@ -346,7 +199,7 @@ def _in_transaction(
     conn: MongoClient[RawBSONDocument],
     db: Database[RawBSONDocument],
     archive: Archive,
-    plans: Sequence[_Plan],
+    plans: Sequence[Plan],
     journal: _Journal,
     started: float,
 ) -> None:
@@ -367,7 +220,7 @@ def _transaction(
     conn: MongoClient[RawBSONDocument],
     db: Database[RawBSONDocument],
     archive: Archive,
-    plans: Sequence[_Plan],
+    plans: Sequence[Plan],
     journal: _Journal,
     started: float,
     replace: bool,
@@ -399,7 +252,7 @@ def _transaction(
                         coll.insert_many(new, ordered=True, session=session)
 
 
-def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> None:
+def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: Plan) -> None:
     """The collection made anew beside the original, then renamed over it: readers see the
     old collection or the backup's, whole."""
     entry = archive.collections[plan.name]
@@ -421,14 +274,14 @@ def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> No
         db.command("collMod", plan.name, **settable)
 
 
-def _drop_indexes(db: Database[RawBSONDocument], plan: _Plan) -> None:
+def _drop_indexes(db: Database[RawBSONDocument], plan: Plan) -> None:
     """Before the documents: an index the backup does not have (a unique one above all)
     could refuse the backup's documents; dropping one changes no document."""
     for name in plan.index_drops:
         db[plan.name].drop_index(name)
 
 
-def _ddl(db: Database[RawBSONDocument], plan: _Plan) -> None:
+def _ddl(db: Database[RawBSONDocument], plan: Plan) -> None:
     """After the documents: the backup's indexes (a unique one holds only on its data) and
     the surplus collections dropped (emptied by the transaction, or too big for it)."""
     if plan.drop:
@@ -465,12 +318,12 @@ def restore(
             live_names = [n for n in db.list_collection_names() if not n.startswith("system.")]
             names = sorted(set(archive.collections) | set(live_names))
             options = collection_options(db, live_names)
-            planned = concurrently(lambda n: _plan(db, archive, n, options), names)
+            planned = concurrently(lambda n: plan_collection(db, archive, n, options), names)
             plans = [p for p, _ in planned]
             prints = {p.name: printed for p, printed in planned if printed is not None}
             seconds["plan"] = time.monotonic() - clock
             changed = [p for p in plans if p.documents or p.create or p.drop or p.rebuild]
-            _fit_transaction(changed, max_transaction_docs, max_transaction_bytes)
+            fit_transaction(changed, max_transaction_docs, max_transaction_bytes)
             in_txn = [p for p in changed if p.in_transaction]
             rebuilt = [p for p in changed if p.rebuild]
             clock, phase = time.monotonic(), "documents (nothing committed yet)"
