@@ -15,6 +15,8 @@ critical issue - with its critical row: five minutes, whatever the runbook calls
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from rollback_drill.datascenarios import PRE_DEPLOY_BACKUP, WRITER
 from rollback_drill.facts import Fact
 from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
@@ -91,11 +93,13 @@ def measure_recovery_point(ctx: DrillContext) -> RecoveryPoint:
 def verify_data(ctx: DrillContext) -> StepResult:
     """The runbook's mongosh line as written, the restore's verification, and the recovery
     point; a write acknowledged before the backup began and not kept fails the step."""
-    code, output = ctx.stack.exec("mongodb", ["mongosh", "--eval", RUNBOOK_EVAL])
+    with ThreadPoolExecutor(max_workers=1) as pool:  # mongosh starts in about a second
+        runbook = pool.submit(ctx.stack.exec, "mongodb", ["mongosh", "--eval", RUNBOOK_EVAL])
+        point = measure_recovery_point(ctx)
+        code, output = runbook.result()
     report = ctx.facts[RESTORED]
     counts = {d.name: d.after.count if d.after else None for d in report.verified}
     shown = output.strip()
-    point = measure_recovery_point(ctx)
     return StepResult(
         {
             "runbook_command_exit": code,

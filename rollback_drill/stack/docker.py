@@ -56,6 +56,7 @@ from rollback_drill.stack.docker_infra import (
     ensure_images,
     sweep_containers,
 )
+from rollback_drill.stores import secantus
 from rollback_drill.wait import Wait
 
 #: nginx's resolver keeps an answer `valid=1s`, on its whole-second clock: after this long
@@ -190,6 +191,11 @@ class DockerStack(StackBase):
             container.with_tmpfs_mount("/tmp/nginx")  # the template's prefix: pid, logs, temp
             for path in [conf, *sorted(certs.iterdir())]:
                 parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        elif service == "mongodb" and image == DEFAULT_IMAGES["mongodb"]:  # SecantusDB's
+            container.with_command(
+                ["secantusd-py", "--host", "0.0.0.0", "--port", "27017", "--storage-path",
+                 "/data/db", *secantus.options()]
+            )  # fmt: skip
         elif service == "chain":
             container.with_command(
                 ["anvil", "--host", "0.0.0.0", "--port", "8545", "--chain-id",

@@ -31,6 +31,7 @@ from rollback_drill.access import (
 from rollback_drill.spec import LoadedStack, SpecError
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
+from rollback_drill.stores import secantus
 from rollback_drill.tools import find_tool
 from rollback_drill.wait import Wait
 
@@ -90,8 +91,7 @@ class LocalStack(StackBase):
         if name == "mongodb":
             data = self._workdir / "data" / "mongodb"
             data.mkdir(parents=True, exist_ok=True)
-            return [find_tool("secantusd-py"), "--host", "127.0.0.1", "--port", port,
-                    "--storage-path", str(data), "--log-level", "WARNING"], {}  # fmt: skip
+            return secantus.argv(port, data), {}
         if name == "redis":
             data = self._workdir / "data" / "redis"
             data.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,18 @@ each file's count and SHA-256, the collection's options and its indexes as creat
 takes them (unique, sparse, TTL, partial filters: everything but the server's bookkeeping).
 
 Collections are dumped concurrently, in natural order (sorting by `_id` cost SecantusDB up to
-six times the scan), each read as raw batches written straight to its file. The server gives
-no snapshot across collections: the backup's moment is when it started - every write
-acknowledged before then is in it - and the manifest says when it finished.
+six times the scan), each read as raw batches (the next fetched while this one is written)
+written straight to its file. The server gives no snapshot across collections: the backup's
+moment is when it started - every write acknowledged before then is in it - and the manifest
+says when it finished.
 
-The archive's own fingerprint (`archive_print`) comes from its files alone, in the same form
-as a live one (stores.fingerprint), so "the database equals its backup" is one comparison.
+The archive's own fingerprint (`archive_print`) is in the same form as a live one
+(stores.fingerprint), so "the database equals its backup" is one comparison. The backup
+computes it from the batches as it writes them and keeps each collection's sorted
+per-document records in a `.records` file beside its `.bson` (the manifest's `digest` is
+their SHA-256 and the collection's content hash): a restore then plans and verifies without
+parsing and hashing the whole archive again, inside the recovery budget. An archive without
+them (older, or written by hand) is read from its BSON files, as before.
 """
 
 from __future__ import annotations
@@ -18,18 +24,24 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 from pymongo.database import Database
 
 from rollback_drill.stores import bsonscan
-from rollback_drill.stores.fingerprint import CollectionPrint, IndexPrint, canonical, pack
+from rollback_drill.stores.fingerprint import (
+    CollectionPrint,
+    IndexPrint,
+    canonical,
+    index_print,
+    pack,
+)
+from rollback_drill.stores.livescan import concurrently, raw_batches
 from rollback_drill.stores.mongoconn import (
     client,
     collection_options,
@@ -42,8 +54,6 @@ MANIFEST = "manifest.json"
 FORMAT = "rollback-drill-mongo-archive/2"
 #: Version 1 kept only each index's name, key and uniqueness, and no collection options.
 READABLE = ("rollback-drill-mongo-archive/1", FORMAT)
-BATCH = 10_000
-MAX_WORKERS = 4
 
 
 class ArchiveError(RuntimeError):
@@ -59,6 +69,8 @@ class ArchivedCollection:
     sha256: str
     options: dict[str, Any]
     indexes: tuple[dict[str, Any], ...]  # createIndexes specs, `_id_` left out
+    records: str | None = None  # the sorted per-document records' file, when the backup kept it
+    digest: str | None = None  # SHA-256 of those records: the collection's content hash
 
     def index_prints(self) -> tuple[IndexPrint, ...]:
         return tuple(sorted((index_print(spec) for spec in self.indexes), key=lambda i: i.name))
@@ -86,29 +98,23 @@ class Archive:
                 yield RawBSONDocument(bytes(doc))
 
 
-def index_print(spec: dict[str, Any]) -> IndexPrint:
-    """An index spec (from list_indexes or a manifest) as the fingerprint compares it."""
-    info = dict(spec)
-    name = str(info.pop("name"))
-    key = tuple((str(k), v) for k, v in dict(info.pop("key")).items())
-    unique = bool(info.pop("unique", False))
-    return IndexPrint(name, key, unique, canonical(info))
-
-
 def _dump(db: Database[RawBSONDocument], name: str, dest: Path) -> dict[str, Any]:
     path = dest / f"{name}.bson"
     digest = hashlib.sha256()
-    count = 0
+    records: list[bytes] = []
     with path.open("wb") as out:
-        for batch in db[name].find_raw_batches({}, batch_size=BATCH):
-            data = cast(bytes, batch)
+        for data in raw_batches(db[name]):
             out.write(data)
             digest.update(data)
-            count += sum(1 for _ in bsonscan.documents(data))
+            records.extend(bsonscan.records(data))
+    packed, content = pack(records)
+    (dest / f"{name}.records").write_bytes(packed)
     return {
         "file": path.name,
-        "count": count,
+        "count": len(records),
         "sha256": digest.hexdigest(),
+        "records": f"{name}.records",
+        "digest": content,
         "indexes": [to_json_value(spec) for spec in index_specs(db[name])],
     }
 
@@ -122,8 +128,7 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
         db = conn[database]
         names = sorted(n for n in db.list_collection_names() if not n.startswith("system."))
         options = collection_options(db, names)
-        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(names)))) as pool:
-            dumped = dict(zip(names, pool.map(lambda n: _dump(db, n, dest), names), strict=True))
+        dumped = dict(zip(names, concurrently(lambda n: _dump(db, n, dest), names), strict=True))
     manifest = {
         "format": FORMAT,
         "database": database,
@@ -161,9 +166,11 @@ def _collection(name: str, entry: dict[str, Any], version: str) -> ArchivedColle
     else:
         indexes = tuple(_v1_index(i) for i in entry["indexes"])
         options = {}
+    records = entry.get("records")
     return ArchivedCollection(
-        name, str(entry["file"]), int(entry["count"]), str(entry["sha256"]), options, indexes
-    )
+        name, str(entry["file"]), int(entry["count"]), str(entry["sha256"]), options, indexes,
+        str(records) if records else None, str(entry["digest"]) if records else None,
+    )  # fmt: skip
 
 
 def verify_archive(archive: Path) -> Archive:
@@ -195,38 +202,51 @@ def verify_archive(archive: Path) -> Archive:
             f"{manifest_path}: expected database, created and collections.<name>.file/count/"
             f"sha256/indexes ({type(exc).__name__}: {exc})"
         ) from None
-    for name, entry in collections.items():
-        path = archive / entry.file
+    files = [(n, e.file, e.sha256) for n, e in collections.items()]
+    files += [(n, e.records, e.digest) for n, e in collections.items() if e.records and e.digest]
+
+    def check(item: tuple[str, str, str]) -> None:
+        name, file, expected = item
+        path = archive / file
         digest = _file_sha256(path) if path.is_file() else "missing"
-        if digest != entry.sha256:
+        if digest != expected:
             raise ArchiveError(f"{path}: checksum mismatch for collection {name} (archive corrupt)")
+
+    concurrently(check, files)  # hashlib lets go of the GIL on large buffers
     return found
 
 
-def archive_records(archive: Archive, name: str) -> list[bytes]:
-    """One (id digest, document digest) record per document the archive holds."""
-    with archive.contents(name) as data:
-        records = list(bsonscan.records(data))
-    if len(records) != archive.collections[name].count:
-        raise ArchiveError(
-            f"{archive.file(name)}: {len(records)} documents, the manifest says "
-            f"{archive.collections[name].count}"
-        )
-    return records
-
-
-def archive_print(
-    archive: Archive, name: str, records: list[bytes] | None = None
-) -> CollectionPrint:
-    """The collection as the archive holds it, in a live fingerprint's form."""
+def archive_records(archive: Archive, name: str) -> bytes:
+    """The sorted (id digest, document digest) records of every document the archive holds,
+    packed: from the backup's `.records` file (its checksum verified with the archive), or
+    computed from the BSON file when the archive has none."""
     entry = archive.collections[name]
-    packed, digest = pack(list(archive_records(archive, name) if records is None else records))
+    if entry.records:
+        packed = (archive.path / entry.records).read_bytes()
+        where = archive.path / entry.records
+    else:
+        with archive.contents(name) as data:
+            packed, _ = pack(list(bsonscan.records(data)))
+        where = archive.file(name)
+    if len(packed) != entry.count * bsonscan.RECORD_BYTES:
+        raise ArchiveError(
+            f"{where}: {len(packed) // bsonscan.RECORD_BYTES} documents, the manifest says "
+            f"{entry.count}"
+        )
+    return packed
+
+
+def archive_print(archive: Archive, name: str, packed: bytes | None = None) -> CollectionPrint:
+    """The collection as the archive holds it, in a live fingerprint's form (`packed`: its
+    records, when the caller has already read them)."""
+    entry = archive.collections[name]
+    records = archive_records(archive, name) if packed is None else packed
     return CollectionPrint(
-        count=len(packed) // bsonscan.RECORD_BYTES,
-        sha256=digest,
+        count=len(records) // bsonscan.RECORD_BYTES,
+        sha256=entry.digest or hashlib.sha256(records).hexdigest(),
         indexes=entry.index_prints(),
         options=canonical(entry.options),
-        documents=packed,
+        documents=records,
     )
 
 

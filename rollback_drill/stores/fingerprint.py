@@ -74,6 +74,15 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
 
 
+def index_print(spec: dict[str, Any]) -> IndexPrint:
+    """An index spec (from list_indexes or a manifest) as the fingerprint compares it."""
+    info = dict(spec)
+    name = str(info.pop("name"))
+    key = tuple((str(k), v) for k, v in dict(info.pop("key")).items())
+    unique = bool(info.pop("unique", False))
+    return IndexPrint(name, key, unique, canonical(info))
+
+
 def pack(records: list[bytes]) -> tuple[bytes, str]:
     """Sorted, concatenated records and their SHA-256 (order-independent by construction)."""
     records.sort()

@@ -8,13 +8,14 @@ the restore again converges on the backup.
        holds its locks until the server reaps it (SecantusDB never does while a writer waits),
        so its session, recorded in the journal beside the archive, is killed; collections
        half-built beside their originals are dropped
-    3. plan, reading every collection concurrently: live documents against the archive's by
-       (id digest, document digest) - deleted, missing, altered - and indexes and options
+    3. plan (stores.restoreplan), reading every collection concurrently: live documents
+       against the archive's by (id digest, document digest) - deleted, missing, altered -
+       and indexes and options
     4. documents: one multi-document transaction over every collection (create, delete,
-       insert), journalled with its session id: all of it commits or none. Over
-       `max_transaction_docs` changes, or when a collection's options differ, a collection is
-       instead rebuilt beside itself and renamed over the original (atomic per collection;
-       the report says which)
+       replace, insert), journalled with its session id: all of it commits or none. A
+       collection whose options differ is instead rebuilt beside itself and renamed over the
+       original (atomic per collection; the report says which), and so are the largest
+       collections while the transaction would be too big for the server's cache
     5. what MongoDB cannot do in a transaction: indexes the backup lacks are dropped before
        the documents change (they could refuse the backup's documents), the backup's indexes
        created after them (a unique index holds only on the backup's data), surplus
@@ -34,72 +35,43 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import bson
 from bson.binary import Binary
 from bson.raw_bson import RawBSONDocument
-from pymongo import DeleteOne, MongoClient, WriteConcern
+from pymongo import DeleteOne, MongoClient, ReplaceOne, WriteConcern
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from rollback_drill.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan
-from rollback_drill.stores.archive import (
-    Archive,
-    archive_print,
-    archive_records,
-    index_print,
-    verify_archive,
+from rollback_drill.stores.archive import Archive, verify_archive
+from rollback_drill.stores.fingerprint import CollectionDiff, canonical, diff_collection
+from rollback_drill.stores.livescan import concurrently, print_collection
+from rollback_drill.stores.mongoconn import client, collection_options
+from rollback_drill.stores.restoreplan import (
+    MAX_TRANSACTION_BYTES,
+    MAX_TRANSACTION_DOCS,
+    CollectionRestore,
+    Plan,
+    fit_transaction,
+    plan_collection,
 )
-from rollback_drill.stores.fingerprint import (
-    CollectionDiff,
-    CollectionPrint,
-    canonical,
-    diff_collection,
-)
-from rollback_drill.stores.livescan import Keyed, concurrently, keyed_collection, print_collection
-from rollback_drill.stores.mongoconn import client, collection_options, index_specs
 
 JOURNAL = "restore-journal.json"
 STAGING_SUFFIX = ".rollback-drill-restore"
-MAX_TRANSACTION_DOCS = 250_000
+DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
 BATCH = 5_000
-How = Literal["unchanged", "transaction", "rebuilt", "dropped"]
 Atomicity = Literal["database", "per collection", "nothing to restore"]
 
 
 class RestoreError(RuntimeError):
     """The restore did not finish; the message says what the database holds now."""
-
-
-@dataclass(frozen=True)
-class CollectionRestore:
-    """What the restore did to one collection."""
-
-    name: str
-    how: How
-    count_before: int | None  # None: the collection did not exist
-    count_after: int
-    deleted: int = 0  # documents the backup does not have
-    inserted: int = 0  # documents the backup has and the database had lost
-    replaced: int = 0  # documents that differed from the backup's
-    index_changes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "collection": self.name,
-            "how": self.how,
-            "count_before": self.count_before,
-            "count_after": self.count_after,
-            "deleted": self.deleted,
-            "inserted": self.inserted,
-            "replaced": self.replaced,
-            "indexes": list(self.index_changes) or "unchanged",
-        }
 
 
 @dataclass(frozen=True)
@@ -134,42 +106,6 @@ class RestoreReport:
             "equal_to_backup": self.equal,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
-
-
-@dataclass
-class _Plan:
-    name: str
-    before: int | None
-    after: int
-    delete: list[bytes] = field(default_factory=list)  # `{_id}` documents
-    insert: set[bytes] = field(default_factory=set)  # id digests of archive documents
-    replaced: int = 0
-    create: bool = False
-    drop: bool = False
-    rebuild: bool = False
-    index_drops: list[str] = field(default_factory=list)
-    index_creates: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def documents(self) -> int:
-        return len(self.delete) + len(self.insert)
-
-    @property
-    def index_changes(self) -> tuple[str, ...]:
-        return tuple(
-            [f"dropped {n}" for n in self.index_drops]
-            + [f"created {s['name']}" for s in self.index_creates]
-        )
-
-    def outcome(self) -> CollectionRestore:
-        how: How = "dropped" if self.drop else "rebuilt" if self.rebuild else "transaction"
-        if not (self.documents or self.create or self.drop or self.rebuild):
-            how = "unchanged"
-        return CollectionRestore(
-            self.name, how, self.before, 0 if self.drop else self.after,
-            len(self.delete) - self.replaced, len(self.insert) - self.replaced, self.replaced,
-            self.index_changes,
-        )  # fmt: skip
 
 
 class _Journal:
@@ -222,63 +158,25 @@ def _finish_interrupted(
     return f"a restore started {started} UTC stopped during its {prior.get('state', '?')}"
 
 
-def _archive_keys(archive: Archive, name: str) -> tuple[dict[bytes, bytes], CollectionPrint]:
-    """id digest -> document digest of the archive's documents, and its print."""
-    records = archive_records(archive, name)
-    split = bsonscan.DIGEST_BYTES
-    keys = {record[:split]: record[split:] for record in records}
-    return keys, archive_print(archive, name, records)
+def _archive_documents(archive: Archive, name: str) -> Iterator[list[RawBSONDocument]]:
+    """Every document the archive holds of a collection, in batches."""
+    with archive.contents(name) as data:
+        docs = bsonscan.documents(data, str(archive.file(name)))
+        while batch := [RawBSONDocument(bytes(doc)) for doc in islice(docs, BATCH)]:
+            yield batch
 
 
-def _plan(
-    db: Database[RawBSONDocument],
-    archive: Archive,
-    name: str,
-    live_options: dict[str, dict[str, Any]],
-) -> tuple[_Plan, CollectionPrint | None]:
-    entry = archive.collections.get(name)
-    exists = name in live_options
-    live: Keyed = keyed_collection(db, name) if exists else Keyed()
-    if entry is None:  # a collection the backup does not have: emptied, then dropped
-        plan = _Plan(name, len(live.docs), 0, drop=True)
-        plan.delete = [id_doc for _, id_doc in live.docs.values()]
-        return plan, None
-    keys, printed = _archive_keys(archive, name)
-    plan = _Plan(name, len(live.docs) if exists else None, entry.count, create=not exists)
-    for digest, (doc, id_doc) in live.docs.items():
-        wanted = keys.get(digest)
-        if wanted is None or wanted != doc:
-            plan.delete.append(id_doc)
-            if wanted is not None:
-                plan.insert.add(digest)
-                plan.replaced += 1
-    plan.insert.update(k for k in keys if k not in live.docs)
-    if exists and canonical(live_options[name]) != canonical(entry.options):
-        plan.rebuild = True
-    elif exists:
-        have = {str(s["name"]): index_print(s) for s in index_specs(db[name])}
-        want = {str(s["name"]): s for s in entry.indexes}
-        plan.index_drops = sorted(
-            n for n in have if n not in want or have[n] != index_print(want[n])
-        )
-        plan.index_creates = [
-            want[n] for n in sorted(want) if n not in have or n in plan.index_drops
-        ]
-    else:
-        plan.index_creates = [want for want in entry.indexes]
-    return plan, printed
-
-
-def _archive_documents(
-    archive: Archive, name: str, wanted: set[bytes] | None
-) -> Iterator[list[RawBSONDocument]]:
-    """The archive's documents of a collection (those whose id digest is in `wanted`, or
-    all), in batches."""
-    batch: list[RawBSONDocument] = []
+def _archive_keyed(
+    archive: Archive, name: str, wanted: set[bytes]
+) -> Iterator[list[tuple[bytes, RawBSONDocument]]]:
+    """The archive's documents of a collection whose id digest is in `wanted`, with it, in
+    batches."""
+    batch: list[tuple[bytes, RawBSONDocument]] = []
     with archive.contents(name) as data:
         for doc in bsonscan.documents(data, str(archive.file(name))):
-            if wanted is None or bsonscan.id_digest(doc) in wanted:
-                batch.append(RawBSONDocument(bytes(doc)))
+            digest = bsonscan.id_digest(doc)
+            if digest in wanted:
+                batch.append((digest, RawBSONDocument(bytes(doc))))
                 if len(batch) >= BATCH:
                     yield batch
                     batch = []
@@ -286,13 +184,46 @@ def _archive_documents(
         yield batch
 
 
+def _replacement(doc: RawBSONDocument) -> ReplaceOne[RawBSONDocument]:
+    return ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+
+
+def _duplicate_key(exc: PyMongoError) -> bool:
+    if getattr(exc, "code", None) == DUPLICATE_KEY:
+        return True
+    errors = getattr(exc, "details", None) or {}
+    return any(e.get("code") == DUPLICATE_KEY for e in errors.get("writeErrors", []))
+
+
 def _in_transaction(
     conn: MongoClient[RawBSONDocument],
     db: Database[RawBSONDocument],
     archive: Archive,
-    plans: Sequence[_Plan],
+    plans: Sequence[Plan],
     journal: _Journal,
     started: float,
+) -> None:
+    """Altered documents are replaced in place (half the server's work of a delete and an
+    insert). Replacing them one by one can meet a unique value another altered document
+    still holds (two e-mail addresses swapped): then that transaction is abandoned - none of
+    it happened - and a second one deletes every altered document before inserting."""
+    try:
+        _transaction(conn, db, archive, plans, journal, started, replace=True)
+    except PyMongoError as exc:
+        if not _duplicate_key(exc):
+            raise
+        _transaction(conn, db, archive, plans, journal, started, replace=False)
+    journal.save(started=started, state="indexes and surplus collections")
+
+
+def _transaction(
+    conn: MongoClient[RawBSONDocument],
+    db: Database[RawBSONDocument],
+    archive: Archive,
+    plans: Sequence[Plan],
+    journal: _Journal,
+    started: float,
+    replace: bool,
 ) -> None:
     session: ClientSession
     with conn.start_session() as session:
@@ -305,24 +236,30 @@ def _in_transaction(
                     db.create_collection(
                         plan.name, session=session, **archive.collections[plan.name].options
                     )
-                for i in range(0, len(plan.delete), BATCH):
+                deletes = plan.delete if replace else plan.delete + list(plan.replace.values())
+                for i in range(0, len(deletes), BATCH):
                     # one DeleteOne per id: SecantusDB answers `_id: {$in: [...]}` by scanning
-                    chunk = [DeleteOne(bson.decode(d)) for d in plan.delete[i : i + BATCH]]
+                    chunk = [DeleteOne(bson.decode(d)) for d in deletes[i : i + BATCH]]
                     coll.bulk_write(chunk, ordered=False, session=session)
-                if plan.insert:
-                    for batch in _archive_documents(archive, plan.name, plan.insert):
-                        coll.insert_many(batch, ordered=True, session=session)
-    journal.save(started=started, state="indexes and surplus collections")
+                replaced = plan.replace.keys() if replace else set()
+                wanted = plan.insert | plan.replace.keys()
+                for batch in _archive_keyed(archive, plan.name, wanted) if wanted else ():
+                    swaps = [_replacement(doc) for key, doc in batch if key in replaced]
+                    if swaps:
+                        coll.bulk_write(swaps, ordered=False, session=session)
+                    new = [doc for key, doc in batch if key not in replaced]
+                    if new:
+                        coll.insert_many(new, ordered=True, session=session)
 
 
-def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> None:
+def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: Plan) -> None:
     """The collection made anew beside the original, then renamed over it: readers see the
     old collection or the backup's, whole."""
     entry = archive.collections[plan.name]
     staging = plan.name + STAGING_SUFFIX
     db.drop_collection(staging)
     db.create_collection(staging, **entry.options)
-    for batch in _archive_documents(archive, plan.name, None):
+    for batch in _archive_documents(archive, plan.name):
         db[staging].insert_many(batch, ordered=False)
     if entry.indexes:
         db.command("createIndexes", staging, indexes=list(entry.indexes))
@@ -337,16 +274,16 @@ def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: _Plan) -> No
         db.command("collMod", plan.name, **settable)
 
 
-def _drop_indexes(db: Database[RawBSONDocument], plan: _Plan) -> None:
+def _drop_indexes(db: Database[RawBSONDocument], plan: Plan) -> None:
     """Before the documents: an index the backup does not have (a unique one above all)
     could refuse the backup's documents; dropping one changes no document."""
     for name in plan.index_drops:
         db[plan.name].drop_index(name)
 
 
-def _ddl(db: Database[RawBSONDocument], plan: _Plan) -> None:
+def _ddl(db: Database[RawBSONDocument], plan: Plan) -> None:
     """After the documents: the backup's indexes (a unique one holds only on its data) and
-    the surplus collections, already emptied by the transaction, dropped."""
+    the surplus collections dropped (emptied by the transaction, or too big for it)."""
     if plan.drop:
         db.drop_collection(plan.name)
     elif plan.index_creates:
@@ -360,6 +297,7 @@ def restore(
     timeout_s: float = 5.0,
     *,
     max_transaction_docs: int = MAX_TRANSACTION_DOCS,
+    max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
     verify: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> RestoreReport:
@@ -380,15 +318,13 @@ def restore(
             live_names = [n for n in db.list_collection_names() if not n.startswith("system.")]
             names = sorted(set(archive.collections) | set(live_names))
             options = collection_options(db, live_names)
-            planned = concurrently(lambda n: _plan(db, archive, n, options), names)
+            planned = concurrently(lambda n: plan_collection(db, archive, n, options), names)
             plans = [p for p, _ in planned]
             prints = {p.name: printed for p, printed in planned if printed is not None}
             seconds["plan"] = time.monotonic() - clock
             changed = [p for p in plans if p.documents or p.create or p.drop or p.rebuild]
-            too_big = sum(p.documents for p in changed) > max_transaction_docs
-            for p in changed:
-                p.rebuild = p.rebuild or (too_big and not p.drop)
-            in_txn = [p for p in changed if not p.rebuild]
+            fit_transaction(changed, max_transaction_docs, max_transaction_bytes)
+            in_txn = [p for p in changed if p.in_transaction]
             rebuilt = [p for p in changed if p.rebuild]
             clock, phase = time.monotonic(), "documents (nothing committed yet)"
             for p in plans:
@@ -435,8 +371,9 @@ def restore(
         ) from exc
     journal.clear()
     say("done")
+    alone = rebuilt or any(p.drop_alone for p in changed)
     atomic: Atomicity = (
-        "nothing to restore" if not changed else "per collection" if rebuilt else "database"
+        "nothing to restore" if not changed else "per collection" if alone else "database"
     )
     return RestoreReport(
         database, archive_dir, archive.started, atomic, tuple(p.outcome() for p in plans),
