@@ -9,6 +9,7 @@ Only a document whose first element is not `_id` (or has an exotic `_id` type) i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from hashlib import blake2b
 
@@ -67,7 +68,12 @@ def id_document(doc: memoryview) -> bytes:
 def keyed(buffer: bytes | memoryview, where: str = "a batch") -> Iterator[tuple[bytes, bytes]]:
     """(16-byte record, `{_id}` document) per document: what a restore plans with."""
     for doc in documents(buffer, where):
-        yield id_digest(doc) + _digest(doc), id_document(doc)
+        value = _id_value(doc)
+        if value is None:
+            yield id_digest(doc) + _digest(doc), id_document(doc)
+            continue
+        body = value[:1] + _ID_NAME + value[1:]
+        yield _digest(value) + _digest(doc), (len(body) + 5).to_bytes(4, "little") + body + b"\0"
 
 
 def documents(buffer: bytes | memoryview, where: str = "a batch") -> Iterator[memoryview]:
@@ -95,6 +101,28 @@ def records(batch: bytes | memoryview) -> Iterator[bytes]:
         doc = view[offset : offset + size]
         yield id_digest(doc) + _digest(doc)
         offset += size
+
+
+def as_pairs(packed: bytes | bytearray) -> set[tuple[int, int]]:
+    """Packed records -> {(id digest, document digest)} as integers: set algebra in C."""
+    words = _words(packed)
+    return set(zip(words[0::2], words[1::2], strict=True))
+
+
+def ids_of(packed: bytes | bytearray) -> memoryview:
+    """The id digests of packed records, as integers, in the records' order."""
+    return _words(packed)[0::2]
+
+
+def digest_bytes(word: int) -> bytes:
+    """An id digest as `ids_of` and `as_pairs` give it, back to its bytes."""
+    return word.to_bytes(DIGEST_BYTES, sys.byteorder)
+
+
+def _words(packed: bytes | bytearray) -> memoryview:
+    if len(packed) % RECORD_BYTES:
+        raise ValueError(f"packed digests: {len(packed)} bytes is not a multiple of {RECORD_BYTES}")
+    return memoryview(packed).cast("Q")
 
 
 def as_map(packed: bytes) -> dict[int, int]:

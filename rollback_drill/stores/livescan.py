@@ -123,11 +123,16 @@ def print_collection(
 
 @dataclass
 class Keyed:
-    """A collection's documents keyed for a restore: id digest -> (document digest, the
-    `{_id}` document a delete needs)."""
+    """A collection's documents as a restore plans with them: one 16-byte record (id digest,
+    document digest) per document, packed in natural order, and beside each the `{_id}`
+    document a delete or a replace needs."""
 
-    docs: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    packed: bytearray = field(default_factory=bytearray)
+    id_docs: list[bytes] = field(default_factory=list)
     size: int = 0  # bytes of all the documents
+
+    def __len__(self) -> int:
+        return len(self.id_docs)
 
 
 def keyed_collection(db: Database[RawBSONDocument], name: str) -> Keyed:
@@ -135,7 +140,8 @@ def keyed_collection(db: Database[RawBSONDocument], name: str) -> Keyed:
     for batch in raw_batches(db[name]):
         found.size += len(batch)
         for record, id_doc in bsonscan.keyed(batch):
-            found.docs[record[: bsonscan.DIGEST_BYTES]] = (record[bsonscan.DIGEST_BYTES :], id_doc)
+            found.packed += record
+            found.id_docs.append(id_doc)
     return found
 
 

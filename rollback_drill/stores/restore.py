@@ -207,49 +207,50 @@ def _in_transaction(
     insert). Replacing them one by one can meet a unique value another altered document
     still holds (two e-mail addresses swapped): then that transaction is abandoned - none of
     it happened - and a second one deletes every altered document before inserting."""
+
+    def attempt(replace: bool) -> None:
+        session: ClientSession
+        with conn.start_session() as session:
+            lsid = bytes(session.session_id["id"]).hex()
+            journal.save(started=started, state="transaction", session=lsid)
+            with session.start_transaction(write_concern=WriteConcern("majority", j=True)):
+                for plan in plans:
+                    _write(db, archive, plan, session, replace)
+
     try:
-        _transaction(conn, db, archive, plans, journal, started, replace=True)
+        attempt(replace=True)
     except PyMongoError as exc:
         if not _duplicate_key(exc):
             raise
-        _transaction(conn, db, archive, plans, journal, started, replace=False)
+        attempt(replace=False)
     journal.save(started=started, state="indexes and surplus collections")
 
 
-def _transaction(
-    conn: MongoClient[RawBSONDocument],
+def _write(
     db: Database[RawBSONDocument],
     archive: Archive,
-    plans: Sequence[Plan],
-    journal: _Journal,
-    started: float,
+    plan: Plan,
+    session: ClientSession,
     replace: bool,
 ) -> None:
-    session: ClientSession
-    with conn.start_session() as session:
-        lsid = bytes(session.session_id["id"]).hex()
-        journal.save(started=started, state="transaction", session=lsid)
-        with session.start_transaction(write_concern=WriteConcern("majority", j=True)):
-            for plan in plans:
-                coll = db[plan.name]
-                if plan.create:
-                    db.create_collection(
-                        plan.name, session=session, **archive.collections[plan.name].options
-                    )
-                deletes = plan.delete if replace else plan.delete + list(plan.replace.values())
-                for i in range(0, len(deletes), BATCH):
-                    # one DeleteOne per id: SecantusDB answers `_id: {$in: [...]}` by scanning
-                    chunk = [DeleteOne(bson.decode(d)) for d in deletes[i : i + BATCH]]
-                    coll.bulk_write(chunk, ordered=False, session=session)
-                replaced = plan.replace.keys() if replace else set()
-                wanted = plan.insert | plan.replace.keys()
-                for batch in _archive_keyed(archive, plan.name, wanted) if wanted else ():
-                    swaps = [_replacement(doc) for key, doc in batch if key in replaced]
-                    if swaps:
-                        coll.bulk_write(swaps, ordered=False, session=session)
-                    new = [doc for key, doc in batch if key not in replaced]
-                    if new:
-                        coll.insert_many(new, ordered=True, session=session)
+    """One collection's part of the transaction."""
+    coll = db[plan.name]
+    if plan.create:
+        db.create_collection(plan.name, session=session, **archive.collections[plan.name].options)
+    deletes = plan.delete if replace else plan.delete + list(plan.replace.values())
+    for i in range(0, len(deletes), BATCH):
+        # one DeleteOne per id: SecantusDB answers `_id: {$in: [...]}` by scanning
+        chunk = [DeleteOne(bson.decode(d)) for d in deletes[i : i + BATCH]]
+        coll.bulk_write(chunk, ordered=False, session=session)
+    replaced = plan.replace.keys() if replace else set()
+    wanted = plan.insert | plan.replace.keys()
+    for batch in _archive_keyed(archive, plan.name, wanted) if wanted else ():
+        swaps = [_replacement(doc) for key, doc in batch if key in replaced]
+        if swaps:
+            coll.bulk_write(swaps, ordered=False, session=session)
+        new = [doc for key, doc in batch if key not in replaced]
+        if new:
+            coll.insert_many(new, ordered=True, session=session)
 
 
 def _rebuild(db: Database[RawBSONDocument], archive: Archive, plan: Plan) -> None:

@@ -100,14 +100,25 @@ class Plan:
         )  # fmt: skip
 
 
-def _archive_keys(archive: Archive, name: str) -> tuple[dict[bytes, bytes], CollectionPrint]:
-    """id digest -> document digest of the archive's documents, and its print."""
-    packed = archive_records(archive, name)
-    split, size = bsonscan.DIGEST_BYTES, bsonscan.RECORD_BYTES
-    keys = {
-        packed[i : i + split]: packed[i + split : i + size] for i in range(0, len(packed), size)
-    }
-    return keys, archive_print(archive, name, packed)
+def _differences(plan: Plan, live: Keyed, archived: bytes) -> None:
+    """Deleted, inserted and replaced documents, by set algebra on (id digest, document
+    digest) pairs: a million documents cost a fraction of a second, not a Python loop over a
+    dictionary of them."""
+    have, want = bsonscan.as_pairs(live.packed), bsonscan.as_pairs(archived)
+    if have == want:
+        return
+    gone, new = have - want, want - have  # live pairs the backup lacks, and the reverse
+    gone_ids, new_ids = {i for i, _ in gone}, {i for i, _ in new}
+    altered = gone_ids & new_ids
+    for word, id_doc in (
+        zip(bsonscan.ids_of(live.packed), live.id_docs, strict=True) if gone else ()
+    ):
+        if word in gone_ids:
+            if word in altered:
+                plan.replace[bsonscan.digest_bytes(word)] = id_doc
+            else:
+                plan.delete.append(id_doc)
+    plan.insert = {bsonscan.digest_bytes(i) for i in new_ids - altered}
 
 
 def plan_collection(
@@ -120,20 +131,15 @@ def plan_collection(
     exists = name in live_options
     live: Keyed = keyed_collection(db, name) if exists else Keyed()
     if entry is None:  # a collection the backup does not have: emptied, then dropped
-        plan = Plan(name, len(live.docs), 0, drop=True, bytes=live.size)
-        plan.delete = [id_doc for _, id_doc in live.docs.values()]
+        plan = Plan(name, len(live), 0, drop=True, bytes=live.size)
+        plan.delete = list(live.id_docs)
         return plan, None
-    keys, printed = _archive_keys(archive, name)
-    plan = Plan(name, len(live.docs) if exists else None, entry.count, create=not exists)
-    for digest, (doc, id_doc) in live.docs.items():
-        wanted = keys.get(digest)
-        if wanted is None:
-            plan.delete.append(id_doc)
-        elif wanted != doc:
-            plan.replace[digest] = id_doc
-    plan.insert.update(k for k in keys if k not in live.docs)
+    packed = archive_records(archive, name)
+    printed = archive_print(archive, name, packed)
+    plan = Plan(name, len(live) if exists else None, entry.count, create=not exists)
+    _differences(plan, live, packed)
     archived_size = archive.file(name).stat().st_size // max(1, entry.count)
-    live_size = live.size // max(1, len(live.docs))
+    live_size = live.size // max(1, len(live))
     written = len(plan.insert) + len(plan.replace)
     plan.bytes = written * archived_size + len(plan.delete) * live_size
     if exists and canonical(live_options[name]) != canonical(entry.options):
