@@ -39,7 +39,16 @@ class Receipt:
         return self.gas_used * self.gas_price
 
 
-_ALREADY_SEEN = ("nonce too low", "already known", "known transaction", "already imported")
+# The node has this transaction, or another holds its nonce (mined: "nonce too low"; still
+# pending: "replacement transaction underpriced") - either way the receipt and the nonce decide
+# what comes next: wait, send the same bytes again, or sign again with the next nonce.
+_ALREADY_SEEN = (
+    "nonce too low",
+    "already known",
+    "known transaction",
+    "already imported",
+    "replacement transaction underpriced",
+)
 
 
 class _Counters:

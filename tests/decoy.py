@@ -52,8 +52,11 @@ class Decoy:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while "ready" not in self.log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while "ready" not in self.log.read_text():
+            if time.monotonic() > deadline:  # a signal now would kill it, not be written down
+                self._popen.kill()
+                raise TimeoutError("the decoy did not install its signal handlers within 30 s")
             time.sleep(0.02)
         return self
 

@@ -98,7 +98,7 @@ def test_signal_proven_refuses_a_pid_whose_start_time_differs(tmp_path: Path) ->
         )
         assert not procfs.signal_proven(stale, signal.SIGTERM)
         assert procfs.signal_proven(real, signal.SIGUSR1)
-        proc.wait_until(lambda: decoy.signals() == ["SIGUSR1"], timeout=5, what="signal seen")
+        proc.wait_until(lambda: decoy.signals() == ["SIGUSR1"], timeout=30, what="signal seen")
 
 
 def test_a_zombie_is_not_alive() -> None:
