@@ -104,7 +104,7 @@ def main() -> None:
             ),
             "rollback-drill verify": (
                 [sys.executable, "-m", "rollback_drill.cli", "verify", "--target",
-                 str(target_file), "-q"], None,
+                 str(target_file)], None,
             ),
         }  # fmt: skip
         fingerprints = []

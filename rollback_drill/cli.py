@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from pymongo.errors import PyMongoError
-
 from rollback_drill.cli_parser import build_parser
-from rollback_drill.spec import SpecError
-from rollback_drill.stack.base import StackError
-from rollback_drill.stores.mongo import ArchiveError
+from rollback_drill.userfiles import SpecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +33,30 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser.parse_args(args)
     try:
         return int(ns.func(ns))
-    except (SpecError, StackError, ArchiveError) as exc:
-        print(f"rollback-drill: {exc}", file=sys.stderr)
+    except Exception as exc:
+        said = _one_line(exc, getattr(ns, "target", None))
+        if said is None:
+            raise
+        print(f"rollback-drill: {said}", file=sys.stderr)
         return 2
-    except PyMongoError as exc:
-        where = f"{ns.target}: mongodb_uri: " if getattr(ns, "target", None) else ""
+
+
+def _one_line(exc: Exception, target: object) -> str | None:
+    """What an error a user can cause says, in one line; None for a bug (its traceback is
+    wanted). The error types load only once something is raised: importing pymongo and the
+    stack engine up front would cost every command, `verify` included, a tenth of a second."""
+    from pymongo.errors import PyMongoError
+
+    from rollback_drill.stack.base import StackError
+    from rollback_drill.stores.mongo import ArchiveError
+
+    if isinstance(exc, SpecError | StackError | ArchiveError):
+        return str(exc)
+    if isinstance(exc, PyMongoError):
+        where = f"{target}: mongodb_uri: " if target else ""
         first = str(exc).split(",")[0].splitlines()[0]
-        print(f"rollback-drill: {where}cannot reach MongoDB ({first})", file=sys.stderr)
-        return 2
+        return f"{where}cannot reach MongoDB ({first})"
+    return None
 
 
 if __name__ == "__main__":

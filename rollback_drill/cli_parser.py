@@ -8,27 +8,28 @@ line shows up in one diff; each command's handler lives with its group (`cli_pro
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
-from rollback_drill.cli_programme import (
-    cmd_certify,
-    cmd_coverage,
-    cmd_history,
-    cmd_report,
-    cmd_run,
-)
-from rollback_drill.cli_stack import (
-    cmd_backup,
-    cmd_doctor,
-    cmd_down,
-    cmd_rollback,
-    cmd_serve,
-    cmd_up,
-)
-from rollback_drill.cli_target import cmd_assess, cmd_fingerprint, cmd_verify
 from rollback_drill.fields import positive_float, positive_int
 from rollback_drill.stack.select import CHOICES as BACKENDS
 from rollback_drill.tools import PROJECT_ROOT
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _handler(module: str, name: str) -> Handler:
+    """The command's handler, imported only when that command runs: `verify` has a budget of
+    a fraction of a second and must not pay for the drill engine's imports."""
+
+    def run(ns: argparse.Namespace) -> int:
+        found: Handler = getattr(importlib.import_module(f"rollback_drill.{module}"), name)
+        return int(found(ns))
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
 
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 DEFAULT_UP_DIR = Path(".rollback-drill")
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "annual); the record carries it and `history` tracks it",
     )
     _pytest_args(run)
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_handler("cli_programme", "cmd_run"))
 
     rep = sub.add_parser("report", help="regenerate the HTML report from existing results")
     _reports_option(rep)
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "-o", "--output", type=Path, help="folder for the HTML report (default: REPORTS_DIR/html)"
     )
-    rep.set_defaults(func=cmd_report)
+    rep.set_defaults(func=_handler("cli_programme", "cmd_report"))
 
     hist = sub.add_parser("history", help="the drills' trend across runs, from the drill records")
     _reports_option(hist)
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 when a cadence has no passing run within its period (for scheduled CI)",
     )
-    hist.set_defaults(func=cmd_history)
+    hist.set_defaults(func=_handler("cli_programme", "cmd_history"))
 
     cov = sub.add_parser(
         "coverage",
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="names the runbook")
     cov.add_argument("--json", action="store_true", help="machine-readable")
     cov.add_argument("--fail-under", type=float, help="exit 1 below this percentage")
-    cov.set_defaults(func=cmd_coverage)
+    cov.set_defaults(func=_handler("cli_programme", "cmd_coverage"))
 
     cert = sub.add_parser(
         "certify",
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reports_option(cert)
     _seed_option(cert)
     _pytest_args(cert)
-    cert.set_defaults(func=cmd_certify)
+    cert.set_defaults(func=_handler("cli_programme", "cmd_certify"))
 
     verify = sub.add_parser(
         "verify",
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the pytest command line and exit"
     )
     verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
-    verify.set_defaults(func=cmd_verify)
+    verify.set_defaults(func=_handler("cli_target", "cmd_verify"))
 
     up = sub.add_parser("up", help="start the reference stack and write its target file")
     _stack_option(up)
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up, and stop everything started, if not up by then (default 120)",
     )
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=_handler("cli_stack", "cmd_up"))
 
     serve = sub.add_parser("serve")  # internal: the supervisor `up` starts; not listed
     serve.add_argument("--stack", type=Path, required=True, help="stack file")
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed-users", type=positive_int, help="users to seed")
     serve.add_argument("--token", required=True, help="identifies this supervisor in state.json")
     serve.add_argument("--environment", default="production", help="the environment to start")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=_handler("cli_stack", "cmd_serve"))
 
     down = sub.add_parser("down", help="stop the stack `up` started")
     down.add_argument(
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_UP_DIR,
         help="the `up` directory (default .rollback-drill)",
     )
-    down.set_defaults(func=cmd_down)
+    down.set_defaults(func=_handler("cli_stack", "cmd_down"))
 
     def up_dir(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
@@ -269,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rb.add_argument("--backup", type=Path, metavar="FILE", help="the backup file to restore")
     up_dir(rb)
-    rb.set_defaults(func=cmd_rollback)
+    rb.set_defaults(func=_handler("cli_stack", "cmd_rollback"))
 
     bk = sub.add_parser(
         "backup",
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bk.add_argument("-o", "--output", type=Path, help="folder for it (default DIR/backups)")
     up_dir(bk)
-    bk.set_defaults(func=cmd_backup)
+    bk.set_defaults(func=_handler("cli_stack", "cmd_backup"))
 
     fp = sub.add_parser(
         "fingerprint", help="take an integrity baseline of a target before a change"
@@ -296,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="collections to fingerprint (default: the target's integrity.collections)",
     )
-    fp.set_defaults(func=cmd_fingerprint)
+    fp.set_defaults(func=_handler("cli_target", "cmd_fingerprint"))
 
     assess = sub.add_parser(
         "assess",
@@ -315,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder of store backups, to measure the data-loss risk of a restore",
     )
-    assess.set_defaults(func=cmd_assess)
+    assess.set_defaults(func=_handler("cli_target", "cmd_assess"))
 
     doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
     _stack_option(doctor)
-    doctor.set_defaults(func=cmd_doctor)
+    doctor.set_defaults(func=_handler("cli_stack", "cmd_doctor"))
     return parser

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from rollback_drill.spec import load_stack
-
 
 def cmd_verify(ns: argparse.Namespace) -> int:
     from rollback_drill import verify_command
@@ -40,6 +38,8 @@ def cmd_assess(ns: argparse.Namespace) -> int:
     from rollback_drill.target import target_from_file
 
     target = target_from_file(ns.target)
+    from rollback_drill.spec import load_stack
+
     found = assess.live(target, load_stack(ns.stack), ns.backups)
     assessed = found.assessed
     print(f"Pre-Rollback Assessment of {target.name}")

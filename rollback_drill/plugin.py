@@ -19,12 +19,13 @@ import pytest
 
 from rollback_drill import artifacts, proc, record
 from rollback_drill.fields import positive_int
-from rollback_drill.spec import LoadedStack, SpecError, load_stack
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
 from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.userfiles import SpecError
 
 if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
     from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
+    from rollback_drill.spec import LoadedStack
     from rollback_drill.stack.base import Stack
 
 pytest_plugins = ["rollback_drill.verify_plugin"]  # --target, the verify suite's fixtures
@@ -231,6 +232,8 @@ def _drill_of(item: pytest.Item) -> Drill | None:
 
 @pytest.fixture(scope="session")
 def stack_file(pytestconfig: pytest.Config) -> LoadedStack:
+    from rollback_drill.spec import load_stack
+
     path = Path(pytestconfig.getoption("--stack-file") or DEFAULT_STACK)
     try:
         return load_stack(path)

@@ -16,16 +16,16 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
-
+from rollback_drill.checks import lazy
 from rollback_drill.checks.http import ssl_context
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
 from rollback_drill.target import Target
+
+if TYPE_CHECKING:  # cryptography loads when a certificate is read, not with every check
+    from cryptography import x509
 
 MIN_DAYS_LEFT = 7
 
@@ -85,6 +85,9 @@ class CertificateReport:
 
 
 def _names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -102,6 +105,8 @@ def _matches(name: str, pattern: str) -> bool:
 
 
 def _chain(leaf: x509.Certificate, ca_file: Path | None) -> tuple[bool | None, str]:
+    from cryptography import x509
+
     if ca_file is None:
         return None, "no CA file given"
     try:
@@ -146,6 +151,9 @@ def inspect_files(
 ) -> CertificateReport:
     """A certificate (its first PEM block is the server's) and key on disk, judged before any
     server loads them. Raises ValueError naming the file that is not PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
     except ValueError as exc:
@@ -169,7 +177,13 @@ def _served(host: str, port: int, server_name: str, timeout_s: float) -> x509.Ce
         context.wrap_socket(raw, server_hostname=server_name) as conn,
     ):
         der = conn.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
+    return _load_der(der) if der else None
+
+
+def _load_der(der: bytes) -> x509.Certificate:
+    with lazy.imports():
+        from cryptography import x509
+    return x509.load_der_x509_certificate(der)
 
 
 def _certificate(target: Target) -> CheckResult:
@@ -201,7 +215,7 @@ def _certificate(target: Target) -> CheckResult:
         der = None
     if der:
         # The verified handshake completed: the server signed it with the certificate's key.
-        report = judge(x509.load_der_x509_certificate(der), server_name, target.ca_file, True)
+        report = judge(_load_der(der), server_name, target.ca_file, True)
     else:
         leaf = _served(host, port, server_name, timeout_s)
         if leaf is None:

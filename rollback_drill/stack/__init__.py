@@ -1,5 +1,5 @@
-"""Backends that bring a stack up and act on it, behind one protocol."""
+"""Backends that bring a stack up and act on it, behind one protocol (`stack.base.Stack`).
 
-from rollback_drill.stack.base import Stack, StackError
-
-__all__ = ["Stack", "StackError"]
+The package itself imports nothing: the command line reads its backend choices from
+`stack.select` without paying for the backends (TLS, docker) on every command.
+"""

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rollback_drill.spec import LoadedStack
-
 if TYPE_CHECKING:
+    from rollback_drill.spec import LoadedStack
     from rollback_drill.stack.common import StackBase
 
 CHOICES = ("auto", "local", "docker", "all")
