@@ -191,6 +191,7 @@ def test_an_env_edit_keeps_an_owner_only_backup_and_reports_no_value(
     ctx: DrillContext, local_stack: LocalStack
 ) -> None:
     live = env_file(local_stack, "backend")
+    assert stat.S_IMODE(live.stat().st_mode) == 0o600  # as the stack wrote it: it holds URIs
     before = live.read_bytes()
     uri = local_stack.service_env("backend")["MONGODB_URI"]
     produced = EditEnvironment(WRONG_URI).inject(ctx)

@@ -26,7 +26,7 @@ import httpx
 
 from rollback_drill import chain, keys, proc, releases, tls
 from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
-from rollback_drill.secrets import Secret
+from rollback_drill.secrets import Secret, write_private
 from rollback_drill.spec import LoadedStack, ServiceSpec
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stores import mongo
@@ -56,9 +56,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def write_env_file(path: Path, env: dict[str, str], header: str) -> None:
+    """Owner-only from the first byte: a service's `.env` holds its database and cache URIs
+    with their passwords. The harness reads it and hands the variables over; nothing else
+    needs to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {header}"] + [f"{k}={v}" for k, v in sorted(env.items())]
-    path.write_text("\n".join(lines) + "\n")
+    write_private(path, ("\n".join(lines) + "\n").encode())
 
 
 def _preload_signing() -> None:
