@@ -27,24 +27,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from rollback_drill.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitor import Sample
-from rollback_drill.spec import Classification
+from rollback_drill.spec import AlertRuleName, Classification
 from rollback_drill.specmodel import Severity, Thresholds
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.timeline import Timeline
 
-AlertRule = Literal[
-    "service_down",
-    "error_rate",
-    "database_errors",
-    "response_time",
-    "response_time_increase",
-    "memory",
-    "check_failed",
-]
+AlertRule = AlertRuleName  # the rules a stack file can classify are the rules there are
 Z_ONE_SIDED_95 = 1.645
 _SUSTAINED = frozenset({"error_rate", "response_time", "response_time_increase", "memory"})
 _DATABASE = re.compile(r"mongo|redis|database", re.I)
