@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rollback_drill.fields import positive_float, positive_int
 from rollback_drill.stack.select import CHOICES as BACKENDS
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.tools import DEFAULT_STACK, PROJECT_ROOT
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,7 +31,6 @@ def _handler(module: str, name: str) -> Handler:
     return run
 
 
-DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 DEFAULT_UP_DIR = Path(".rollback-drill")
 DEFAULT_REPORTS = PROJECT_ROOT / "reports"
 

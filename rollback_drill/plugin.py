@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import signal
@@ -17,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_drill import artifacts, proc, record
+from rollback_drill import artifacts, proc, record, run_record
 from rollback_drill.fields import positive_int
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.tools import DEFAULT_STACK, PROJECT_ROOT
 from rollback_drill.userfiles import SpecError
 
 if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
@@ -43,14 +42,7 @@ MARKERS = {
     "staging": "runbook: Staging Environment Rollback",
     "automation": "runbook: Rollback Automation (auto-rollback.sh)",
 }
-DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
-drills_key = pytest.StashKey[list[dict[str, Any]]]()  # drill_json of every drill that ran
-WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
-test_outcomes_key = pytest.StashKey[dict[str, str]]()
-started_key = pytest.StashKey[float]()
-written_key = pytest.StashKey[record.WrittenRecord]()
 signals_key = pytest.StashKey[Any]()
-incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or why not
 _interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
@@ -135,10 +127,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.stash[drills_key] = []
-    config.stash[test_outcomes_key] = {}
-    config.pluginmanager.register(RunCollector(config), "rollback-drill-run-collector")
-    config.stash[started_key] = time.time()
+    # Registered, not listed in pytest_plugins: pytest would re-compile it for assertion
+    # rewriting on every start, and a verify run's budget is a fraction of a second.
+    config.pluginmanager.register(run_record, "rollback-drill-run-record")
     _sigterm_interrupts(config)
 
 
@@ -331,8 +322,9 @@ def _runner(
         )
         report.finish_drill(outcome, stack_file, listener)
         if recorded:
-            entry = record.DrillEntry(outcome, stack_file, request.node.nodeid)
-            pytestconfig.stash[drills_key].append(record.drill_json(entry, None))
+            run_record.keep(
+                pytestconfig, record.DrillEntry(outcome, stack_file, request.node.nodeid)
+            )
         return outcome
 
     return run
@@ -382,66 +374,6 @@ def pytest_fixture_setup(
             finalizer._name = f"{fixturedef.argname}::teardown"
 
 
-class RunCollector:
-    """What the run's record needs from pytest itself: its verdict per test, and (under
-    pytest-xdist, in the controller) the drills each worker ran."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """A failure in any phase wins; under xdist this runs in the controller."""
-        outcomes = self.config.stash[test_outcomes_key]
-        relevant = report.failed or report.when == "call" or report.outcome == "skipped"
-        if relevant and outcomes.get(report.nodeid) != "failed":
-            outcomes[report.nodeid] = report.outcome
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """An xdist worker finished: keep the drills it ran, for the run's one record."""
-        drills = getattr(node, "workeroutput", {}).get(WORKER_DRILLS)
-        self.config.stash[drills_key].extend(json.loads(drills) if drills else [])
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the run's drill record (only when drills ran). An xdist worker hands its drills
-    to the controller instead, so a parallel run still has one record counting each once."""
-    config = session.config
-    entries = config.stash.get(drills_key, [])
-    workeroutput = getattr(config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput[WORKER_DRILLS] = json.dumps(entries)
-        return
-    if not entries:
-        return
-    data = record.build(
-        entries,
-        run_id=config.getoption("--drill-run-id") or record.new_run_id(),
-        started=config.stash.get(started_key, time.time()),
-        finished=time.time(),
-        invocation=config.getoption("--drill-invocation"),
-        args=[str(a) for a in config.invocation_params.args],
-        exit_status=int(exitstatus),
-        test_outcomes=config.stash.get(test_outcomes_key, {}),
-        cadence=config.getoption("--drill-cadence"),
-        runbook_coverage=record.runbook_coverage(_stack_path(config)),
-    )
-    records = Path(config.getoption("--drill-records"))
-    written = config.stash[written_key] = record.write(data, records)
-    from rollback_drill import incident
-
-    try:
-        made = incident.write_all(data, written.path, records.parent / "incidents")
-        config.stash[incidents_key] = (made, None)
-    except Exception as exc:  # the record stands; say loudly that its documents are missing
-        config.stash[incidents_key] = ([], f"{type(exc).__name__}: {exc}")
-
-
-def _stack_path(config: pytest.Config) -> Path:
-    return Path(config.getoption("--stack-file") or DEFAULT_STACK)
-
-
 @pytest.fixture(scope="session")
 def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
     """With --compose-file: the compose project, up for the session (pytest-docker)."""
@@ -454,43 +386,6 @@ def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
     project = pytestconfig.getoption("--compose-project") or project_name()
     with compose_up(Path(file), project) as services:
         yield services
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    """One line per drill (from the same data the record holds), then the record's path."""
-    drills = config.stash.get(drills_key, [])
-    if not drills or hasattr(config, "workeroutput"):
-        return
-    terminalreporter.section("rollback drills")
-    for d in drills:
-        ttr = d["time_to_recover_s"]
-        phases = ", ".join(f"{k} {v:.2f} s" for k, v in d["phases"].items())
-        state = {"passed": "PASS", "over_budget": "OVER BUDGET"}.get(d["outcome"], "FAIL")
-        env = d.get("environment", "production")
-        where = d["backend"] + ("" if env == "production" else f", {env}")
-        terminalreporter.write_line(
-            f"{state} {d['drill']} [{where}] {d['bad_release']} -> {d['good_release']}: "
-            f"time-to-recover {'n/a' if ttr is None else f'{ttr:.2f} s'} (budget "
-            f"{d['budget_s']:.0f} s, {d['severity']}); {phases}"
-        )
-        if d["failure"]:
-            terminalreporter.write_line(f"     {d['failure'].splitlines()[0]}")
-    written = config.stash.get(written_key, None)
-    if written is not None:
-        terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
-        coverage = record.read(written.path).get("runbook_coverage")
-        if coverage:
-            terminalreporter.write_line(
-                f"runbook coverage: {coverage['covered']} of {coverage['total']} commands "
-                f"({coverage['percent']:.1f} %), {len(coverage['drifted'])} drifted"
-            )
-    made, why_not = config.stash.get(incidents_key, ([], None))
-    if made:
-        terminalreporter.write_line(f"incident documents: {made[0].parent} ({len(made)})")
-    if why_not:
-        terminalreporter.write_line(f"incident documents NOT written: {why_not}", red=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"  # the reference stack
 
 _HINTS = {
     "anvil": "run scripts/setup.sh (npm package @foundry-rs/anvil-linux-amd64)",
