@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pyte
     from rollback_drill.spec import LoadedStack
     from rollback_drill.stack.base import Stack
 
-pytest_plugins = ["rollback_drill.verify_plugin"]  # --target, the verify suite's fixtures
 
 MARKERS = {
     "drill": "a rollback drill: spins up a stack, breaks it, rolls it back, verifies",
@@ -44,6 +43,16 @@ MARKERS = {
 }
 signals_key = pytest.StashKey[Any]()
 _interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Registers the verify suite's half (`--target`, its fixtures) along with this one. Not
+    through `pytest_plugins`: pytest would then compile it afresh for assertion rewriting at
+    every start, and a verify run's budget is a fraction of a second."""
+    from rollback_drill import verify_plugin
+
+    if not pluginmanager.is_registered(verify_plugin):
+        pluginmanager.register(verify_plugin, "rollback_drill.verify_plugin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

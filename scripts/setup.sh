@@ -47,4 +47,9 @@ fi
 # budget. Write the bytecode an ordinary install would (only what changed; a stale file is
 # ignored by Python, never used).
 .venv/bin/python -m compileall -q -j 0 rollback_drill verifications conftest.py > /dev/null
+# pytest compiles its plugins (xdist, allure, pytest-docker) for assertion rewriting and keeps
+# the result beside them, except under PYTHONDONTWRITEBYTECODE: one collection without it
+# writes what a pytest start would otherwise compile again each time.
+PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest --collect-only -q -p no:cacheprovider \
+  tests/test_secrets.py > /dev/null
 log "ready"
