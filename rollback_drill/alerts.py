@@ -21,10 +21,10 @@ requests.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ from rollback_drill.spec import AlertRuleName, Classification
 from rollback_drill.specmodel import Severity, Thresholds
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.timeline import Timeline
+from rollback_drill.wait import Wait, WaitTimeout
 
 AlertRule = AlertRuleName  # the rules a stack file can classify are the rules there are
 Z_ONE_SIDED_95 = 1.645
@@ -381,15 +382,19 @@ class AlertEngine:
         error rate or memory use, which must hold `pending_s` - has fired or cleared, at most
         that long: an assessment taken meanwhile would miss a symptom that is already there.
         Latency (the noisiest signal) is not waited for. Returns what is still pending."""
-        deadline = time.monotonic() + self.rules.pending_s + 0.5
-        while True:
+        waiting: list[str] = []
+
+        def settled() -> bool:
             self.evaluate()
             with self._lock:
-                waiting = [k for k, (_, a) in self.pending.items()
-                           if not a.rule.startswith("response_time")]  # fmt: skip
-            if not waiting or time.monotonic() >= deadline:
-                return waiting
-            time.sleep(0.05)
+                waiting[:] = [k for k, (_, a) in self.pending.items()
+                              if not a.rule.startswith("response_time")]  # fmt: skip
+            return not waiting
+
+        wait = Wait("pending alerts to settle", self.rules.pending_s + 0.5, fatal=(Exception,))
+        with contextlib.suppress(WaitTimeout):
+            wait.until(settled)
+        return waiting
 
     def troubles(self) -> list[Alert]:
         """Everything monitoring sees wrong now: fired alerts and conditions still pending."""
