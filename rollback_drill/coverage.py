@@ -1,12 +1,15 @@
-"""Runbook coverage: which of the runbook's commands a drill step performs, which none does, and
-which steps quote a command the runbook no longer has (drift).
+"""Runbook coverage: which of the runbook's commands a drill step or check performs, which none
+does, and which steps or checks quote a command the runbook no longer has (drift).
 
 The runbook's "Documentation Updates" asks that it be kept current after each rollback; a
 drill suite that silently drifts from it certifies a procedure nobody follows any more. So:
 every command in the runbook's shell code blocks is listed under its heading path; a step
 covers a command when its procedure's `runbook_section` names that heading (or one above it)
 and its `Step.runbook` quotes the command (whitespace aside; several commands in one step are
-separated by `;`); a step command that appears nowhere in the runbook is drifted.
+separated by `;`); a step command that appears nowhere in the runbook is drifted. The checks
+every drill's verify phase runs (and the verify suite runs against a live target) count the same
+way, by their `Check.runbook` and `Check.runbook_section`: they are the runbook's "Rollback
+Verification".
 
 Procedures are found, not listed: every module under `rollback_drill.procedures` is imported
 and every `Procedure` in it (or in a list, tuple or dict in it) is collected, so a procedure
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.checks.result import Check
 from rollback_drill.procedures.base import Procedure
 
 SHELL_FENCES = {"", "bash", "sh", "shell", "console", "zsh"}
@@ -183,6 +187,15 @@ def discover() -> tuple[list[Procedure], list[str]]:
 # -- matching -----------------------------------------------------------------------------------
 
 
+def verify_checks() -> list[Check]:
+    """The checks every drill's verify phase runs: the verify suite's, and its monitoring
+    watch."""
+    from rollback_drill.checks import ALL_CHECKS
+    from rollback_drill.recovery import RECOVERED
+
+    return [*ALL_CHECKS, RECOVERED]
+
+
 def _heading(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -208,9 +221,12 @@ class StepRef:
     number: int
     step: str
     runbook: str
+    check: bool = False  # a verify check, not a procedure's step
 
     @property
     def label(self) -> str:
+        if self.check:
+            return f"verify check {self.step}"
         return f"{self.procedure} step {self.number} ({self.step})"
 
 
@@ -289,11 +305,15 @@ class Coverage:
         }
 
 
-def measure(runbook: Path, procedures: list[Procedure] | None = None) -> Coverage:
-    """Coverage of the runbook file by these procedures (default: every one discovered)."""
+def measure(
+    runbook: Path, procedures: list[Procedure] | None = None, checks: list[Check] | None = None
+) -> Coverage:
+    """Coverage of the runbook file by these procedures and checks (default: every procedure
+    discovered and the verify phase's checks; given procedures alone, no checks)."""
     problems: list[str] = []
     if procedures is None:
         procedures, problems = discover()
+        checks = verify_checks() if checks is None else checks
     data = runbook.read_bytes()
     commands = parse_runbook(data.decode("utf-8", errors="replace"))
     steps = [
@@ -301,6 +321,10 @@ def measure(runbook: Path, procedures: list[Procedure] | None = None) -> Coverag
         for p in procedures
         for n, s in enumerate(p.steps, 1)
         if s.runbook.strip()
+    ] + [
+        StepRef("verify", c.runbook_section, n, c.name, c.runbook, check=True)
+        for n, c in enumerate(checks or [], 1)
+        if c.runbook.strip()
     ]
     quoted = {id(s): pieces(s.runbook) for s in steps}
     counted = [c for c in commands if not c.plumbing]
@@ -368,7 +392,7 @@ def render(cov: Coverage, *, shown_path: str | None = None) -> str:
         lines += ["", f"DRIFTED: {len(cov.drifted)} step command(s) the runbook does not have:"]
         lines += [f"  {d.step.label}: {d.command!r} - {d.reason}" for d in cov.drifted]
     else:
-        lines.append("drift: none (every step's runbook command is in the runbook)")
+        lines.append("drift: none (every step's and check's runbook command is in the runbook)")
     if cov.elsewhere:
         lines += ["", "quoted from another section (not counted for it):"]
         lines += [f"  {d.step.label}: {d.command!r} - {d.reason}" for d in cov.elsewhere]
@@ -395,4 +419,5 @@ __all__ = [
     "parse_runbook",
     "pieces",
     "render",
+    "verify_checks",
 ]

@@ -128,6 +128,8 @@ RECOVERED = Check(
     "monitoring",
     _not_a_target_check,
     doc="the runbook's 'Monitor logs for errors' and 'Monitor error rates' after a rollback",
+    runbook="./docker-manage.sh logs production --follow",
+    runbook_section="Emergency Rollback (Critical Issues) > Step 3: Verification",
 )
 
 

@@ -3,6 +3,7 @@ when the runbook changes, and the `coverage` command. No stack."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 import rollback_drill.procedures as procedures_package
-from rollback_drill import cli, coverage
+from rollback_drill import checks, cli, coverage
 from rollback_drill.procedures import automation, configuration, emergency, planned
 from rollback_drill.procedures.base import Procedure, Step
 from rollback_drill.tools import PROJECT_ROOT
@@ -60,8 +61,8 @@ def test_reference_coverage_and_what_is_left() -> None:
     names = set(found.procedures)
     assert {"emergency", "planned", "service: backend", "service: frontend"} <= names
     assert {"service: ai-chatbot", "configuration: environment variables"} <= names
-    # Each procedure that exists covers its own section; the emergency's one open command is
-    # watched by the drill's verify phase (monitoring green), which is not a step.
+    # Each procedure that exists covers its own section (the emergency's "Monitor logs for
+    # errors" by the verify phase's monitoring watch, a check).
     for procedure in (
         emergency.PROCEDURE,
         planned.PROCEDURE,
@@ -74,13 +75,24 @@ def test_reference_coverage_and_what_is_left() -> None:
             for c in found.commands
             if coverage.in_section(procedure.runbook_section, c.command.section) and not c.covered
         ]
-        expected = (
-            ["./docker-manage.sh logs production --follow"]
-            if procedure is emergency.PROCEDURE
-            else []
-        )
-        assert mine == expected, procedure.name
+        assert mine == [], procedure.name
     by_text = {(c.command.where, c.command.text): c for c in found.commands}
+    watched = by_text[
+        (
+            "Rollback Procedures > Emergency Rollback (Critical Issues) > Step 3: Verification",
+            "./docker-manage.sh logs production --follow",
+        )
+    ]
+    assert [s.label for s in watched.performed_by] == ["verify check monitoring.green"]
+    # The runbook's "Rollback Verification" is the verify phase's checks; what no check does
+    # (a script's own health summary, the backend's /health timed) stays open.
+    verification = [c for c in found.commands if c.command.section[0] == "Rollback Verification"]
+    assert [c.command.text for c in verification if not c.covered] == [
+        "./docker-manage.sh health production",
+        "time curl -f http://localhost:3000/health",
+    ]
+    mongo_ping = next(c for c in verification if "adminCommand('ping')" in c.command.text)
+    assert [s.label for s in mongo_ping.performed_by] == ["verify check connectivity.mongodb"]
     step_1 = (
         "Rollback Procedures > Emergency Rollback (Critical Issues) > Step 1: Immediate Response"
     )
@@ -182,7 +194,8 @@ def test_coverage_command(
 ) -> None:
     assert cli.main(["coverage"]) == 0
     out = capsys.readouterr().out
-    assert "UNCOVERED  ./docker-manage.sh logs production --follow" in out
+    assert "UNCOVERED  ./docker-manage.sh health production" in out
+    assert "<- verify check monitoring.green" in out
     assert "covered    ./docker-manage.sh stop production" in out
     assert "<- emergency step 1 (Stop application services)" in out
     found = coverage.measure(RUNBOOK)
@@ -210,3 +223,14 @@ def test_the_record_carries_the_figure_or_says_it_could_not(tmp_path: Path) -> N
     assert figure["covered"] == coverage.measure(RUNBOOK).covered
     with pytest.warns(UserWarning, match="runbook coverage not measured: SpecError"):
         assert record.runbook_coverage(tmp_path / "missing.yaml") is None
+
+
+def test_a_check_that_misquotes_the_runbook_is_drifted_and_covers_nothing() -> None:
+    ping = checks.BY_NAME["connectivity.redis"]
+    wrong = dataclasses.replace(ping, runbook="docker exec safepsy-redis redis-cli PING")
+    found = coverage.measure(RUNBOOK, [], [wrong])
+    assert [(d.step.label, d.command) for d in found.drifted] == [
+        ("verify check connectivity.redis", "docker exec safepsy-redis redis-cli PING")
+    ]
+    assert found.covered == 0
+    assert coverage.measure(RUNBOOK, [], [ping]).covered == 1

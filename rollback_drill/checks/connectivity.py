@@ -107,6 +107,13 @@ CHECKS = [
         "connectivity",
         _mongodb,
         doc="mongosh --eval db.adminCommand('ping')",
+        runbook="docker exec safepsy-mongodb mongosh --eval \"db.adminCommand('ping')\"",
     ),
-    Check("connectivity.redis", "connectivity", _redis, doc="redis-cli ping"),
+    Check(
+        "connectivity.redis",
+        "connectivity",
+        _redis,
+        doc="redis-cli ping",
+        runbook="docker exec safepsy-redis redis-cli ping",
+    ),
 ]

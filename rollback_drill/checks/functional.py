@@ -178,6 +178,7 @@ CHECKS = [
         "functional",
         _landing,
         doc="curl -f http://localhost:80 (and https), sampled",
+        runbook="time curl -f http://localhost:80",  # its p95, judged against the 2 s threshold
     ),
     Check(
         "flow.login",
@@ -185,6 +186,8 @@ CHECKS = [
         _login_flow,
         writes=True,  # every successful login adds a session
         doc="POST /api/auth/login as the test account, direct and through nginx, sampled",
+        runbook='curl -X POST http://localhost:3000/api/auth/login -H "Content-Type: '
+        'application/json" -d \'{"email":"test@safepsy.com","password":"testpass"}\'',
     ),
     Check(
         "functional.login_rejects_bad_password",
@@ -197,6 +200,7 @@ CHECKS = [
         "functional",
         _did_flow,
         doc="curl -X GET /api/did/health; resolve the test DID; register's guard - sampled",
+        runbook="curl -X GET http://localhost:3000/api/did/health",
     ),
     Check(
         "flow.chat",
@@ -204,5 +208,7 @@ CHECKS = [
         _chat_flow,
         writes=True,
         doc='curl -X POST /api/chat -d \'{"message":"Hello"}\' as a marked probe, sampled',
+        runbook='curl -X POST http://localhost:3001/api/chat -H "Content-Type: application/json" '
+        '-d \'{"message":"Hello"}\'',
     ),
 ]

@@ -21,7 +21,7 @@ def get(target: Target, name: str, url: str, label: str) -> Response | CheckResu
         )
 
 
-def _service_health(name: str, url_of: str, path: str) -> Check:
+def _service_health(name: str, url_of: str, path: str, runbook: str = "") -> Check:
     check_name = f"health.{name}"
 
     def run(target: Target) -> CheckResult:
@@ -40,10 +40,10 @@ def _service_health(name: str, url_of: str, path: str) -> Check:
             check_name, ok, f"GET {path} -> {resp.status}{reason}", evidence(resp, url)
         )
 
-    return Check(check_name, "health", run, doc=f"curl -f {path} on {name}")
+    return Check(check_name, "health", run, doc=f"curl -f {path} on {name}", runbook=runbook)
 
 
-def _frontend(name: str, url_of: str) -> Check:
+def _frontend(name: str, url_of: str, runbook: str = "") -> Check:
     check_name = f"health.{name}"
 
     def run(target: Target) -> CheckResult:
@@ -56,13 +56,23 @@ def _frontend(name: str, url_of: str) -> Check:
         ok = resp.status == 200 and "<html" in resp.text.lower()
         return CheckResult(check_name, ok, f"GET / -> {resp.status}", evidence(resp, base + "/"))
 
-    return Check(check_name, "health", run, doc="curl -f http://localhost:80")
+    return Check(check_name, "health", run, doc="curl -f http://localhost:80", runbook=runbook)
 
 
 CHECKS = [
-    _service_health("backend", "backend_url", "/health"),
-    _service_health("ai-chatbot", "chatbot_url", "/health"),
+    _service_health(
+        "backend",
+        "backend_url",
+        "/health",
+        'curl -f http://localhost:3000/health || echo "Backend failed"',
+    ),
+    _service_health(
+        "ai-chatbot",
+        "chatbot_url",
+        "/health",
+        'curl -f http://localhost:3001/health || echo "AI Chatbot failed"',
+    ),
     _service_health("did", "backend_url", "/api/did/health"),
-    _frontend("frontend", "frontend_url"),
+    _frontend("frontend", "frontend_url", 'curl -f http://localhost:80 || echo "Frontend failed"'),
     _frontend("frontend-tls", "frontend_tls_url"),
 ]

@@ -92,5 +92,6 @@ CHECKS = [
         "errors",
         _errors,
         doc="./docker-manage.sh logs production | grep -i error | wc -l",
+        runbook="./docker-manage.sh logs production | grep -i error | wc -l",
     )
 ]

@@ -34,4 +34,12 @@ def _memory(target: Target) -> CheckResult:
     )
 
 
-CHECKS = [Check("resources.memory", "resources", _memory, doc="docker stats --no-stream")]
+CHECKS = [
+    Check(
+        "resources.memory",
+        "resources",
+        _memory,
+        doc="docker stats --no-stream",
+        runbook="docker stats --no-stream",
+    )
+]

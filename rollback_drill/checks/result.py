@@ -47,6 +47,10 @@ class Check:
     run_fn: CheckFn
     writes: bool = False  # True: writes to the target (not verified when it is read_only)
     doc: str = ""
+    # The runbook lines this check performs, quoted as written (`;` separates several), and
+    # the section they are in: runbook coverage counts them as it counts procedure steps.
+    runbook: str = ""
+    runbook_section: str = "Rollback Verification"
 
     def run(self, target: Target) -> CheckResult:
         """Run the check; an exception becomes a failed result, never an escape."""
