@@ -25,14 +25,9 @@ from pytest_docker.plugin import Services, get_docker_services
 from rollback_drill import chain, keys, proc, tls
 from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack
-from rollback_drill.stack.common import (
-    OPERATOR_FUNDS_WEI,
-    SeedTarget,
-    finish_seed,
-    lookup_test_did,
-    start_seed,
-)
+from rollback_drill.stack.common import OPERATOR_FUNDS_WEI
 from rollback_drill.stack.docker import container_nginx_values, container_peers
+from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.target import Target
 
 COMPOSE_COMMAND = "docker-compose"

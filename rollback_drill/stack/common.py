@@ -1,7 +1,8 @@
 """What every backend shares: host ports, configuration rendering (service .env files and the
-nginx config), the order a stack comes up in, seeding, and how checks reach it. A backend
-supplies only how a service runs (a process or a container) and the addresses services use
-to reach each other, so a drill behaves the same on both and neither repeats the other.
+nginx config), the order a stack comes up in, seeding (`seeding`), and how checks reach it.
+A backend supplies only how a service runs (a process or a container) and the addresses
+services use to reach each other, so a drill behaves the same on both and neither repeats the
+other.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import re
 import secrets
 import string
 import subprocess
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -26,9 +25,11 @@ import httpx
 
 from rollback_drill import chain, keys, proc, releases, tls
 from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
-from rollback_drill.secrets import Secret, write_private
+from rollback_drill.secrets import Secret
 from rollback_drill.spec import LoadedStack, ServiceSpec
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
+from rollback_drill.stack.envfile import read_env_file, write_env_file
+from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stores import mongo
 from rollback_drill.stores import redis as redis_store
 from rollback_drill.target import Target
@@ -40,28 +41,6 @@ _RELEASE_META = re.compile(r'<meta name="safepsy-release" content="([^"]+)"')
 
 def http_status(url: str, timeout: float = 1.0) -> int:
     return httpx.get(url, timeout=timeout).status_code
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise StackError(f"{path}:{number}: expected KEY=value, got {line!r}")
-        key, value = line.split("=", 1)
-        env[key.strip()] = value.strip()
-    return env
-
-
-def write_env_file(path: Path, env: dict[str, str], header: str) -> None:
-    """Owner-only from the first byte: a service's `.env` holds its database and cache URIs
-    with their passwords. The harness reads it and hands the variables over; nothing else
-    needs to."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {header}"] + [f"{k}={v}" for k, v in sorted(env.items())]
-    write_private(path, ("\n".join(lines) + "\n").encode())
 
 
 def _preload_signing() -> None:
@@ -549,58 +528,3 @@ class StackBase(ABC):
 
     def _lookup_test_did(self) -> str | None:
         return lookup_test_did(self.loaded, self.mongodb_uri)
-
-
-@dataclass(frozen=True)
-class SeedTarget:
-    """Where the seed writes, as the host reaches it."""
-
-    mongodb_uri: str
-    rpc_url: str
-    registry_address: str | None
-    operator_address: str | None
-
-
-def start_seed(
-    loaded: LoadedStack, where: SeedTarget, password: Secret, log: Path, users: int | None = None
-) -> subprocess.Popen[bytes]:
-    """Run the stack file's seed command; the test account's password goes by environment,
-    so the seed is started like every server (own group, dies with this thread, owner mark):
-    a killed harness must not leave a process holding the password."""
-    spec = loaded.spec
-    seed = spec.seed
-    argv = [sys.executable if a == "python" else a for a in seed.command] + [
-        "--mongodb-uri", where.mongodb_uri,
-        "--database", spec.stores.mongodb.database,
-        "--users", str(users or seed.users),
-        "--seed", str(seed.seed),
-        "--rpc-url", where.rpc_url,
-        "--registry", where.registry_address or "",
-        "--operator", where.operator_address or "",
-        "--chain-dids", str(min(seed.chain_dids, users or seed.users)),
-    ]  # fmt: skip
-    env = dict(os.environ)
-    env[spec.test_account.password_env] = password.reveal()
-    if seed.pythonpath:
-        env["PYTHONPATH"] = str(loaded.resolve(seed.pythonpath))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        seeding, _ = proc.popen_owned(argv, env, out)
-    return seeding
-
-
-def finish_seed(seeding: subprocess.Popen[bytes], log: Path, timeout_s: float = 600) -> None:
-    try:
-        code = seeding.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        seeding.kill()
-        raise StackError(f"seed did not finish within {timeout_s:.0f} s") from None
-    if code != 0:
-        raise StackError(f"seed exited with code {code}:\n{log.read_text()[-2000:]}")
-
-
-def lookup_test_did(loaded: LoadedStack, mongodb_uri: str) -> str | None:
-    with mongo.client(mongodb_uri) as conn:
-        users = conn[loaded.spec.stores.mongodb.database]["users"]
-        doc = users.find_one({"email": loaded.spec.test_account.email})
-    return str(doc["did"]) if doc is not None and "did" in doc else None
