@@ -58,6 +58,10 @@ class Verified:
     how: dict[str, str] = field(default_factory=dict)  # collection -> how it was checked
 
 
+def _documents(n: int) -> str:
+    return f"{n} document" + ("" if n == 1 else "s")
+
+
 def reads_back(plan: Plan) -> bool:
     """Whether the check reads back what the restore wrote, rather than the whole collection."""
     if plan.before is None or plan.create or plan.rebuild or plan.drop:
@@ -128,15 +132,15 @@ def verify_restore(
         if plan is not None and reads_back(plan):
             untouched = (plan.before or 0) - len(plan.delete) - len(plan.replace)
             how[name] = (
-                f"{plan.documents} documents the restore wrote read back by _id, the other "
+                f"{_documents(plan.documents)} the restore wrote read back by _id, the other "
                 f"{untouched} as read when the restore began"
                 if plan.documents
-                else f"not written by the restore: its {plan.before} documents as read when "
-                "the restore began"
+                else f"not written by the restore: its {_documents(plan.before or 0)} as read "
+                "when the restore began"
             )
             return _read_back(db, archive, plan, now[name])
         printed = print_collection(db, name, now[name])
-        how[name] = f"read again, all {printed.count} documents"
+        how[name] = f"read again, all {_documents(printed.count)}"
         return printed
 
     after = concurrently(check, names)
