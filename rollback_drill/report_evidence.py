@@ -14,7 +14,8 @@ def _restore_html(restore: dict[str, Any]) -> str:
     did = {c["collection"]: c for c in restore.get("collections", [])}
     cells = "".join(f"<th style='padding:0 8px 0 0'>{h}</th>" for h in (
         "collection", "restore", "count (backup / now)", "sha256 (backup / now)", "indexes",
-        "options", "equal"))  # fmt: skip
+        "options", "equal", "how it was read after the restore"))  # fmt: skip
+    read = restore.get("verified_by", {})
     rows = []
     for row in restore.get("verified_against_backup", []):
         done = did.get(row["collection"], {})
@@ -26,7 +27,8 @@ def _restore_html(restore: dict[str, Any]) -> str:
         if done.get("indexes") not in (None, "unchanged"):
             how += "; " + "; ".join(done["indexes"])
         values = (row["collection"], how, f"{row['count_before']} / {row['count_after']}", sha,
-                  indexes, row["options"], "yes" if row["equal"] else "NO")  # fmt: skip
+                  indexes, row["options"], "yes" if row["equal"] else "NO",
+                  read.get(row["collection"], "-"))  # fmt: skip
         rows.append("<tr>" + "".join(f"<td style='padding:0 8px 0 0'>{e(str(v))}</td>"
                                      for v in values) + "</tr>")  # fmt: skip
     state = "equal to the backup" if restore.get("equal_to_backup") else "NOT equal to the backup"

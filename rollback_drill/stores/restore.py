@@ -21,8 +21,9 @@ the restore again converges on the backup.
        created after them (a unique index holds only on the backup's data), surplus
        collections dropped. Interrupted there, the documents are the old ones or the
        backup's, and the rerun's plan finds only the indexes left to do
-    6. verify: a fingerprint of every collection equals the archive's (count, content hash,
-       indexes, options), and nothing else is left; then the journal goes
+    6. verify (stores.restoreverify): every collection equals the archive's print (count,
+       content hash, indexes, options), and nothing else is left; then the journal goes. A
+       collection the restore wrote little of is checked by reading back what it wrote
 
 A restore only writes what differs, so restoring a database that a migration damaged in a
 few thousand documents costs those documents, not the whole database.
@@ -50,23 +51,25 @@ from pymongo.errors import PyMongoError
 from rollback_drill.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.archive import Archive, verify_archive
-from rollback_drill.stores.fingerprint import CollectionDiff, canonical, diff_collection
-from rollback_drill.stores.livescan import concurrently, print_collection
+from rollback_drill.stores.fingerprint import CollectionDiff, canonical
+from rollback_drill.stores.livescan import concurrently
 from rollback_drill.stores.mongoconn import client, collection_options
 from rollback_drill.stores.restoreplan import (
+    BATCH,
     MAX_TRANSACTION_BYTES,
     MAX_TRANSACTION_DOCS,
     CollectionRestore,
     Plan,
+    archive_keyed,
     fit_transaction,
     plan_collection,
 )
+from rollback_drill.stores.restoreverify import Verified, verify_restore
 
 JOURNAL = "restore-journal.json"
 STAGING_SUFFIX = ".rollback-drill-restore"
 DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
-BATCH = 5_000
 Atomicity = Literal["database", "per collection", "nothing to restore"]
 
 
@@ -85,6 +88,7 @@ class RestoreReport:
     surplus: tuple[str, ...] = ()  # collections left that the archive does not have
     interrupted: str | None = None  # an earlier restore this one found and finished
     seconds: dict[str, float] = field(default_factory=dict)
+    verified_by: dict[str, str] = field(default_factory=dict)  # collection -> how it was read
 
     @property
     def equal(self) -> bool:
@@ -102,6 +106,7 @@ class RestoreReport:
             "interrupted_restore_finished": self.interrupted,
             "collections": [c.to_json() for c in self.collections],
             "verified_against_backup": [d.row() for d in self.verified],
+            "verified_by": self.verified_by,
             "surplus_collections": list(self.surplus),
             "equal_to_backup": self.equal,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -166,24 +171,6 @@ def _archive_documents(archive: Archive, name: str) -> Iterator[list[RawBSONDocu
             yield batch
 
 
-def _archive_keyed(
-    archive: Archive, name: str, wanted: set[bytes]
-) -> Iterator[list[tuple[bytes, RawBSONDocument]]]:
-    """The archive's documents of a collection whose id digest is in `wanted`, with it, in
-    batches."""
-    batch: list[tuple[bytes, RawBSONDocument]] = []
-    with archive.contents(name) as data:
-        for doc in bsonscan.documents(data, str(archive.file(name))):
-            digest = bsonscan.id_digest(doc)
-            if digest in wanted:
-                batch.append((digest, RawBSONDocument(bytes(doc))))
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
-    if batch:
-        yield batch
-
-
 def _replacement(doc: RawBSONDocument) -> ReplaceOne[RawBSONDocument]:
     return ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
 
@@ -244,7 +231,7 @@ def _write(
         coll.bulk_write(chunk, ordered=False, session=session)
     replaced = plan.replace.keys() if replace else set()
     wanted = plan.insert | plan.replace.keys()
-    for batch in _archive_keyed(archive, plan.name, wanted) if wanted else ():
+    for batch in archive_keyed(archive, plan.name, wanted) if wanted else ():
         swaps = [_replacement(doc) for key, doc in batch if key in replaced]
         if swaps:
             coll.bulk_write(swaps, ordered=False, session=session)
@@ -347,23 +334,10 @@ def restore(
                     _ddl(db, p)
             seconds["indexes"] = time.monotonic() - clock
             clock, phase = time.monotonic(), "verification"
-            verified: tuple[CollectionDiff, ...] = ()
-            surplus: tuple[str, ...] = ()
+            checked = Verified((), ())
             if verify:
                 say("verifying")
-                now = collection_options(db, list(archive.collections))
-                after = concurrently(
-                    lambda n: print_collection(db, n, now[n]) if n in now else None,
-                    list(archive.collections),
-                )
-                verified = tuple(
-                    diff_collection(n, "exact", prints[n], a)
-                    for n, a in zip(archive.collections, after, strict=True)
-                )
-                surplus = tuple(
-                    n for n in db.list_collection_names()
-                    if n not in archive.collections and not n.startswith("system.")
-                )  # fmt: skip
+                checked = verify_restore(db, archive, plans, prints)
                 seconds["verify"] = time.monotonic() - clock
     except PyMongoError as exc:
         raise RestoreError(
@@ -378,7 +352,7 @@ def restore(
     )
     return RestoreReport(
         database, archive_dir, archive.started, atomic, tuple(p.outcome() for p in plans),
-        verified, surplus, interrupted, seconds,
+        checked.diffs, checked.surplus, interrupted, seconds, checked.how,
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ took 5 s). A surplus collection too big for the transaction is dropped on its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from rollback_drill.stores.mongoconn import index_specs
 
 MAX_TRANSACTION_DOCS = 250_000
 MAX_TRANSACTION_BYTES = 8 * 2**20
+BATCH = 5_000
 How = Literal["unchanged", "transaction", "rebuilt", "dropped"]
 
 
@@ -72,6 +73,7 @@ class Plan:
     bytes: int = 0  # the documents the transaction would write or delete (estimated)
     index_drops: list[str] = field(default_factory=list)
     index_creates: list[dict[str, Any]] = field(default_factory=list)
+    live: bytearray = field(default_factory=bytearray, repr=False)  # live records, as read
 
     @property
     def documents(self) -> int:
@@ -137,6 +139,7 @@ def plan_collection(
     packed = archive_records(archive, name)
     printed = archive_print(archive, name, packed)
     plan = Plan(name, len(live) if exists else None, entry.count, create=not exists)
+    plan.live = live.packed
     _differences(plan, live, packed)
     archived_size = archive.file(name).stat().st_size // max(1, entry.count)
     live_size = live.size // max(1, len(live))
@@ -156,6 +159,24 @@ def plan_collection(
     else:
         plan.index_creates = [want for want in entry.indexes]
     return plan, printed
+
+
+def archive_keyed(
+    archive: Archive, name: str, wanted: set[bytes]
+) -> Iterator[list[tuple[bytes, RawBSONDocument]]]:
+    """The archive's documents of a collection whose id digest is in `wanted`, with it, in
+    batches."""
+    batch: list[tuple[bytes, RawBSONDocument]] = []
+    with archive.contents(name) as data:
+        for doc in bsonscan.documents(data, str(archive.file(name))):
+            digest = bsonscan.id_digest(doc)
+            if digest in wanted:
+                batch.append((digest, RawBSONDocument(bytes(doc))))
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch
 
 
 def fit_transaction(changed: Sequence[Plan], max_docs: int, max_bytes: int) -> None:
@@ -180,6 +201,7 @@ __all__ = [
     "CollectionRestore",
     "How",
     "Plan",
+    "archive_keyed",
     "fit_transaction",
     "plan_collection",
 ]
