@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,7 +150,8 @@ def test_failed_start_cleans_up_and_names_the_service(
 
 
 _HOLD_STACK = """
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1)  # where it is stuck, should teardown ever hang
 from rollback_drill.spec import load_stack
 from rollback_drill.stack.local import LocalStack
 stack = LocalStack(load_stack(sys.argv[1]), seed_users=10)
@@ -160,21 +162,35 @@ time.sleep(120)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_harness_leaves_nothing(stack_file: LoadedStack, sig: signal.Signals) -> None:
+def test_interrupted_harness_leaves_nothing(
+    stack_file: LoadedStack, sig: signal.Signals, tmp_path: Path
+) -> None:
     """Ctrl-C and SIGTERM tear down at once; after SIGKILL the kernel (PDEATHSIG) and the next
-    run's sweep remove what is left."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_STACK, str(stack_file.path)],
-        stdout=subprocess.PIPE,
-        cwd=PROJECT_ROOT,
-        text=True,
-    )
+    run's sweep remove what is left. A teardown that hangs fails with where it hung."""
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_STACK, str(stack_file.path)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=PROJECT_ROOT,
+            text=True,
+        )
     assert child.stdout is not None
     workdir = Path(child.stdout.readline().strip())
     assert workdir.exists()
     assert _owned_processes(child.pid)
     child.send_signal(sig)
-    child.wait(timeout=30)
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=2)
+        child.kill()
+        child.wait()
+        proc.sweep_orphans()
+        pytest.fail(f"no exit 30 s after {sig.name}:\n{errors.read_text()[-4000:]}")
     if sig == signal.SIGKILL:
         proc.sweep_orphans()
     proc.wait_until(lambda: not _owned_processes(child.pid), timeout=10, what="no process left")
