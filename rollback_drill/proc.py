@@ -286,6 +286,8 @@ def kill_all() -> None:
     finally:
         if locked:
             _live_lock.release()
+    for proc in procs:  # every one signalled before any is waited for: a process slow to
+        proc.signal_group(signal.SIGKILL)  # die (disk-bound) delays the others not at all
     for proc in procs:
         proc.kill()
     for path in list(_temp_dirs):
