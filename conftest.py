@@ -15,9 +15,9 @@ _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 @pytest.fixture(autouse=True)
 def _interrupts_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
     """Puts SIGINT and SIGTERM back as each test found them. Tests share a process (an xdist
-    worker runs many files), and a child process inherits an ignored or blocked signal: one
-    test leaving SIGINT ignored made a later test's child deaf to Ctrl-C (its teardown never
-    began). What a test changed is said as a warning naming it."""
+    worker runs many files), and a child process inherits an ignored or blocked signal: a test
+    that left SIGINT ignored would leave every later test's children deaf to Ctrl-C. What a
+    test changed is said as a warning naming it."""
     found = {sig: signal.getsignal(sig) for sig in _INTERRUPTS}
     yield
     changed = [sig for sig in _INTERRUPTS if signal.getsignal(sig) is not found[sig]]

@@ -3,6 +3,7 @@ running the verify suite the way a user does (a separate pytest process)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
 
 REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/1.4.0/DIDRegistry.json"
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` for a child that must take Ctrl-C as it would from a terminal, whatever
+    this process inherited: a shell without job control starts background jobs with SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored (no KeyboardInterrupt, ever)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def reference_target_doc() -> dict[str, object]:

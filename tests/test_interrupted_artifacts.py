@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rollback_drill import proc
+from tests.helpers import as_from_a_terminal
 
 _DRILL = """
 import time
@@ -30,6 +31,7 @@ def _pytest(tmp_path: Path, artifacts: Path, *extra: str) -> subprocess.Popen[by
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--drill-artifacts",
          str(artifacts), "--drill-records", str(tmp_path / "records"), *extra],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=as_from_a_terminal,
     )  # fmt: skip
 
 

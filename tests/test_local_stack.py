@@ -21,7 +21,7 @@ from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.tools import PROJECT_ROOT
-from tests.helpers import run_verify_suite
+from tests.helpers import as_from_a_terminal, run_verify_suite
 
 
 def _owned_processes(owner: int) -> list[int]:
@@ -175,6 +175,7 @@ def test_interrupted_harness_leaves_nothing(
             stderr=err,
             cwd=PROJECT_ROOT,
             text=True,
+            preexec_fn=as_from_a_terminal,
         )
     assert child.stdout is not None
     workdir = Path(child.stdout.readline().strip())
