@@ -127,7 +127,5 @@ def _words(packed: bytes | bytearray) -> memoryview:
 
 def as_map(packed: bytes) -> dict[int, int]:
     """Sorted packed records -> {id digest: document digest}, as integers (fast set algebra)."""
-    if len(packed) % RECORD_BYTES:
-        raise ValueError(f"packed digests: {len(packed)} bytes is not a multiple of {RECORD_BYTES}")
-    words = memoryview(packed).cast("Q")
+    words = _words(packed)
     return dict(zip(words[0::2], words[1::2], strict=True))
