@@ -20,6 +20,7 @@ from rollback_drill.userfiles import SpecError
 
 if TYPE_CHECKING:
     from rollback_drill.access import LogSource, StatsSource
+    from rollback_drill.perfbaseline import PerformanceBaseline
     from rollback_drill.stores.fingerprint import Fingerprint
 
 OWN_WRITES = ("sessions", "chat_messages")
@@ -59,7 +60,7 @@ class Target:
     own_writes: tuple[str, ...] = OWN_WRITES
     logs: LogSource | None = None
     stats: StatsSource | None = None
-    performance_baseline: Mapping[str, float] | None = None
+    performance_baseline: PerformanceBaseline | None = None
     sampling_confidence: float = 0.95
     sampling_workers: int = 3
     # one request per route instead of a sample that bounds the error rate: the weight of a
@@ -163,7 +164,7 @@ def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
         raise SpecError(f"{path}: integrity.baseline: {exc}") from None
 
 
-def _performance(path: Path, spec: TargetSpec) -> Mapping[str, float] | None:
+def _performance(path: Path, spec: TargetSpec) -> PerformanceBaseline | None:
     from rollback_drill.perfbaseline import PerformanceBaselineError, load
 
     file = _existing(path, "performance_baseline", spec.performance_baseline)

@@ -154,15 +154,20 @@ def table(outcomes: Sequence[Outcome], width: int = 120) -> list[str]:
 
 
 def save_performance_baseline(path: Path, outcomes: Sequence[Outcome], origin: str) -> None:
-    """Each sampled flow's p95 (from a green run) as a performance baseline file."""
+    """Every sample of each sampled flow (from a green run), by operation and route, with the
+    machine's foreign load while it was taken: a performance baseline file."""
     from rollback_drill import perfbaseline
 
-    p95 = {
-        o.check.name.removeprefix("flow."): float(o.result.evidence["p95_s"])
+    flows = {
+        o.check.name.removeprefix("flow."): perfbaseline.FlowSamples(
+            client_s=o.result.evidence["client_s"],
+            server_s=o.result.evidence.get("server_s") or {},
+            foreign_share=o.result.evidence.get("foreign_share"),
+        )
         for o in outcomes
-        if o.check.name.startswith("flow.") and o.result is not None
+        if o.check.name.startswith("flow.") and o.result is not None and o.result.evidence
     }
-    perfbaseline.save(path, p95, origin)
+    perfbaseline.build(origin, flows).save(path)
 
 
 def writes(outcomes: Sequence[Outcome]) -> list[str]:

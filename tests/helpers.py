@@ -126,3 +126,37 @@ def silent_server() -> Iterator[int]:
         for conn in held:
             conn.close()
         server.close()
+
+
+@contextmanager
+def slower_logins(mongodb_uri: str, email: str, password: str, extra_s: float) -> Iterator[int]:
+    """The test account's stored password hash re-made with more PBKDF2 rounds, so each of its
+    logins costs about `extra_s` more CPU in the backend: a real regression of that flow (the
+    hash format carries its rounds; the backend verifies any count), undone afterwards.
+    Yields the rounds used."""
+    import hashlib
+    import time
+
+    import pymongo
+    from pymongo.collection import Collection
+    from safepsy_app.passwords import hash_password
+
+    start = time.perf_counter()
+    hashlib.pbkdf2_hmac("sha256", b"calibrate", b"salt", 20_000)
+    per_round = (time.perf_counter() - start) / 20_000
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+        users: Collection[dict[str, Any]] = client["safepsy"]["users"]
+        before = users.find_one({"email": email})
+        assert before is not None, email
+        rounds = 10_000 + int(extra_s / per_round)
+        users.update_one(
+            {"_id": before["_id"]},
+            {"$set": {"passwordHash": hash_password(password, b"slower-logins", rounds)}},
+        )
+        try:
+            yield rounds
+        finally:
+            users.update_one(
+                {"_id": before["_id"]}, {"$set": {"passwordHash": before["passwordHash"]}}
+            )

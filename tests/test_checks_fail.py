@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +20,15 @@ import httpx
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from rollback_drill import chain, keys, proc, tls
+from rollback_drill import chain, keys, perfbaseline, proc, tls
 from rollback_drill.access import FileLogs, LocalStats
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
 from rollback_drill.checks.result import CheckResult, CheckSkipped
+from rollback_drill.perfbaseline import PerformanceBaseline
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from rollback_drill.target import Target
-from tests.helpers import silent_server, user_deleted
+from tests.helpers import silent_server, slower_logins, user_deleted
 
 
 def _target(stack: LocalStack, **changes: Any) -> Target:
@@ -385,14 +387,50 @@ def test_p95_fails_when_the_backend_stalls_past_the_warning_threshold(
     _assert_passes("flow.login", target)
 
 
-def test_p95_fails_against_the_performance_baseline(local_stack: LocalStack) -> None:
-    baseline = {"login": 0.005}
-    target = _target(local_stack, performance_baseline=baseline)
-    timer = _stall(local_stack, "backend", 0.6)
-    try:
-        assert "over the baseline" in _assert_fails("flow.login", target)
-    finally:
-        timer.join()
+def _performance_baseline(target: Target, *flows: str) -> PerformanceBaseline:
+    """A baseline as `verify --save-performance` writes it, from green runs of the flows."""
+    results = {name: _run(f"flow.{name}", target) for name in flows}
+    assert all(r.ok for r in results.values()), [r.explain() for r in results.values()]
+    return perfbaseline.build(
+        "test",
+        {
+            name: perfbaseline.FlowSamples(
+                client_s=r.evidence["client_s"],
+                server_s=r.evidence["server_s"],
+                foreign_share=r.evidence["foreign_share"],
+            )
+            for name, r in results.items()
+        },
+    )
+
+
+def test_login_fails_against_the_performance_baseline_when_it_is_twice_as_slow(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    baseline = _performance_baseline(target, "login")
+    with_baseline = dataclasses.replace(target, performance_baseline=baseline)
+    _assert_passes("flow.login", with_baseline)
+    median = statistics.median(v for vs in baseline.flows["login"].client_s.values() for v in vs)
+    with slower_logins(
+        local_stack.mongodb_uri, target.test_email, target.test_password.reveal(), median
+    ):
+        summary = _assert_fails("flow.login", with_baseline)
+    assert "of the baseline" in summary and "interval" in summary, summary
+    assert "a slower service" in summary or "cannot be shown within +50%" in summary
+    _assert_passes("flow.login", with_baseline)
+
+
+def test_a_baseline_of_other_operations_cannot_judge_a_flow(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    baseline = _performance_baseline(target, "login")
+    moved = perfbaseline.build(
+        "test", {"login": perfbaseline.FlowSamples(client_s={"GET /elsewhere (direct)": [0.01]})}
+    )
+    assert "has no samples of these operations" in _assert_fails(
+        "flow.login", dataclasses.replace(target, performance_baseline=moved)
+    )
+    _assert_passes("flow.login", dataclasses.replace(target, performance_baseline=baseline))
 
 
 def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(

@@ -180,18 +180,20 @@ def test_performance_baseline_saved_when_green_and_used_by_the_next_run(
     saved = target_file.parent / f"perf-{tmp_path.name}.json"
     run = _run([*CLI, "verify", "--target", str(target_file), "--save-performance", str(saved)])
     assert run.returncode == 0, run.stdout[-3000:]
-    p95 = json.loads(saved.read_text())["p95_s"]
-    assert set(p95) == {"landing", "login", "did", "chat"} and all(v > 0 for v in p95.values())
+    flows = json.loads(saved.read_text())["flows"]
+    assert set(flows) == {"landing", "login", "did", "chat"}
+    assert all(len(v) >= 2 for f in flows.values() for v in f["client_s"].values())
     data = yaml.safe_load(target_file.read_text())
     data["performance_baseline"] = saved.name
     with_baseline = target_file.parent / f"with-perf-{tmp_path.name}.yaml"
     with_baseline.write_text(yaml.safe_dump(data))
     again = _run([*CLI, "verify", "--target", str(with_baseline), "-k", "landing", "-rA"])
-    assert f"baseline p95 {p95['landing'] * 1000:.0f} ms" in again.stdout, again.stdout[-2000:]
+    assert "vs baseline x" in again.stdout and "interval" in again.stdout, again.stdout[-2000:]
     broken = target_file.parent / f"perf-broken-{tmp_path.name}.json"
-    broken.write_text('{"format": "rollback-drill/performance/1", "p95_s": {"login": -1}}')
+    broken.write_text('{"format": "rollback-drill/performance/1", "p95_s": {"login": 0.1}}')
     data["performance_baseline"] = broken.name
     with_baseline.write_text(yaml.safe_dump(data))
     refused = _run([*CLI, "verify", "--target", str(with_baseline)])
     assert refused.returncode == ExitCode.TARGET_FILE_ERROR
     assert "performance_baseline" in refused.stdout + refused.stderr
+    assert "--save-performance" in refused.stderr  # how to write one of the new format

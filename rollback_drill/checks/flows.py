@@ -11,6 +11,7 @@ as errors without being sent, so a dead or hanging route costs one timeout, not 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -18,13 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollback_drill.checks import sampling
+from rollback_drill.checks import machine, perfjudge, sampling, servertime
 from rollback_drill.checks.http import Client, HttpFailure, Response, client
+from rollback_drill.checks.perfjudge import PerformanceJudgement
 from rollback_drill.checks.result import CheckResult
 from rollback_drill.target import Target
-
-MIN_REGRESSION_S = 0.05
-"""Increases over the performance baseline smaller than this are noise, not regressions."""
 
 Accept = Callable[[Response], str | None]  # None: a correct answer; else what was wrong
 
@@ -50,6 +49,8 @@ class Sample:
     ok: bool
     seconds: float  # inf when no correct answer came back
     problem: str | None = None
+    tag: str = ""  # the request's User-Agent, which finds its line in nginx's log
+    server_s: float | None = None  # the service's own time, from that line
 
 
 def routes(target: Target, service_url: str) -> list[tuple[str, str]]:
@@ -69,36 +70,43 @@ def sample_count(target: Target, operations: int) -> int:
     return max(needed, operations) if operations else 0
 
 
-def _send(http: Client, op: Operation) -> tuple[Sample, str | None]:
+def _send(http: Client, op: Operation, tag: str) -> tuple[Sample, str | None]:
     """The sample, and the failure kind when no HTTP answer came back."""
     try:
-        resp = http.request(op.method, op.url, op.json)
+        resp = http.request(op.method, op.url, op.json, user_agent=tag)
     except HttpFailure as exc:
-        return Sample(op, False, math.inf, exc.detail), exc.kind
+        return Sample(op, False, math.inf, exc.detail, tag), exc.kind
     problem = op.accept(resp)
     ok = problem is None
-    return Sample(op, ok, resp.seconds if ok else math.inf, problem), None
+    return Sample(op, ok, resp.seconds if ok else math.inf, problem, tag), None
 
 
-def run_samples(target: Target, operations: list[Operation], n: int) -> list[Sample]:
-    """n requests over the operations, from a few keep-alive workers; see module docstring."""
-    jobs: Iterator[Operation] = iter([operations[i % len(operations)] for i in range(n)])
+def run_samples(
+    target: Target, operations: list[Operation], n: int, run_tag: str = "", first: int = 0
+) -> list[Sample]:
+    """n requests over the operations, from a few keep-alive workers; see module docstring.
+    Request i is tagged `run_tag`-(first + i) in its User-Agent."""
+    run_tag = run_tag or servertime.new_run_tag()
+    jobs: Iterator[tuple[int, Operation]] = iter(
+        [(first + i, operations[i % len(operations)]) for i in range(n)]
+    )
     dead: dict[str, str] = {}  # route -> why it stopped being sampled
     samples: list[Sample] = []
     lock = threading.Lock()
     deadline = time.monotonic() + target.deadline_s
 
-    def take(op: Operation, http: Client) -> Sample:
+    def take(index: int, op: Operation, http: Client) -> Sample:
+        tag = servertime.user_agent(run_tag, index)
         with lock:
             stopped = dead.get(op.route)
         if stopped is None and time.monotonic() > deadline:
             stopped = "the verify deadline passed"
         if stopped is not None:
-            return Sample(op, False, math.inf, f"not sent: {stopped}")
+            return Sample(op, False, math.inf, f"not sent: {stopped}", tag)
         try:
-            sample, kind = _send(http, op)
+            sample, kind = _send(http, op, tag)
         except Exception as exc:  # a sample that could not be judged is an error, not a gap
-            return Sample(op, False, math.inf, f"{type(exc).__name__}: {exc}")
+            return Sample(op, False, math.inf, f"{type(exc).__name__}: {exc}", tag)
         if kind in ("refused", "timeout"):
             with lock:
                 dead.setdefault(op.route, f"{op.route} failed ({sample.problem})")
@@ -108,10 +116,10 @@ def run_samples(target: Target, operations: list[Operation], n: int) -> list[Sam
         with client(target) as http:
             while True:
                 with lock:
-                    op = next(jobs, None)
-                if op is None:
+                    job = next(jobs, None)
+                if job is None:
                     return
-                sample = take(op, http)
+                sample = take(*job, http)
                 with lock:
                     samples.append(sample)
 
@@ -126,6 +134,17 @@ def run_samples(target: Target, operations: list[Operation], n: int) -> list[Sam
     return samples
 
 
+def strata(samples: list[Sample], server: bool = False) -> dict[str, list[float]]:
+    """Response times of correct answers by operation and route: the client's, or the
+    service's own where nginx logged it."""
+    found: dict[str, list[float]] = {}
+    for s in samples:
+        value = s.server_s if server else s.seconds
+        if s.ok and value is not None and math.isfinite(value):
+            found.setdefault(s.operation.label, []).append(round(value, 6))
+    return found
+
+
 @dataclass(frozen=True)
 class FlowVerdict:
     name: str
@@ -133,10 +152,12 @@ class FlowVerdict:
     threshold: float
     confidence: float
     limit_s: float
-    baseline_p95_s: float | None = None
-    increase_limit: float = 0.5
+    performance: PerformanceJudgement | None = None
+    final: bool = True  # no round of samples is left to take
     notes: list[str] = field(default_factory=list)
     probe: bool = False  # one request per route: any error fails, no rate is claimed
+    foreign_share: float | None = None
+    baseline_missing: str | None = None
 
     @property
     def errors(self) -> int:
@@ -168,21 +189,12 @@ class FlowVerdict:
         if self.p95 > self.limit_s:
             shown = "a failed request" if math.isinf(self.p95) else f"{self.p95:.2f} s"
             found.append(f"p95 {shown} over the {self.limit_s:g} s warning threshold")
-        regression = self.regression()
+        if self.baseline_missing:
+            found.append(self.baseline_missing)
+        regression = self.performance.problem(self.final) if self.performance else None
         if regression is not None:
             found.append(regression)
         return found
-
-    def regression(self) -> str | None:
-        base = self.baseline_p95_s
-        if base is None or math.isinf(self.p95):
-            return None
-        if self.p95 > base * (1 + self.increase_limit) and self.p95 - base > MIN_REGRESSION_S:
-            return (
-                f"p95 {self.p95 * 1000:.0f} ms is {self.p95 / base - 1:+.0%} over the baseline "
-                f"{base * 1000:.0f} ms (limit +{self.increase_limit:.0%})"
-            )
-        return None
 
     def _first_errors(self) -> list[str]:
         seen: dict[str, str] = {}
@@ -197,15 +209,11 @@ class FlowVerdict:
             return "; ".join(problems)
         n = len(self.samples)
         routes = len({s.operation.route for s in self.samples})
-        baseline = (
-            f", baseline p95 {self.baseline_p95_s * 1000:.0f} ms"
-            if self.baseline_p95_s is not None
-            else ""
-        )
+        compared = f"; {self.performance.shown()}" if self.performance else ""
         return (
             f"{n} requests, {routes} routes, 0 errors: rate < {self.bound:.2%} at "
             f"{self.confidence:.0%} (limit {self.threshold:.0%}); p95 {self.p95 * 1000:.0f} ms "
-            f"(limit {self.limit_s:g} s{baseline})"
+            f"(limit {self.limit_s:g} s){compared}"
         )
 
     def writes(self) -> list[dict[str, Any]]:
@@ -227,7 +235,7 @@ class FlowVerdict:
             "error_rate_limit": self.threshold,
             "p95_s": None if math.isinf(self.p95) else round(self.p95, 4),
             "p95_limit_s": self.limit_s,
-            "baseline_p95_s": self.baseline_p95_s,
+            "performance": self.performance.evidence() if self.performance else None,
             "operations": [
                 {
                     "operation": label,
@@ -238,6 +246,10 @@ class FlowVerdict:
                 }
                 for label, group in per_op.items()
             ],
+            # every time, for a performance baseline (`verify --save-performance`)
+            "client_s": strata(self.samples),
+            "server_s": strata(self.samples, server=True),
+            "foreign_share": self.foreign_share,
             "writes": self.writes(),
             "notes": self.notes,
         }
@@ -247,22 +259,71 @@ def _finite(value: float) -> float | None:
     return None if math.isinf(value) else round(value, 4)
 
 
+def _with_server_times(samples: list[Sample], times: dict[str, float]) -> list[Sample]:
+    return [dataclasses.replace(s, server_s=times.get(s.tag)) for s in samples]
+
+
 def judge(
     name: str, target: Target, operations: list[Operation], notes: list[str] | None = None
 ) -> CheckResult:
-    """Sample the operations and judge the flow: error-rate bound, p95, baseline regression."""
-    samples = run_samples(target, operations, sample_count(target, len(operations)))
-    baseline = (target.performance_baseline or {}).get(name)
+    """Sample the operations and judge the flow: error-rate bound, p95, and - against a
+    performance baseline - the response-time ratio (`perfjudge`), sampling again while that
+    is borderline."""
+    started = time.monotonic()
+    baseline = target.performance_baseline.flows.get(name) if target.performance_baseline else None
+    urls = [
+        *target.service_urls().values(),
+        target.mongodb_uri.reveal(),
+        target.redis_url.reveal(),
+        target.rpc_url or "",
+    ]
+    shared = machine.shares_machine([u for u in urls if u])
+    processes = machine.serving_processes(urls if shared else [])
+    n = sample_count(target, len(operations))
+    run_tag = servertime.new_run_tag()
+    performance: PerformanceJudgement | None = None
+    missing = None
+    with servertime.ServerTimes(target.logs) as server:
+        before = machine.read(processes)
+        samples = run_samples(target, operations, n, run_tag)
+        rounds = 1
+        while True:
+            share = machine.foreign_share(before, machine.read(processes))
+            samples = _with_server_times(samples, server.read())
+            time_left = time.monotonic() - started < target.deadline_s / 2
+            final = rounds >= perfjudge.MAX_ROUNDS or not time_left or target.probe_once
+            if baseline is None:
+                break
+            performance = perfjudge.judge(
+                baseline,
+                strata(samples),
+                strata(samples, server=True),
+                perfjudge.Machine(baseline.foreign_share, share, shared),
+                target.sampling_confidence,
+                target.thresholds.response_time_increase_critical,
+                target.thresholds.response_time_increase_floor_s,
+                rounds,
+            )
+            if performance is None:
+                missing = "the performance baseline has no samples of these operations and routes"
+                break
+            if final or performance.state != "borderline":
+                break
+            samples += run_samples(target, operations, n, run_tag, len(samples))
+            rounds += 1
     verdict = FlowVerdict(
         name,
         samples,
         threshold=target.thresholds.error_rate_critical,
         confidence=target.sampling_confidence,
         limit_s=target.thresholds.response_time_warning_s,
-        baseline_p95_s=baseline,
-        increase_limit=target.thresholds.response_time_increase_critical,
-        notes=notes or [],
+        performance=performance,
+        final=True,
+        notes=(notes or [])
+        + ([f"server times: {server.problem}"] if server.problem and baseline else []),
         probe=target.probe_once,
+        foreign_share=share,
+        baseline_missing=missing,
     )
     return CheckResult(
         f"flow.{name}", not verdict.problems(), verdict.summary(), verdict.evidence()

@@ -61,6 +61,11 @@ def classify(exc: BaseException, timeout_s: float) -> tuple[str, str]:
     return "network", f"{type(exc).__name__}: {exc}"
 
 
+USER_AGENT = "rollback-drill"
+"""What every request says it is; a sampled request adds its own tag, so the server's log
+line of that very request can be found (`checks.servertime`)."""
+
+
 class Client:
     """Keep-alive connections per origin, for one thread (a check or a sampling worker)."""
 
@@ -94,13 +99,18 @@ class Client:
         return conn
 
     def request(
-        self, method: str, url: str, json_body: Any = None, max_text: int = MAX_TEXT
+        self,
+        method: str,
+        url: str,
+        json_body: Any = None,
+        max_text: int = MAX_TEXT,
+        user_agent: str = USER_AGENT,
     ) -> Response:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = {"Accept": "application/json, text/html", "User-Agent": "rollback-drill"}
+        headers = {"Accept": "application/json, text/html", "User-Agent": user_agent}
         body = None
         if json_body is not None:
             body = json.dumps(json_body).encode()

@@ -1,0 +1,124 @@
+"""How much of this machine other work took while a flow was sampled: the control that tells a
+busy machine from a slow release.
+
+Kayenta judges a canary against a baseline running at the same time, so both see the same
+hour. A verify run compares against a baseline taken earlier, perhaps on a quieter machine,
+and when the verifier shares the machine with the services (every URL on a loopback
+address, as on the embedded stack or a single-host deployment) a busy machine slows the
+services themselves: their response times rise with no change in their code.
+
+So the window of each flow's sampling is accounted: the CPU the whole machine spent
+(/proc/stat), minus what the target's own processes (found by the loopback ports the target
+names) and the verifier spent - what is left is foreign work. Its share of the machine's
+capacity, now against the baseline's, gives the factor by which contention alone stretches
+the services' time: (1 - foreign share then) / (1 - foreign share now). A release that does
+more work per request raises its own processes' CPU, not the foreign share, so the factor
+does not hide it. For a remote target the share is shown, never applied: the verifier's
+machine says nothing about the servers'.
+
+psutil reads /proc (its per-process times include threads that already ended, which the
+per-thread scheduler statistics lose); finding the processes behind the ports costs tens of
+milliseconds, once per run and port set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import psutil
+
+LOOPBACK = ("127.", "localhost", "::1")
+MAX_FACTOR = 3.0
+"""Past this the machine is too busy to judge performance at all: the flow is not verified
+for performance rather than excused by a large division."""
+
+
+def shares_machine(urls: list[str]) -> bool:
+    """True when every URL is on a loopback address: the verifier and the services share this
+    machine, and its contention is theirs."""
+    hosts = [urlsplit(url).hostname or "" for url in urls if url]
+    return bool(hosts) and all(host.startswith(LOOPBACK) for host in hosts)
+
+
+@lru_cache(maxsize=4)
+def _serving(ports: frozenset[int]) -> tuple[psutil.Process, ...]:
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return ()
+    for conn in connections:
+        pid, address = conn.pid, conn.laddr
+        if conn.status != psutil.CONN_LISTEN or not pid or not address or pid in found:
+            continue
+        if address[1] in ports:
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+    return tuple(found.values())
+
+
+def serving_processes(urls: list[str]) -> tuple[psutil.Process, ...]:
+    """The processes listening on the loopback ports these URLs name (and this one)."""
+    import psutil
+
+    ports = frozenset(
+        port for url in urls if url and (port := urlsplit(url).port) and shares_machine([url])
+    )
+    return (*_serving(ports), psutil.Process(os.getpid()))
+
+
+def _busy_seconds() -> float:
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def _own_seconds(processes: tuple[psutil.Process, ...]) -> float:
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+@dataclass(frozen=True)
+class Reading:
+    at: float
+    busy_s: float
+    own_s: float
+
+
+def read(processes: tuple[psutil.Process, ...]) -> Reading:
+    return Reading(time.monotonic(), _busy_seconds(), _own_seconds(processes))
+
+
+def foreign_share(start: Reading, end: Reading) -> float | None:
+    """The share of the machine's capacity that other work used between two readings; None
+    for a window too short to say (under 50 ms: a few clock ticks of /proc)."""
+    window = end.at - start.at
+    if window < 0.05:
+        return None
+    capacity = window * (os.cpu_count() or 1)
+    foreign = (end.busy_s - start.busy_s) - (end.own_s - start.own_s)
+    return min(max(foreign / capacity, 0.0), 0.99)
+
+
+def contention_factor(baseline_share: float, current_share: float) -> float:
+    """How much longer a unit of the services' work takes now for the foreign work alone."""
+    return (1 - baseline_share) / (1 - current_share)

@@ -1,0 +1,155 @@
+"""The runbook's "> 50 % response time increase", judged against a performance baseline the way
+canary analysis judges a canary (Kayenta's Mann-Whitney judge with an effect size; Argo
+Rollouts' analysis, where an inconclusive measurement is measured again before it counts).
+
+A flow's samples are compared with the baseline's, operation by operation and route by route
+(`checks.shift`): the ratio of response times with its interval at the target's confidence.
+Where the verifier shares the machine with the services, the machine's foreign load then and
+now is taken out (`checks.machine`). Then:
+- the whole interval at or under the limit (+50 %), or a rise under the floor in seconds:
+  within;
+- the whole interval over the limit: regressed;
+- otherwise borderline: the flow is sampled again (up to `MAX_ROUNDS` rounds, within half the
+  verify deadline) and judged on everything; still borderline at the end fails - fail when in
+  doubt, after having looked again.
+A rise the client saw while the service's own time (nginx's upstream time) stayed within the
+limit is the verifier's or the network's, not the service's: within, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rollback_drill.checks.machine import MAX_FACTOR, contention_factor
+from rollback_drill.checks.shift import Shift, compare
+from rollback_drill.perfbaseline import FlowSamples
+
+MAX_ROUNDS = 3
+
+State = Literal["within", "regressed", "borderline", "verifier"]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The foreign share of the machine then and now, and whether it is taken out."""
+
+    baseline_share: float | None
+    current_share: float | None
+    shared: bool
+
+    @property
+    def factor(self) -> float:
+        if not self.shared or self.baseline_share is None or self.current_share is None:
+            return 1.0
+        return min(contention_factor(self.baseline_share, self.current_share), MAX_FACTOR)
+
+    def shown(self) -> str:
+        if self.current_share is None:
+            return "machine load not measured"
+        then = "?" if self.baseline_share is None else f"{self.baseline_share:.0%}"
+        load = f"other work took {self.current_share:.0%} of the machine (baseline {then})"
+        if not self.shared:
+            return load + ", not applied: the services are on other machines"
+        return f"{load}: x{self.factor:.2f} taken out"
+
+
+@dataclass(frozen=True)
+class PerformanceJudgement:
+    client: Shift
+    judged: Shift
+    server: Shift | None
+    machine: Machine
+    limit: float  # the ratio not to exceed: 1 + the runbook's increase
+    floor_s: float
+    rounds: int
+
+    def _state_of(self, shift: Shift) -> State:
+        if shift.high <= self.limit or shift.added_s <= self.floor_s:
+            return "within"
+        if shift.low > self.limit:
+            return "regressed"
+        return "borderline"
+
+    @property
+    def state(self) -> State:
+        state = self._state_of(self.judged)
+        if state != "within" and self.server is not None and self.server.high <= self.limit:
+            return "verifier"
+        return state
+
+    def problem(self, final: bool) -> str | None:
+        """What fails the flow; a borderline result fails only once no round is left."""
+        state = self.state
+        increase = f"+{self.limit - 1:.0%}"
+        if state == "regressed":
+            return (
+                f"response time {self.judged.shown()} of the baseline, over the {increase} "
+                f"limit: a slower service{self._server_note()}"
+            )
+        if state == "borderline" and final:
+            return (
+                f"response time {self.judged.shown()} of the baseline: cannot be shown within "
+                f"{increase} after {self.rounds} round(s) of samples{self._server_note()}"
+            )
+        return None
+
+    def _server_note(self) -> str:
+        return f"; the service's own time {self.server.shown()}" if self.server else ""
+
+    def shown(self) -> str:
+        text = f"vs baseline {self.judged.shown()}"
+        if self.state == "verifier" and self.server is not None:
+            text += (
+                f"; the client saw {self.client.shown()} but the service's own time is "
+                f"{self.server.shown()}: a busy verifier or network, not the service"
+            )
+        if self.machine.factor != 1.0:
+            text += f"; {self.machine.shown()}"
+        return text
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "limit_ratio": self.limit,
+            "floor_s": self.floor_s,
+            "rounds": self.rounds,
+            "judged": self.judged.evidence(),
+            "client": self.client.evidence(),
+            "server": self.server.evidence() if self.server else None,
+            "machine": {
+                "baseline_foreign_share": self.machine.baseline_share,
+                "current_foreign_share": self.machine.current_share,
+                "shares_machine_with_services": self.machine.shared,
+                "factor_taken_out": round(self.machine.factor, 4),
+                "shown": self.machine.shown(),
+            },
+        }
+
+
+def judge(
+    baseline: FlowSamples,
+    client_s: Mapping[str, Sequence[float]],
+    server_s: Mapping[str, Sequence[float]],
+    machine: Machine,
+    confidence: float,
+    increase: float,
+    floor_s: float,
+    rounds: int,
+) -> PerformanceJudgement | None:
+    """None when no operation has samples both in the baseline and now."""
+    client = compare(baseline.client_s, client_s, confidence)
+    if client is None:
+        return None
+    factor = machine.factor
+    server = compare(baseline.server_s, server_s, confidence) if baseline.server_s else None
+    return PerformanceJudgement(
+        client=client,
+        judged=client.deflated(factor),
+        server=server.deflated(factor) if server else None,
+        machine=machine,
+        limit=1 + increase,
+        floor_s=floor_s,
+        rounds=rounds,
+    )
