@@ -41,7 +41,7 @@ from rollback_drill.tools import PROJECT_ROOT
 from rollback_drill.verification import save_performance_baseline
 
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "fixtures" / "safepsy" / "app")]
-from tests.helpers import slower_logins  # the tests' real regression
+from tests.helpers import slower_logins  # noqa: E402 - the tests' real regression
 
 FLOWS = ("login", "did", "chat", "landing")
 OLD_INCREASE, OLD_FLOOR_S = 0.5, 0.05
