@@ -12,8 +12,10 @@ now is taken out (`checks.machine`). Then:
 - otherwise borderline: the flow is sampled again (up to `MAX_ROUNDS` rounds, within half the
   verify deadline) and judged on everything; still borderline at the end fails - fail when in
   doubt, after having looked again.
-A rise the client saw while the service's own time (nginx's upstream time) stayed within the
-limit is the verifier's or the network's, not the service's: within, and the verdict says so.
+Where the target grants the frontend's logs, the service is judged on its own time (nginx's
+upstream time of each sampled request), the client's shown beside it: a rise the client saw
+and the service did not is the verifier's or the network's, not the service's - within, and
+the verdict says so. Without logs the client's time decides.
 """
 
 from __future__ import annotations
@@ -73,9 +75,15 @@ class PerformanceJudgement:
         return "borderline"
 
     @property
+    def decided_by(self) -> Shift:
+        """The service's own time where nginx logged it, else the client's."""
+        return self.server if self.server is not None else self.judged
+
+    @property
     def state(self) -> State:
-        state = self._state_of(self.judged)
-        if state != "within" and self.server is not None and self.server.high <= self.limit:
+        state = self._state_of(self.decided_by)
+        client_rose = self._state_of(self.judged) != "within"
+        if state == "within" and self.server is not None and client_rose:
             return "verifier"
         return state
 
@@ -83,20 +91,24 @@ class PerformanceJudgement:
         """What fails the flow; a borderline result fails only once no round is left."""
         state = self.state
         increase = f"+{self.limit - 1:.0%}"
+        which = "the service's own time (nginx upstream)" if self.server else "response time"
+        measured = f"{which} {self.decided_by.shown()} of the baseline"
         if state == "regressed":
-            return (
-                f"response time {self.judged.shown()} of the baseline, over the {increase} "
-                f"limit: a slower service{self._server_note()}"
-            )
+            return f"{measured}, over the {increase} limit: a slower service{self._context()}"
         if state == "borderline" and final:
             return (
-                f"response time {self.judged.shown()} of the baseline: cannot be shown within "
-                f"{increase} after {self.rounds} round(s) of samples{self._server_note()}"
+                f"{measured}: cannot be shown within {increase} after {self.rounds} round(s) of "
+                f"samples{self._context()}"
             )
         return None
 
-    def _server_note(self) -> str:
-        return f"; the service's own time {self.server.shown()}" if self.server else ""
+    def _context(self) -> str:
+        parts = []
+        if self.server is not None:
+            parts.append(f"the client saw {self.judged.shown()}")
+        if self.machine.factor != 1.0:
+            parts.append(self.machine.shown())
+        return "".join(f"; {p}" for p in parts)
 
     def shown(self) -> str:
         text = f"vs baseline {self.judged.shown()}"
