@@ -18,6 +18,8 @@ from Crypto.Hash import keccak
 from rollback_drill.checks import chain, logs, sampling
 from rollback_drill.checks.flows import FlowVerdict, Operation, Sample
 from rollback_drill.checks.result import Check, CheckResult, Outcome
+from rollback_drill.plugin.verification import ExitCode, status, table, verdict
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
@@ -27,8 +29,6 @@ from rollback_drill.stores.fingerprint import (
     compare,
     pack,
 )
-from rollback_drill.tools import PROJECT_ROOT
-from rollback_drill.verification import ExitCode, status, table, verdict
 
 ARTIFACT = (
     PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"
@@ -222,7 +222,7 @@ def test_not_verified_is_its_own_exit_status_and_never_a_pass() -> None:
 
 
 def test_cli_keeps_pytest_options_in_their_order() -> None:
-    from rollback_drill.verify_command import split_args
+    from rollback_drill.cli.verify import split_args
 
     own, passed = split_args(
         ["-k", "health and not tls", "--target", "t.yaml", "-rA", "--dry-run", "--", "--target"]

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from rollback_drill.checks.health import get
 from rollback_drill.checks.http import HttpFailure, request
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 PUSH1, PUSH32 = 0x60, 0x7F
 

@@ -21,7 +21,7 @@ from typing import Any
 from rollback_drill.checks import sampling
 from rollback_drill.checks.http import Client, HttpFailure, Response, client
 from rollback_drill.checks.result import CheckResult
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 MIN_REGRESSION_S = 0.05
 """Increases over the performance baseline smaller than this are noise, not regressions."""
