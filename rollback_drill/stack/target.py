@@ -141,7 +141,7 @@ def _ca(path: Path, spec: TargetSpec) -> Path | None:
 
 
 def _artifact(path: Path, spec: TargetSpec) -> Path | None:
-    from rollback_drill.checks.chain import runtime_of
+    from rollback_drill.chain.artifacts import runtime_of
 
     artifact = _existing(path, "contract_artifact", spec.contract_artifact)
     if artifact is not None:
