@@ -17,7 +17,7 @@ import pytest
 from rollback_drill.checks import BY_NAME
 from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.target import target_from_file
-from rollback_drill.stack.upstack.supervisor import read_state
+from rollback_drill.stack.upstack.state import read_state
 from rollback_drill.stores import mongo
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]

@@ -18,16 +18,13 @@ services' states and what to do next are printed); 2 nothing was done - no backu
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
-import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
@@ -36,7 +33,7 @@ from rollback_drill.files.spec import LoadedStack
 from rollback_drill.procedures import automation
 from rollback_drill.stack import backupfile
 from rollback_drill.stack.base import Stack
-from rollback_drill.stack.upstack.supervisor import CONTROL, Supervisor, read_state
+from rollback_drill.stack.upstack.state import CONTROL, Stream, Supervisor, read_state
 from rollback_drill.steps.failure import ProcedureFailed
 from rollback_drill.steps.procedure import DrillContext
 from rollback_drill.steps.timeline import Event, Timeline
@@ -115,30 +112,20 @@ def backup(directory: Path, environment: str, output: Path | None) -> int:
 
 
 # -- the supervisor's side ------------------------------------------------------------------------
-class _Stream:
-    """Sends each procedure step to the asking command as it starts and ends; a command that
-    went away no longer gets them (the rollback goes on)."""
+class _Steps:
+    """Sends each procedure step to the asking command as it starts and ends."""
 
-    def __init__(self, conn: socket.socket) -> None:
-        self._conn: socket.socket | None = conn
-
-    def send(self, text: str, **extra: Any) -> None:
-        print(text, flush=True)  # supervisor.log keeps the story either way
-        if self._conn is None:
-            return
-        try:
-            self._conn.sendall(json.dumps({"text": text, **extra}).encode() + b"\n")
-        except OSError:
-            self._conn = None
+    def __init__(self, out: Stream) -> None:
+        self.out = out
 
     def started(self, span: Event) -> None:
         if span.kind == "step":
-            self.send(f"  {span.name} ...")
+            self.out.send(f"  {span.name} ...")
 
     def emitted(self, event: Event) -> None:
         if event.kind == "step":
             state = "ok" if event.ok else "FAILED"
-            self.send(f"  {event.name}: {state} ({event.duration_s:.2f} s)")
+            self.out.send(f"  {event.name}: {state} ({event.duration_s:.2f} s)")
 
 
 class Controller:
@@ -158,7 +145,7 @@ class Controller:
         self.release = release  # what the stack runs now
         self.on_release = on_release  # told when a rollback changed it
 
-    def handle(self, request: dict[str, Any], out: _Stream) -> tuple[int, str]:
+    def handle(self, request: dict[str, Any], out: Stream) -> tuple[int, str]:
         command = request.get("command")
         if command == "backup":
             path = backupfile.take(self.stack, Path(str(request["dest"])))
@@ -167,7 +154,7 @@ class Controller:
             return self._rollback(Path(str(request["backup"])), out)
         return 2, f"unknown request {command!r}"
 
-    def _rollback(self, backup: Path, out: _Stream) -> tuple[int, str]:
+    def _rollback(self, backup: Path, out: Stream) -> tuple[int, str]:
         good = self.loaded.release(self.release).previous
         if good is None:
             return 2, (
@@ -188,7 +175,7 @@ class Controller:
             f"Environment: {self.loaded.spec.name}, budget {row.budget_s:.0f} s ({row.severity})"
         )
         stamp = time.strftime("%Y%m%d_%H%M%S")
-        timeline = Timeline([out])
+        timeline = Timeline([_Steps(out)])
         ctx = DrillContext(
             self.stack, timeline, self.directory / "rollbacks" / stamp, self.release, good
         )
@@ -223,45 +210,4 @@ class Controller:
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
-
-
-@contextlib.contextmanager
-def listening(directory: Path) -> Iterator[socket.socket]:
-    """The control socket, owner-only; removed when the block ends."""
-    path = directory / CONTROL
-    path.unlink(missing_ok=True)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        server.bind(str(path))
-    finally:
-        os.umask(old)
-    server.listen(4)
-    try:
-        yield server
-    finally:
-        server.close()
-        path.unlink(missing_ok=True)
-
-
-def serve_requests(server: socket.socket, controller: Controller) -> NoReturn:
-    """Answer requests one at a time, in this (the main) thread, until a signal ends it."""
-    while True:
-        conn, _ = server.accept()
-        with conn:
-            if _peer_uid(conn) != os.getuid():
-                continue
-            out = _Stream(conn)
-            try:
-                line = conn.makefile("r", encoding="utf-8").readline()
-                request = json.loads(line)
-                code, text = controller.handle(request, out)
-            except Exception as exc:  # a bad request must not end the supervisor
-                code, text = 1, f"the supervisor could not do it: {type(exc).__name__}: {exc}"
-            out.send(text, exit=code)
-
-
-__all__ = ["CONTROL", "Controller", "backup", "listening", "rollback", "serve_requests"]
+__all__ = ["Controller", "backup", "rollback"]

@@ -18,9 +18,18 @@ def cmd_up(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT."""
+    """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT, and answers
+    `rollback` and `backup` with autorollback's controller."""
+    from rollback_drill.cli import autorollback
+
     return supervisor.serve(
-        ns.stack, ns.dir, ns.release or None, ns.seed_users, ns.token, ns.environment
+        ns.stack,
+        ns.dir,
+        ns.release or None,
+        ns.seed_users,
+        ns.token,
+        ns.environment,
+        controller=autorollback.Controller,
     )
 
 

@@ -23,109 +23,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollback_drill.files.spec import PRODUCTION, load_stack
-from rollback_drill.files.userfiles import SpecError, read_json
+from rollback_drill.files.userfiles import SpecError
 from rollback_drill.process import ownership, proc, procfs
 from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.stack.upstack.state import (
+    CONTROL,
+    HandlerFactory,
+    Supervisor,
+    UpState,
+    listening,
+    read_state,
+    serve_requests,
+    state_path,
+    write_state,
+)
 
-STATE_FORMAT = "rollback-drill/up-state/1"
-CONTROL = "control.sock"  # where the supervisor answers `rollback` and `backup` (autorollback)
 STOP_GRACE_S = 60.0  # past proc.INTERRUPT_GRACE_S: a stuck supervisor ends itself first
-
-
-class UpState(BaseModel):
-    """state.json. Read back by `down` and `up`, so validated: a damaged file is one clear
-    error, and a state without start time or token proves nothing about its pid."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    format: str = STATE_FORMAT
-    pid: int = Field(ge=1)
-    start_ticks: int | None = Field(default=None, ge=0)
-    token: str | None = None
-    phase: Literal["starting", "ready"] = "ready"
-    workdir: str | None = None
-    target: str | None = None
-    ready_s: float | None = None
-    release: str | None = None
-    environment: str = "production"  # what `rollback --environment` must name
-
-    @property
-    def identity(self) -> ProcessIdentity | None:
-        if self.start_ticks is None:
-            return None
-        return ProcessIdentity(self.pid, self.start_ticks)
-
-
-def state_path(directory: Path) -> Path:
-    return directory / "state.json"
-
-
-def read_state(directory: Path) -> UpState | None:
-    path = state_path(directory)
-    if not path.exists():
-        return None
-    data = read_json(path, "the state `rollback-drill up` writes")
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{path}: expected a JSON object (the state `rollback-drill up` writes), "
-            f"got {type(data).__name__}"
-        )
-    try:
-        return UpState.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise SpecError(
-            f"{path}: {field}: {err['msg']} (the state `rollback-drill up` writes; "
-            "delete the file if no stack is up)"
-        ) from None
-
-
-def _write_state(directory: Path, state: UpState) -> None:
-    path = state_path(directory)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2))
-    tmp.replace(path)  # a reader sees the old state or the new one, never half of one
-
-
-@dataclass(frozen=True)
-class Supervisor:
-    """What state.json's pid is now: ours and running, gone, or someone else's process."""
-
-    state: UpState
-    verdict: Literal["running", "gone", "foreign", "unproven"]
-    info: procfs.ProcessInfo | None
-
-    @classmethod
-    def inspect(cls, state: UpState) -> Supervisor:
-        info = procfs.read_process(state.pid)
-        if info is None or not info.running:
-            return cls(state, "gone", None)
-        if state.identity is None or state.token is None:
-            return cls(state, "unproven", info)
-        argv = procfs.cmdline(state.pid)
-        ours = info.identity == state.identity and "serve" in argv and state.token in argv
-        return cls(state, "running" if ours else "foreign", info)
-
-    def describe_foreign(self) -> str:
-        command = " ".join(procfs.cmdline(self.state.pid))[:120] or "?"
-        why = (
-            "state.json carries no start time or token to prove it"
-            if self.verdict == "unproven"
-            else "its start time or command line does not match"
-        )
-        return (
-            f"pid {self.state.pid} in state.json is not this stack's supervisor ({why}; it "
-            f"runs `{command}`): it was not signalled"
-        )
 
 
 @contextlib.contextmanager
@@ -307,10 +224,12 @@ def serve(
     seed_users: int | None,
     token: str,
     environment: str = PRODUCTION,
+    *,
+    controller: HandlerFactory,
 ) -> int:
     """The supervisor: owns the stack until SIGTERM/SIGINT, then tears it all down; meanwhile
-    it answers `rollback-drill rollback` and `backup` (autorollback.py) on its control socket."""
-    from rollback_drill.cli import autorollback
+    it answers `rollback-drill rollback` and `backup` on its control socket with what
+    `controller` makes for its stack (`rollback-drill serve` hands it autorollback's)."""
     from rollback_drill.stack.local import LocalStack
     from rollback_drill.stack.targetfile import write_target_file
 
@@ -323,7 +242,7 @@ def serve(
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    _write_state(directory, state)
+    write_state(directory, state)
     stack = None
     try:
         loaded = load_stack(stack_path).in_environment(environment)
@@ -343,16 +262,16 @@ def serve(
         )
 
         def released(release: str) -> None:  # `rollback-drill rollback` changed it
-            _write_state(directory, state.model_copy(update={"release": release}))
+            write_state(directory, state.model_copy(update={"release": release}))
 
-        controller = autorollback.Controller(stack, loaded, directory, chosen, released)
-        with autorollback.listening(directory) as control:  # before "ready": it answers then
-            _write_state(directory, state)
+        handler = controller(stack, loaded, directory, chosen, released)
+        with listening(directory) as control:  # before "ready": it answers then
+            write_state(directory, state)
             print(
                 f"stack up ({environment}) at {chosen} in {ready_s:.2f} s; target {target}",
                 flush=True,
             )
-            autorollback.serve_requests(control, controller)  # until SIGTERM/SIGINT
+            serve_requests(control, handler)  # until SIGTERM/SIGINT
     except _Stop as stop:
         print(f"signal {signal.Signals(stop.args[0]).name}: tearing down", flush=True)
         return 0
