@@ -2,10 +2,10 @@
 take an integrity baseline, check the machine; report, history and certify the drills.
 
 This module is the entry point (`rollback_drill.cli.app:main`, `python -m rollback_drill.cli`):
-it parses the command line (`cli_parser`), hands `verify` the arguments that are pytest's, runs
+it parses the command line (`parser`), hands `verify` the arguments that are pytest's, runs
 the command's handler, and ends the errors users can cause here as one line (exit 2).
-`up`, `serve` and `down` live in `supervisor` (a stack that outlives the command, owned by a
-supervisor `down` can prove is its own).
+`up`, `serve` and `down` live in `stack.upstack.supervisor` (a stack that outlives the
+command, owned by a supervisor `down` can prove is its own).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The command line of `rollback-drill`: every command, its options, defaults and help text.
 
 One place for the whole surface, in the order `--help` lists it, so a changed option or help
-line shows up in one diff; each command's handler lives with its group (`cli_programme`,
-`cli_stack`, `cli_target`) and is bound here as the parsed namespace's `func`.
+line shows up in one diff; each command's handler lives with its group (`programme`,
+`stack`, `target`) and is bound here as the parsed namespace's `func`.
 """
 
 from __future__ import annotations

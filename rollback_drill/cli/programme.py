@@ -3,7 +3,7 @@ and read what the runs left behind: `history` (the trend, overdue cadences) and 
 (which runbook commands a drill step performs, and where a step quotes stale text).
 
 They all drive pytest on the drills or read the records and reports it writes, so they share
-the reports folder's layout; the command-line options they take are in `cli_parser`.
+the reports folder's layout; the command-line options they take are in `parser`.
 """
 
 from __future__ import annotations

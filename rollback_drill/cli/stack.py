@@ -1,6 +1,6 @@
 """Commands for the reference stack on this machine: `doctor` (are the tools and the stack
 file usable), `up` / `serve` / `down` (a stack that outlives the command, owned by a supervisor
-`down` can prove is its own, in `supervisor`), and the runbook's scripts run against the stack
+`down` can prove is its own, in `stack/upstack/`), and the runbook's scripts run against the stack
 `up` started: `rollback` (auto-rollback.sh) and `backup` (docker-manage.sh backup).
 """
 
