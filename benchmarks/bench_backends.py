@@ -16,9 +16,9 @@ import statistics
 import subprocess
 import time
 
-from rollback_drill.spec import LoadedStack, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.select import make_stack
-from rollback_drill.tools import PROJECT_ROOT
 
 
 def ready_time(backend: str, loaded: LoadedStack) -> tuple[float, float]:

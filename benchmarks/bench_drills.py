@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from rollback_drill import Drill, load_stack, run_drill
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
-from rollback_drill.tools import PROJECT_ROOT
 
 
 def main_job_drills() -> list[Drill]:

@@ -31,14 +31,14 @@ from typing import Any
 
 import yaml
 
-from rollback_drill import perfbaseline
 from rollback_drill.checks import ALL_CHECKS, Outcome, run_checks_concurrently, sampling
-from rollback_drill.spec import load_stack
+from rollback_drill.files import perfbaseline
+from rollback_drill.files.spec import load_stack
+from rollback_drill.plugin.verification import save_performance_baseline
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
-from rollback_drill.target import target_from_file
-from rollback_drill.targetfile import write_target_file
-from rollback_drill.tools import PROJECT_ROOT
-from rollback_drill.verification import save_performance_baseline
+from rollback_drill.stack.target import target_from_file
+from rollback_drill.stack.targetfile import write_target_file
 
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "fixtures" / "safepsy" / "app")]
 from tests.helpers import slower_logins  # noqa: E402 - the tests' real regression

@@ -33,9 +33,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollback_drill import ownership, proc, procfs
-from rollback_drill.procfs import ProcessIdentity
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.process import ownership, proc, procfs
+from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.process.tools import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from tests.decoy import Decoy  # the project root is on the path only now

@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 from bench_drills import main_job_drills
 
 from rollback_drill import Drill, load_stack, run_drill
-from rollback_drill.outcome import DrillOutcome
+from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.steps.timeline import DETECTED, ROLLBACK_FINISHED, ROLLBACK_STARTED, VERIFIED
 from rollback_drill.stores import mongo
-from rollback_drill.timeline import DETECTED, ROLLBACK_FINISHED, ROLLBACK_STARTED, VERIFIED
-from rollback_drill.tools import PROJECT_ROOT
 
 TARGET_S = 30.0
 F = TypeVar("F", bound=Callable[..., Any])

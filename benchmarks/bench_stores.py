@@ -46,10 +46,10 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DeleteOne, MongoClient, UpdateOne
 from pymongo.collection import Collection
 
-from rollback_drill import proc
+from rollback_drill.process import proc
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan, livescan, mongo, secantus
 from rollback_drill.stores.fingerprint import pack
-from rollback_drill.tools import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "safepsy" / "app"))
 from safepsy_app.seed_data import derive, user_document, user_id

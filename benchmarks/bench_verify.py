@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rollback_drill.spec import load_stack
+from rollback_drill.files.spec import load_stack
+from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stack.targetfile import write_target_file
 from rollback_drill.stores import mongo
-from rollback_drill.targetfile import write_target_file
-from rollback_drill.tools import PROJECT_ROOT, find_tool
 
 LITERAL = r"""
 set -u

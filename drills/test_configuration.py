@@ -29,7 +29,7 @@ from rollback_drill import (
     ReplaceCertificate,
     configuration,
 )
-from rollback_drill.operatoredits import (
+from rollback_drill.failures.operatoredits import (
     EXPIRED,
     KEY_MISMATCH,
     MISSING_VARIABLE,

@@ -31,11 +31,11 @@ from rollback_drill import (
 )
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks
-from rollback_drill.operatoredits import EXPIRED, NGINX_BACKUP, WRONG_UPSTREAM
-from rollback_drill.procedures.base import DrillContext
-from rollback_drill.procedures.failure import ProcedureFailure
-from rollback_drill.stepfaults import CutCopyShort, Hang, HoldPort, PauseService
-from rollback_drill.timeline import DETECTED, Timeline
+from rollback_drill.failures.operatoredits import EXPIRED, NGINX_BACKUP, WRONG_UPSTREAM
+from rollback_drill.failures.stepfaults import CutCopyShort, Hang, HoldPort, PauseService
+from rollback_drill.steps.failure import ProcedureFailure
+from rollback_drill.steps.procedure import DrillContext
+from rollback_drill.steps.timeline import DETECTED, Timeline
 
 # `drill`: like every drill, never run against a live --target.
 pytestmark = [pytest.mark.drill]

@@ -2,12 +2,13 @@
 every drill: the landing page, login, DID health and resolution, and the AI chatbot, all
 through nginx as users reach them, over HTTP and HTTPS.
 
-Run by rollback_drill/load.py as a subprocess (never imported into pytest: locust patches the
-whole process with gevent). Every request becomes one raw sample line - wall-clock start,
-journey, latency, outcome, status, first words of the error - because locust's own CSV totals
-lag and its percentiles are 10 s windows, too coarse for a three-second outage. In locust's
-distributed mode, workers batch their samples to the master as messages and only the master
-writes, so a team can load a staging stack from several machines and still get one stream.
+Run by rollback_drill/monitoring/load.py as a subprocess (never imported into pytest: locust
+patches the whole process with gevent). Every request becomes one raw sample line -
+wall-clock start, journey, latency, outcome, status, first words of the error - because
+locust's own CSV totals lag and its percentiles are 10 s windows, too coarse for a
+three-second outage. In locust's distributed mode, workers batch their samples to the master
+as messages and only the master writes, so a team can load a staging stack from several
+machines and still get one stream.
 
 Configuration (environment): LOAD_SAMPLES_FILE, LOAD_FRONTEND_TLS_URL (optional), LOAD_CA_FILE
 (optional), LOAD_TEST_EMAIL, LOAD_TEST_PASSWORD, LOAD_TEST_DID (optional). The host (`--host`)

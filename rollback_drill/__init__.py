@@ -12,11 +12,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rollback_drill.contract_release import DeployContractRelease
-    from rollback_drill.datascenarios import DeployAfterBackup, DeployThenRollBackApplication
-    from rollback_drill.drill import LoadOptions, run_drill
-    from rollback_drill.operatoredits import EditEnvironment, EditNginxConfig, ReplaceCertificate
-    from rollback_drill.outcome import Drill, DrillOutcome, DrillRunner
+    from rollback_drill.engine.drill import LoadOptions, run_drill
+    from rollback_drill.engine.outcome import Drill, DrillOutcome, DrillRunner
+    from rollback_drill.failures.contract_release import DeployContractRelease
+    from rollback_drill.failures.datascenarios import (
+        DeployAfterBackup,
+        DeployThenRollBackApplication,
+    )
+    from rollback_drill.failures.operatoredits import (
+        EditEnvironment,
+        EditNginxConfig,
+        ReplaceCertificate,
+    )
+    from rollback_drill.failures.scenarios import (
+        BackupAndDeploy,
+        ChangeConfiguration,
+        DeployRelease,
+        Scenario,
+    )
+    from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+    from rollback_drill.files.targetspec import load_target
     from rollback_drill.procedures import (
         automation,
         configuration,
@@ -28,52 +43,44 @@ if TYPE_CHECKING:
         service,
         staging,
     )
-    from rollback_drill.procedures.base import Procedure, Step
-    from rollback_drill.scenarios import (
-        BackupAndDeploy,
-        ChangeConfiguration,
-        DeployRelease,
-        Scenario,
-    )
-    from rollback_drill.spec import LoadedStack, SpecError, load_stack
     from rollback_drill.stack.base import Stack
-    from rollback_drill.target import Target, target_from_file
-    from rollback_drill.targetspec import load_target
+    from rollback_drill.stack.target import Target, target_from_file
+    from rollback_drill.steps.procedure import Procedure, Step
 
 _WHERE = {
-    "BackupAndDeploy": "rollback_drill.scenarios",
-    "ChangeConfiguration": "rollback_drill.scenarios",
-    "DeployContractRelease": "rollback_drill.contract_release",
-    "DeployAfterBackup": "rollback_drill.datascenarios",
-    "DeployRelease": "rollback_drill.scenarios",
-    "DeployThenRollBackApplication": "rollback_drill.datascenarios",
-    "Drill": "rollback_drill.outcome",
-    "DrillOutcome": "rollback_drill.outcome",
-    "DrillRunner": "rollback_drill.outcome",
-    "EditEnvironment": "rollback_drill.operatoredits",
-    "EditNginxConfig": "rollback_drill.operatoredits",
-    "LoadOptions": "rollback_drill.drill",
-    "LoadedStack": "rollback_drill.spec",
-    "Procedure": "rollback_drill.procedures.base",
-    "ReplaceCertificate": "rollback_drill.operatoredits",
-    "Scenario": "rollback_drill.scenarios",
-    "SpecError": "rollback_drill.spec",
+    "BackupAndDeploy": "rollback_drill.failures.scenarios",
+    "ChangeConfiguration": "rollback_drill.failures.scenarios",
+    "DeployContractRelease": "rollback_drill.failures.contract_release",
+    "DeployAfterBackup": "rollback_drill.failures.datascenarios",
+    "DeployRelease": "rollback_drill.failures.scenarios",
+    "DeployThenRollBackApplication": "rollback_drill.failures.datascenarios",
+    "Drill": "rollback_drill.engine.outcome",
+    "DrillOutcome": "rollback_drill.engine.outcome",
+    "DrillRunner": "rollback_drill.engine.outcome",
+    "EditEnvironment": "rollback_drill.failures.operatoredits",
+    "EditNginxConfig": "rollback_drill.failures.operatoredits",
+    "LoadOptions": "rollback_drill.engine.drill",
+    "LoadedStack": "rollback_drill.files.spec",
+    "Procedure": "rollback_drill.steps.procedure",
+    "ReplaceCertificate": "rollback_drill.failures.operatoredits",
+    "Scenario": "rollback_drill.failures.scenarios",
+    "SpecError": "rollback_drill.files.spec",
     "Stack": "rollback_drill.stack.base",
-    "Step": "rollback_drill.procedures.base",
-    "Target": "rollback_drill.target",
+    "Step": "rollback_drill.steps.procedure",
+    "Target": "rollback_drill.stack.target",
     "automation": "rollback_drill.procedures",
     "configuration": "rollback_drill.procedures",
     "contract": "rollback_drill.procedures",
     "database": "rollback_drill.procedures",
     "emergency": "rollback_drill.procedures",
-    "load_stack": "rollback_drill.spec",
-    "load_target": "rollback_drill.targetspec",
+    "load_stack": "rollback_drill.files.spec",
+    "load_target": "rollback_drill.files.targetspec",
     "planned": "rollback_drill.procedures",
     "redis": "rollback_drill.procedures",
-    "run_drill": "rollback_drill.drill",
+    "run_drill": "rollback_drill.engine.drill",
     "service": "rollback_drill.procedures",
     "staging": "rollback_drill.procedures",
-    "target_from_file": "rollback_drill.target",
+    "target_from_file": "rollback_drill.stack.target",
 }
 
 __all__ = [

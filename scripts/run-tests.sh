@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The tests: set up (idempotent), then lint, type-check, and run the whole suite: the engine's
+# The tests: set up (idempotent), then lint, type-check, check the import layers (lint-imports:
+# the contracts in pyproject.toml), and run the whole suite: the engine's
 # tests, the drills, and the verify suite. The verify suite's own tests are deselected without
 # --target; tests/test_verify_suite.py runs it against a stack it starts. When a Docker daemon
 # answers, every drill also runs on the docker backend (--stack-backend all) and the docker
@@ -13,6 +14,7 @@ cd "$root"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 set +e
 .venv/bin/pytest --stack-backend all -n "${ROLLBACK_DRILL_TEST_WORKERS:-2}" --dist loadfile \
   --alluredir reports/allure-results "$@"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rollback_drill.spec import LoadedStack
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.stack.local import LocalStack
 
 

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from rollback_drill.proc import free_port
+from rollback_drill.process.proc import free_port
 
 
 @dataclass(frozen=True)

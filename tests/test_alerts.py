@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from rollback_drill.alerts import AlertEngine, AlertRules, wilson_lower
-from rollback_drill.decision import Finding, NothingToDecide, decide
-from rollback_drill.load import LoadSample, LoadStats, by_journey
-from rollback_drill.monitor import Sample
-from rollback_drill.spec import Classification, LoadedStack
-from rollback_drill.specmodel import Thresholds
+from rollback_drill.files.spec import Classification, LoadedStack
+from rollback_drill.files.specmodel import Thresholds
+from rollback_drill.monitoring.alerts import AlertEngine, AlertRules, wilson_lower
+from rollback_drill.monitoring.decision import Finding, NothingToDecide, decide
+from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
+from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.stack.base import ResourceUsage
-from rollback_drill.timeline import Timeline
+from rollback_drill.steps.timeline import Timeline
 
 
 class Recorded:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill.proc import wait_until
-from rollback_drill.spec import LoadedStack
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process.proc import wait_until
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
-from rollback_drill.targetfile import write_target_file
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.stack.targetfile import write_target_file
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import cadence, cli, cli_programme, history, record
-from rollback_drill.spec import SpecError, load_stack
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.cli import app as cli
+from rollback_drill.cli import programme as cli_programme
+from rollback_drill.evidence import record
+from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.programme import cadence, history
 from tests.helpers import copy_stack_file
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"

@@ -20,14 +20,18 @@ import httpx
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from rollback_drill import chain, keys, perfbaseline, proc, tls
-from rollback_drill.access import FileLogs, LocalStats
+from rollback_drill.chain import deploy as chain
+from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
 from rollback_drill.checks.result import CheckResult, CheckSkipped
-from rollback_drill.perfbaseline import PerformanceBaseline
+from rollback_drill.files import perfbaseline
+from rollback_drill.files.perfbaseline import PerformanceBaseline
+from rollback_drill.process import proc
+from rollback_drill.stack import tls
+from rollback_drill.stack.access import FileLogs, LocalStats
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
-from rollback_drill.target import Target
 from tests.helpers import silent_server, slower_logins, user_deleted
 
 
@@ -561,7 +565,7 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
     import subprocess
 
     from rollback_drill.checks.connectivity import RedisReplyError, redis_ping
-    from rollback_drill.tools import find_tool
+    from rollback_drill.process.tools import find_tool
 
     port = proc.free_port()
     server = subprocess.Popen(

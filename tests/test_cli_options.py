@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollback_drill import proc
-from rollback_drill.cli_parser import build_parser
-from rollback_drill.tools import PROJECT_ROOT
-from rollback_drill.verification import ExitCode
+from rollback_drill.cli.parser import build_parser
+from rollback_drill.plugin.verification import ExitCode
+from rollback_drill.process import proc
+from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import reference_target_doc, silent_server
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]

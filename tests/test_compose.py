@@ -11,18 +11,18 @@ from pathlib import Path
 import docker
 import pytest
 
-from rollback_drill.compose import (
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.plugin.compose import (
     bootstrap_reference,
     compose_up,
     prepare_reference,
     project_name,
     reference_target,
 )
-from rollback_drill.secrets import Secret
-from rollback_drill.spec import LoadedStack
+from rollback_drill.process.secrets import Secret
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.select import docker_available
-from rollback_drill.targetfile import write_target_file
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.stack.targetfile import write_target_file
 
 pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
 COMPOSE_FILE = PROJECT_ROOT / "fixtures" / "safepsy" / "docker-compose.yml"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import backupfile, configbackup
-from rollback_drill.secrets import write_private
+from rollback_drill.files import configbackup
+from rollback_drill.process.secrets import write_private
+from rollback_drill.stack import backupfile
 
 
 def _mode(path: Path) -> int:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from rollback_drill import Drill, run_drill
-from rollback_drill.operatoredits import (
+from rollback_drill.failures.operatoredits import (
     EXPIRED,
     MISSING_VARIABLE,
     SYNTAX_ERROR,
@@ -30,16 +30,14 @@ from rollback_drill.operatoredits import (
     ReplaceCertificate,
     on_a_dead_port,
 )
-from rollback_drill.operatorfiles import backup_of, env_file, nginx_conf, ssl_files
-from rollback_drill.proc import port_open
+from rollback_drill.failures.operatorfiles import backup_of, env_file, nginx_conf, ssl_files
+from rollback_drill.failures.scenarios import ENV_BACKUPS
 from rollback_drill.procedures import configuration
-from rollback_drill.procedures.base import DrillContext, Procedure, StepResult
-from rollback_drill.procedures.failure import ProcedureFailed, ProcedureFailure
-from rollback_drill.scenarios import (
-    ENV_BACKUPS,
-)
+from rollback_drill.process.proc import port_open
 from rollback_drill.stack.local import LocalStack
-from rollback_drill.timeline import Timeline
+from rollback_drill.steps.failure import ProcedureFailed, ProcedureFailure
+from rollback_drill.steps.procedure import DrillContext, Procedure, StepResult
+from rollback_drill.steps.timeline import Timeline
 
 
 @pytest.fixture

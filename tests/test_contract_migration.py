@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import chain, keys, migration, proc
-from rollback_drill.chain import Rpc
-from rollback_drill.registry import Registry
-from rollback_drill.rpcproxy import FlakyRpc, RpcFaults
-from rollback_drill.tools import PROJECT_ROOT, find_tool
+from rollback_drill.chain import deploy as chain
+from rollback_drill.chain import keys, migration
+from rollback_drill.chain.deploy import Rpc
+from rollback_drill.chain.registry import Registry
+from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
+from rollback_drill.process import proc
+from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 
 BUILD = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build"
 OLD, NEW = BUILD / "1.9.0" / "DIDRegistry.json", BUILD / "1.4.0" / "DIDRegistry.json"
@@ -86,7 +88,7 @@ def test_a_migration_killed_halfway_and_rerun_loses_and_duplicates_nothing(
 ) -> None:
     source, target = registries
     argv = [
-        sys.executable, "-m", "rollback_drill.migration", "--rpc", anvil.url,
+        sys.executable, "-m", "rollback_drill.chain.migration", "--rpc", anvil.url,
         "--source", source.address, "--source-artifact", str(OLD),
         "--target", target.address, "--target-artifact", str(NEW),
     ]  # fmt: skip
@@ -194,7 +196,7 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_key_never_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from rollback_drill.secrets import redact
+    from rollback_drill.process.secrets import redact
 
     signer = keys.Signer.generate()
     value = signer.key.reveal()

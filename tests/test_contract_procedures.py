@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import DeployContractRelease, Drill, keys, run_drill
-from rollback_drill.chain import Rpc
-from rollback_drill.outcome import DrillOutcome
+from rollback_drill import DeployContractRelease, Drill, run_drill
+from rollback_drill.chain import keys
+from rollback_drill.chain.deploy import Rpc
+from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.procedures import contract
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
 from rollback_drill.procedures.contract_facts import REDEPLOYED, REPOINTED
-from rollback_drill.spec import LoadedStack
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
 Run = Callable[[Drill], DrillOutcome]
 

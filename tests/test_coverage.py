@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 import rollback_drill.procedures as procedures_package
-from rollback_drill import checks, cli, coverage
+from rollback_drill import checks
+from rollback_drill.cli import app as cli
+from rollback_drill.evidence import coverage
 from rollback_drill.procedures import automation, configuration, emergency, planned
-from rollback_drill.procedures.base import Procedure, Step
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.steps.procedure import Procedure, Step
 from tests.helpers import copy_stack_file
 
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"
@@ -171,7 +173,7 @@ def extra_procedures(tmp_path: Path) -> Iterator[Path]:
 
 def test_procedures_are_discovered_not_listed(extra_procedures: Path) -> None:
     (extra_procedures / "zz_redis.py").write_text(
-        "from rollback_drill.procedures.base import Procedure, Step\n"
+        "from rollback_drill.steps.procedure import Procedure, Step\n"
         "STEPS = (Step('Clear Redis cache', 'docker exec safepsy-redis redis-cli FLUSHALL', "
         "lambda ctx: None),)\n"
         "ALL = {'redis': Procedure('redis (test)', 'Database Rollback > Redis Rollback', "
@@ -214,7 +216,7 @@ def test_coverage_command(
 
 
 def test_the_record_carries_the_figure_or_says_it_could_not(tmp_path: Path) -> None:
-    from rollback_drill import record
+    from rollback_drill.evidence import record
 
     stack = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
     figure = record.runbook_coverage(stack)

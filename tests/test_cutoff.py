@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rollback_drill.cutoff import CutOff, time_limit
+from rollback_drill.process.cutoff import CutOff, time_limit
 
 
 def test_a_blocking_sleep_is_cut_off_at_its_limit() -> None:

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollback_drill import incident, servicelogs
-from rollback_drill.record import file_sha256
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.evidence import incident
+from rollback_drill.evidence.record import file_sha256
+from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.stack import servicelogs
 
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"
 LOGS = """===== mongodb =====

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import proc
+from rollback_drill.process import proc
 from tests.helpers import as_from_a_terminal
 
 _DRILL = """

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollback_drill import proc
-from rollback_drill.procfs import ProcessIdentity
-from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.process import proc
+from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
-from rollback_drill.tools import PROJECT_ROOT
 from tests.helpers import as_from_a_terminal, run_verify_suite
 
 
@@ -135,7 +135,7 @@ def test_failed_start_cleans_up_and_names_the_service(
     stack_file: LoadedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ROLLBACK_DRILL_REDIS_SERVER", "/bin/false")
-    from rollback_drill.tools import find_tool
+    from rollback_drill.process.tools import find_tool
 
     find_tool.cache_clear()
     already = set(_owned_processes(os.getpid()))
@@ -152,7 +152,7 @@ def test_failed_start_cleans_up_and_names_the_service(
 _HOLD_STACK = """
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1)  # where it is stuck, should teardown ever hang
-from rollback_drill.spec import load_stack
+from rollback_drill.files.spec import load_stack
 from rollback_drill.stack.local import LocalStack
 stack = LocalStack(load_stack(sys.argv[1]), seed_users=10)
 stack.up("1.4.0")

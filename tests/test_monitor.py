@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rollback_drill.monitor import Monitor, Sample
-from rollback_drill.secrets import Secret
-from rollback_drill.target import Target
-from rollback_drill.timeline import Timeline
-from rollback_drill.wait import Wait
+from rollback_drill.monitoring.monitor import Monitor, Sample
+from rollback_drill.process.secrets import Secret
+from rollback_drill.process.wait import Wait
+from rollback_drill.stack.target import Target
+from rollback_drill.steps.timeline import Timeline
 
 
 class _Ok(BaseHTTPRequestHandler):

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import tls
-from rollback_drill.notify import Brief, Communicator
-from rollback_drill.proc import free_port
-from rollback_drill.programmespec import CommunicationSpec
-from rollback_drill.spec import DecisionRow, SpecError, load_stack
-from rollback_drill.timeline import DETECTED, NOTIFIED, Timeline
+from rollback_drill.engine.notify import Brief, Communicator
+from rollback_drill.files.programmespec import CommunicationSpec
+from rollback_drill.files.spec import DecisionRow, SpecError, load_stack
+from rollback_drill.process.proc import free_port
+from rollback_drill.stack import tls
+from rollback_drill.steps.timeline import DETECTED, NOTIFIED, Timeline
 from tests.helpers import copy_stack_file
 from tests.receivers import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
 

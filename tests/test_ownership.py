@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import ownership, proc, procfs
-from rollback_drill.procfs import ProcessIdentity
+from rollback_drill.process import ownership, proc, procfs
+from rollback_drill.process.procfs import ProcessIdentity
 from tests.decoy import Decoy
 
 # A run that starts its processes and dies without cleaning up (as after a SIGKILL): prints

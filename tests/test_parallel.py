@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rollback_drill import record
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.evidence import record
+from rollback_drill.process.tools import PROJECT_ROOT
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

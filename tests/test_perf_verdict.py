@@ -13,7 +13,7 @@ import pytest
 from rollback_drill.checks import machine
 from rollback_drill.checks.perfjudge import Machine, judge
 from rollback_drill.checks.shift import compare
-from rollback_drill.perfbaseline import FlowSamples
+from rollback_drill.files.perfbaseline import FlowSamples
 
 
 def _lognormal(rng: random.Random, median_s: float, n: int, spread: float = 0.3) -> list[float]:

@@ -19,8 +19,9 @@ from rollback_drill import (
     Drill,
     run_drill,
 )
-from rollback_drill.datascenarios import PRE_DEPLOY_BACKUP
-from rollback_drill.outcome import DrillOutcome
+from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.failures.datascenarios import PRE_DEPLOY_BACKUP
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.procedures import (
     automation,
     configuration,
@@ -31,15 +32,14 @@ from rollback_drill.procedures import (
     service,
     staging,
 )
-from rollback_drill.procedures.base import (
+from rollback_drill.stack.local import LocalStack
+from rollback_drill.steps.procedure import (
     DrillContext,
     Procedure,
     ProcedureMiswired,
     Step,
     StepResult,
 )
-from rollback_drill.spec import LoadedStack
-from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import record
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.evidence import record
+from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import copy_stack_file
 from tests.receivers import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
 

@@ -12,19 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollback_drill import releases
 from rollback_drill.checks import ALL_CHECKS, BY_NAME
 from rollback_drill.checks.result import run_checks
-from rollback_drill.contract_release import roll_out
-from rollback_drill.proc import wait_until
-from rollback_drill.scenarios import run_migration
-from rollback_drill.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.failures.contract_release import roll_out
+from rollback_drill.failures.scenarios import run_migration
+from rollback_drill.failures.userwrites import SessionHolder
+from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.process.proc import wait_until
+from rollback_drill.stack import releases
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
 from rollback_drill.stores import redis as redis_store
 from rollback_drill.stores.fingerprint import compare
-from rollback_drill.target import Target
-from rollback_drill.userwrites import SessionHolder
 from tests.helpers import copy_stack_file
 
 

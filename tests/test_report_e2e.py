@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import record, report_html
-from rollback_drill.tools import PROJECT_ROOT, find_tool
+from rollback_drill.evidence import record, report_html
+from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 from tests.helpers import copy_stack_file
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from rollback_drill import certify, chart, environment, history, record, report_html
-from rollback_drill.load import LoadSample
-from rollback_drill.monitor import Sample
-from rollback_drill.timeline import Event
+from rollback_drill.evidence import chart, environment, record, report_html
+from rollback_drill.monitoring.load import LoadSample
+from rollback_drill.monitoring.monitor import Sample
+from rollback_drill.programme import certify, history
+from rollback_drill.steps.timeline import Event
 
 
 def _samples() -> list[Sample]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rollback_drill.secrets import Secret, public_url, redact
+from rollback_drill.process.secrets import Secret, public_url, redact
 
 
 def test_secret_never_prints() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollback_drill.spec import SpecError, load_stack
-from rollback_drill.targetspec import load_target
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.files.targetspec import load_target
+from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import reference_target_doc
 
 SAFEPSY = PROJECT_ROOT / "fixtures" / "safepsy"

@@ -88,7 +88,7 @@ def test_redis_backup_restore_and_flush(local_stack: LocalStack, tmp_path: Path)
 
 @pytest.mark.parametrize("probe", ["mongodb", "redis"])
 def test_unreachable_store_fails_within_its_timeout(probe: str) -> None:
-    from rollback_drill.proc import free_port
+    from rollback_drill.process.proc import free_port
 
     port = free_port()
     start = time.monotonic()

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollback_drill import proc
 from rollback_drill.checks import BY_NAME
-from rollback_drill.target import target_from_file
-from rollback_drill.tools import PROJECT_ROOT
+from rollback_drill.process import proc
+from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.stack.target import target_from_file
 from tests.decoy import Decoy
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rollback_drill.spec import DecisionRow
-from rollback_drill.timeline import (
+from rollback_drill.files.spec import DecisionRow
+from rollback_drill.steps.timeline import (
     CHANGE_STARTED,
     DECIDED,
     DETECTED,

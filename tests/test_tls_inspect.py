@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill import tls
 from rollback_drill.checks.tls import inspect_files
+from rollback_drill.stack import tls
 
 NAME = "safepsy.local"
 

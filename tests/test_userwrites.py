@@ -9,12 +9,12 @@ from pathlib import Path
 import bson
 from bson.raw_bson import RawBSONDocument
 
-from rollback_drill import datawatch
+from rollback_drill.failures.userwrites import CANARY, AckWriter, SessionHolder, recovery_point
+from rollback_drill.monitoring import datawatch
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.steps.timeline import Timeline
 from rollback_drill.stores import mongo
-from rollback_drill.timeline import Timeline
-from rollback_drill.userwrites import CANARY, AckWriter, SessionHolder, recovery_point
-from rollback_drill.wait import Wait
 from tests.helpers import user_deleted
 
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from rollback_drill.access import DockerLogs, DockerStats
 from rollback_drill.checks import BY_NAME
-from rollback_drill.secrets import Secret
+from rollback_drill.process.secrets import Secret
+from rollback_drill.stack.access import DockerLogs, DockerStats
 from rollback_drill.stack.select import docker_available
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
 IMAGE = "rollback-drill/redis:7.0"

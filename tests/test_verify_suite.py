@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from rollback_drill.checks import ALL_CHECKS
+from rollback_drill.plugin.verification import ExitCode
 from rollback_drill.stack.local import LocalStack
+from rollback_drill.stack.targetfile import write_target_file
 from rollback_drill.stores import mongo
-from rollback_drill.targetfile import write_target_file
-from rollback_drill.verification import ExitCode
 from tests.helpers import run_verify_suite, user_deleted
 
 

@@ -15,9 +15,12 @@ import bson
 import pytest
 from Crypto.Hash import keccak
 
+from rollback_drill.chain import artifacts
 from rollback_drill.checks import chain, logs, sampling
 from rollback_drill.checks.flows import FlowVerdict, Operation, Sample
 from rollback_drill.checks.result import Check, CheckResult, Outcome
+from rollback_drill.plugin.verification import ExitCode, status, table, verdict
+from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
@@ -27,8 +30,6 @@ from rollback_drill.stores.fingerprint import (
     compare,
     pack,
 )
-from rollback_drill.tools import PROJECT_ROOT
-from rollback_drill.verification import ExitCode, status, table, verdict
 
 ARTIFACT = (
     PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"
@@ -88,22 +89,22 @@ def test_pinned_selectors_are_the_keccak_of_their_signatures() -> None:
 
 
 def test_runtime_code_compares_equal_with_owner_filled_and_other_metadata() -> None:
-    runtime = chain.runtime_of(ARTIFACT)
-    slots = chain.immutable_slots(chain.RuntimeCode.split(runtime).body)
+    runtime = artifacts.runtime_of(ARTIFACT)
+    slots = artifacts.immutable_slots(artifacts.RuntimeCode.split(runtime).body)
     assert slots, "DIDRegistry has an immutable owner"
     owner = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
     deployed = bytearray(runtime)
     for slot in slots:
         deployed[slot : slot + 32] = owner.rjust(32, b"\0")
-    same, evidence = chain.compare_code(runtime, bytes(deployed), owner)
+    same, evidence = artifacts.compare_code(runtime, bytes(deployed), owner)
     assert same and evidence["immutable_slots_with_owner"] == slots
-    body = chain.RuntimeCode.split(bytes(deployed))
+    body = artifacts.RuntimeCode.split(bytes(deployed))
     other_meta = body.body + bytes([0xA2] + [0] * (len(body.metadata) - 3)) + body.metadata[-2:]
-    assert chain.compare_code(runtime, other_meta, owner)[0]
+    assert artifacts.compare_code(runtime, other_meta, owner)[0]
     tampered = bytearray(deployed)
     tampered[10] ^= 0xFF
-    assert not chain.compare_code(runtime, bytes(tampered), owner)[0]
-    assert not chain.compare_code(runtime, bytes(deployed), b"\x01" * 20)[0]  # another owner
+    assert not artifacts.compare_code(runtime, bytes(tampered), owner)[0]
+    assert not artifacts.compare_code(runtime, bytes(deployed), b"\x01" * 20)[0]  # another owner
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def test_not_verified_is_its_own_exit_status_and_never_a_pass() -> None:
 
 
 def test_cli_keeps_pytest_options_in_their_order() -> None:
-    from rollback_drill.verify_command import split_args
+    from rollback_drill.cli.verify import split_args
 
     own, passed = split_args(
         ["-k", "health and not tls", "--target", "t.yaml", "-rA", "--dry-run", "--", "--target"]

@@ -1,7 +1,7 @@
 """The live verify suite: `pytest -m verify --target FILE`, right after a real rollback.
 
 Every verification of the runbook against the target the file describes. The checks run all
-at once, the first time a test here asks (see `rollback_drill.verify_plugin`); each test
+at once, the first time a test here asks (see `rollback_drill.plugin.verify`); each test
 reports one check. A check that could not look is "not verified", never a pass.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from rollback_drill.checks import ALL_CHECKS, Check, Outcome
-from rollback_drill.verify_plugin import attach_evidence
+from rollback_drill.plugin.verify import attach_evidence
 
 pytestmark = pytest.mark.verify
 

@@ -7,9 +7,10 @@ import socket
 import time
 from urllib.parse import unquote, urlsplit
 
-from rollback_drill.checks import lazy, reach
+from rollback_drill.checks import reach
 from rollback_drill.checks.result import Check, CheckResult
-from rollback_drill.target import Target
+from rollback_drill.process import lazy
+from rollback_drill.stack.target import Target
 
 
 def _refused(name: str, uri: str, target: Target) -> CheckResult | None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from rollback_drill.checks.flows import Operation, judge, routes
 from rollback_drill.checks.http import Response, evidence, request
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 PROBE_MARK = "[rollback-drill verify probe]"
 WRONG_PASSWORD = "wrong-" + "x" * 12

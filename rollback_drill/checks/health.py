@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rollback_drill.checks.http import HttpFailure, Response, evidence, request
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 
 def get(target: Target, name: str, url: str, label: str) -> Response | CheckResult:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 MAX_TEXT = 4000
 

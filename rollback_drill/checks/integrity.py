@@ -10,10 +10,10 @@ collection is refused: it would prove nothing about that collection.
 
 from __future__ import annotations
 
-from rollback_drill.checks import lazy
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.process import lazy
+from rollback_drill.stack.target import Target
 from rollback_drill.stores.fingerprint import Fingerprint, compare
-from rollback_drill.target import Target
 
 
 def judge(target: Target, baseline: Fingerprint, current: Fingerprint) -> CheckResult:

@@ -16,7 +16,7 @@ import time
 
 from rollback_drill.checks.http import HttpFailure, client, request
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 ERROR_WORD = re.compile(r"\berror\b", re.IGNORECASE)
 REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\b[^\n]*?[\s\"](\d{3})\b")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from rollback_drill.checks.machine import MAX_FACTOR, contention_factor
 from rollback_drill.checks.shift import Shift, compare
-from rollback_drill.perfbaseline import FlowSamples
+from rollback_drill.files.perfbaseline import FlowSamples
 
 MAX_ROUNDS = 3
 

@@ -5,7 +5,7 @@ threshold crossed is a verification that did not come out clean: it fails, sayin
 from __future__ import annotations
 
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 
 def _memory(target: Target) -> CheckResult:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rollback_drill.secrets import redact
-from rollback_drill.target import Target
+from rollback_drill.process.secrets import redact
+from rollback_drill.stack.target import Target
 
 State = Literal["passed", "failed", "not verified"]
 

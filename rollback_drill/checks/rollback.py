@@ -15,7 +15,7 @@ from typing import Any
 from rollback_drill.checks.functional import RELEASE_META
 from rollback_drill.checks.health import get
 from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 
 def _deployed(target: Target) -> tuple[dict[str, str | None], dict[str, str]]:

@@ -9,7 +9,7 @@ import re
 
 from rollback_drill.checks.http import evidence, request
 from rollback_drill.checks.result import Check, CheckResult
-from rollback_drill.target import Target
+from rollback_drill.stack.target import Target
 
 PAGE_LIMIT = 1_000_000  # the landing page is read whole: the chat box may sit anywhere in it
 _ENDPOINT = re.compile(r'data-chat-endpoint="([^"]+)"')

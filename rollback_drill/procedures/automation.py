@@ -3,7 +3,7 @@ procedure - stop, restore the database, revert the code, rebuild, start, health.
 
 The same steps run in a drill (drills/test_automation.py, timed against the matrix) and from
 `rollback-drill rollback --backup FILE --environment ENV` against the stack `rollback-drill up`
-runs (rollback_drill/autorollback.py). One reading of "Stop services": the application tier
+runs (rollback_drill/cli/autorollback.py). One reading of "Stop services": the application tier
 stops; the stores stay up, because the restore needs a running server to restore into (as
 `docker-manage.sh restore` starts the database container to run mongorestore in it), and a
 store that is down is started before the restore.
@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import re
 
-from rollback_drill import backupfile
 from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.failures.scenarios import STORES_BACKUP
 from rollback_drill.procedures.emergency import stop_all
-from rollback_drill.procedures.failure import RERUN
-from rollback_drill.scenarios import STORES_BACKUP
+from rollback_drill.process.wait import Wait, WaitTimeout
+from rollback_drill.stack import backupfile
 from rollback_drill.stack.base import DATA_SERVICES, StackError
-from rollback_drill.wait import Wait, WaitTimeout
+from rollback_drill.steps.failure import RERUN
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
 _WHY = re.compile(r"error|emerg|fatal|in use|not found", re.IGNORECASE)  # a log line saying why
 USAGE = "Usage: rollback-drill rollback --backup <backup_file> [--environment <environment>]"

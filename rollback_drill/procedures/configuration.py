@@ -29,14 +29,14 @@ from pathlib import Path
 
 from rollback_drill.checks import BY_NAME, tls
 from rollback_drill.checks.result import run_checks
-from rollback_drill.operatoredits import CERT_BACKUPS, NGINX_BACKUP
-from rollback_drill.operatorfiles import front, nginx_conf, ssl_files
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
-from rollback_drill.procedures.failure import RERUN
+from rollback_drill.failures.operatoredits import CERT_BACKUPS, NGINX_BACKUP
+from rollback_drill.failures.operatorfiles import front, nginx_conf, ssl_files
+from rollback_drill.failures.scenarios import ENV_BACKUPS
 from rollback_drill.procedures.verify_steps import answers_as_good_release
-from rollback_drill.scenarios import ENV_BACKUPS
-from rollback_drill.secrets import write_private
-from rollback_drill.wait import Wait
+from rollback_drill.process.secrets import write_private
+from rollback_drill.process.wait import Wait
+from rollback_drill.steps.failure import RERUN
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
 ENV_SERVICES = ("backend", "ai-chatbot")
 # What nginx serves: the page, and every route it proxies (the API to the backend, the chat

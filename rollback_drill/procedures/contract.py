@@ -26,10 +26,11 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
-from rollback_drill.chain import Rpc, deploy_registry, load_artifact
-from rollback_drill.contract_release import chain_services
-from rollback_drill.migration import carry_over
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepAction, StepResult
+from rollback_drill.chain.deploy import Rpc, deploy_registry, load_artifact
+from rollback_drill.chain.migration import carry_over
+from rollback_drill.chain.registry import Registry
+from rollback_drill.failures.contract_release import chain_services
+from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
 from rollback_drill.procedures.contract_facts import (
     AMOY,
     CAUGHT_UP,
@@ -46,9 +47,8 @@ from rollback_drill.procedures.contract_facts import (
 )
 from rollback_drill.procedures.contract_inspect import check_health, pause
 from rollback_drill.procedures.contract_verify import verify
-from rollback_drill.registry import Registry
-from rollback_drill.rpcproxy import FlakyRpc, RpcFaults
-from rollback_drill.tools import find_tool
+from rollback_drill.process.tools import find_tool
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepAction, StepResult
 
 MIGRATION_RPC_TIMEOUT_S = 2.0  # a public RPC answers in well under a second, or not at all
 COMPILE_TIMEOUT_S = 60.0

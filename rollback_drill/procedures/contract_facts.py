@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill import keys
-from rollback_drill.chain import Deployment, Rpc
-from rollback_drill.facts import Fact
-from rollback_drill.migration import Migration
-from rollback_drill.procedures.base import DrillContext
-from rollback_drill.timeline import FAULT_INJECTED
+from rollback_drill.chain import keys
+from rollback_drill.chain.deploy import Deployment, Rpc
+from rollback_drill.chain.migration import Migration
+from rollback_drill.steps.facts import Fact
+from rollback_drill.steps.procedure import DrillContext
+from rollback_drill.steps.timeline import FAULT_INJECTED
 
 AMOY = ("Polygon Amoy", 80002)
 POLYGON = ("Polygon mainnet", 137)

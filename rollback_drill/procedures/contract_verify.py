@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.chain.migration import compare
+from rollback_drill.chain.registry import Registry
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks
-from rollback_drill.migration import compare
-from rollback_drill.procedures.base import DrillContext, StepResult
 from rollback_drill.procedures.contract_facts import (
     CAUGHT_UP,
     COMPILED,
@@ -23,7 +23,7 @@ from rollback_drill.procedures.contract_facts import (
     REPOINTED,
     rpc_of,
 )
-from rollback_drill.registry import Registry
+from rollback_drill.steps.procedure import DrillContext, StepResult
 
 
 def verify(ctx: DrillContext) -> StepResult:

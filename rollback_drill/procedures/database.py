@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from rollback_drill.datascenarios import PRE_DEPLOY_BACKUP, WRITER
-from rollback_drill.facts import Fact
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.failures.datascenarios import PRE_DEPLOY_BACKUP, WRITER
+from rollback_drill.failures.userwrites import RecoveryPoint, recovery_point
+from rollback_drill.steps.facts import Fact
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
+from rollback_drill.steps.timeline import FAULT_INJECTED, Artifact
 from rollback_drill.stores import mongo
-from rollback_drill.timeline import FAULT_INJECTED, Artifact
-from rollback_drill.userwrites import RecoveryPoint, recovery_point
 
 DATABASE_USERS = ("backend", "ai-chatbot")
 """The services the runbook stops before it restores: those that use MongoDB."""

@@ -11,14 +11,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollback_drill import configbackup, servicelogs
 from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
-from rollback_drill.facts import Fact
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
-from rollback_drill.scenarios import CONFIG_BACKUP
+from rollback_drill.failures.scenarios import CONFIG_BACKUP
+from rollback_drill.files import configbackup
+from rollback_drill.stack import servicelogs
 from rollback_drill.stack.base import DATA_SERVICES, Stack
-from rollback_drill.timeline import Artifact
+from rollback_drill.steps.facts import Fact
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
+from rollback_drill.steps.timeline import Artifact
 
 PRESERVED_LOGS = Fact[Path]("preserved logs", "rollback-logs-*.log: every service's log")
 EMERGENCY_BACKUP = Fact[Path]("emergency backup", "the stores' backup taken before reverting")

@@ -9,11 +9,11 @@ import json
 import time
 from pathlib import Path
 
-from rollback_drill import configbackup
-from rollback_drill.facts import Fact
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.files import configbackup
 from rollback_drill.procedures.verify_steps import answers_as_good_release, checks_pass
-from rollback_drill.timeline import Artifact
+from rollback_drill.steps.facts import Fact
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
+from rollback_drill.steps.timeline import Artifact
 
 ROLLBACK_POINT = Fact[Path]("rollback point", "rollback-<UTC>: what each service ran before")
 STATE_BACKUP = Fact[Path]("state backup", "the stores' backup taken as the rollback point")

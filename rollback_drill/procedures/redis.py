@@ -11,13 +11,13 @@ altered fails the verification. The commands run as the runbook has them, throug
 
 from __future__ import annotations
 
-from rollback_drill.datascenarios import HELD_SESSIONS
-from rollback_drill.facts import Fact
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.failures.datascenarios import HELD_SESSIONS
+from rollback_drill.steps.facts import Fact
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
+from rollback_drill.steps.timeline import Artifact
 from rollback_drill.stores import mongo
 from rollback_drill.stores import redis as redis_store
 from rollback_drill.stores.fingerprint import compare
-from rollback_drill.timeline import Artifact
 
 BEFORE_FLUSH = Fact[mongo.Fingerprint]("MongoDB before the flush", "every collection, printed")
 

@@ -5,9 +5,9 @@ and /api/did/health. AI chatbot: roll back, reinstall, deploy, verify /health.""
 
 from __future__ import annotations
 
-from rollback_drill import releases
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
 from rollback_drill.procedures.verify_steps import answers_as_good_release, checks_pass
+from rollback_drill.stack import releases
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
 
 def clear_build_cache(service: str) -> Step:

@@ -10,9 +10,9 @@ and the start is followed by the recovery point, as in production.
 
 from __future__ import annotations
 
-from rollback_drill.datascenarios import PRE_DEPLOY_BACKUP, WRITER
+from rollback_drill.failures.datascenarios import PRE_DEPLOY_BACKUP, WRITER
 from rollback_drill.procedures import database, emergency
-from rollback_drill.procedures.base import DrillContext, Procedure, Step, StepResult
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
 ENVIRONMENT = "staging"
 

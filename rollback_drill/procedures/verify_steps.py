@@ -8,8 +8,8 @@ import time
 
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks
-from rollback_drill.procedures.base import DrillContext, StepResult
-from rollback_drill.wait import Wait
+from rollback_drill.process.wait import Wait
+from rollback_drill.steps.procedure import DrillContext, StepResult
 
 STAYS_HEALTHY_S = 1.0
 START_TIMEOUT_S = 30.0

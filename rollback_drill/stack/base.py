@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from rollback_drill.spec import LoadedStack
-from rollback_drill.target import Target
-from rollback_drill.tls import CertSet
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.stack.target import Target
+from rollback_drill.stack.tls import CertSet
 
 DATA_SERVICES = ("mongodb", "redis")
 """Stores the stack owns; the chain is external infrastructure and is never stopped."""

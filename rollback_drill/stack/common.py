@@ -23,16 +23,19 @@ from typing import Self
 
 import httpx
 
-from rollback_drill import chain, keys, proc, releases, tls
-from rollback_drill.access import LogSource, StackLogs, StackStats, StatsSource
-from rollback_drill.secrets import Secret
-from rollback_drill.spec import LoadedStack, ServiceSpec
+from rollback_drill.chain import deploy as chain
+from rollback_drill.chain import keys
+from rollback_drill.files.spec import LoadedStack, ServiceSpec
+from rollback_drill.process import proc
+from rollback_drill.process.secrets import Secret
+from rollback_drill.stack import releases, tls
+from rollback_drill.stack.access import LogSource, StackLogs, StackStats, StatsSource
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.envfile import read_env_file, write_env_file
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
+from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
 from rollback_drill.stores import redis as redis_store
-from rollback_drill.target import Target
 
 START_TIMEOUT_S = 30.0
 OPERATOR_FUNDS_WEI = 10**22  # 10 000 POL on the dev chain: gas for any drill

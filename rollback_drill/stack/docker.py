@@ -34,9 +34,10 @@ from typing import Any
 
 from docker.errors import APIError, NotFound
 
-from rollback_drill import proc
-from rollback_drill.access import DockerStats, LogSource, StatsSource
-from rollback_drill.spec import LoadedStack
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process import proc
+from rollback_drill.process.wait import Wait
+from rollback_drill.stack.access import DockerStats, LogSource, StatsSource
 from rollback_drill.stack.base import ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.stack.docker_infra import (
@@ -57,7 +58,6 @@ from rollback_drill.stack.docker_infra import (
     sweep_containers,
 )
 from rollback_drill.stores import secantus
-from rollback_drill.wait import Wait
 
 #: nginx's resolver keeps an answer `valid=1s`, on its whole-second clock: after this long
 #: it has asked Docker's DNS again. A margin on top.

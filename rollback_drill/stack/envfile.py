@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollback_drill.secrets import write_private
+from rollback_drill.process.secrets import write_private
 from rollback_drill.stack.base import StackError
 
 

@@ -19,8 +19,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rollback_drill import proc, releases
-from rollback_drill.access import (
+from rollback_drill.files.spec import LoadedStack, SpecError
+from rollback_drill.process import proc
+from rollback_drill.process.tools import find_tool
+from rollback_drill.process.wait import Wait
+from rollback_drill.stack import releases
+from rollback_drill.stack.access import (
     FileLogs,
     LocalStats,
     LogSource,
@@ -28,12 +32,9 @@ from rollback_drill.access import (
     group_rss,
     mem_total,
 )
-from rollback_drill.spec import LoadedStack, SpecError
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.stores import secantus
-from rollback_drill.tools import find_tool
-from rollback_drill.wait import Wait
 
 
 class LocalStack(StackBase):

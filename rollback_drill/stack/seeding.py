@@ -10,9 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill import proc
-from rollback_drill.secrets import Secret
-from rollback_drill.spec import LoadedStack
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process import proc
+from rollback_drill.process.secrets import Secret
 from rollback_drill.stack.base import StackError
 from rollback_drill.stores import mongo
 

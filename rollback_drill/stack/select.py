@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rollback_drill.spec import LoadedStack
+    from rollback_drill.files.spec import LoadedStack
     from rollback_drill.stack.common import StackBase
 
 CHOICES = ("auto", "local", "docker", "all")
@@ -15,7 +15,7 @@ CHOICES = ("auto", "local", "docker", "all")
 
 def docker_available() -> bool:
     """One answer for the whole harness: the daemon the images are built with answers."""
-    from rollback_drill.images.dockercli import docker_available as answers
+    from rollback_drill.stack.images.dockercli import docker_available as answers
 
     return answers()
 

@@ -48,7 +48,7 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from rollback_drill.procfs import ProcessIdentity, current
+from rollback_drill.process.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.archive import Archive, verify_archive
 from rollback_drill.stores.fingerprint import CollectionDiff, canonical

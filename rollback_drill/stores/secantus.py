@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill import proc
+from rollback_drill.process import proc
+from rollback_drill.process.tools import find_tool
 from rollback_drill.stores.mongoconn import client
-from rollback_drill.tools import find_tool
 
 READY_TIMEOUT_S = 30.0
 OPLOG_MAX_ENTRIES = 10_000_000

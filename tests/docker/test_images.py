@@ -26,14 +26,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rollback_drill import releases
-from rollback_drill.images.baseimage import BASE_TAG
-from rollback_drill.images.build import BuildReport, build_all
-from rollback_drill.images.derivedimage import RELEASE_ENV_MARKER, render_dockerfile
-from rollback_drill.images.dockercli import LABEL_INPUTS, current_inputs, docker_available
-from rollback_drill.images.layout import Layout
-from rollback_drill.images.specs import ImageSpec, image_specs
-from rollback_drill.spec import load_stack
+from rollback_drill.files.spec import load_stack
+from rollback_drill.stack import releases
+from rollback_drill.stack.images.baseimage import BASE_TAG
+from rollback_drill.stack.images.build import BuildReport, build_all
+from rollback_drill.stack.images.derivedimage import RELEASE_ENV_MARKER, render_dockerfile
+from rollback_drill.stack.images.dockercli import LABEL_INPUTS, current_inputs, docker_available
+from rollback_drill.stack.images.layout import Layout
+from rollback_drill.stack.images.specs import ImageSpec, image_specs
 
 if not docker_available():
     pytest.skip(
@@ -345,7 +345,7 @@ def test_nginx_accepts_the_stack_template(start: Callable[..., Started], tmp_pat
     and key in /etc/nginx/certs/, static root /usr/share/nginx/html, the API proxied to
     service names through Docker's DNS (resolved per request: `nginx -t` needs none up).
     """
-    from rollback_drill import tls
+    from rollback_drill.stack import tls
     from rollback_drill.stack.docker import container_nginx_values, container_peers
 
     container, _ = start(f"rollback-drill/safepsy-frontend:{VERSIONS[0]}", "edge", [80, 443])

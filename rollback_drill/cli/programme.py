@@ -1,0 +1,154 @@
+"""The drill programme's commands: `run` the drills, `report` them, `certify` one rollback,
+and read what the runs left behind: `history` (the trend, overdue cadences) and `coverage`
+(which runbook commands a drill step performs, and where a step quotes stale text).
+
+They all drive pytest on the drills or read the records and reports it writes, so they share
+the reports folder's layout; the command-line options they take are in `parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.process.tools import PROJECT_ROOT, ToolMissing
+
+
+def _pytest(args: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(args))
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from rollback_drill.evidence import report_html as report
+
+    reports: Path = ns.reports_dir
+    results: Path = ns.alluredir or reports / "allure-results"
+    report.clean_results(results)  # the report must show this run only; history keeps the past
+    args = [
+        str(PROJECT_ROOT / "drills"),
+        "--alluredir",
+        str(results),
+        "-p",
+        "no:cacheprovider",
+        "--stack-file",
+        str(ns.stack),
+        "--stack-backend",
+        ns.backend,
+        "--drill-artifacts",
+        str(reports / "artifacts"),
+        "--drill-records",
+        str(reports / "records"),
+        "--drill-invocation",
+        "run",
+    ]
+    if ns.seed_users:
+        args += ["--seed-users", str(ns.seed_users)]
+    args += ["--environment", ns.environment]
+    if ns.cadence:
+        args += _cadence_args(ns.stack, ns.cadence, ns.pytest_args)
+    if ns.parallel > 1:
+        args += ["-n", str(ns.parallel)]  # pytest-xdist: a stack per drill, one record
+    code = _pytest(args + ns.pytest_args)
+    if ns.no_html:
+        return code
+    sys.stdout.flush()
+    generated = _generate(results, reports)
+    return code if generated == 0 else (code or generated)
+
+
+def _cadence_args(stack: Path, name: str, pytest_args: list[str]) -> list[str]:
+    """`-m` with the cadence's suite (the stack file's `cadences`), and the name for the record."""
+    from rollback_drill.programme import cadence
+
+    if any(a == "-m" or (a.startswith("-m") and not a.startswith("--")) for a in pytest_args):
+        raise SpecError("--cadence chooses the drills by marker: do not pass -m as well")
+    chosen = cadence.selection(load_stack(stack), name)
+    print(f"cadence {name}: every {chosen.period_days} days, drills -m {chosen.select!r}")
+    return ["-m", chosen.select, "--drill-cadence", name]
+
+
+def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
+    from rollback_drill.evidence import report_html as report
+
+    history = reports / "history" / "history.jsonl"
+    try:
+        made = report.generate_html(results, output or reports / "html", history=history)
+    except (report.ReportError, ToolMissing) as exc:
+        print(f"rollback-drill: HTML report not generated: {exc}", file=sys.stderr)
+        return 1
+    runs = len(history.read_text().splitlines()) if history.exists() else 0
+    note = (
+        "these results appended"
+        if made.appended
+        else "these results were already in it, not appended again"
+    )
+    print(f"HTML report: {made.index} ({made.seconds:.1f} s)")
+    print(f"history: {note}; {runs} run(s) in {history}")
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    reports: Path = ns.reports_dir
+    return _generate(ns.results or reports / "allure-results", reports, ns.output)
+
+
+def cmd_history(ns: argparse.Namespace) -> int:
+    from rollback_drill.evidence import record
+    from rollback_drill.programme import cadence, history
+
+    records = ns.records or ns.reports_dir / "records"
+    cadences = load_stack(ns.stack).spec.cadences
+    print(history.render(records, limit=ns.limit, drill=ns.drill, cadences=cadences))
+    if not ns.check_overdue:
+        return 0
+    late = [s for s in cadence.statuses(record.load_all(records)[0], cadences) if s.overdue]
+    print(f"\nOVERDUE: {', '.join(s.name for s in late)}" if late else "\nno cadence is overdue")
+    return 1 if late else 0
+
+
+def cmd_coverage(ns: argparse.Namespace) -> int:
+    """Exit 1 on drift (a step quotes what the runbook no longer says) or under --fail-under;
+    2 when a procedure module cannot be imported (its steps would silently not count)."""
+    from rollback_drill.evidence import coverage
+
+    loaded = load_stack(ns.stack)
+    found = coverage.measure(loaded.resolve(loaded.spec.runbook))
+    if ns.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(coverage.render(found, shown_path=loaded.spec.runbook))
+    if found.problems:
+        return 2
+    under = ns.fail_under is not None and found.percent < ns.fail_under
+    if under:
+        print(f"coverage {found.percent:.1f} % is under --fail-under {ns.fail_under:g} %")
+    return 1 if found.drifted or under else 0
+
+
+def cmd_certify(ns: argparse.Namespace) -> int:
+    from rollback_drill.programme import certify
+
+    issued = certify.run(
+        bad=ns.from_release,
+        good=ns.to_release,
+        stack=ns.stack,
+        backend=ns.backend,
+        reports=ns.reports_dir,
+        seed_users=ns.seed_users,
+        pytest_args=ns.pytest_args,
+        environment=ns.environment,
+    )
+    state = "CERTIFIED" if issued.verdict.certified else "NOT CERTIFIED"
+    where = "" if ns.environment == "production" else f" on {ns.environment}"
+    print(f"\nrollback {ns.from_release} -> {ns.to_release}{where}: {state}")
+    for reason in issued.verdict.reasons:
+        print(f"  - {reason}")
+    print(f"certificate: {issued.markdown}\n             {issued.html}")
+    if issued.record is not None:
+        print(f"drill record: {issued.record} (sha256 {issued.record_sha256})")
+    return 0 if issued.verdict.certified else 1

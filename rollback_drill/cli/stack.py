@@ -1,0 +1,76 @@
+"""Commands for the reference stack on this machine: `doctor` (are the tools and the stack
+file usable), `up` / `serve` / `down` (a stack that outlives the command, owned by a supervisor
+`down` can prove is its own, in `stack/upstack/`), and the runbook's scripts run against the stack
+`up` started: `rollback` (auto-rollback.sh) and `backup` (docker-manage.sh backup).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.process.tools import ToolMissing, find_tool
+from rollback_drill.stack.upstack import supervisor
+
+
+def cmd_up(ns: argparse.Namespace) -> int:
+    return supervisor.up(ns.stack, ns.dir, ns.release, ns.seed_users, ns.timeout, ns.environment)
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    """The supervisor behind `up`: owns the stack until SIGTERM/SIGINT, and answers
+    `rollback` and `backup` with autorollback's controller."""
+    from rollback_drill.cli import autorollback
+
+    return supervisor.serve(
+        ns.stack,
+        ns.dir,
+        ns.release or None,
+        ns.seed_users,
+        ns.token,
+        ns.environment,
+        controller=autorollback.Controller,
+    )
+
+
+def cmd_down(ns: argparse.Namespace) -> int:
+    return supervisor.down(ns.dir)
+
+
+def cmd_rollback(ns: argparse.Namespace) -> int:
+    """The runbook's auto-rollback.sh against the stack `up` runs (autorollback.py)."""
+    from rollback_drill.cli import autorollback
+
+    return autorollback.rollback(ns.dir, ns.backup, ns.environment)
+
+
+def cmd_backup(ns: argparse.Namespace) -> int:
+    from rollback_drill.cli import autorollback
+
+    return autorollback.backup(ns.dir, ns.environment, ns.output)
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    ok = True
+    for tool in [
+        "secantusd-py",
+        "redis-server",
+        "nginx",
+        "anvil",
+        "mongosh",
+        "allure",
+        "chromium",
+        "node",
+    ]:
+        try:
+            print(f"ok      {tool}: {find_tool(tool)}")
+        except ToolMissing as exc:
+            ok = False
+            print(f"MISSING {exc}")
+    try:
+        load_stack(ns.stack)
+        print(f"ok      stack file {ns.stack}")
+    except SpecError as exc:
+        ok = False
+        print(f"BROKEN  {exc}")
+    return 0 if ok else 1

@@ -1,0 +1,182 @@
+"""Whether users are served well again, and were while the rollback ran: the verify phase's
+"monitoring green" watch (no alert, users' error rate and medians as in the steady state),
+each step's share of requests that went unanswered, and the steps that must cost users no
+request at all. A failed judgement raises DrillFailed with the measured value and its limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome
+from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.files.spec import DrillSettings
+from rollback_drill.files.specmodel import Thresholds
+from rollback_drill.monitoring.alerts import AlertEngine, rose, wilson_lower
+from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats
+from rollback_drill.process.wait import Wait, WaitTimeout
+from rollback_drill.stack.target import Target
+from rollback_drill.steps.timeline import Timeline
+
+MIN_SETTLE_REQUESTS = 20
+
+
+class DrillFailed(AssertionError):
+    """The drill did not recover, or recovered over budget; the message says which and why."""
+
+
+def monitoring_green(
+    timeline: Timeline,
+    alerts: AlertEngine,
+    load: LoadRun | None,
+    steady: LoadStats | None,
+    settings: DrillSettings,
+    since_s: float,
+) -> Outcome:
+    """Watch until monitoring is green: over the last `settle_s` seconds, no alert fires and
+    users are served as in the steady state (error rate under the threshold, median within
+    the allowed increase). Services come back cold; this is the runbook's "Monitor logs for
+    errors" after the health checks, ending when it holds or at `verify_timeout_s`."""
+    thresholds = alerts.thresholds
+    started = time.monotonic()
+    last: list[str] = ["not looked yet"]
+    stats = LoadStats(0, 0, None, None, None)
+
+    def green() -> bool:
+        nonlocal stats
+        now = timeline.now()
+        window_start = max(since_s, now - settings.settle_s)
+        if now - since_s < settings.settle_s:
+            last[:] = [f"settling: {now - since_s:.1f} of {settings.settle_s:.1f} s"]
+            return False
+        alerts.not_before_s = window_start
+        alerts.evaluate()
+        problems = [a.message for a in alerts.troubles()]
+        if load is not None:
+            window = load.samples(window_start, now)
+            stats = LoadStats.of(window)
+            problems += _users_problems(window, load.samples(since_s, now), alerts, thresholds)
+        last[:] = problems
+        return not problems
+
+    try:
+        Wait("monitoring green after the rollback", settings.verify_timeout_s, 0.1).until(green)
+        ok = True
+    except WaitTimeout:
+        ok = False
+    rate = stats.error_rate
+    summary = (
+        f"monitoring green over the last {settings.settle_s:.1f} s: no alert"
+        + (
+            f"; {stats.requests} user requests, error rate {100 * (rate or 0):.1f} % "
+            f"(limit {100 * thresholds.error_rate_critical:.0f} %), median "
+            f"{1000 * (stats.p50_s or 0):.1f} ms (steady state "
+            f"{1000 * ((steady.p50_s if steady else None) or 0):.1f} ms)"
+            if load is not None
+            else ""
+        )
+        if ok
+        else f"not green within {settings.verify_timeout_s:.0f} s: " + "; ".join(last)
+    )
+    result = CheckResult(RECOVERED.name, ok, summary, stats.to_json(), time.monotonic() - started)
+    return Outcome(RECOVERED, result)
+
+
+def _users_problems(
+    window: list[LoadSample],
+    since: list[LoadSample],
+    alerts: AlertEngine,
+    thresholds: Thresholds,
+) -> list[str]:
+    """What keeps users from counting as served well, besides the alerts: too many errors in
+    the window, or a journey the steady state measured that is slower now or cannot be judged
+    yet. Each such journey is judged on its last `min_latency_samples` answers since the
+    rollback (a count, not a time window: a service too slow to answer enough requests can
+    never look recovered, and its cold start drops out as answers accumulate)."""
+    stats = LoadStats.of(window)
+    if stats.requests < MIN_SETTLE_REQUESTS:
+        return [f"only {stats.requests} user requests to judge (need {MIN_SETTLE_REQUESTS})"]
+    problems = []
+    rate = stats.error_rate or 0.0
+    if rate > thresholds.error_rate_critical:
+        problems.append(f"user error rate {rate:.1%} > {thresholds.error_rate_critical:.0%}")
+    need = alerts.rules.min_latency_samples
+    for journey, before in (alerts.steady or {}).items():
+        if before.requests - before.errors < need or before.p50_s is None:
+            continue  # too rare in the steady state to have a reference
+        answered = [s.latency_s for s in since if s.journey == journey and s.ok][-need:]
+        if len(answered) < need:
+            problems.append(
+                f"{journey}: {len(answered)} answers since the rollback, {need} needed to judge"
+            )
+            continue
+        now = sorted(answered)[len(answered) // 2]
+        if rose(before.p50_s, now, thresholds):
+            problems.append(
+                f"{journey}: median of its last {need} answers {now * 1000:.1f} ms vs "
+                f"{before.p50_s * 1000:.1f} ms in the steady state"
+            )
+    return problems
+
+
+def _not_a_target_check(_: Target) -> CheckResult:
+    raise CheckSkipped("monitoring.green is judged from the drill's own monitoring")
+
+
+RECOVERED = Check(
+    "monitoring.green",
+    "monitoring",
+    _not_a_target_check,
+    doc="the runbook's 'Monitor logs for errors' and 'Monitor error rates' after a rollback",
+    runbook="./docker-manage.sh logs production --follow",
+    runbook_section="Emergency Rollback (Critical Issues) > Step 3: Verification",
+)
+
+
+def judge_steps(outcome: DrillOutcome, limit: float) -> None:
+    """Each rollback step must not make the service unavailable to users: its share of
+    requests that got no answer or a 5xx, judged like the error-rate alert (above the limit
+    at 95 % one-sided confidence, so one failure in two requests of a 60 ms step is not a
+    50 % rate). Errors the defect itself still causes (its 4xx answers) belong to the fault:
+    they are reported per step, not charged to it."""
+    over = []
+    for s in outcome.step_load():
+        rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
+        unavailable = s.unavailable
+        bound = wilson_lower(unavailable, len(rows))
+        if bound > limit:
+            over.append(
+                f"{s.step}: {unavailable}/{len(rows)} user requests got no answer or a 5xx "
+                f"({unavailable / len(rows):.1%}, 95 % lower bound {bound:.1%} > {limit:.0%})"
+            )
+    if over:
+        raise DrillFailed(
+            "error rate crossed the critical threshold during:\n  " + "\n  ".join(over)
+        )
+
+
+def judge_gapless(outcome: DrillOutcome, load: LoadRun | None) -> None:
+    """The drill's gapless steps (an nginx reload) must cost users no request: none may go
+    unanswered or get a 5xx while they run, and users must have been there to see it."""
+    if load is None:
+        raise DrillFailed("this drill judges its gapless steps by what users saw: it needs load")
+    outcome.load = load.samples()
+    seen = outcome.load_of_steps(outcome.drill.gapless_steps)
+    if seen is None or seen.stats.requests == 0:
+        raise DrillFailed(
+            f"{' .. '.join(outcome.drill.gapless_steps)}: no user request ran meanwhile; what "
+            "they cost users is not measured"
+        )
+    answered_4xx = seen.stats.errors - seen.unavailable
+    summary = (
+        f"{seen.step}: {seen.unavailable} of {seen.stats.requests} user requests got no answer "
+        f"or a 5xx (limit 0); {answered_4xx} answered 4xx, the change's own errors until it "
+        "was undone"
+    )
+    outcome.timeline.check(
+        "users.gapless", seen.unavailable == 0, seen.end_s - seen.start_s, summary=summary,
+        evidence={"requests": seen.stats.requests, "unavailable": seen.unavailable,
+                  "answered_4xx": answered_4xx, "seconds": round(seen.end_s - seen.start_s, 3)},
+    )  # fmt: skip
+    if seen.unavailable:
+        raise DrillFailed(f"{summary}: the steps must cost users no request")

@@ -1,0 +1,311 @@
+"""The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
+
+The Allure report is for people; the record is the evidence a drill happened and what it
+measured, in a versioned schema (`rollback_drill/evidence/schemas/record-4.schema.json`,
+documented in `reports/README.md`) that `rollback-drill history` and `certify` read back.
+Each record gets a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can
+cite the exact bytes it was issued from and anyone can check them with `sha256sum -c`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rollback_drill.evidence import environment
+from rollback_drill.process.secrets import redact
+from rollback_drill.process.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:  # the engine's types; the record module itself loads none of it
+    from rollback_drill.engine.outcome import DrillOutcome
+    from rollback_drill.files.spec import LoadedStack
+
+SCHEMA_ID = "rollback-drill/record/4"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-4.schema.json"
+#: Records this version still reads: version 1 lacks the load, alerts and decision fields;
+#: version 2 lacks the cadence, runbook coverage, data volume and communication; version 3
+#: lacks each drill's environment and evidence (a restore's comparison, the recovery point).
+READABLE = (
+    "rollback-drill/record/1",
+    "rollback-drill/record/2",
+    "rollback-drill/record/3",
+    SCHEMA_ID,
+)
+DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read back: unreadable, not JSON, another schema."""
+
+
+@dataclass(frozen=True)
+class DrillEntry:
+    """One drill of a run, with what the record needs beyond the outcome itself."""
+
+    outcome: DrillOutcome
+    stack: LoadedStack
+    test_id: str
+
+
+@dataclass(frozen=True)
+class WrittenRecord:
+    path: Path
+    sha256: str
+    sidecar: Path
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def utc_iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shown(path: Path) -> str:
+    """Paths inside the project relative to it, so records compare across checkouts."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def runbook_version(stack: LoadedStack) -> dict[str, str]:
+    """The runbook a drill exercised, identified by content: its sha256 is the version."""
+    path = stack.resolve(stack.spec.runbook)
+    return {"path": _shown(path), "sha256": file_sha256(path)}
+
+
+def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
+    """The runbook's coverage by the drills' steps when the run ended; None when it cannot be
+    measured (the record says so rather than guessing, and is written regardless: it is the
+    evidence the drills ran)."""
+    from rollback_drill.evidence import coverage
+    from rollback_drill.files.spec import load_stack
+
+    try:
+        loaded = load_stack(stack_file)
+        found = coverage.of_runbook(loaded.resolve(loaded.spec.runbook)).to_json()
+    except Exception as exc:
+        warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
+        return None
+    found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
+    return found
+
+
+def drill_result(outcome: DrillOutcome) -> str:
+    """passed | over_budget | failed: over budget is its own verdict, not just a failure."""
+    if outcome.passed:
+        return "passed"
+    if outcome.verdict is not None and not outcome.verdict.within_budget:
+        return "over_budget"
+    spent = outcome.procedure_failure
+    if spent is not None and spent.budget_spent:
+        return "over_budget"  # cut off when the budget ran out: not recovered within it
+    return "failed"
+
+
+def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
+    o = entry.outcome
+    results = [x for x in o.verification if x.result is not None]
+    timeline = o.timeline.to_json()
+    steps = {e.name: e for e in o.timeline.of_kind("step") if e.detail.get("runbook")}
+    return {
+        "test": entry.test_id,
+        "test_outcome": test_outcome,
+        "drill": o.drill.name,
+        "procedure": o.procedure.name,
+        "runbook_section": o.procedure.runbook_section,
+        "severity": o.severity,
+        "severity_detected": o.severity_detected,
+        "rollback_type": o.budget.rollback_type,
+        "backend": o.backend,
+        "environment": o.environment,
+        "bad_release": o.bad_release,
+        "good_release": o.good_release,
+        "outcome": drill_result(o),
+        "failure": o.failure,
+        "started_utc": utc_iso(o.timeline.started_wall),
+        "time_to_recover_s": round(o.verdict.time_to_recover_s, 4) if o.verdict else None,
+        "outage_s": timeline.get("outage_s"),
+        "budget_s": o.budget.budget_s,
+        "within_budget": o.verdict.within_budget if o.verdict else None,
+        "phases": o.timeline.phases(),
+        "availability": o.availability(),
+        "detected_by": o.detected_by,
+        "checks": {
+            "total": len(o.verification),
+            "passed": sum(1 for x in results if x.result and x.result.ok),
+            "failed": sum(1 for x in results if x.result and not x.result.ok),
+            "skipped": sum(1 for x in o.verification if x.skipped),
+        },
+        "failed_checks": [x.check.name for x in o.verification if x.failed],
+        "passed_checks": [x.check.name for x in results if x.result and x.result.ok],
+        "decision": o.decision.to_json() if o.decision else None,
+        "alerts": [a.to_json() for a in o.alerts],
+        "users_saw": {k: v.to_json() for k, v in o.users_saw().items()},
+        "steps": [
+            {
+                "step": s.step,
+                "runbook": str(steps[s.step].detail.get("runbook", "")),
+                "seconds": round(s.end_s - s.start_s, 4),
+                "ok": steps[s.step].ok,
+                "users": s.stats.to_json(),
+            }
+            for s in o.step_load()
+        ],
+        "assessment": o.assessment,
+        "runbook": runbook_version(entry.stack),
+        "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
+        "artifacts": _shown(o.artifacts),
+        "data_volume": o.data_volume.to_json() if o.data_volume else None,
+        "communication": o.communication.to_json() if o.communication else None,
+        "evidence": o.evidence,
+    }
+
+
+def build(
+    entries: Sequence[dict[str, Any]],
+    *,
+    run_id: str,
+    started: float,
+    finished: float,
+    invocation: str,
+    args: Sequence[str],
+    exit_status: int,
+    test_outcomes: dict[str, str] | None = None,
+    cadence: str | None = None,
+    runbook_coverage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
+    pytest-xdist that is a worker process) and pytest's verdict on each drill test; the
+    cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when it ended."""
+    outcomes = test_outcomes or {}
+    drills = [{**d, "test_outcome": outcomes.get(d["test"], d["test_outcome"])} for d in entries]
+    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
+    return {
+        "schema": SCHEMA_ID,
+        "run_id": run_id,
+        "started_utc": utc_iso(started),
+        "finished_utc": utc_iso(finished),
+        "invocation": {"command": invocation, "args": [redact(a) for a in args]},
+        "pytest_exit_status": exit_status,
+        "cadence": cadence,
+        "runbook_coverage": runbook_coverage,
+        "environment": {"machine": environment.machine(), "tools": environment.tool_versions()},
+        "summary": {
+            "drills": len(drills),
+            "passed": len(drills) - len(failed),
+            "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
+            "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
+            "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
+        },
+        "drills": drills,
+    }
+
+
+def record_name(record: dict[str, Any]) -> str:
+    stamp = datetime.strptime(record["started_utc"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp:%Y%m%dT%H%M%SZ}-{record['run_id']}.json"
+
+
+def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
+    """Write the record (redacted) and its sha256 sidecar; never overwrites a record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / record_name(record)
+    data = redact(json.dumps(record, indent=2, sort_keys=False)) + "\n"
+    with path.open("x", encoding="utf-8") as handle:
+        handle.write(data)
+    digest = file_sha256(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(f"{digest}  {path.name}\n")
+    return WrittenRecord(path, digest, sidecar)
+
+
+def read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") not in READABLE:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise RecordError(f"{path}: schema {found!r}, expected one of {list(READABLE)}")
+    return data
+
+
+def verify_sidecar(path: Path) -> bool:
+    """True when the record's bytes still match the hash written beside it."""
+    sidecar = path.with_name(path.name + ".sha256")
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return expected == file_sha256(path)
+
+
+def load_all(directory: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """Every readable record, oldest first, and a message per file that was skipped."""
+    records: list[tuple[Path, dict[str, Any]]] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            records.append((path, read(path)))
+        except RecordError as exc:
+            problems.append(str(exc))
+    records.sort(key=lambda item: item[1].get("started_utc", ""))
+    return records, problems
+
+
+def find(directory: Path, run_id: str) -> Path | None:
+    matches = sorted(directory.glob(f"*-{run_id}.json"))
+    return matches[-1] if matches else None
+
+
+def schema() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return data
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when the record does not match its schema."""
+    import jsonschema
+
+    jsonschema.validate(record, schema(), cls=jsonschema.Draft202012Validator)
+
+
+def invocation_args(args: Iterable[str] | None = None) -> list[str]:
+    return [redact(a) for a in (sys.argv if args is None else args)]
+
+
+__all__ = [
+    "SCHEMA_ID",
+    "DrillEntry",
+    "RecordError",
+    "WrittenRecord",
+    "build",
+    "drill_result",
+    "find",
+    "load_all",
+    "new_run_id",
+    "read",
+    "runbook_version",
+    "validate",
+    "verify_sidecar",
+    "write",
+]

@@ -1,0 +1,551 @@
+"""Stack and target files: the two files users write, validated once, with errors that name
+the file, the field and what was expected (an operator fixing a file at 3 a.m. needs all three).
+"""
+
+from __future__ import annotations
+
+import copy
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Annotated, Literal, get_args
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from rollback_drill.files.fields import (
+    CollectionName,
+    ContractArtifact,
+    DatabaseName,
+    Email,
+    EnvVarName,
+    ExistingDir,
+    HealthPath,
+    NonEmptyStr,
+    Port,
+    unique_severities,
+)
+from rollback_drill.files.programmespec import (
+    CadenceName,
+    CadenceSpec,
+    CommunicationSpec,
+    default_cadences,
+)
+from rollback_drill.files.specmodel import FileModel, Severity, Thresholds, load_model
+from rollback_drill.files.userfiles import SpecError as SpecError  # re-exported here
+
+
+class ServiceSpec(FileModel):
+    kind: Literal["app", "nginx"]
+    port: Port
+    health_path: HealthPath = "/health"
+    tls_port: Port | None = None
+    command: list[NonEmptyStr] = Field(default_factory=list)
+    pythonpath: ExistingDir | None = None
+    uses: list[Literal["mongodb", "redis", "chain"]] = Field(default_factory=list)
+    static_root: str | None = None
+    config_template: str | None = None
+    server_name: NonEmptyStr = "localhost"
+    upstreams: dict[str, str] = Field(default_factory=dict)
+    images: dict[str, str] = Field(
+        default_factory=dict, description="release version -> image reference (docker backend)"
+    )
+    memory_limit_mb: int | None = Field(
+        default=None, ge=16, description="the service's memory limit (docker enforces it)"
+    )
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ServiceSpec:
+        if self.kind == "app" and not self.command:
+            raise ValueError("an app service needs `command` (the argv that starts it)")
+        if self.kind == "nginx" and not (self.config_template and self.static_root):
+            raise ValueError("an nginx service needs `config_template` and `static_root`")
+        return self
+
+    @model_validator(mode="after")
+    def _front_needs_upstreams(self) -> ServiceSpec:
+        missing = [r for r in ("backend", "chatbot") if r not in self.upstreams]
+        if self.kind == "nginx" and missing:
+            raise ValueError(
+                f"an nginx service needs `upstreams` {missing} (the services it proxies to)"
+            )
+        return self
+
+
+def _user_written() -> dict[str, str]:
+    return {"sessions": "createdAt", "chat_messages": "createdAt", "did_documents": "anchoredAt"}
+
+
+class MongoSpec(FileModel):
+    database: DatabaseName = "safepsy"
+    integrity_collections: list[CollectionName] = Field(
+        default_factory=lambda: ["users", "sessions"], min_length=1
+    )
+    user_written: dict[CollectionName, str] = Field(
+        default_factory=_user_written,
+        description="collections users keep writing to -> their creation-time field: "
+        "integrity covers the documents that existed at the baseline",
+    )
+    image: str | None = None
+
+
+class RedisSpec(FileModel):
+    image: str | None = None
+
+
+class StoresSpec(FileModel):
+    mongodb: MongoSpec = Field(default_factory=MongoSpec)
+    redis: RedisSpec = Field(default_factory=RedisSpec)
+
+
+class ChainSpec(FileModel):
+    chain_id: int = Field(ge=1)
+    contract_artifact: ContractArtifact
+    contracts: dict[NonEmptyStr, ContractArtifact] = Field(
+        default_factory=dict,
+        description="contract version (a release's contract_version) -> its compiled artifact; "
+        "when given, every release's contract version must be listed",
+    )
+    image: str | None = None
+
+
+class SeedSpec(FileModel):
+    command: list[NonEmptyStr] = Field(min_length=1)
+    pythonpath: ExistingDir | None = None
+    users: int = Field(default=200, ge=1)
+    seed: int = 42
+    chain_dids: int = Field(
+        default=0, ge=0, description="synthetic users whose DIDs are anchored on chain as well"
+    )
+
+
+class TestAccountSpec(FileModel):
+    email: Email
+    password_env: EnvVarName
+
+
+AlertRuleName = Literal[
+    "service_down",
+    "error_rate",
+    "database_errors",
+    "response_time",
+    "response_time_increase",
+    "memory",
+    "check_failed",
+]
+
+
+def _default_alert_severities() -> dict[AlertRuleName, Severity]:
+    return {
+        "service_down": "critical",  # "Service down: Immediate alert"; "Service unavailability"
+        "error_rate": "critical",  # "Error rate > 5%: Critical"
+        "database_errors": "critical",  # "Database errors: Critical"
+        # The runbook's critical issues list has "Performance degradation (>50% response time
+        # increase)", while its matrix has "Low | Performance": a rise past
+        # thresholds.response_time_increase_critical is critical here; slowness under it
+        # that still trips a warning is low.
+        "response_time_increase": "critical",
+        "response_time": "low",  # "Response time > 2s: Warning"
+        "memory": "low",  # "Memory usage > 90%: Warning"
+        "check_failed": "high",  # a failing check's own entry in `checks` decides
+    }
+
+
+def _default_check_severities() -> dict[str, Severity]:
+    return {
+        "health": "critical",  # service unavailability
+        "connectivity": "critical",  # database connectivity issues
+        "tls": "critical",  # SSL certificate failures
+        "integrity": "critical",  # data corruption
+        "errors": "critical",  # "Error rate > 5%: Critical", from the logs
+        "chain": "critical",  # the registry's code, owner or pause state is not as released
+        "functional": "high",  # major bugs
+        # A service or contract other than the one that should be deployed: what it breaks
+        # is judged by the health and flow checks, which classify on their own.
+        "rollback": "medium",
+        "resources": "low",  # "Memory usage > 90%: Warning"
+        "performance": "low",
+    }
+
+
+class Classification(FileModel):
+    """What each alert and each failed check means in the decision matrix's terms. Entries
+    given in the stack file extend and override the defaults. `checks` keys are a check's
+    full name, a glob over names (`functional.chat*`) or a category; the most specific wins:
+    the name, then the longest matching glob, then the category."""
+
+    alerts: dict[AlertRuleName, Severity] = Field(default_factory=_default_alert_severities)
+    checks: dict[str, Severity] = Field(default_factory=_default_check_severities)
+
+    @field_validator("alerts", mode="after")
+    @classmethod
+    def _alert_defaults(cls, given: dict[AlertRuleName, Severity]) -> dict[AlertRuleName, Severity]:
+        return {**_default_alert_severities(), **given}
+
+    @field_validator("checks", mode="after")
+    @classmethod
+    def _check_defaults(cls, given: dict[str, Severity]) -> dict[str, Severity]:
+        return {**_default_check_severities(), **given}
+
+    def of_check(self, name: str, category: str) -> Severity:
+        if name in self.checks:
+            return self.checks[name]
+        globs = [k for k in self.checks if any(c in k for c in "*?[") and fnmatch(name, k)]
+        if globs:
+            return self.checks[max(globs, key=len)]
+        return self.checks.get(category, "high")
+
+
+class DrillSettings(FileModel):
+    """How drills observe: the steady-state window before the fault, the alert window, and
+    the user load (locust users; 0 turns load off)."""
+
+    steady_state_s: float = Field(default=3.0, gt=0)
+    alert_window_s: float = Field(default=10.0, gt=0)
+    assess_window_s: float = Field(default=1.0, ge=0)
+    settle_s: float = Field(default=1.0, ge=0)
+    verify_timeout_s: float = Field(default=30.0, gt=0)
+    load_users: int = Field(default=6, ge=0)
+    detect_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class DecisionRow(FileModel):
+    severity: Severity
+    impact: str
+    rollback_type: str
+    budget_s: float = Field(gt=0)
+
+
+class ServiceRelease(FileModel):
+    env: dict[str, str] = Field(default_factory=dict)
+    patches: list[str] = Field(
+        default_factory=list,
+        description="unified diffs (files relative to this release file; paths inside them "
+        "relative to the stack file, for `patch -p1`) that turn the stack's base sources into "
+        "this release's code",
+    )
+
+
+RunbookIssue = Literal[
+    "service unavailability",
+    "data corruption",
+    "security breach",
+    "performance degradation",
+    "database connectivity",
+    "ssl certificate failure",
+    "minor bug with workaround",
+    "major bug",
+    "performance optimization",
+    "feature rollback",
+    "configuration change",
+]
+
+
+class DefectSpec(FileModel):
+    """What is wrong with a release, in the runbook's words, and the matrix row it must reach."""
+
+    summary: str
+    issue: RunbookIssue
+    services: list[str] = Field(min_length=1)
+    severity: Severity
+    rollback: Literal["full", "partial", "database", "configuration", "contract"] = "full"
+
+
+class MigrationSpec(FileModel):
+    """A data migration the deploy runs once, after the release's code is out (`npm run
+    migrate`): the command, run in the named service's environment (`docker exec`)."""
+
+    service: NonEmptyStr
+    command: list[NonEmptyStr] = Field(min_length=1)
+
+
+class ReleaseSpec(FileModel):
+    version: NonEmptyStr
+    previous: NonEmptyStr | None = None
+    contract_version: NonEmptyStr
+    notes: str = ""
+    defect: DefectSpec | None = None
+    services: dict[str, ServiceRelease]
+    migration: MigrationSpec | None = None
+
+
+ProfileName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+PRODUCTION = "production"
+"""The environment a stack file describes without a profile."""
+
+
+class PortRange(FileModel):
+    """Where an environment's stacks take their host ports: a range of its own, so staging
+    and production on one host never meet (ports inside it are still chosen free, at random:
+    drills run in parallel)."""
+
+    first: Port
+    last: Port
+
+    @model_validator(mode="after")
+    def _wide_enough(self) -> PortRange:
+        if self.last - self.first + 1 < 32:
+            raise ValueError(
+                f"expected a range of at least 32 ports (a stack takes about ten, drills run "
+                f"in parallel), got {self.first}-{self.last}"
+            )
+        return self
+
+
+class ProfileSpec(FileModel):
+    """Another environment of the stack (the runbook's staging): what differs from the stack
+    file's production values. `rollback-drill up --environment NAME` brings it up; drills
+    given `--environment NAME` (and the staging drills always) run on stacks made from it."""
+
+    description: str = ""
+    release: NonEmptyStr | None = Field(
+        default=None, description="the release it runs; its drills roll back to it"
+    )
+    seed_users: int | None = Field(default=None, ge=1, description="its data volume")
+    seed: int | None = Field(default=None, description="its own data: another seed")
+    ports: PortRange | None = None
+
+
+class StackSpec(FileModel):
+    name: str
+    runbook: str
+    services: dict[str, ServiceSpec]
+    stores: StoresSpec = Field(default_factory=StoresSpec)
+    chain: ChainSpec
+    seed: SeedSpec
+    test_account: TestAccountSpec
+    releases: list[str] = Field(min_length=1)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    classification: Classification = Field(default_factory=Classification)
+    drills: DrillSettings = Field(default_factory=DrillSettings)
+    decision_matrix: list[DecisionRow] = Field(min_length=1)
+    cadences: dict[CadenceName, CadenceSpec] = Field(default_factory=default_cadences)
+    communication: CommunicationSpec = Field(default_factory=CommunicationSpec)
+    profiles: dict[ProfileName, ProfileSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _production_is_the_file(self) -> StackSpec:
+        if PRODUCTION in self.profiles:
+            raise ValueError(
+                f"profiles.{PRODUCTION}: the stack file itself is production; name the profile "
+                "after the environment it describes (e.g. staging)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> StackSpec:
+        for name, svc in self.services.items():
+            for role, target in svc.upstreams.items():
+                if target not in self.services:
+                    raise ValueError(
+                        f"services.{name}.upstreams.{role} names unknown service {target!r}"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _services_the_harness_reaches(self) -> StackSpec:
+        apps = [n for n, s in self.services.items() if s.kind == "app"]
+        missing = [n for n in ("backend", "ai-chatbot") if n not in apps]
+        if missing or not any(s.kind == "nginx" for s in self.services.values()):
+            raise ValueError(
+                f"services: expected app services `backend` and `ai-chatbot` and one nginx "
+                f"front (the harness reaches them by these names); missing {missing or 'nginx'}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _every_severity_decided(self) -> StackSpec:
+        unique_severities(self.decision_matrix, get_args(Severity))
+        return self
+
+
+def _load_releases(path: Path, spec: StackSpec, files: dict[str, Path]) -> dict[str, ReleaseSpec]:
+    """The release files a stack file lists: each valid, one file per version, services known,
+    patches present, and every `previous` chain ending (no loop) at a listed release. Fills
+    `files` with each version's release file."""
+    releases: dict[str, ReleaseSpec] = {}
+    for index, rel in enumerate(spec.releases):
+        file = path.parent / rel
+        if file.resolve() in [f.resolve() for f in files.values()]:
+            raise SpecError(
+                f"{path}: releases.{index}: {rel!r} is listed twice; expected each release "
+                "file once"
+            )
+        if not file.is_file():
+            raise SpecError(
+                f"{path}: releases.{index}: expected an existing release file, {rel!r} not found"
+            )
+        release = load_model(ReleaseSpec, file)
+        unknown = set(release.services) - set(spec.services)
+        if unknown:
+            raise SpecError(
+                f"{file}: services: unknown service(s) {sorted(unknown)}, "
+                f"expected names from {path.name}: {sorted(spec.services)}"
+            )
+        if release.version in releases:
+            raise SpecError(
+                f"{file}: version: {release.version!r} is also the version in "
+                f"{files[release.version]}; expected one release file per version"
+            )
+        _check_release_parts(file, release, spec)
+        if spec.chain.contracts and release.contract_version not in spec.chain.contracts:
+            raise SpecError(
+                f"{file}: contract_version: {release.contract_version!r} is not one of the "
+                f"contract versions {path.name} lists under chain.contracts "
+                f"{sorted(spec.chain.contracts)}"
+            )
+        releases[release.version] = release
+        files[release.version] = file.resolve()
+    for version, release in releases.items():
+        if release.previous is not None and release.previous not in releases:
+            raise SpecError(
+                f"{files[version]}: previous: {release.previous!r} is not one of the "
+                f"releases {path.name} lists {sorted(releases)}"
+            )
+        chain, at = [version], release.previous
+        while at is not None:
+            if at in chain:
+                loop = " -> ".join([*chain[chain.index(at) :], at])
+                raise SpecError(
+                    f"{files[version]}: previous: {loop} forms a loop; expected a chain of "
+                    "previous releases ending at one with `previous: null`"
+                )
+            chain.append(at)
+            at = releases[at].previous
+    return releases
+
+
+def _check_release_parts(file: Path, release: ReleaseSpec, spec: StackSpec) -> None:
+    for name, svc_release in release.services.items():
+        for n, patch in enumerate(svc_release.patches):
+            if not (file.parent / patch).is_file():
+                raise SpecError(
+                    f"{file}: services.{name}.patches.{n}: expected an existing patch file "
+                    f"(relative to the release file), {patch!r} not found"
+                )
+    migration = release.migration
+    if migration is not None and spec.services.get(migration.service, None) is None:
+        raise SpecError(
+            f"{file}: migration.service: unknown service {migration.service!r}, expected one "
+            f"of {sorted(n for n, s in spec.services.items() if s.kind == 'app')}"
+        )
+    if migration is not None and spec.services[migration.service].kind != "app":
+        raise SpecError(
+            f"{file}: migration.service: {migration.service!r} is not an app service (a "
+            "migration runs in an app's environment)"
+        )
+    if release.defect is not None:
+        strays = set(release.defect.services) - set(spec.services)
+        if strays:
+            raise SpecError(
+                f"{file}: defect.services: unknown service(s) {sorted(strays)}, expected "
+                f"names from {sorted(spec.services)}"
+            )
+
+
+class LoadedStack:
+    """A stack file with its releases loaded and its relative paths resolved; `environment`
+    says which of its environments this is (see `in_environment`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.resolve()
+        self.root = self.path.parent
+        self.spec = load_model(StackSpec, self.path)
+        self.release_files: dict[str, Path] = {}
+        self.releases: dict[str, ReleaseSpec] = _load_releases(
+            self.path, self.spec, self.release_files
+        )
+        self.environment = PRODUCTION
+        self.ports: PortRange | None = None
+        self._check_files()
+        for name, profile in self.spec.profiles.items():
+            if profile.release is not None and profile.release not in self.releases:
+                raise SpecError(
+                    f"{self.path}: profiles.{name}.release: {profile.release!r} is not one of "
+                    f"the releases {sorted(self.releases)}"
+                )
+
+    def in_environment(self, name: str) -> LoadedStack:
+        """This stack file as the named environment: production is the file itself, any
+        other name a profile of it (its seed, ports and release replace the file's)."""
+        if name == PRODUCTION:
+            return self
+        profile = self.spec.profiles.get(name)
+        if profile is None:
+            known = sorted([PRODUCTION, *self.spec.profiles])
+            raise SpecError(
+                f"{self.path}: profiles: no environment {name!r}; expected one of {known}"
+            )
+        seed = self.spec.seed.model_copy(
+            update={
+                "users": profile.seed_users or self.spec.seed.users,
+                "seed": self.spec.seed.seed if profile.seed is None else profile.seed,
+            }
+        )
+        other = copy.copy(self)
+        other.spec = self.spec.model_copy(update={"seed": seed})
+        other.environment = name
+        other.ports = profile.ports
+        return other
+
+    @property
+    def profile(self) -> ProfileSpec | None:
+        return self.spec.profiles.get(self.environment)
+
+    def environment_release(self) -> str:
+        """The release this environment runs: its profile's, or the first the file lists."""
+        chosen = self.profile.release if self.profile else None
+        return chosen or next(iter(self.releases))
+
+    def _check_files(self) -> None:
+        wanted = {
+            "runbook": self.spec.runbook,
+            "chain.contract_artifact": self.spec.chain.contract_artifact,
+        }
+        for name, svc in self.spec.services.items():
+            if svc.config_template:
+                wanted[f"services.{name}.config_template"] = svc.config_template
+            if svc.static_root:
+                wanted[f"services.{name}.static_root"] = svc.static_root
+        for field, rel in wanted.items():
+            if not (self.root / rel).exists():
+                raise SpecError(
+                    f"{self.path}: {field}: expected an existing path, {rel!r} not found"
+                )
+
+    def resolve(self, rel: str) -> Path:
+        return self.root / rel
+
+    def contract_artifact(self, version: str) -> Path:
+        """The compiled artifact of a contract version (`chain.contracts`, else the stack's
+        one `chain.contract_artifact`)."""
+        chain = self.spec.chain
+        return self.resolve(chain.contracts.get(version, chain.contract_artifact))
+
+    def on_chain(self, chain_id: int) -> LoadedStack:
+        """This stack file with its chain running as `chain_id`: the same stack standing in
+        for another network (Polygon mainnet is 137, Amoy 80002)."""
+        moved = copy.copy(self)
+        chain = self.spec.chain.model_copy(update={"chain_id": chain_id})
+        moved.spec = self.spec.model_copy(update={"chain": chain})
+        return moved
+
+    def release(self, version: str) -> ReleaseSpec:
+        try:
+            return self.releases[version]
+        except KeyError:
+            raise SpecError(
+                f"{self.path}: no release {version!r}; expected one of {sorted(self.releases)}"
+            ) from None
+
+    def budget(self, severity: Severity) -> DecisionRow:
+        for row in self.spec.decision_matrix:
+            if row.severity == severity:
+                return row
+        raise SpecError(f"{self.path}: decision_matrix: no row for severity {severity!r}")
+
+
+def load_stack(path: Path | str) -> LoadedStack:
+    return LoadedStack(Path(path))

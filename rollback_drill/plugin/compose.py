@@ -1,0 +1,193 @@
+"""pytest-docker, for teams whose stack already runs from a docker-compose.yml.
+
+`pytest -m verify --compose-file docker-compose.yml --target target.yaml` brings the compose
+project up for the session (`docker-compose up -d`, compose v1: v2 is not installable here),
+runs the verify suite against the target file, and takes the project down at the end. The
+pytest-docker defaults are overridden for compose v1 (`docker-compose`, no `--build`, `down -v
+-t 2`); projects are named `rollback-drill-<pid>` so a killed run's project is swept later.
+
+For the reference stack, `prepare_reference` and `bootstrap_reference` do what a real
+deployment pipeline would after `up`: certificates and the nginx config before, the DID
+registry and the seed data after.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_docker.plugin import Services, get_docker_services
+
+from rollback_drill.chain import deploy as chain
+from rollback_drill.chain import keys
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process import proc
+from rollback_drill.process.secrets import Secret
+from rollback_drill.stack import tls
+from rollback_drill.stack.common import OPERATOR_FUNDS_WEI
+from rollback_drill.stack.docker import container_nginx_values, container_peers
+from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
+from rollback_drill.stack.target import Target
+
+COMPOSE_COMMAND = "docker-compose"
+SETUP = ["up -d"]
+CLEANUP = ["down -v -t 2"]
+PROJECT_PREFIX = "rollback-drill-"
+READY_TIMEOUT_S = 60.0
+
+
+def project_name() -> str:
+    return f"{PROJECT_PREFIX}{os.getpid()}"
+
+
+@contextmanager
+def compose_up(file: Path, project: str, env: dict[str, str] | None = None) -> Iterator[Services]:
+    """`docker-compose up -d` for the block, `down -v` after it, whatever happens."""
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})  # compose substitutes ${VARS} from its environment
+    try:
+        with get_docker_services(COMPOSE_COMMAND, str(file), project, SETUP, CLEANUP) as services:
+            yield services
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class ReferenceCompose:
+    """Free host ports, certificates and the rendered nginx config for one compose run."""
+
+    env: dict[str, str]
+    certs: tls.CertSet
+    directory: Path
+
+    def port(self, name: str) -> int:
+        return int(self.env[f"SAFEPSY_{name}_PORT"])
+
+
+def prepare_reference(loaded: LoadedStack, directory: Path, release: str) -> ReferenceCompose:
+    front_name = next(n for n, s in loaded.spec.services.items() if s.kind == "nginx")
+    front = loaded.spec.services[front_name]
+    certs = tls.issue(directory / "ssl", front.server_name)
+    assert front.config_template
+    template = loaded.resolve(front.config_template).read_text()
+    values = container_nginx_values(front, container_peers(loaded.spec))
+    conf = directory / "nginx.conf"
+    conf.write_text(string.Template(template).substitute(values))
+    ports = ["MONGODB", "REDIS", "CHAIN", "BACKEND", "CHATBOT", "HTTP", "HTTPS"]
+    env = {f"SAFEPSY_{name}_PORT": str(proc.free_port()) for name in ports}
+    env.update(
+        SAFEPSY_RELEASE=release,
+        SAFEPSY_NGINX_CONF=str(conf),
+        SAFEPSY_CERTS_DIR=str(certs.cert_file.parent),
+    )
+    # The operator's key (keys.py), and where its first transaction will put the registry:
+    # the compose file's backend must name both before the chain even starts.
+    signer = keys.configured()
+    if signer is None:
+        signer = keys.Signer.generate()
+        env[keys.KEY_FILE_ENV] = str(signer.write(directory / keys.STACK_KEY_FILE))
+    env.update(
+        SAFEPSY_OPERATOR_ADDRESS=signer.address,
+        SAFEPSY_REGISTRY_ADDRESS=chain.contract_address(signer.address, 0),
+    )
+    return ReferenceCompose(env, certs, directory)
+
+
+def reference_target(loaded: LoadedStack, prep: ReferenceCompose, password: Secret) -> Target:
+    """How checks reach the compose stack; registry and test DID filled by bootstrap."""
+    front = next(s for s in loaded.spec.services.values() if s.kind == "nginx")
+    return Target(
+        name=f"{loaded.spec.name} (docker-compose)",
+        backend_url=f"http://127.0.0.1:{prep.port('BACKEND')}",
+        chatbot_url=f"http://127.0.0.1:{prep.port('CHATBOT')}",
+        frontend_url=f"http://127.0.0.1:{prep.port('HTTP')}",
+        frontend_tls_url=f"https://localhost:{prep.port('HTTPS')}",
+        mongodb_uri=Secret(f"mongodb://127.0.0.1:{prep.port('MONGODB')}/?directConnection=true"),
+        mongodb_database=loaded.spec.stores.mongodb.database,
+        redis_url=Secret(f"redis://127.0.0.1:{prep.port('REDIS')}/0"),
+        rpc_url=f"http://127.0.0.1:{prep.port('CHAIN')}",
+        registry_address=None,
+        chain_id=loaded.spec.chain.chain_id,
+        test_email=loaded.spec.test_account.email,
+        test_password=password,
+        contract_artifact=loaded.resolve(loaded.spec.chain.contract_artifact),
+        ca_file=prep.certs.ca_file,
+        server_name=front.server_name,
+        thresholds=loaded.spec.thresholds,
+    )
+
+
+def bootstrap_reference(
+    loaded: LoadedStack,
+    target: Target,
+    services: Services,
+    release: str,
+    log: Path,
+    project: str | None = None,
+) -> Target:
+    """After `up`: deploy the registry at the address the compose file expects, seed. The
+    target then says what the stack must run, and (given the compose `project`) grants log and
+    stats access to its containers (compose v1 names them PROJECT_SERVICE_1)."""
+    import httpx
+
+    from rollback_drill.stores import mongo
+
+    assert target.rpc_url is not None
+    rpc_url = target.rpc_url
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    services.wait_until_responsive(
+        lambda: _answers(lambda: httpx.post(rpc_url, json=body, timeout=1).status_code == 200),
+        timeout=READY_TIMEOUT_S, pause=0.1,
+    )  # fmt: skip
+    uri = target.mongodb_uri.reveal()
+    services.wait_until_responsive(
+        lambda: _answers(lambda: mongo.ping(uri, 0.5) >= 0), timeout=READY_TIMEOUT_S, pause=0.1
+    )
+    version = loaded.release(release).contract_version
+    signer = keys.operator_signer()  # prepare_reference named its file in compose_up's env
+    chain.fund_dev_operator(rpc_url, signer.address, OPERATOR_FUNDS_WEI)
+    deployment = chain.deploy_registry(rpc_url, loaded.contract_artifact(version), version, signer)
+    seeding = start_seed(
+        loaded,
+        SeedTarget(uri, rpc_url, deployment.address, deployment.operator),
+        target.test_password,
+        log,
+    )
+    finish_seed(seeding, log)
+    health = target.backend_url + "/health"
+    services.wait_until_responsive(
+        lambda: _answers(lambda: httpx.get(health, timeout=1).status_code == 200),
+        timeout=READY_TIMEOUT_S, pause=0.1,
+    )  # fmt: skip
+    from dataclasses import replace
+
+    from rollback_drill.stack.access import DockerLogs, DockerStats
+
+    apps = [n for n, s in loaded.spec.services.items() if s.kind == "app"]
+    containers = {name: f"{project}_{name}_1" for name in loaded.spec.services}
+    return replace(
+        target,
+        registry_address=deployment.address,
+        test_did=lookup_test_did(loaded, uri),
+        expected_releases={name: release for name in loaded.spec.services},
+        expected_contract_version=loaded.release(release).contract_version,
+        expected_owner=deployment.operator,
+        # nginx logs to files inside its container: `docker logs` shows the apps' logs only
+        logs=DockerLogs({n: containers[n] for n in apps}) if project else None,
+        stats=DockerStats(containers) if project else None,
+    )
+
+
+def _answers(probe: Callable[[], bool]) -> bool:
+    try:
+        return probe()
+    except Exception:
+        return False

@@ -1,0 +1,403 @@
+"""`rollback-drill certify --from X --to Y`: run the drills that certify rolling back from
+release X to release Y, and issue a short certificate a release manager can sign off on.
+
+The certificate is derived from the run's drill record (and cites the record's sha256), so
+it states nothing the record does not. The exit status is the gate: 0 only when every drill
+ran, passed and recovered within its decision-matrix budget; CI reads it, or the JUnit XML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rollback_drill.evidence import record
+from rollback_drill.files.spec import PRODUCTION, load_stack
+from rollback_drill.process.tools import PROJECT_ROOT
+
+
+@dataclass
+class Verdict:
+    certified: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Issued:
+    verdict: Verdict
+    markdown: Path
+    html: Path
+    record: Path | None
+    record_sha256: str | None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one certification run writes: its own Allure results and JUnit XML, the shared
+    records and artifacts, and the certificates."""
+
+    reports: Path
+    name: str
+
+    @property
+    def work(self) -> Path:
+        return self.reports / "certify" / self.name
+
+    @property
+    def alluredir(self) -> Path:
+        return self.work / "allure-results"
+
+    @property
+    def junit(self) -> Path:
+        return self.work / "junit.xml"
+
+    @property
+    def records(self) -> Path:
+        return self.reports / "records"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.reports / "artifacts"
+
+    @property
+    def certificates(self) -> Path:
+        return self.reports / "certificates"
+
+
+def junit_problems(path: Path) -> list[str]:
+    """Tests that failed or errored before a drill could record anything (e.g. the stack never
+    came up at the good release), from the JUnit XML: the certificate must say why."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    problems = []
+    for case in root.iter("testcase"):
+        for kind in ("failure", "error"):
+            node = case.find(kind)
+            if node is not None:
+                message = (node.get("message") or node.text or kind).strip().splitlines()
+                first = message[0] if message else kind
+                problems.append(f"{case.get('name')}: {kind}: {first[:300]}")
+    return problems
+
+
+def judge(
+    data: dict[str, Any] | None,
+    *,
+    exit_status: int,
+    bad: str,
+    good: str,
+    sidecar_ok: bool,
+    problems: list[str] | None = None,
+    environment: str = PRODUCTION,
+) -> Verdict:
+    """Certified only when there is evidence (a record whose hash checks), at least one drill
+    of exactly this release pair, every drill passed within budget, and every drill ran in
+    the environment certified (a production drill does not certify staging, nor the reverse)."""
+    reasons: list[str] = []
+    if data is None:
+        reasons = [f"no drill record was written (pytest exit status {exit_status})"]
+        return Verdict(False, reasons + (problems or []))
+    if not sidecar_ok:
+        reasons.append("the drill record does not match its sha256 sidecar")
+    drills = data.get("drills", [])
+    if not drills:
+        reasons.append("no drill ran")
+    for d in drills:
+        name = f"{d['procedure']} ({d['test']})"
+        if (d["bad_release"], d["good_release"]) != (bad, good):
+            reasons.append(f"{name} rolled back {d['bad_release']} -> {d['good_release']}")
+        ran_in = d.get("environment", PRODUCTION)
+        if ran_in != environment:
+            reasons.append(f"{name} ran in {ran_in}, not {environment}")
+        if d["outcome"] == "over_budget":
+            ttr, budget = d["time_to_recover_s"], d["budget_s"]
+            reasons.append(
+                f"{name} ran over budget: "
+                + (f"not recovered when its {budget:g} s ran out" if ttr is None
+                   else f"{ttr:.2f} s > {budget:.0f} s")
+            )  # fmt: skip
+        elif d["outcome"] != "passed":
+            first = (d.get("failure") or "failed").splitlines()[0]
+            reasons.append(f"{name} failed: {first}")
+        elif d.get("test_outcome") == "failed":
+            reasons.append(f"{name}: the drill test failed after the drill")
+    if exit_status != 0:
+        reasons.append(f"pytest exited {exit_status}")
+        for problem in problems or []:
+            test_name = problem.split(":", 1)[0]
+            if not any(test_name in reason for reason in reasons):  # not already explained
+                reasons.append(problem)
+    return Verdict(not reasons, reasons)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _ttr(d: dict[str, Any]) -> str:
+    ttr = d.get("time_to_recover_s")
+    return "did not recover" if ttr is None else f"{ttr:.2f} s"
+
+
+def _share(d: dict[str, Any]) -> str:
+    ttr = d.get("time_to_recover_s")
+    return "-" if ttr is None else f"{100 * ttr / d['budget_s']:.1f} %"
+
+
+OUTCOME = {"passed": "PASSED", "failed": "FAILED", "over_budget": "OVER BUDGET"}
+
+
+def _facts(
+    issued_at: str,
+    stack_name: str,
+    data: dict[str, Any] | None,
+    record_path: Path | None,
+    digest: str | None,
+    paths: Paths,
+) -> list[tuple[str, str]]:
+    facts = [("Issued (UTC)", issued_at), ("Stack", stack_name)]
+    if data is not None:
+        drills = data.get("drills", [])
+        if drills:
+            runbook = drills[0]["runbook"]
+            facts.append(("Runbook", f"{runbook['path']} (sha256 {runbook['sha256']})"))
+            facts.append(("Backend", ", ".join(sorted({d["backend"] for d in drills}))))
+            ran_in = {d.get("environment", PRODUCTION) for d in drills}
+            facts.append(("Environment", ", ".join(sorted(ran_in))))
+        m = data["environment"]["machine"]
+        facts.append(
+            (
+                "Machine",
+                f"{m['hostname']}: {m['cpu_count']} CPU, {m.get('memory_gib')} GiB, "
+                f"kernel {m['kernel']}",
+            )
+        )
+        tools = data["environment"]["tools"]
+        facts.append(("Tools", ", ".join(f"{k} {v or 'missing'}" for k, v in tools.items())))
+        facts.append(("Run id", data["run_id"]))
+    if record_path is not None:
+        facts.append(("Drill record", _shown(record_path)))
+        facts.append(("Record sha256", f"{digest} (check: sha256sum -c {record_path.name}.sha256)"))
+    facts.append(("JUnit XML", _shown(paths.junit)))
+    facts.append(("Allure results", _shown(paths.alluredir)))
+    return facts
+
+
+def markdown(
+    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[dict[str, Any]]
+) -> str:
+    state = "CERTIFIED" if verdict.certified else "NOT CERTIFIED"
+    lines = [f"# {title}", "", f"**Verdict: {state}**", ""]
+    if verdict.certified:
+        lines.append("Every drill rolled back, verified green, within its time budget.")
+    else:
+        lines += [f"- {r}" for r in verdict.reasons]
+    lines += ["", "| | |", "|---|---|"]
+    lines += [f"| {k} | {_md_cell(v)} |" for k, v in facts]
+    lines += [
+        "",
+        "## Drills",
+        "",
+        "| Drill | Runbook section | Severity | Outcome | Time-to-recover | Budget | Of budget |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in drills:
+        lines.append(
+            f"| {_md_cell(d['procedure'])} | {_md_cell(d['runbook_section'])} | {d['severity']} "
+            f"| {OUTCOME.get(d['outcome'], d['outcome'])} | {_ttr(d)} | {d['budget_s']:.0f} s "
+            f"| {_share(d)} |"
+        )
+    if not drills:
+        lines.append("| (none) | | | | | | |")
+    for d in drills:
+        if d.get("failure"):
+            lines += ["", f"### {d['procedure']}: failure", "", "```", d["failure"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(
+    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[dict[str, Any]]
+) -> str:
+    e = html.escape
+    state = "CERTIFIED" if verdict.certified else "NOT CERTIFIED"
+    colour = "#1a7f37" if verdict.certified else "#cf222e"
+    reasons = (
+        "<p>Every drill rolled back, verified green, within its time budget.</p>"
+        if verdict.certified
+        else "<ul>" + "".join(f"<li>{e(r)}</li>" for r in verdict.reasons) + "</ul>"
+    )
+    fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+    drill_rows = (
+        "".join(
+            f"<tr><td>{e(d['procedure'])}</td><td>{e(d['runbook_section'])}</td>"
+            f"<td>{e(d['severity'])}</td><td class='{e(d['outcome'])}'>"
+            f"{e(OUTCOME.get(d['outcome'], d['outcome']))}</td><td>{e(_ttr(d))}</td>"
+            f"<td>{d['budget_s']:.0f} s</td><td>{e(_share(d))}</td></tr>"
+            for d in drills
+        )
+        or "<tr><td colspan='7'>(none)</td></tr>"
+    )
+    charts = ""
+    for d in drills:
+        png = PROJECT_ROOT / d["artifacts"] / "timeline.png"  # absolute paths stay absolute
+        if png.exists():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            charts += (
+                f"<h3>{e(d['procedure'])}: timeline</h3>"
+                f"<img alt='timeline chart' src='data:image/png;base64,{data}'>"
+            )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #1f2328; }}
+.verdict {{ font-size: 1.6em; font-weight: bold; color: #fff; background: {colour};
+  padding: .4em .8em; border-radius: 6px; display: inline-block; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #d0d7de; padding: 4px 10px; text-align: left; vertical-align: top; }}
+td.passed {{ color: #1a7f37; font-weight: bold; }}
+td.failed, td.over_budget {{ color: #cf222e; font-weight: bold; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{e(title)}</h1>
+<p class="verdict">{state}</p>
+{reasons}
+<table>{fact_rows}</table>
+<h2>Drills</h2>
+<table><tr><th>Drill</th><th>Runbook section</th><th>Severity</th><th>Outcome</th>
+<th>Time-to-recover</th><th>Budget</th><th>Of budget</th></tr>{drill_rows}</table>
+{charts}
+</body></html>
+"""
+
+
+def issue(
+    *,
+    bad: str,
+    good: str,
+    stack: Path,
+    paths: Paths,
+    run_id: str,
+    exit_status: int,
+    issued: datetime,
+    environment: str = PRODUCTION,
+) -> Issued:
+    """Write the certificate pair from the run's record (or its absence)."""
+    from rollback_drill.process.secrets import redact
+
+    loaded = load_stack(stack)
+    record_path = record.find(paths.records, run_id)
+    data = record.read(record_path) if record_path else None
+    digest = record.file_sha256(record_path) if record_path else None
+    sidecar_ok = record.verify_sidecar(record_path) if record_path else False
+    verdict = judge(
+        data,
+        exit_status=exit_status,
+        bad=bad,
+        good=good,
+        sidecar_ok=sidecar_ok,
+        problems=junit_problems(paths.junit),
+        environment=environment,
+    )
+    where = "" if environment == PRODUCTION else f" on {environment}"
+    title = f"Rollback certificate: {loaded.spec.name} {bad} -> {good}{where}"
+    facts = _facts(
+        issued.strftime("%Y-%m-%d %H:%M:%S"),
+        f"{loaded.spec.name} ({_shown(loaded.path)})",
+        data,
+        record_path,
+        digest,
+        paths,
+    )
+    drills = data.get("drills", []) if data else []
+    paths.certificates.mkdir(parents=True, exist_ok=True)
+    md_path = paths.certificates / f"{paths.name}.md"
+    html_path = paths.certificates / f"{paths.name}.html"
+    md_path.write_text(redact(markdown(title, verdict, facts, drills)), encoding="utf-8")
+    html_path.write_text(redact(html_page(title, verdict, facts, drills)), encoding="utf-8")
+    return Issued(verdict, md_path, html_path, record_path, digest)
+
+
+def run(
+    *,
+    bad: str,
+    good: str,
+    stack: Path,
+    backend: str,
+    reports: Path,
+    seed_users: int | None = None,
+    pytest_args: list[str] | None = None,
+    environment: str = PRODUCTION,
+) -> Issued:
+    """Run the drills for this release pair (pytest in this process) and issue the
+    certificate; in another environment than production (staging first, as teams do), the
+    drills run on its profile and the certificate says so."""
+    import pytest
+
+    loaded = load_stack(stack)
+    loaded.release(bad)
+    loaded.release(good)
+    loaded.in_environment(environment)
+    issued = datetime.now(UTC)
+    where = "" if environment == PRODUCTION else f"-{environment}"
+    paths = Paths(reports, f"{bad}-to-{good}{where}-{issued:%Y%m%dT%H%M%SZ}")
+    paths.work.mkdir(parents=True, exist_ok=True)
+    run_id = record.new_run_id()
+    args = [
+        str(PROJECT_ROOT / "drills"),
+        "-m",
+        "drill",
+        "-p",
+        "no:cacheprovider",
+        "--alluredir",
+        str(paths.alluredir),
+        "--junitxml",
+        str(paths.junit),
+        "--stack-file",
+        str(stack),
+        "--stack-backend",
+        backend,
+        "--from-release",
+        bad,
+        "--to-release",
+        good,
+        "--drill-records",
+        str(paths.records),
+        "--drill-artifacts",
+        str(paths.artifacts),
+        "--drill-run-id",
+        run_id,
+        "--drill-invocation",
+        "certify",
+        "--environment",
+        environment,
+    ]
+    if seed_users:
+        args += ["--seed-users", str(seed_users)]
+    exit_status = int(pytest.main(args + (pytest_args or [])))
+    return issue(
+        bad=bad,
+        good=good,
+        stack=stack,
+        paths=paths,
+        run_id=run_id,
+        exit_status=exit_status,
+        issued=issued,
+        environment=environment,
+    )
+
+
+__all__ = ["Issued", "Paths", "Verdict", "issue", "judge", "run"]

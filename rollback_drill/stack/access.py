@@ -1,0 +1,344 @@
+"""How verify may read a target's logs and resource usage, when the target grants it.
+
+The runbook checks error counts in the logs (`logs | grep -i error | wc -l`) and memory
+(`docker stats --no-stream`). A live target grants that access in its file (log files on this
+machine, docker containers, or the processes listening on its own ports); a stack the harness
+started grants it through the Stack protocol. Checks see only the two small protocols here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from rollback_drill.files.targetspec import TargetSpec
+
+
+class AccessError(RuntimeError):
+    """The access a target grants does not work (file gone, container unknown)."""
+
+
+class LogSource(Protocol):
+    def services(self) -> list[str]: ...
+
+    def mark(self) -> object:
+        """Where the logs end now."""
+
+    def since(self, mark: object) -> dict[str, str]:
+        """Each service's log text written after `mark`."""
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    used_bytes: int
+    limit_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.used_bytes / self.limit_bytes if self.limit_bytes else float("inf")
+
+
+class StatsSource(Protocol):
+    def memory(self) -> dict[str, MemorySample]: ...
+
+
+# -- logs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileLogs:
+    files: Mapping[str, tuple[Path, ...]]
+
+    def services(self) -> list[str]:
+        return list(self.files)
+
+    def mark(self) -> dict[Path, int]:
+        return {p: p.stat().st_size if p.exists() else 0 for ps in self.files.values() for p in ps}
+
+    def since(self, mark: object) -> dict[str, str]:
+        assert isinstance(mark, dict)
+        out: dict[str, str] = {}
+        for service, paths in self.files.items():
+            parts = []
+            for path in paths:
+                try:
+                    with path.open("rb") as handle:
+                        handle.seek(mark.get(path, 0))
+                        parts.append(handle.read().decode(errors="replace"))
+                except OSError as exc:
+                    raise AccessError(f"log file {path} of {service}: {exc.strerror}") from None
+            out[service] = "".join(parts)
+        return out
+
+
+@dataclass(frozen=True)
+class DockerLogs:
+    containers: Mapping[str, str]
+
+    def services(self) -> list[str]:
+        return list(self.containers)
+
+    def mark(self) -> float:
+        return time.time()
+
+    def since(self, mark: object) -> dict[str, str]:
+        assert isinstance(mark, float)
+        return _docker_each(
+            self.containers,
+            lambda c: c.logs(since=mark, timestamps=False).decode(errors="replace"),
+        )
+
+
+@dataclass(frozen=True)
+class StackLogs:
+    """Logs through the Stack protocol (drills): whole text, marked by length."""
+
+    logs_of: Callable[[str], str]
+    names: tuple[str, ...]
+
+    def services(self) -> list[str]:
+        return list(self.names)
+
+    def mark(self) -> dict[str, int]:
+        return {name: len(self.logs_of(name)) for name in self.names}
+
+    def since(self, mark: object) -> dict[str, str]:
+        assert isinstance(mark, dict)
+        return {name: self.logs_of(name)[mark.get(name, 0) :] for name in self.names}
+
+
+@dataclass(frozen=True)
+class CombinedLogs:
+    parts: tuple[LogSource, ...]
+
+    def services(self) -> list[str]:
+        return [s for part in self.parts for s in part.services()]
+
+    def mark(self) -> list[object]:
+        return [part.mark() for part in self.parts]
+
+    def since(self, mark: object) -> dict[str, str]:
+        assert isinstance(mark, list)
+        out: dict[str, str] = {}
+        for part, part_mark in zip(self.parts, mark, strict=True):
+            out.update(part.since(part_mark))
+        return out
+
+
+# -- resource usage -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DockerStats:
+    """`docker stats` memory: read from the container's cgroup when the daemon runs on this
+    machine (instant), else from the stats API (which takes a second per sample)."""
+
+    containers: Mapping[str, str]
+
+    def memory(self) -> dict[str, MemorySample]:
+        def sample(container: Any) -> MemorySample:
+            found = _cgroup_memory(int(container.attrs.get("State", {}).get("Pid") or 0))
+            if found is not None:
+                return found
+            memory = container.stats(stream=False, one_shot=True).get("memory_stats", {})
+            if "usage" not in memory or "limit" not in memory:
+                raise AccessError(f"container {container.name}: docker stats has no memory usage")
+            return MemorySample(int(memory["usage"]), int(memory["limit"]))
+
+        return _docker_each(self.containers, sample)
+
+
+def _cgroup_memory(pid: int) -> MemorySample | None:
+    """A process's cgroup memory usage and limit, as `docker stats` reports them (cgroup v1
+    or v2); None when this machine cannot read them (a remote daemon, say)."""
+    if pid <= 0:
+        return None
+    root = Path("/sys/fs/cgroup")
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        v1 = next((x.split(":", 2)[2] for x in lines if x.split(":")[1:2] == ["memory"]), None)
+        if v1 is not None:
+            group = root / "memory" / v1.lstrip("/")
+            used = int((group / "memory.usage_in_bytes").read_text())
+            limit = int((group / "memory.limit_in_bytes").read_text())
+        else:
+            group = root / next(x[3:] for x in lines if x.startswith("0::")).lstrip("/")
+            used = int((group / "memory.current").read_text())
+            raw = (group / "memory.max").read_text().strip()
+            limit = 0 if raw == "max" else int(raw)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    total = mem_total()
+    return MemorySample(used, limit if 0 < limit < total else total)
+
+
+class _UsageLike(Protocol):
+    @property
+    def memory_bytes(self) -> int: ...
+
+    @property
+    def memory_limit_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StackStats:
+    """Resource usage through the Stack protocol (drills, both backends)."""
+
+    stats_of: Callable[[], Mapping[str, _UsageLike]]
+
+    def memory(self) -> dict[str, MemorySample]:
+        return {
+            name: MemorySample(usage.memory_bytes, usage.memory_limit_bytes)
+            for name, usage in self.stats_of().items()
+        }
+
+
+@dataclass(frozen=True)
+class LocalStats:
+    """Same machine: the process group listening on each of the target's loopback ports,
+    its resident memory against the machine's."""
+
+    ports: Mapping[str, int]
+
+    def memory(self) -> dict[str, MemorySample]:
+        listeners = _listening_inodes(set(self.ports.values()))
+        owners = _socket_owners(set(listeners.values()))
+        total = mem_total()
+        out = {}
+        for service, port in self.ports.items():
+            pid = owners.get(listeners.get(port, -1))
+            if pid is None:
+                raise AccessError(f"{service}: no process of this machine listens on port {port}")
+            out[service] = MemorySample(group_rss(os.getpgid(pid)), total)
+        return out
+
+
+# -- building the sources from a target file ----------------------------------------------------
+def sources_from_spec(spec: TargetSpec, base: Path) -> tuple[LogSource | None, StatsSource | None]:
+    access = spec.access
+    logs: LogSource | None = None
+    if access.logs is not None:
+        parts: list[LogSource] = []
+        if access.logs.files:
+            parts.append(
+                FileLogs({s: tuple(base / p for p in ps) for s, ps in access.logs.files.items()})
+            )
+        if access.logs.docker:
+            parts.append(DockerLogs(dict(access.logs.docker)))
+        logs = parts[0] if len(parts) == 1 else CombinedLogs(tuple(parts)) if parts else None
+    stats: StatsSource | None = None
+    if access.stats is not None and access.stats.docker:
+        stats = DockerStats(dict(access.stats.docker))
+    elif access.stats is not None and access.stats.local:
+        stats = LocalStats(_loopback_ports(spec))
+    return logs, stats
+
+
+def _loopback_ports(spec: TargetSpec) -> dict[str, int]:
+    urls = {
+        "backend": spec.services.backend,
+        "ai-chatbot": spec.services.ai_chatbot,
+        "frontend": spec.services.frontend,
+        "chain": spec.rpc_url or "",
+        "redis": spec.redis_url or "",
+        "mongodb": spec.mongodb_uri or "",
+    }
+    ports = {}
+    for service, url in urls.items():
+        parts = urlsplit(url)
+        if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port:
+            ports[service] = parts.port
+    return ports
+
+
+def _docker_each(containers: Mapping[str, str], read: Callable[[Any], Any]) -> dict[str, Any]:
+    from rollback_drill.process import lazy
+
+    with lazy.imports():
+        import docker
+        from docker.errors import DockerException, NotFound
+
+    try:
+        client = docker.from_env(timeout=5)
+    except DockerException as exc:
+        raise AccessError(f"docker: no daemon answers ({exc})") from None
+
+    def one(item: tuple[str, str]) -> tuple[str, Any]:
+        service, name = item
+        try:
+            return service, read(client.containers.get(name))
+        except NotFound:
+            raise AccessError(f"{service}: no docker container named {name}") from None
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(len(containers), 1)) as pool:
+            return dict(pool.map(one, containers.items()))
+    finally:
+        client.close()
+
+
+_LISTEN = "0A"
+
+
+def _listening_inodes(ports: set[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == _LISTEN and port in ports:
+                found.setdefault(port, int(fields[9]))
+    return found
+
+
+_SOCKET = re.compile(r"^socket:\[(\d+)\]$")
+
+
+def _socket_owners(inodes: set[int]) -> dict[int, int]:
+    owners: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or len(owners) == len(inodes):
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                match = _SOCKET.match(os.readlink(fd))
+            except OSError:
+                continue
+            if match and int(match.group(1)) in inodes:
+                owners.setdefault(int(match.group(1)), int(entry.name))
+    return owners
+
+
+def group_rss(pgid: int) -> int:
+    """Resident memory of every process in a process group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) != pgid:
+                continue
+            total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def mem_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0

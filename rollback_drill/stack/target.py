@@ -1,0 +1,234 @@
+"""What a check needs to reach a stack: URLs, store URIs, chain, credentials, thresholds, and
+what the rollback must have produced (the expected releases, contract version and registry).
+
+One shape for both worlds: a drill builds it from the stack it started, the verify suite
+from a target file. Checks never know which.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rollback_drill.files.specmodel import Thresholds
+from rollback_drill.files.targetspec import TargetSpec, load_target
+from rollback_drill.files.userfiles import SpecError
+from rollback_drill.process.secrets import Secret
+
+if TYPE_CHECKING:
+    from rollback_drill.files.perfbaseline import PerformanceBaseline
+    from rollback_drill.stack.access import LogSource, StatsSource
+    from rollback_drill.stores.fingerprint import Fingerprint
+
+OWN_WRITES = ("sessions", "chat_messages")
+"""Where the verify run's own writes land in SafePsy: the login samples' sessions and the
+chat probe's messages. Integrity counts new documents there instead of failing on them."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    backend_url: str
+    chatbot_url: str
+    frontend_url: str
+    frontend_tls_url: str | None
+    mongodb_uri: Secret
+    mongodb_database: str
+    redis_url: Secret
+    rpc_url: str | None
+    registry_address: str | None
+    chain_id: int | None
+    test_email: str
+    test_password: Secret
+    contract_artifact: Path | None = None
+    test_did: str | None = None
+    ca_file: Path | None = None
+    server_name: str | None = None
+    integrity_collections: tuple[str, ...] = ("users",)
+    baseline: Fingerprint | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    read_only: bool = False
+    # what the rollback must have produced (empty / None: the target does not say)
+    expected_releases: Mapping[str, str] = field(default_factory=dict)
+    expected_contract_version: str | None = None
+    expected_owner: str | None = None
+    # collections users write to (plus the verify run's own): additions are counted
+    user_written_collections: tuple[str, ...] = ()
+    own_writes: tuple[str, ...] = OWN_WRITES
+    logs: LogSource | None = None
+    stats: StatsSource | None = None
+    performance_baseline: PerformanceBaseline | None = None
+    sampling_confidence: float = 0.95
+    sampling_workers: int = 3
+    # one request per route instead of a sample that bounds the error rate: the weight of a
+    # drill's synthetic monitoring, which repeats every check twice a second under load
+    probe_once: bool = False
+    deadline_s: float = 20.0
+    source: Path | None = None
+
+    def service_urls(self) -> dict[str, str]:
+        urls = {
+            "backend": self.backend_url,
+            "ai-chatbot": self.chatbot_url,
+            "frontend": self.frontend_url,
+        }
+        if self.frontend_tls_url:
+            urls["frontend-tls"] = self.frontend_tls_url
+        return urls
+
+    def append_collections(self) -> set[str]:
+        """Collections compared in append mode: new documents counted, not failed."""
+        return {*self.user_written_collections, *self.own_writes}
+
+    def origin(self) -> str:
+        return str(self.source) if self.source else self.name
+
+
+def _from_env(spec_path: Path, field_name: str, var: str | None, literal: str | None) -> Secret:
+    if var:
+        value = os.environ.get(var)
+        if not value:
+            raise SpecError(f"{spec_path}: {field_name}: environment variable {var} is not set")
+        return Secret(value)
+    assert literal is not None
+    return Secret(literal)
+
+
+def _password(path: Path, spec: TargetSpec) -> str:
+    account = spec.test_account
+    if account.password_env:
+        value = os.environ.get(account.password_env)
+        if not value:
+            raise SpecError(
+                f"{path}: test_account.password_env: environment variable "
+                f"{account.password_env} is not set (the test account's password)"
+            )
+        return value
+    assert account.password_file is not None
+    file = path.resolve().parent / account.password_file
+    try:
+        return file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise SpecError(
+            f"{path}: test_account.password_file: cannot read {file}: {reason}"
+        ) from None
+
+
+def _existing(path: Path, field_name: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    resolved = path.resolve().parent / value
+    if not resolved.is_file():
+        raise SpecError(f"{path}: {field_name}: expected an existing file, {resolved} not found")
+    return resolved
+
+
+def _ca(path: Path, spec: TargetSpec) -> Path | None:
+    ca = _existing(path, "tls.ca_file", spec.tls.ca_file)
+    if ca is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, ValueError) as exc:
+            raise SpecError(
+                f"{path}: tls.ca_file: expected PEM CA certificates in {ca} ({exc})"
+            ) from None
+    return ca
+
+
+def _artifact(path: Path, spec: TargetSpec) -> Path | None:
+    from rollback_drill.chain.artifacts import runtime_of
+
+    artifact = _existing(path, "contract_artifact", spec.contract_artifact)
+    if artifact is not None:
+        try:
+            runtime_of(artifact)
+        except ValueError as exc:
+            raise SpecError(f"{path}: contract_artifact: {exc}") from None
+    return artifact
+
+
+def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
+    from rollback_drill.stores.fingerprint import Fingerprint, FingerprintError
+
+    if spec.integrity is None:
+        return None
+    try:
+        return Fingerprint.load(path.resolve().parent / spec.integrity.baseline)
+    except FingerprintError as exc:
+        raise SpecError(f"{path}: integrity.baseline: {exc}") from None
+
+
+def _performance(path: Path, spec: TargetSpec) -> PerformanceBaseline | None:
+    from rollback_drill.files.perfbaseline import PerformanceBaselineError, load
+
+    file = _existing(path, "performance_baseline", spec.performance_baseline)
+    if file is None:
+        return None
+    try:
+        return load(file)
+    except PerformanceBaselineError as exc:
+        raise SpecError(f"{path}: performance_baseline: {exc}") from None
+
+
+def resolve_target(path: Path, spec: TargetSpec, with_baseline: bool = True) -> Target:
+    """Everything the file refers to: secrets from the environment or files, paths relative
+    to the file, the baselines. Raises SpecError naming the file and the field."""
+    from rollback_drill.stack.access import sources_from_spec
+
+    password = _password(path, spec)
+    mongodb_uri = _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
+    redis_url = _from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url)
+    artifact = _artifact(path, spec)
+    ca = _ca(path, spec)
+    logs, stats = sources_from_spec(spec, path.resolve().parent)
+    services = spec.services
+    return Target(
+        name=spec.name,
+        backend_url=services.backend.rstrip("/"),
+        chatbot_url=services.ai_chatbot.rstrip("/"),
+        frontend_url=services.frontend.rstrip("/"),
+        frontend_tls_url=services.frontend_tls.rstrip("/") if services.frontend_tls else None,
+        mongodb_uri=mongodb_uri,
+        mongodb_database=spec.mongodb_database,
+        redis_url=redis_url,
+        rpc_url=spec.rpc_url,
+        registry_address=spec.registry_address,
+        chain_id=spec.chain_id,
+        test_email=spec.test_account.email,
+        test_password=Secret(password),
+        contract_artifact=artifact,
+        test_did=spec.test_did,
+        ca_file=ca,
+        server_name=spec.tls.server_name,
+        integrity_collections=tuple(spec.integrity.collections) if spec.integrity else ("users",),
+        baseline=_baseline(path, spec) if with_baseline else None,
+        thresholds=spec.thresholds,
+        read_only=spec.read_only,
+        expected_releases={str(k): v for k, v in spec.expected.releases.items()},
+        expected_contract_version=spec.expected.contract_version,
+        expected_owner=spec.expected.registry_owner,
+        user_written_collections=tuple(spec.integrity.written_by_users) if spec.integrity else (),
+        logs=logs,
+        stats=stats,
+        performance_baseline=_performance(path, spec),
+        sampling_confidence=spec.sampling.confidence,
+        sampling_workers=spec.sampling.workers,
+        deadline_s=spec.deadline_s,
+        source=path,
+    )
+
+
+def mongodb_of(path: Path, spec: TargetSpec) -> Secret:
+    """Only the MongoDB URI (what `fingerprint` needs: no password, CA or baseline)."""
+    return _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
+
+
+def target_from_file(path: Path, with_baseline: bool = True) -> Target:
+    """Load and resolve a target file; any problem is one SpecError naming file and field."""
+    return resolve_target(path, load_target(path), with_baseline)
