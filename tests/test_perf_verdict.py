@@ -88,9 +88,10 @@ def test_a_rise_the_service_did_not_see_is_the_verifiers() -> None:
 
 
 def test_the_machines_foreign_load_is_taken_out_only_where_it_is_shared() -> None:
-    # other work took half the machine now, none then: twice as long for the same work
-    assert _judged(2.0, shared_shares=(0.0, 0.5)) == "within"
-    assert _judged(4.0, shared_shares=(0.0, 0.5)) == "regressed"  # twice as slow, busy
+    # other work took three quarters of the machine now, none then: x2 taken out (damped x4)
+    assert _judged(2.5, shared_shares=(0.0, 0.75)) == "within"
+    assert _judged(4.0, shared_shares=(0.0, 0.75)) == "regressed"  # twice as slow, busy
+    assert _judged(2.5, shared_shares=(0.0, 0.0)) == "regressed"
     remote = Machine(0.0, 0.5, shared=False)
     assert remote.factor == 1.0 and "not applied" in remote.shown()
     assert Machine(0.0, 0.95, shared=True).factor == machine.MAX_FACTOR

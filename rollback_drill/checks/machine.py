@@ -11,10 +11,10 @@ So the window of each flow's sampling is accounted: the CPU the whole machine sp
 (/proc/stat), minus what the target's own processes (found by the loopback ports the target
 names) and the verifier spent - what is left is foreign work. Its share of the machine's
 capacity, now against the baseline's, gives the factor by which contention alone stretches
-the services' time: (1 - foreign share then) / (1 - foreign share now). A release that does
-more work per request raises its own processes' CPU, not the foreign share, so the factor
-does not hide it. For a remote target the share is shown, never applied: the verifier's
-machine says nothing about the servers'.
+the services' time: (1 - foreign share then) / (1 - foreign share now), damped (`DAMPING`).
+A release that does more work per request raises its own processes' CPU, not the foreign
+share, so the factor does not hide it. For a remote target the share is shown, never
+applied: the verifier's machine says nothing about the servers'.
 
 psutil reads /proc (its per-process times include threads that already ended, which the
 per-thread scheduler statistics lose); finding the processes behind the ports costs tens of
@@ -119,6 +119,14 @@ def foreign_share(start: Reading, end: Reading) -> float | None:
     return min(max(foreign / capacity, 0.0), 0.99)
 
 
+DAMPING = 0.5
+"""The share ratio is taken out to this power, not whole. Measured on these 2-core machines
+(benchmarks/bench_false_alarms.py), contention stretched the services' time by about the
+share ratio to the power 0.7-0.85, and taking the whole ratio out hid a +60 % regression on
+a machine three-quarters busy; the square root leaves the judge on the side of a red verdict
+while still excusing most of a busy machine."""
+
+
 def contention_factor(baseline_share: float, current_share: float) -> float:
     """How much longer a unit of the services' work takes now for the foreign work alone."""
-    return (1 - baseline_share) / (1 - current_share)
+    return float(((1 - baseline_share) / (1 - current_share)) ** DAMPING)
