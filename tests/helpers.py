@@ -126,3 +126,23 @@ def silent_server() -> Iterator[int]:
         for conn in held:
             conn.close()
         server.close()
+
+
+@contextmanager
+def cpu_load(processes: int | None = None) -> Iterator[int]:
+    """Busy loops beside the test, one per core by default (the machine as busy as a test suite
+    running next to it makes it): a check's verdict must not depend on a quiet machine."""
+    import os
+
+    count = processes or os.cpu_count() or 2
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield count
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait(timeout=10)
