@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
-from rollback_drill.checks import lazy
+from rollback_drill.checks import concurrently, lazy
 from rollback_drill.checks.flows import routes
 from rollback_drill.checks.functional import PROBE_MARK
 from rollback_drill.checks.http import HttpFailure, request
@@ -31,70 +34,100 @@ from rollback_drill.target import Target
 NAME = "stores.app_database"
 
 
-def _said(target: Target) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """What each service's /health says about its database, and what it failed to say."""
-    said: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    for service, base in (("backend", target.backend_url), ("ai-chatbot", target.chatbot_url)):
-        try:
-            resp = request(target, "GET", base + "/health")
-        except HttpFailure as exc:
-            problems.append(f"{service} GET /health: {exc.detail}")
-            continue
-        body = resp.body if isinstance(resp.body, dict) else {}
-        said[service] = {k: body[k] for k in ("database", "schemaVersion") if k in body}
-    return said, problems
+Write = dict[str, Any]  # route, collection, the query that finds it; `found` once looked up
 
 
-def _writes(target: Target, nonce: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """One login per backend route and one chat probe per chatbot route: what each wrote."""
-    made: list[dict[str, Any]] = []
-    problems: list[str] = []
+def _health(target: Target, service: str, base: str) -> dict[str, Any]:
+    """What a service's /health says about its database."""
+    resp = request(target, "GET", base + "/health")
+    body = resp.body if isinstance(resp.body, dict) else {}
+    return {k: body[k] for k in ("database", "schemaVersion") if k in body}
+
+
+def _login(target: Target, route: str, base: str) -> Write | str:
+    """One login (a session, found by the sha256 of its token), or why there is none."""
     credentials = {"email": target.test_email, "password": target.test_password.reveal()}
-    for route, base in routes(target, target.backend_url):
-        resp = request(target, "POST", base + "/api/auth/login", json=credentials)
-        token = resp.body.get("token") if isinstance(resp.body, dict) else None
-        if resp.status != 200 or not isinstance(token, str):
-            problems.append(f"login via {route} -> {resp.status}: nothing to look for")
-            continue
-        key = hashlib.sha256(token.encode()).hexdigest()
-        made.append({"route": route, "collection": "sessions", "query": {"_id": key}})
-    for route, base in routes(target, target.chatbot_url):
-        message = f"{PROBE_MARK} store check {nonce} via {route}"
-        body = {"message": message, "conversationId": f"rollback-drill-probe-{nonce}"}
-        resp = request(target, "POST", base + "/api/chat", json=body)
-        if resp.status != 200:
-            problems.append(f"chat probe via {route} -> {resp.status}: nothing to look for")
-            continue
-        made.append({"route": route, "collection": "chat_messages", "query": {"message": message}})
-    return made, problems
+    resp = request(target, "POST", base + "/api/auth/login", json=credentials)
+    token = resp.body.get("token") if isinstance(resp.body, dict) else None
+    if resp.status != 200 or not isinstance(token, str):
+        return f"login via {route} -> {resp.status}: nothing to look for"
+    key = hashlib.sha256(token.encode()).hexdigest()
+    return {"route": route, "collection": "sessions", "query": {"_id": key}}
 
 
-def _look(target: Target, made: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
-    """Each write with `found` set from the target's database; and meta.schema's version."""
+def _chat(target: Target, route: str, base: str, nonce: str) -> Write | str:
+    """One marked chat probe (found by its message), or why there is none."""
+    message = f"{PROBE_MARK} store check {nonce} via {route}"
+    body = {"message": message, "conversationId": f"rollback-drill-probe-{nonce}"}
+    resp = request(target, "POST", base + "/api/chat", json=body)
+    if resp.status != 200:
+        return f"chat probe via {route} -> {resp.status}: nothing to look for"
+    return {"route": route, "collection": "chat_messages", "query": {"message": message}}
+
+
+def _connect(target: Target, opened: ExitStack) -> Any:
+    """The target's database, pymongo loaded and connected while the requests are out; the
+    client is closed with `opened`."""
     with lazy.imports():
         from rollback_drill.stores.mongoconn import client
 
-    with client(target.mongodb_uri.reveal(), target.thresholds.request_timeout_s) as conn:
-        db = conn[target.mongodb_database]
-        for write in made:
-            write["found"] = (
-                db[write["collection"]].find_one(write["query"], {"_id": 1}) is not None
-            )
-        meta = db["meta"].find_one({"_id": "schema"})
-    return made, (meta.get("version") if meta is not None else None)
+    conn = opened.enter_context(
+        client(target.mongodb_uri.reveal(), target.thresholds.request_timeout_s)
+    )
+    conn.admin.command("ping")
+    return conn[target.mongodb_database]
+
+
+def _look(db: Any, made: list[Write]) -> Any:
+    """Sets each write's `found` from the target's database; meta.schema's version."""
+    for write in made:
+        found = db[write["collection"]].find_one(write["query"], {"_id": 1})
+        write["found"] = found is not None
+    meta = db["meta"].find_one({"_id": "schema"})
+    return meta.get("version") if meta is not None else None
 
 
 def _app_database(target: Target) -> CheckResult:
-    said, problems = _said(target)
+    with ExitStack() as opened:
+        return _judge(target, opened)
+
+
+def _judge(target: Target, opened: ExitStack) -> CheckResult:
+    nonce = secrets.token_hex(6)
+    services = [("backend", target.backend_url), ("ai-chatbot", target.chatbot_url)]
+    backend, chatbot = routes(target, target.backend_url), routes(target, target.chatbot_url)
+    calls: list[Callable[[], Any]] = [partial(_connect, target, opened)]
+    calls += [partial(_health, target, service, base) for service, base in services]
+    if not target.read_only:
+        calls += [partial(_login, target, r, b) for r, b in backend]
+        calls += [partial(_chat, target, r, b, nonce) for r, b in chatbot]
+    db, *answers = concurrently.each(calls)
+    if isinstance(db, Exception):
+        raise db
+    said: dict[str, dict[str, Any]] = {}
+    made: list[Write] = []
+    problems: list[str] = []
+    for i, answer in enumerate(answers):
+        if i < len(services):
+            if isinstance(answer, HttpFailure):
+                problems.append(f"{services[i][0]} GET /health: {answer.detail}")
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                said[services[i][0]] = answer
+        elif isinstance(answer, HttpFailure):
+            problems.append(f"a write through the app: {answer.detail}")
+        elif isinstance(answer, Exception):
+            raise answer
+        elif isinstance(answer, str):
+            problems.append(answer)
+        else:
+            made.append(answer)
+    schema = _look(db, made)
     if target.read_only and not problems and not any("database" in f for f in said.values()):
         raise CheckSkipped(
             "read_only forbids the writes to look for, and no service says which database it uses"
         )
-    nonce = secrets.token_hex(6)
-    made, failed = ([], []) if target.read_only else _writes(target, nonce)
-    problems += failed
-    made, schema = _look(target, made)
     want = target.mongodb_database
     for service, facts in said.items():
         if "database" in facts and facts["database"] != want:
