@@ -160,3 +160,23 @@ def slower_logins(mongodb_uri: str, email: str, password: str, extra_s: float) -
             users.update_one(
                 {"_id": before["_id"]}, {"$set": {"passwordHash": before["passwordHash"]}}
             )
+
+
+@contextmanager
+def cpu_load(processes: int | None = None) -> Iterator[int]:
+    """Busy loops beside the test, one per core by default (the machine as busy as a test suite
+    running next to it makes it): a check's verdict must not depend on a quiet machine."""
+    import os
+
+    count = processes or os.cpu_count() or 2
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield count
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait(timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from rollback_drill.stack.access import FileLogs, LocalStats
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
-from tests.helpers import silent_server, slower_logins, user_deleted
+from tests.helpers import cpu_load, silent_server, slower_logins, user_deleted
 
 
 def _target(stack: LocalStack, **changes: Any) -> Target:
@@ -564,7 +565,8 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
     """The raw PING against a real password-protected redis-server."""
     import subprocess
 
-    from rollback_drill.checks.connectivity import RedisReplyError, redis_ping
+    from rollback_drill.checks.connectivity import redis_ping
+    from rollback_drill.checks.resp import RedisReplyError
     from rollback_drill.process.tools import find_tool
 
     port = proc.free_port()
@@ -583,3 +585,302 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- issue 19: one identity on every route, stores that agree, the app on the target's stores,
+# -- a Redis that takes writes; each broken on the real stack, then repaired ----------------
+
+NEW_CHECKS = (
+    "rollback.routes",
+    "stores.did_documents",
+    "stores.app_database",
+    "stores.redis_writes",
+)
+
+
+@contextmanager
+def _leftover_backend(
+    stack: LocalStack, release: str, port: int | None = None, **env: str
+) -> Iterator[int]:
+    """A second backend process of `release` - the leftover a rollback forgot - on `port` (the
+    backend's own: bound beside it, REUSE_PORT, as a replacement is), or a port of its own."""
+    from rollback_drill.stack import releases
+
+    svc = stack.spec.services["backend"]
+    assert svc.pythonpath
+    build = stack.build("backend", release)
+    bound = port or proc.free_port()
+    environment = {
+        **stack.service_env("backend"),
+        **stack.loaded.release(release).services["backend"].env,
+        "RELEASE": release,
+        "PORT": str(bound),
+        "PYTHONPATH": str(build / releases.in_build(stack.loaded, "backend", svc.pythonpath)),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    argv = [sys.executable if a == "python" else a for a in svc.command]
+    log = stack.workdir / "logs" / f"leftover-backend-{bound}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    leftover = proc.spawn("leftover-backend", argv, log, env=environment, cwd=stack.workdir)
+    try:
+        url = f"http://127.0.0.1:{bound}/api/did/health"
+        if port is None:
+            proc.wait_until(lambda: httpx.get(url, timeout=1).status_code > 0, 20, what="leftover")
+        else:
+            proc.wait_until(lambda: "listening on" in log.read_text(), 20, what="leftover")
+        yield bound
+    finally:
+        leftover.stop(grace=5.0)
+
+
+@contextmanager
+def _nginx_also_sends_backend_to(stack: LocalStack, port: int) -> Iterator[None]:
+    """nginx's backend upstream lists a second server: round robin sends it every other request."""
+    conf = stack.config_dir / "nginx" / "nginx.conf"
+    text = conf.read_text()
+    head = "    upstream safepsy_backend {\n"
+    assert head in text
+    conf.write_text(text.replace(head, head + f"        server 127.0.0.1:{port} max_fails=0;\n"))
+    stack.restart("frontend")
+    try:
+        yield
+    finally:
+        stack.set_release("frontend", "1.4.0")
+        stack.restart("frontend")
+
+
+def test_routes_fail_when_a_leftover_release_serves_a_share_of_the_nginx_routes(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("rollback.routes", target)
+    with (
+        _leftover_backend(local_stack, "1.5.0") as port,
+        _nginx_also_sends_backend_to(local_stack, port),
+    ):
+        summary = _assert_fails("rollback.routes", target)
+        assert "backend via nginx http answered as release backend 1.5.0" in summary
+        assert "backend via nginx https answered as release backend 1.5.0" in summary
+        assert "via direct" not in summary
+        evidence = _run("rollback.routes", target).evidence
+        assert "1-(1-p)^6" in evidence["detection_bound"]
+        _assert_passes("rollback.releases", target)  # the blind spot: the direct URL is right
+    _assert_passes("rollback.routes", target)
+
+
+def test_routes_fail_when_a_leftover_wired_to_another_registry_shares_the_backends_port(
+    local_stack: LocalStack,
+) -> None:
+    """Same release, another contract: bound beside the backend on its own port (REUSE_PORT),
+    it takes a share of the connections on every route, the direct one included."""
+    target = _target(local_stack)
+    assert target.contract_artifact
+    signer = keys.operator_signer(local_stack.workdir)
+    other = chain.deploy_registry(local_stack.rpc_url, target.contract_artifact, "1.4.0", signer)
+    port = local_stack.port("backend")
+    with _leftover_backend(local_stack, "1.4.0", port, DID_REGISTRY_ADDRESS=other.address):
+        summary = _assert_fails("rollback.routes", target)
+        assert f"registry {other.address.lower()}" in summary
+        assert "backend via direct answered as" in summary or "backend via nginx" in summary
+    _assert_passes("rollback.routes", target)
+
+
+def _anchored(stack: LocalStack) -> list[dict[str, Any]]:
+    with mongo.client(stack.mongodb_uri) as conn:
+        found = conn["safepsy"]["did_documents"].find({"anchored": True})
+        return [{"did": str(d["_id"]), "document": dict(d["document"])} for d in found]
+
+
+def _registry(stack: LocalStack, address: str | None = None) -> Any:
+    from rollback_drill.chain.registry import Registry
+
+    target = stack.target()
+    assert target.contract_artifact and target.registry_address
+    rpc = chain.Rpc(stack.rpc_url)
+    return Registry(rpc, address or target.registry_address, target.contract_artifact)
+
+
+def _subject(did: str) -> bytes:
+    from rollback_drill.checks.keccak import keccak256
+
+    return keccak256(did.encode())
+
+
+def test_did_documents_fail_when_the_chain_holds_another_document_than_the_database(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    result = _run("stores.did_documents", target)
+    assert result.ok, result.explain()
+    anchored = _anchored(local_stack)
+    assert result.evidence["anchored_in_database"] == len(anchored) > 1
+    victim = next(a for a in anchored if a["did"] != target.test_did)
+    registry = _registry(local_stack)
+    signer = keys.operator_signer(local_stack.workdir)
+    original = registry.resolve(_subject(victim["did"]))
+    assert original is not None
+    altered = original.replace('"controller":"did:', '"controller":"did:x')
+    assert altered != original
+    registry.register(signer, _subject(victim["did"]), altered, 30.0)
+    try:
+        summary = _assert_fails("stores.did_documents", target)
+        assert (
+            f"{victim['did']}: the chain's document differs from the database's (controller)"
+            in summary
+        )
+        _assert_passes("chain.registry", target)  # each store alone still looks right
+        _assert_passes("integrity.mongodb", target)
+    finally:
+        registry.register(signer, _subject(victim["did"]), original, 30.0)
+    _assert_passes("stores.did_documents", target)
+
+
+def test_did_documents_fail_when_a_redeploys_migration_missed_a_subject(
+    local_stack: LocalStack,
+) -> None:
+    """A new registry with every anchored DID carried over but one: the target points at it."""
+    target = _target(local_stack)
+    assert target.contract_artifact
+    signer = keys.operator_signer(local_stack.workdir)
+    deployed = chain.deploy_registry(local_stack.rpc_url, target.contract_artifact, "1.4.0", signer)
+    old, new = _registry(local_stack), _registry(local_stack, deployed.address)
+    anchored = sorted(_anchored(local_stack), key=lambda a: a["did"])
+    missed = next(a for a in anchored if a["did"] != target.test_did)
+    for record in anchored:
+        if record is not missed:
+            subject = _subject(record["did"])
+            new.register(signer, subject, old.resolve(subject), 30.0)
+    moved = dataclasses.replace(target, registry_address=deployed.address)
+    summary = _assert_fails("stores.did_documents", moved)
+    assert f"1 of {len(anchored)} DID(s) disagree" in summary
+    assert f"{missed['did']}: recorded as anchored, not registered on chain" in summary
+    new.register(signer, _subject(missed["did"]), old.resolve(_subject(missed["did"])), 30.0)
+    _assert_passes("stores.did_documents", moved)
+
+
+def test_did_documents_sample_many_with_a_stated_bound_and_seed(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rollback_drill.checks import did_stores
+
+    monkeypatch.setattr(did_stores, "ALL_UP_TO", 5)
+    monkeypatch.setattr(did_stores, "DISAGREEING_SHARE", 0.2)  # 14 of the 41 at 95 %
+    result = _run("stores.did_documents", _target(local_stack))
+    assert result.ok, result.explain()
+    evidence = result.evidence
+    assert evidence["sample"] == 14 and isinstance(evidence["seed"], int)
+    assert evidence["compared"] in (14, 15)  # the test DID joins the sample unless drawn
+    assert (
+        "a disagreement in >= 20% of the 41 anchored DIDs is caught with >= 95%"
+        in evidence["bound"]
+    )
+
+
+@contextmanager
+def _apps_on_database(stack: LocalStack, database: str) -> Iterator[None]:
+    """The database restored under another name and backend and chatbot repointed at it by
+    their .env (MONGODB_DATABASE), restarted: healthy, and writing somewhere else."""
+    archive = stack.workdir / "copy-for-repoint"
+    mongo.backup(stack.mongodb_uri, "safepsy", archive)
+    mongo.restore(stack.mongodb_uri, database, archive)
+    services = ("backend", "ai-chatbot")
+    for service in services:
+        env = stack.config_dir / f"{service}.env"
+        lines = env.read_text().splitlines(keepends=True)
+        env.write_text("".join(
+            f"MONGODB_DATABASE={database}\n" if ln.startswith("MONGODB_DATABASE=") else ln
+            for ln in lines
+        ))  # fmt: skip
+        stack.restart(service)
+    try:
+        yield
+    finally:
+        for service in services:
+            stack.set_release(service, "1.4.0")
+            stack.restart(service)
+        with mongo.client(stack.mongodb_uri) as conn:
+            conn.drop_database(database)
+        shutil.rmtree(archive, ignore_errors=True)
+
+
+def test_app_database_fails_when_the_app_writes_to_another_database(
+    local_stack: LocalStack,
+) -> None:
+    target = _target(local_stack)
+    _assert_passes("stores.app_database", target)
+    with _apps_on_database(local_stack, "safepsy_restored"):
+        _assert_passes("flow.login", target)  # the blind spot: every flow works
+        _assert_passes("connectivity.mongodb", target)
+        summary = _assert_fails("stores.app_database", target)
+        assert "the session written via direct is not in safepsy.sessions" in summary
+        assert "the chat probe written via nginx https is not in safepsy.chat_messages" in summary
+        assert "backend says it uses database safepsy_restored, not safepsy" in summary
+        read_only = dataclasses.replace(target, read_only=True)
+        assert "ai-chatbot says it uses database safepsy_restored" in _assert_fails(
+            "stores.app_database", read_only
+        )
+    _assert_passes("stores.app_database", target)
+    _assert_passes("stores.app_database", dataclasses.replace(target, read_only=True))
+
+
+@contextmanager
+def _redis_config(stack: LocalStack, **settings: str) -> Iterator[None]:
+    import redis
+
+    conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    names = {key: key.replace("_", "-") for key in settings}
+    before = {name: str(conn.config_get(name)[name]) for name in names.values()}
+    for key, value in settings.items():
+        conn.config_set(names[key], value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            conn.config_set(name, value)
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "write_refusal", "info_refusal"),
+    [
+        ({"min_replicas_to_write": "1"}, "NOREPLICAS", "writes refused (NOREPLICAS)"),
+        ({"maxmemory": "1", "maxmemory_policy": "noeviction"}, "OOM", "writes refused with OOM"),
+    ],
+    ids=["too_few_replicas", "out_of_memory"],
+)
+def test_redis_writes_fail_when_redis_answers_ping_but_refuses_writes(
+    local_stack: LocalStack, settings: dict[str, str], write_refusal: str, info_refusal: str
+) -> None:
+    target = _target(local_stack)
+    read_only = dataclasses.replace(target, read_only=True)
+    result = _run("stores.redis_writes", target)
+    assert result.ok, result.explain()
+    assert result.evidence["writes"][0]["key"].startswith("rollback-drill:verify:")
+    _assert_passes("stores.redis_writes", read_only)
+    with _redis_config(local_stack, **settings):
+        _assert_passes("connectivity.redis", target)  # the blind spot: PONG
+        summary = _assert_fails("stores.redis_writes", target)
+        assert "refused" in summary and write_refusal in summary
+        assert info_refusal in _assert_fails("stores.redis_writes", read_only)
+    _assert_passes("stores.redis_writes", target)
+    _assert_passes("stores.redis_writes", read_only)
+
+
+def test_redis_writes_leave_no_key_behind(local_stack: LocalStack) -> None:
+    import redis
+
+    _assert_passes("stores.redis_writes", _target(local_stack))
+    with redis.Redis.from_url(local_stack.redis_url) as conn:
+        assert list(conn.scan_iter("rollback-drill:verify:*")) == []
+
+
+def test_new_checks_are_green_on_a_healthy_stack_under_cpu_load(local_stack: LocalStack) -> None:
+    target = _target(local_stack)
+    with cpu_load():
+        for _ in range(3):
+            outcomes = run_checks_concurrently([BY_NAME[n] for n in NEW_CHECKS], target)
+            assert [o.reason for o in outcomes if o.state != "passed"] == []
+        read_only = dataclasses.replace(target, read_only=True)
+        outcomes = run_checks_concurrently([BY_NAME[n] for n in NEW_CHECKS], read_only)
+        assert [o.reason for o in outcomes if o.state != "passed"] == []

@@ -88,6 +88,30 @@ def test_pinned_selectors_are_the_keccak_of_their_signatures() -> None:
         assert pinned == "0x" + digest[:8], signature
 
 
+@pytest.mark.parametrize("size", [0, 1, 55, 135, 136, 137, 271, 272, 1000])
+def test_plain_python_keccak_is_ethereums(size: int) -> None:
+    from rollback_drill.checks.keccak import keccak256
+
+    data = bytes((i * 37 + size) % 256 for i in range(size))
+    assert keccak256(data) == keccak.new(data=data, digest_bits=256).digest()
+
+
+def test_pinned_not_registered_error_is_its_selector() -> None:
+    from rollback_drill.checks.did_stores import NOT_REGISTERED
+
+    digest = keccak.new(data=b"NotRegistered(bytes32)", digest_bits=256).hexdigest()
+    assert "0x" + digest[:8] == NOT_REGISTERED
+
+
+def test_route_reads_state_the_share_they_detect() -> None:
+    from rollback_drill.checks.identity import detectable_share
+
+    share = detectable_share(6, 0.95)
+    assert 1 - (1 - share) ** 6 == pytest.approx(0.95)
+    assert 1 - (1 - 0.5) ** 6 > 0.95 > 1 - (1 - 0.3) ** 6  # half is seen, 30 % not surely
+    assert detectable_share(1, 0.95) == pytest.approx(0.95)
+
+
 def test_runtime_code_compares_equal_with_owner_filled_and_other_metadata() -> None:
     runtime = artifacts.runtime_of(ARTIFACT)
     slots = artifacts.immutable_slots(artifacts.RuntimeCode.split(runtime).body)

@@ -3,12 +3,16 @@ checks serve the drills and the live verify suite; `run_checks_concurrently` ask
 at once under one deadline."""
 
 from rollback_drill.checks import (
+    app_stores,
     chain,
     connectivity,
+    did_stores,
     functional,
     health,
+    identity,
     integrity,
     logs,
+    redis_writes,
     resources,
     rollback,
     tls,
@@ -26,9 +30,13 @@ from rollback_drill.checks.result import (
 ALL_CHECKS: list[Check] = [
     *health.CHECKS,
     *rollback.CHECKS,
+    *identity.CHECKS,
     *connectivity.CHECKS,
+    *redis_writes.CHECKS,
     *chain.CHECKS,
     *integrity.CHECKS,
+    *did_stores.CHECKS,
+    *app_stores.CHECKS,
     *functional.CHECKS,
     *userflows.CHECKS,
     *logs.CHECKS,

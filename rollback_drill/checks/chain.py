@@ -40,7 +40,12 @@ def rpc(target: Target, method: str, params: list[Any]) -> Any:
     return answer["result"]
 
 
-SELECTORS = {"version()": "0x54fd4d50", "owner()": "0x8da5cb5b", "paused()": "0x5c975abb"}
+SELECTORS = {
+    "version()": "0x54fd4d50",
+    "owner()": "0x8da5cb5b",
+    "paused()": "0x5c975abb",
+    "resolve(bytes32)": "0x5c23bdf5",
+}
 """keccak256(signature)[:4] of the registry's views (pinned by tests/test_verify_units.py;
 computing them would cost a 60 ms keccak import on every verify run)."""
 

@@ -3,11 +3,10 @@ answers within the timeout or fails - never hangs. (The chain's is in `checks.ch
 
 from __future__ import annotations
 
-import socket
 import time
-from urllib.parse import unquote, urlsplit
 
-from rollback_drill.checks import reach
+from rollback_drill.checks import reach, resp
+from rollback_drill.checks.resp import RedisReplyError
 from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
 from rollback_drill.stack.target import Target
@@ -50,40 +49,19 @@ def _mongodb(target: Target) -> CheckResult:
     )
 
 
-class RedisReplyError(RuntimeError):
-    pass
-
-
-def _resp(*words: str) -> bytes:
-    parts = [f"*{len(words)}\r\n".encode()]
-    for word in words:
-        data = word.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 def redis_ping(url: str, timeout_s: float) -> float:
-    """`redis-cli ping` over a socket (AUTH first when the URL has credentials): the redis
-    client costs ~60 ms of CPU to import, a verify run's whole budget is under a second.
-    Round-trip seconds of PING; RedisReplyError for an error reply."""
-    parts = urlsplit(url)
-    commands = [["PING"]]
-    if parts.password:
-        user = [unquote(parts.username)] if parts.username else []
-        commands.insert(0, ["AUTH", *user, unquote(parts.password)])
-    with socket.create_connection(
-        (parts.hostname or "localhost", parts.port or 6379), timeout_s
-    ) as sock:
-        reader = sock.makefile("rb")
-        seconds = 0.0
-        for command in commands:
-            start = time.monotonic()
-            sock.sendall(_resp(*command))
-            reply = reader.readline().rstrip(b"\r\n")
-            seconds = time.monotonic() - start
-            if not reply.startswith(b"+"):
-                raise RedisReplyError(f"{command[0]} -> {reply.decode(errors='replace')[:200]}")
-        return seconds
+    """`redis-cli ping` over a socket (`resp`: AUTH first when the URL has credentials; the
+    redis client costs ~60 ms of CPU to import, a verify run's whole budget is under a
+    second). Round-trip seconds of PING; RedisReplyError for an error reply."""
+    with resp.connect(url, timeout_s) as conn:
+        start = time.monotonic()
+        try:
+            reply = conn.command("PING")
+        except RedisReplyError as exc:
+            raise RedisReplyError(f"PING -> {exc}") from None
+        if reply != "PONG":
+            raise RedisReplyError(f"PING -> {reply!r}")
+        return time.monotonic() - start
 
 
 def _redis(target: Target) -> CheckResult:

@@ -13,7 +13,8 @@ import http.client
 import json
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ class Response:
     body: Any
     text: str
     seconds: float
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 class HttpFailure(Exception):
@@ -140,7 +142,8 @@ class Client:
             parsed: Any = json.loads(text) if text[:1] in "{[" else None
         except ValueError:
             parsed = None
-        return Response(resp.status, parsed, text[:max_text], seconds)
+        headers = {name.lower(): value for name, value in resp.getheaders()}
+        return Response(resp.status, parsed, text[:max_text], seconds, headers)
 
     def _failure(self, exc: BaseException, url: str, start: float) -> HttpFailure:
         kind, detail = classify(exc, self.timeout_s)

@@ -177,6 +177,11 @@ def writes(outcomes: Sequence[Outcome]) -> list[str]:
         if o.result is None:
             continue
         for write in o.result.evidence.get("writes", []):
+            if "key" in write:  # a key in a store (Redis), not documents in a collection
+                found.append(
+                    f"{write['store']}: key {write['key']} ({write['note']}) by {o.check.name}"
+                )
+                continue
             found.append(
                 f"{write['collection']}: {write['documents']} document(s) by {o.check.name}"
             )
