@@ -41,8 +41,12 @@ def test_starts_fast_and_is_healthy(backend: Service) -> None:
         "status": "ok",
         "service": "backend",
         "release": "1.4.0",
+        "database": "safepsy",
+        "schemaVersion": 1,
         "checks": {"mongodb": "ok", "redis": "ok", "schema": "ok"},
     }
+    assert response.headers["X-SafePsy-Release"] == "backend 1.4.0"
+    assert backend.client.get("/nowhere").headers["X-SafePsy-Release"] == "backend 1.4.0"
     assert response.headers["content-type"] == "application/json"
 
 

@@ -23,8 +23,11 @@ def test_starts_fast_and_is_healthy(chatbot: Service) -> None:
         "status": "ok",
         "service": "ai-chatbot",
         "release": "1.4.0",
+        "database": "safepsy",
         "checks": {"mongodb": "ok"},
     }
+    assert response.headers["X-SafePsy-Release"] == "ai-chatbot 1.4.0"
+    assert chatbot.client.get("/api/chat").status_code == 405  # what verify reads it by
 
 
 def test_chat_is_deterministic_and_recorded(chatbot: Service, infra: Infra) -> None:
