@@ -3,6 +3,7 @@ running the verify suite the way a user does (a separate pytest process)."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.stack.common import StackBase
 from rollback_drill.stores import mongo
 
 REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/1.4.0/DIDRegistry.json"
@@ -180,3 +182,73 @@ def cpu_load(processes: int | None = None) -> Iterator[int]:
             burner.kill()
         for burner in burners:
             burner.wait(timeout=10)
+
+
+# What the blind-spot tests break, on either backend (test_checks_fail, test_blind_spots_docker)
+
+
+def anchored_dids(stack: StackBase) -> list[dict[str, Any]]:
+    with mongo.client(stack.mongodb_uri) as conn:
+        found = conn["safepsy"]["did_documents"].find({"anchored": True})
+        return [{"did": str(d["_id"]), "document": dict(d["document"])} for d in found]
+
+
+def registry_of(stack: StackBase, address: str | None = None) -> Any:
+    from rollback_drill.chain.registry import Registry
+
+    target = stack.target()
+    assert target.contract_artifact and target.registry_address
+    from rollback_drill.chain.deploy import Rpc
+
+    rpc = Rpc(stack.rpc_url)
+    return Registry(rpc, address or target.registry_address, target.contract_artifact)
+
+
+def did_subject(did: str) -> bytes:
+    from rollback_drill.checks.keccak import keccak256
+
+    return keccak256(did.encode())
+
+
+@contextmanager
+def apps_on_database(stack: StackBase, database: str) -> Iterator[None]:
+    """The database restored under another name and backend and chatbot repointed at it by
+    their .env (MONGODB_DATABASE), restarted: healthy, and writing somewhere else."""
+    archive = stack.workdir / "copy-for-repoint"
+    mongo.backup(stack.mongodb_uri, "safepsy", archive)
+    mongo.restore(stack.mongodb_uri, database, archive)
+    services = ("backend", "ai-chatbot")
+    for service in services:
+        env = stack.config_dir / f"{service}.env"
+        lines = env.read_text().splitlines(keepends=True)
+        env.write_text("".join(
+            f"MONGODB_DATABASE={database}\n" if ln.startswith("MONGODB_DATABASE=") else ln
+            for ln in lines
+        ))  # fmt: skip
+        stack.restart(service)
+    try:
+        yield
+    finally:
+        for service in services:
+            stack.set_release(service, "1.4.0")
+            stack.restart(service)
+        with mongo.client(stack.mongodb_uri) as conn:
+            conn.drop_database(database)
+        shutil.rmtree(archive, ignore_errors=True)
+
+
+@contextmanager
+def redis_config(stack: StackBase, **settings: str) -> Iterator[None]:
+    import redis
+
+    conn = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    names = {key: key.replace("_", "-") for key in settings}
+    before = {name: str(conn.config_get(name)[name]) for name in names.values()}
+    for key, value in settings.items():
+        conn.config_set(names[key], value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            conn.config_set(name, value)
+        conn.close()

@@ -307,8 +307,8 @@ def judge(
             if performance is None:
                 missing = "the performance baseline has no samples of these operations and routes"
                 break
-            if final or performance.state != "borderline":
-                break
+            if final or performance.state not in ("borderline", "regressed"):
+                break  # re-sampled before failing: a burst of noise is diluted, a regression stays
             samples += run_samples(target, operations, n, run_tag, len(samples))
             rounds += 1
     verdict = FlowVerdict(

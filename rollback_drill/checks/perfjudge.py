@@ -9,9 +9,11 @@ now is taken out (`checks.machine`). Then:
 - the whole interval at or under the limit (+50 %), or a rise under the floor in seconds:
   within;
 - the whole interval over the limit: regressed;
-- otherwise borderline: the flow is sampled again (up to `MAX_ROUNDS` rounds, within half the
-  verify deadline) and judged on everything; still borderline at the end fails - fail when in
-  doubt, after having looked again.
+- otherwise borderline.
+Anything but within is sampled again before it fails (up to `MAX_ROUNDS` rounds, within half
+the verify deadline) and judged on all the samples: a burst of noise in one round is diluted,
+a regression stays; still borderline at the end fails - fail when in doubt, after having
+looked again.
 Where the target grants the frontend's logs, the service is judged on its own time (nginx's
 upstream time of each sampled request), the client's shown beside it: a rise the client saw
 and the service did not is the verifier's or the network's, not the service's - within, and

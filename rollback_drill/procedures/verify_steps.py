@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from rollback_drill.checks import BY_NAME
-from rollback_drill.checks.result import run_checks
+from rollback_drill.checks.result import run_checks_concurrently
 from rollback_drill.process.wait import Wait
 from rollback_drill.steps.procedure import DrillContext, StepResult
 
@@ -35,7 +35,7 @@ def answers_as_good_release(ctx: DrillContext, service: str) -> StepResult:
 
 def checks_pass(ctx: DrillContext, *names: str) -> StepResult:
     """The named runbook checks pass against the stack now."""
-    outcomes = run_checks([BY_NAME[n] for n in names], ctx.stack.target())
+    outcomes = run_checks_concurrently([BY_NAME[n] for n in names], ctx.stack.target())
     failed = [o.result.explain() for o in outcomes if o.failed and o.result]
     if failed:
         raise RuntimeError("; ".join(failed))
