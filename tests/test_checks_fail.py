@@ -737,7 +737,7 @@ def test_did_documents_fail_when_the_chain_holds_another_document_than_the_datab
     _assert_passes("stores.did_documents", target)
 
 
-def test_did_documents_fail_when_a_redeploys_migration_missed_adid_subject(
+def test_did_documents_fail_when_a_redeploys_migration_missed_a_subject(
     local_stack: LocalStack,
 ) -> None:
     """A new registry with every anchored DID carried over but one: the target points at it."""
