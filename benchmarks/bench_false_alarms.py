@@ -7,7 +7,8 @@ per flow against the baseline's p95, +50 % and 50 ms) on the very same samples, 
 2. The performance baseline, taken by a green verify run while the machine is quiet.
 3. `--runs` whole verify runs (every check, as `rollback-drill verify` runs them) while
    `--burners` processes (default: one per core) spin beside them: a false alarm is a run
-   whose flows fail on performance (any other failure is printed too).
+   whose flows fail on performance ("not recovered"); a run where a flow's performance decided
+   nothing ("not verified") is counted apart; any other failure is printed too.
 4. The test account's logins made 60 % slower (its password hash re-made with more PBKDF2
    rounds: a real cost in the backend) on the quiet machine, then twice as slow under the
    same load: `--regressed-runs` runs each, every one must fail flow.login.
@@ -103,7 +104,7 @@ def _ratio(outcome: Outcome) -> str:
 def run_series(
     label: str, target_file: Path, baseline: perfbaseline.PerformanceBaseline, runs: int
 ) -> dict[str, Any]:
-    new_alarms = old_alarms = other = login_red = 0
+    new_alarms = new_undecided = old_alarms = other = login_red = 0
     for i in range(runs):
         started = time.monotonic()
         outcomes = verify_once(target_file)
@@ -122,6 +123,8 @@ def run_series(
             for o in outcomes
             if o.state == "failed" and o.check.name not in perf_failed
         ]
+        undecided = [n for n, o in flows.items() if o.state == "not verified"]
+        new_undecided += bool(undecided)
         new_alarms += bool(perf_failed)
         old_alarms += bool(old)
         other += bool(failed_other)
@@ -135,13 +138,20 @@ def run_series(
             f"{label:<28} run {i + 1:>2}: {time.monotonic() - started:5.2f} s  "
             f"login {_ratio(flows['flow.login'])} did {_ratio(flows['flow.did'])}  "
             f"foreign {shares.get('login')}  new-judge red: {perf_failed or '-'}  "
-            f"old-judge red: {old or '-'}  other failures: {failed_other or '-'}",
+            f"undecided: {undecided or '-'}  old-judge red: {old or '-'}  other failures: {failed_other or '-'}",
             flush=True,
         )
         for name in perf_failed:
             result = flows[name].result
             print(f"    {name}: {result.summary if result else ''}", flush=True)
-    return {"runs": runs, "new": new_alarms, "old": old_alarms, "other": other, "login": login_red}
+    return {
+        "runs": runs,
+        "new": new_alarms,
+        "undecided": new_undecided,
+        "old": old_alarms,
+        "other": other,
+        "login": login_red,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -184,13 +194,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "login x2, busy machine", target_file, baseline, args.regressed_runs
             )
     print()
-    print(f"{'series':<28} {'runs':>5} {'new judge red':>14} {'old judge red':>14}")
+    print(
+        f"{'series':<28} {'runs':>5} {'new judge red':>14} {'not verified':>13} "
+        f"{'old judge red':>14}"
+    )
     for label, row in (
         ("healthy, busy (false alarms)", busy),
         ("login +60 %, quiet", slow),
         ("login x2, busy", slow_busy),
     ):
-        print(f"{label:<28} {row['runs']:>5} {row['new']:>14} {row['old']:>14}")
+        print(
+            f"{label:<28} {row['runs']:>5} {row['new']:>14} {row['undecided']:>13} {row['old']:>14}"
+        )
     print(
         f"flow.login red: +60 % quiet {slow['login']}/{slow['runs']}, "
         f"x2 busy {slow_busy['login']}/{slow_busy['runs']}; "

@@ -432,7 +432,7 @@ def test_login_fails_against_the_performance_baseline_when_it_is_twice_as_slow(
     ):
         summary = _assert_fails("flow.login", with_baseline)
     assert "of the baseline" in summary and "interval" in summary, summary
-    assert "a slower service" in summary or "cannot be shown within +50%" in summary
+    assert "a slower service" in summary
     _assert_passes("flow.login", with_baseline)
 
 
@@ -445,7 +445,11 @@ def test_flows_stay_green_against_their_baseline_on_a_busy_machine(local_stack: 
     with cpu_load():
         for _ in range(2):
             outcomes = run_checks_concurrently([BY_NAME[f"flow.{f}"] for f in flows], judged)
-            assert [o.reason for o in outcomes if o.state != "passed"] == []
+            # never "not recovered"; on a machine far busier than its baseline's, a flow may
+            # say its performance decided nothing ("not verified"), never that it passed
+            assert [o.reason for o in outcomes if o.state == "failed"] == []
+            undecided = [o for o in outcomes if o.state == "not verified"]
+            assert all("performance not verified" in o.reason for o in undecided)
 
 
 def test_a_baseline_of_other_operations_cannot_judge_a_flow(local_stack: LocalStack) -> None:

@@ -97,7 +97,7 @@ def test_the_machines_foreign_load_is_taken_out_only_where_it_is_shared() -> Non
     assert Machine(0.0, 0.95, shared=True).factor == machine.MAX_FACTOR
 
 
-def test_a_borderline_judgement_fails_only_when_no_round_is_left() -> None:
+def test_a_borderline_judgement_is_undecided_not_failed() -> None:
     rng = random.Random(5)
     before = {"x": _lognormal(rng, 0.03, 20, 0.3)}
     now = {"x": [v * 1.5 for v in _lognormal(rng, 0.03, 20, 0.3)]}
@@ -105,10 +105,10 @@ def test_a_borderline_judgement_fails_only_when_no_round_is_left() -> None:
         FlowSamples(client_s=before), now, {}, Machine(None, None, False), 0.95, 0.5, 0.01, 1
     )
     assert result is not None and result.state == "borderline"
-    assert result.problem(final=False) is None
-    problem = result.problem(final=True)
-    assert problem is not None and "cannot be shown within +50%" in problem
-    assert "interval" in problem
+    assert result.problem() is None
+    undecided = result.undecided()
+    assert undecided is not None and "neither within nor over +50%" in undecided
+    assert "interval" in undecided
 
 
 @pytest.mark.parametrize(
@@ -127,3 +127,15 @@ def test_foreign_share_needs_a_window_long_enough_to_measure() -> None:
     processes = machine.serving_processes([])
     start = machine.read(processes)
     assert machine.foreign_share(start, start) is None
+
+
+def test_an_inconclusive_result_is_not_verified_never_passed_nor_failed() -> None:
+    from rollback_drill.checks import BY_NAME
+    from rollback_drill.checks.result import CheckResult, Outcome
+    from rollback_drill.plugin.verification import ExitCode, status
+
+    result = CheckResult("flow.login", False, "performance not verified: ...", inconclusive=True)
+    outcome = Outcome(BY_NAME["flow.login"], result)
+    assert outcome.state == "not verified" and not outcome.failed
+    assert "NOT VERIFIED" in result.explain()
+    assert status([outcome]) is ExitCode.NOT_VERIFIED

@@ -153,7 +153,6 @@ class FlowVerdict:
     confidence: float
     limit_s: float
     performance: PerformanceJudgement | None = None
-    final: bool = True  # no round of samples is left to take
     notes: list[str] = field(default_factory=list)
     probe: bool = False  # one request per route: any error fails, no rate is claimed
     foreign_share: float | None = None
@@ -191,10 +190,16 @@ class FlowVerdict:
             found.append(f"p95 {shown} over the {self.limit_s:g} s warning threshold")
         if self.baseline_missing:
             found.append(self.baseline_missing)
-        regression = self.performance.problem(self.final) if self.performance else None
+        regression = self.performance.problem() if self.performance else None
         if regression is not None:
             found.append(regression)
         return found
+
+    def undecided(self) -> str | None:
+        """Why performance decided nothing, when nothing else is wrong: "not verified"."""
+        if self.problems() or self.performance is None:
+            return None
+        return self.performance.undecided()
 
     def _first_errors(self) -> list[str]:
         seen: dict[str, str] = {}
@@ -207,6 +212,9 @@ class FlowVerdict:
         problems = self.problems()
         if problems:
             return "; ".join(problems)
+        undecided = self.undecided()
+        if undecided:
+            return undecided
         n = len(self.samples)
         routes = len({s.operation.route for s in self.samples})
         compared = f"; {self.performance.shown()}" if self.performance else ""
@@ -318,13 +326,17 @@ def judge(
         confidence=target.sampling_confidence,
         limit_s=target.thresholds.response_time_warning_s,
         performance=performance,
-        final=True,
         notes=(notes or [])
         + ([f"server times: {server.problem}"] if server.problem and baseline else []),
         probe=target.probe_once,
         foreign_share=share,
         baseline_missing=missing,
     )
+    undecided = verdict.undecided() is not None
     return CheckResult(
-        f"flow.{name}", not verdict.problems(), verdict.summary(), verdict.evidence()
+        f"flow.{name}",
+        not verdict.problems() and not undecided,
+        verdict.summary(),
+        verdict.evidence(),
+        inconclusive=undecided,
     )

@@ -12,8 +12,9 @@ now is taken out (`checks.machine`). Then:
 - otherwise borderline.
 Anything but within is sampled again before it fails (up to `MAX_ROUNDS` rounds, within half
 the verify deadline) and judged on all the samples: a burst of noise in one round is diluted,
-a regression stays; still borderline at the end fails - fail when in doubt, after having
-looked again.
+a regression stays. Still borderline at the end, the flow is "not verified" (Argo Rollouts'
+"inconclusive"): never a pass, and not the "not recovered" that would send an operator to
+roll back again over a measurement that decided nothing.
 Where the target grants the frontend's logs, the service is judged on its own time (nginx's
 upstream time of each sampled request), the client's shown beside it: a rise the client saw
 and the service did not is the verifier's or the network's, not the service's - within, and
@@ -89,20 +90,27 @@ class PerformanceJudgement:
             return "verifier"
         return state
 
-    def problem(self, final: bool) -> str | None:
-        """What fails the flow; a borderline result fails only once no round is left."""
-        state = self.state
-        increase = f"+{self.limit - 1:.0%}"
+    def _measured(self) -> str:
         which = "the service's own time (nginx upstream)" if self.server else "response time"
-        measured = f"{which} {self.decided_by.shown()} of the baseline"
-        if state == "regressed":
-            return f"{measured}, over the {increase} limit: a slower service{self._context()}"
-        if state == "borderline" and final:
-            return (
-                f"{measured}: cannot be shown within {increase} after {self.rounds} round(s) of "
-                f"samples{self._context()}"
-            )
-        return None
+        return f"{which} {self.decided_by.shown()} of the baseline"
+
+    def problem(self) -> str | None:
+        """What fails the flow: a rise whose whole interval is over the limit."""
+        if self.state != "regressed":
+            return None
+        return (
+            f"{self._measured()}, over the +{self.limit - 1:.0%} limit: a slower service"
+            f"{self._context()}"
+        )
+
+    def undecided(self) -> str | None:
+        """Why the judgement decided nothing: still borderline after every round."""
+        if self.state != "borderline":
+            return None
+        return (
+            f"performance not verified: {self._measured()} is neither within nor over "
+            f"+{self.limit - 1:.0%} after {self.rounds} round(s) of samples{self._context()}"
+        )
 
     def _context(self) -> str:
         parts = []

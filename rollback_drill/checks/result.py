@@ -32,9 +32,13 @@ class CheckResult:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    # looked, but what it saw decides nothing (a measurement still straddling its limit after
+    # every re-sample, as Argo Rollouts' "inconclusive"): "not verified", neither pass nor fail
+    inconclusive: bool = False
 
     def explain(self) -> str:
-        return redact(f"{self.name}: {'PASS' if self.ok else 'FAIL'} - {self.summary}")
+        verdict = "NOT VERIFIED" if self.inconclusive else "PASS" if self.ok else "FAIL"
+        return redact(f"{self.name}: {verdict} - {self.summary}")
 
 
 CheckFn = Callable[[Target], CheckResult]
@@ -75,6 +79,7 @@ class Check:
             redact(result.summary),
             result.evidence,
             time.monotonic() - start,
+            result.inconclusive,
         )
 
 
@@ -88,11 +93,11 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.result is not None and not self.result.ok
+        return self.result is not None and not self.result.ok and not self.result.inconclusive
 
     @property
     def state(self) -> State:
-        if self.result is None:
+        if self.result is None or self.result.inconclusive:
             return "not verified"
         return "passed" if self.result.ok else "failed"
 
