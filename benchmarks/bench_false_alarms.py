@@ -138,7 +138,8 @@ def run_series(
             f"{label:<28} run {i + 1:>2}: {time.monotonic() - started:5.2f} s  "
             f"login {_ratio(flows['flow.login'])} did {_ratio(flows['flow.did'])}  "
             f"foreign {shares.get('login')}  new-judge red: {perf_failed or '-'}  "
-            f"undecided: {undecided or '-'}  old-judge red: {old or '-'}  other failures: {failed_other or '-'}",
+            f"undecided: {undecided or '-'}  old-judge red: {old or '-'}  "
+            f"other failures: {failed_other or '-'}",
             flush=True,
         )
         for name in perf_failed:
