@@ -1,7 +1,7 @@
-"""The verify suite's first five minutes, as a new user meets them: the README's fingerprint
-step as written, `rollback-drill verify` with its table and exit codes, pytest options passed
-through, `--target FILE` with a space, a missing `--target`, a broken target file (one error),
-a target that is down, and one whose endpoints accept connections but never answer."""
+"""The verify suite's first five minutes, as a new user meets them: the fingerprint step as
+docs/verify.md writes it, `rollback-drill verify` with its table and exit codes, pytest options
+passed through, `--target FILE` with a space, a missing `--target`, a broken target file (one
+error), a target that is down, and one whose endpoints accept connections but never answer."""
 
 from __future__ import annotations
 
@@ -133,19 +133,22 @@ def test_endpoints_that_never_answer_are_judged_within_the_deadline(silent_targe
     assert re.search(r"^health\.backend\s+FAIL .*timed out", run.stdout, re.MULTILINE)
 
 
-def _readme_target() -> str:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme[readme.index("## Verifying a live environment") :]
+def _documented_target() -> str:
+    """The target file docs/verify.md shows (README.md links to it)."""
+    doc = (PROJECT_ROOT / "docs" / "verify.md").read_text()
+    section = doc[doc.index("## The target file") :]
     return section[
         section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))
     ]
 
 
-def test_readme_fingerprint_step_works_as_written(local_stack: LocalStack, tmp_path: Path) -> None:
-    """The README's target file, pointed at a real stack through its environment variables,
+def test_documented_fingerprint_step_works_as_written(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """docs/verify.md's target file, pointed at a real stack through its environment variables,
     and its `fingerprint` command - before any baseline exists."""
-    (tmp_path / "prod.yaml").write_text(_readme_target())
-    # the README's target names its contract build beside it, as a user's checkout has it
+    (tmp_path / "prod.yaml").write_text(_documented_target())
+    # the documented target names its contract build beside it, as a user's checkout has it
     build = tmp_path / "contracts" / "build" / "1.4.0"
     build.mkdir(parents=True)
     shutil.copy(REFERENCE_ARTIFACT, build / "DIDRegistry.json")
