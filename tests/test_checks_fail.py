@@ -24,10 +24,11 @@ from bson.raw_bson import RawBSONDocument
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
-from rollback_drill.checks.result import CheckResult, CheckSkipped
+from rollback_drill.checks.result import CheckResult
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.perfbaseline import PerformanceBaseline
 from rollback_drill.process import proc
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack import tls
 from rollback_drill.stack.access import FileLogs, LocalStats
 from rollback_drill.stack.local import LocalStack
@@ -566,7 +567,7 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
     import subprocess
 
     from rollback_drill.checks.connectivity import redis_ping
-    from rollback_drill.checks.resp import RedisReplyError
+    from rollback_drill.process.errors import RedisReplyError
     from rollback_drill.process.tools import find_tool
 
     port = proc.free_port()

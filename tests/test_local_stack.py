@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
 from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.base import Stack

@@ -17,7 +17,8 @@ from rollback_drill.checks.result import run_checks
 from rollback_drill.failures.contract_release import roll_out
 from rollback_drill.failures.scenarios import run_migration
 from rollback_drill.failures.userwrites import SessionHolder
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
+from rollback_drill.process.errors import BuildError, SpecError
 from rollback_drill.process.proc import wait_until
 from rollback_drill.stack import releases
 from rollback_drill.stack.local import LocalStack
@@ -54,7 +55,7 @@ def test_a_patch_that_does_not_apply_names_release_service_and_patch(tmp_path: P
     )
     stack = copy_stack_file(tmp_path, "stack.yaml", lambda s: s["releases"].append(str(release)))
     loaded = load_stack(stack)
-    with pytest.raises(releases.BuildError, match=r"release 9\.9\.9, service backend: broken"):
+    with pytest.raises(BuildError, match=r"release 9\.9\.9, service backend: broken"):
         releases.build(loaded, "backend", "9.9.9", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     release.write_text(release.read_text().replace("broken.patch", "absent.patch"))

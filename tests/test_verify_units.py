@@ -20,12 +20,12 @@ from rollback_drill.checks import chain, logs, sampling
 from rollback_drill.checks.flows import FlowVerdict, Operation, Sample
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.plugin.verification import ExitCode, status, table, verdict
+from rollback_drill.process.errors import FingerprintError
 from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
     Fingerprint,
-    FingerprintError,
     IndexPrint,
     compare,
     pack,

@@ -11,10 +11,7 @@ from pathlib import Path
 
 from rollback_drill.chain.evm import (
     Artifact,
-    Reverted,
     Rpc,
-    RpcError,
-    RpcUnavailable,
     calldata,
     eth_call,
     keccak,
@@ -24,6 +21,7 @@ from rollback_drill.chain.evm import (
 )
 from rollback_drill.chain.keys import Signer
 from rollback_drill.chain.transactions import Receipt, send_transaction
+from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
 # -- a dev chain's operator --------------------------------------------------------------------
 

@@ -17,28 +17,7 @@ from typing import Any
 
 import httpx
 
-
-class RpcUnavailable(RuntimeError):
-    """No usable answer: refused, timed out, connection dropped, or not JSON-RPC. A
-    transaction sent when this was raised may or may not have reached the node."""
-
-
-class RpcError(RuntimeError):
-    """The node answered with a JSON-RPC error (revert data, when any, in `data`)."""
-
-    def __init__(self, method: str, code: int, message: str, data: Any) -> None:
-        super().__init__(f"{method}: JSON-RPC error {code}: {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class Reverted(RuntimeError):
-    """A call or transaction reverted; `reason` is the custom error's name when known."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"reverted: {reason}{': ' + detail if detail else ''}")
-        self.reason = reason
+from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
 
 class Rpc:

@@ -21,12 +21,13 @@ from rollback_drill.chain.artifacts import (
     runtime_of,
 )
 from rollback_drill.checks.health import get
-from rollback_drill.checks.http import HttpFailure, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.http import request
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import ChainError, CheckSkipped, HttpFailure
 from rollback_drill.stack.target import Target
 
 
-class RpcError(RuntimeError):
+class RpcError(ChainError, RuntimeError):
     pass
 
 

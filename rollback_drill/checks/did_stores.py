@@ -28,9 +28,10 @@ from typing import Any
 from rollback_drill.checks.chain import decode_string, selector
 from rollback_drill.checks.http import request
 from rollback_drill.checks.keccak import keccak256
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.checks.sampling import samples_needed
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 NAME = "stores.did_documents"

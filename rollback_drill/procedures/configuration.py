@@ -33,6 +33,7 @@ from rollback_drill.failures.operatoredits import CERT_BACKUPS, NGINX_BACKUP
 from rollback_drill.failures.operatorfiles import front, nginx_conf, ssl_files
 from rollback_drill.failures.scenarios import ENV_BACKUPS
 from rollback_drill.procedures.verify_steps import answers_as_good_release
+from rollback_drill.process.errors import ConfigurationRejected
 from rollback_drill.process.secrets import write_private
 from rollback_drill.process.wait import Wait
 from rollback_drill.steps.failure import RERUN
@@ -52,10 +53,6 @@ VERIFY_TIMEOUT_S = 20.0
 # Green must hold this long: nginx's old workers finish the requests (and keep-alive
 # connections) they had at the reload meanwhile, and users' traffic shows the switch-over.
 STAYS_GREEN_S = 2.0
-
-
-class ConfigurationRejected(RuntimeError):
-    """The restored configuration fails its gate (nginx -t, or the certificate check)."""
 
 
 def _digest(path: Path) -> str:

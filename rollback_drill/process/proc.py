@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from rollback_drill.process import ownership, procfs
+from rollback_drill.process.errors import StartError
 from rollback_drill.process.ownership import SweepResult
 from rollback_drill.process.procfs import ProcessIdentity
 
@@ -38,10 +39,6 @@ _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
 _temp_dirs: list[Path] = []
-
-
-class StartError(RuntimeError):
-    """A process did not become ready; the message carries the tail of its log."""
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

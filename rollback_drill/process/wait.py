@@ -8,9 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class WaitTimeout(TimeoutError):
-    pass
+from rollback_drill.process.errors import WaitTimeout
 
 
 @dataclass(frozen=True)

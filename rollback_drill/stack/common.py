@@ -27,10 +27,11 @@ from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.files.spec import LoadedStack, ServiceSpec
 from rollback_drill.process import proc
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
 from rollback_drill.stack import releases, tls
 from rollback_drill.stack.access import LogSource, StackLogs, StackStats, StatsSource
-from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage
 from rollback_drill.stack.envfile import read_env_file, write_env_file
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 
 from rollback_drill.files.spec import PRODUCTION, load_stack
-from rollback_drill.files.userfiles import SpecError
 from rollback_drill.process import ownership, proc, procfs
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
 from rollback_drill.stack.upstack.state import (
     CONTROL,
