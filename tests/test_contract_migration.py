@@ -26,6 +26,7 @@ from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
 from rollback_drill.process import proc
 from rollback_drill.process.errors import KeyProblem
 from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.wait import Wait
 
 BUILD = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build"
 OLD, NEW = BUILD / "1.9.0" / "DIDRegistry.json", BUILD / "1.4.0" / "DIDRegistry.json"
@@ -97,7 +98,7 @@ def test_a_migration_killed_halfway_and_rerun_loses_and_duplicates_nothing(
     env.pop(keys.KEY_ENV, None)
     running = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        proc.wait_until(lambda: _registered(target) >= DIDS // 3, 60, what="a third migrated")
+        Wait("a third migrated", 60).until(lambda: _registered(target) >= DIDS // 3)
     finally:
         running.send_signal(signal.SIGKILL)
         _, err = running.communicate(timeout=10)

@@ -24,6 +24,7 @@ from rollback_drill.checks.sampling import percentile
 from rollback_drill.process import proc
 from rollback_drill.process.errors import LoadError
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 
@@ -176,7 +177,7 @@ class LoadRun:
             return bool(self.samples())
 
         try:
-            return proc.wait_until(flowing, timeout_s, 0.05, "first load sample", (LoadError,))
+            return Wait("first load sample", timeout_s, 0.05, fatal=(LoadError,)).until(flowing)
         except TimeoutError:
             raise LoadError(
                 f"no load sample within {timeout_s:.0f} s; locust log:\n{self.log_tail()}"

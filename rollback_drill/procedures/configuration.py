@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 from rollback_drill.checks import BY_NAME, tls
@@ -178,11 +177,8 @@ def _front_green(ctx: DrillContext, names: tuple[str, ...]) -> StepResult:
         took = Wait(f"{', '.join(names)} passing", VERIFY_TIMEOUT_S, 0.2).until(green)
     except TimeoutError as exc:
         raise RuntimeError(f"{exc}; still failing: {'; '.join(last)}") from None
-    held = time.monotonic() + STAYS_GREEN_S
-    while time.monotonic() < held:
-        time.sleep(0.25)
-        if not green():
-            raise RuntimeError(f"green, then failing again: {'; '.join(last)}")
+    if not Wait(f"{', '.join(names)} staying green", STAYS_GREEN_S, 0.25).holds(green):
+        raise RuntimeError(f"green, then failing again: {'; '.join(last)}")
     return StepResult({"passed": list(names), "green_after_s": round(took, 3),
                        "stayed_green_s": STAYS_GREEN_S})  # fmt: skip
 
