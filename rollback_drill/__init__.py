@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         DeployRelease,
         Scenario,
     )
-    from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+    from rollback_drill.files.spec import LoadedStack, load_stack
     from rollback_drill.files.targetspec import load_target
     from rollback_drill.procedures import (
         automation,
@@ -42,6 +42,20 @@ if TYPE_CHECKING:
         redis,
         service,
         staging,
+    )
+    from rollback_drill.process.errors import (
+        ChainError,
+        CheckError,
+        EvidenceError,
+        FileError,
+        MonitoringError,
+        ProcessError,
+        RollbackDrillError,
+        SpecError,
+        StackError,
+        StoreError,
+        VerdictError,
+        WiringError,
     )
     from rollback_drill.stack.base import Stack
     from rollback_drill.stack.target import Target, target_from_file
@@ -64,7 +78,18 @@ _WHERE = {
     "Procedure": "rollback_drill.steps.procedure",
     "ReplaceCertificate": "rollback_drill.failures.operatoredits",
     "Scenario": "rollback_drill.failures.scenarios",
-    "SpecError": "rollback_drill.files.spec",
+    "ChainError": "rollback_drill.process.errors",
+    "CheckError": "rollback_drill.process.errors",
+    "EvidenceError": "rollback_drill.process.errors",
+    "FileError": "rollback_drill.process.errors",
+    "MonitoringError": "rollback_drill.process.errors",
+    "ProcessError": "rollback_drill.process.errors",
+    "RollbackDrillError": "rollback_drill.process.errors",
+    "SpecError": "rollback_drill.process.errors",
+    "StackError": "rollback_drill.process.errors",
+    "StoreError": "rollback_drill.process.errors",
+    "VerdictError": "rollback_drill.process.errors",
+    "WiringError": "rollback_drill.process.errors",
     "Stack": "rollback_drill.stack.base",
     "Step": "rollback_drill.steps.procedure",
     "Target": "rollback_drill.stack.target",
@@ -85,7 +110,9 @@ _WHERE = {
 
 __all__ = [
     "BackupAndDeploy",
+    "ChainError",
     "ChangeConfiguration",
+    "CheckError",
     "DeployAfterBackup",
     "DeployContractRelease",
     "DeployRelease",
@@ -95,15 +122,24 @@ __all__ = [
     "DrillRunner",
     "EditEnvironment",
     "EditNginxConfig",
+    "EvidenceError",
+    "FileError",
     "LoadOptions",
     "LoadedStack",
+    "MonitoringError",
     "Procedure",
+    "ProcessError",
     "ReplaceCertificate",
+    "RollbackDrillError",
     "Scenario",
     "SpecError",
     "Stack",
+    "StackError",
     "Step",
+    "StoreError",
     "Target",
+    "VerdictError",
+    "WiringError",
     "automation",
     "configuration",
     "contract",

@@ -7,12 +7,14 @@ import math
 
 import pytest
 
+from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.files.spec import Classification, LoadedStack
 from rollback_drill.files.specmodel import Thresholds
-from rollback_drill.monitoring.alerts import AlertEngine, AlertRules, wilson_lower
-from rollback_drill.monitoring.decision import Finding, NothingToDecide, decide
+from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
+from rollback_drill.monitoring.decision import Finding, decide
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Sample
+from rollback_drill.process.errors import NothingToDecide
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.steps.timeline import Timeline
 
@@ -58,12 +60,12 @@ def _requests(n: int, failing: int, latency: float = 0.005) -> list[LoadSample]:
     ]
 
 
-def test_wilson_bound_separates_noise_from_outage() -> None:
-    assert wilson_lower(0, 2) == 0.0
-    assert wilson_lower(1, 20) < 0.05  # one failure in twenty proves nothing
-    assert wilson_lower(3, 60) < 0.05  # 5 % of a small window: not proven above 5 %
-    assert wilson_lower(10, 12) > 0.5  # an outage proves itself in a dozen requests
-    assert wilson_lower(0, 0) == 0.0
+def test_the_lower_bound_separates_noise_from_outage() -> None:
+    assert lower_bound(0, 2, 0.95) == 0.0
+    assert lower_bound(1, 20, 0.95) < 0.05  # one failure in twenty proves nothing
+    assert lower_bound(3, 60, 0.95) < 0.05  # 5 % of a small window: not proven above 5 %
+    assert lower_bound(10, 12, 0.95) > 0.5  # an outage proves itself in a dozen requests
+    assert lower_bound(0, 0, 0.95) == 0.0
 
 
 def test_error_rate_alert_fires_with_the_measured_rate_and_limit() -> None:

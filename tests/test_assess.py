@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.files.spec import LoadedStack
-from rollback_drill.process.proc import wait_until
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.targetfile import write_target_file
 
@@ -34,7 +34,7 @@ def _release(stack: LocalStack, release: str) -> None:
     for service in stack.app_services():
         stack.deploy(service, release)
     for service in stack.app_services():
-        wait_until(stack.probe(service, healthy=False), 30, what=f"{service} answering")
+        Wait(f"{service} answering", 30).until(stack.probe(service, healthy=False))
 
 
 @pytest.mark.parametrize(

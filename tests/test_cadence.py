@@ -14,7 +14,8 @@ import pytest
 from rollback_drill.cli import app as cli
 from rollback_drill.cli import programme as cli_programme
 from rollback_drill.evidence import record
-from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.files.spec import load_stack
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.programme import cadence, history
 from tests.helpers import copy_stack_file

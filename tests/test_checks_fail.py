@@ -24,10 +24,12 @@ from bson.raw_bson import RawBSONDocument
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
-from rollback_drill.checks.result import CheckResult, CheckSkipped
+from rollback_drill.checks.result import CheckResult
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.perfbaseline import PerformanceBaseline
 from rollback_drill.process import proc
+from rollback_drill.process.errors import CheckSkipped
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack import tls
 from rollback_drill.stack.access import FileLogs, LocalStats
 from rollback_drill.stack.local import LocalStack
@@ -76,7 +78,7 @@ def _assert_passes(name: str, target: Target) -> None:
 
 def _healthy(stack: LocalStack, service: str) -> None:
     url = stack.url(service) + ("/" if service == "frontend" else "/health")
-    proc.wait_until(lambda: httpx.get(url, timeout=1).status_code == 200, 20, what=f"{service} up")
+    Wait(f"{service} up", 20).until(lambda: httpx.get(url, timeout=1).status_code == 200)
 
 
 def test_every_check_is_green_on_a_healthy_stack_twice_in_a_row(local_stack: LocalStack) -> None:
@@ -592,7 +594,7 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
     import subprocess
 
     from rollback_drill.checks.connectivity import redis_ping
-    from rollback_drill.checks.resp import RedisReplyError
+    from rollback_drill.process.errors import RedisReplyError
     from rollback_drill.process.tools import find_tool
 
     port = proc.free_port()
@@ -602,7 +604,7 @@ def test_redis_ping_authenticates_and_fails_on_a_wrong_password(tmp_path: Path) 
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        proc.wait_until(lambda: proc.port_open(port), 10, what="redis-server")
+        Wait("redis-server", 10).until(lambda: proc.port_open(port))
         assert redis_ping(f"redis://:s3cret-pw@127.0.0.1:{port}/0", 2.0) >= 0
         with pytest.raises(RedisReplyError, match="AUTH"):
             redis_ping(f"redis://:wrong@127.0.0.1:{port}/0", 2.0)
@@ -652,9 +654,9 @@ def _leftover_backend(
     try:
         url = f"http://127.0.0.1:{bound}/api/did/health"
         if port is None:
-            proc.wait_until(lambda: httpx.get(url, timeout=1).status_code > 0, 20, what="leftover")
+            Wait("leftover", 20).until(lambda: httpx.get(url, timeout=1).status_code > 0)
         else:
-            proc.wait_until(lambda: "listening on" in log.read_text(), 20, what="leftover")
+            Wait("leftover", 20).until(lambda: "listening on" in log.read_text())
         yield bound
     finally:
         leftover.stop(grace=5.0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.files import configbackup
+from rollback_drill.process.errors import BackupFileError
 from rollback_drill.process.secrets import write_private
 from rollback_drill.stack import backupfile
 
@@ -99,7 +100,7 @@ def test_a_file_that_is_not_a_backup_is_refused(
         path.write_bytes(b"this is not a tar archive at all")
     else:
         _tar(path, members)
-    with pytest.raises(backupfile.BackupFileError, match=expected), backupfile.opened(path):
+    with pytest.raises(BackupFileError, match=expected), backupfile.opened(path):
         pass
     assert not (tmp_path.parent / "escape").exists()
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 from tests.helpers import copy_stack_file
 

@@ -24,7 +24,9 @@ from rollback_drill.chain.deploy import Rpc
 from rollback_drill.chain.registry import Registry
 from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
 from rollback_drill.process import proc
+from rollback_drill.process.errors import KeyProblem
 from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.wait import Wait
 
 BUILD = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build"
 OLD, NEW = BUILD / "1.9.0" / "DIDRegistry.json", BUILD / "1.4.0" / "DIDRegistry.json"
@@ -96,7 +98,7 @@ def test_a_migration_killed_halfway_and_rerun_loses_and_duplicates_nothing(
     env.pop(keys.KEY_ENV, None)
     running = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        proc.wait_until(lambda: _registered(target) >= DIDS // 3, 60, what="a third migrated")
+        Wait("a third migrated", 60).until(lambda: _registered(target) >= DIDS // 3)
     finally:
         running.send_signal(signal.SIGKILL)
         _, err = running.communicate(timeout=10)
@@ -187,11 +189,11 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert keys.Signer.from_file(path).address == signer.address
     path.chmod(0o644)
-    with pytest.raises(keys.KeyProblem, match=r"readable by others .* expected owner-only"):
+    with pytest.raises(KeyProblem, match=r"readable by others .* expected owner-only"):
         keys.Signer.from_file(path)
     (tmp_path / "bad").write_text("not a key")
     (tmp_path / "bad").chmod(0o600)
-    with pytest.raises(keys.KeyProblem, match=r"bad: expected a 32-byte secp256k1 private key"):
+    with pytest.raises(KeyProblem, match=r"bad: expected a 32-byte secp256k1 private key"):
         keys.Signer.from_file(tmp_path / "bad")
 
 
@@ -207,7 +209,7 @@ def test_the_key_never_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv(keys.KEY_ENV, value)
     assert keys.operator_signer(tmp_path).source == keys.KEY_ENV
     monkeypatch.delenv(keys.KEY_ENV)
-    with pytest.raises(keys.KeyProblem, match=keys.KEY_FILE_ENV):
+    with pytest.raises(KeyProblem, match=keys.KEY_FILE_ENV):
         keys.operator_signer(tmp_path)
 
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from rollback_drill.files.spec import LoadedStack
-from rollback_drill.process import proc
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import docker_available
 from rollback_drill.stores import mongo
@@ -263,9 +263,7 @@ def test_sigkilled_run_is_swept_by_the_next(tmp_path: Path) -> None:
             label = f"rollback-drill.owner-pid={child.pid}"
             return [c.name for c in client.containers.list(filters={"label": label})]
 
-        proc.wait_until(
-            lambda: len(running_containers()) >= 4, timeout=120, what="drill containers running"
-        )
+        Wait("drill containers running", 120).until(lambda: len(running_containers()) >= 4)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         time.sleep(0.5)

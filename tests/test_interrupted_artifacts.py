@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill.process import proc
+from rollback_drill.process.wait import Wait
 from tests.helpers import as_from_a_terminal
 
 _DRILL = """
@@ -44,7 +44,7 @@ def test_interrupted_drill_leaves_a_record_that_says_interrupted(
     artifacts = tmp_path / "artifacts"
     run = _pytest(tmp_path, artifacts, "test_half.py")
     try:
-        proc.wait_until(ready.exists, timeout=60, what="drill started")
+        Wait("drill started", 60).until(ready.exists)
         run.send_signal(sig)
         run.wait(timeout=60)
     finally:

@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
@@ -194,7 +196,7 @@ def test_interrupted_harness_leaves_nothing(
         pytest.fail(f"no exit 30 s after {sig.name}:\n{errors.read_text()[-4000:]}")
     if sig == signal.SIGKILL:
         proc.sweep_orphans()
-    proc.wait_until(lambda: not _owned_processes(child.pid), timeout=10, what="no process left")
+    Wait("no process left", 10).until(lambda: not _owned_processes(child.pid))
     assert not workdir.exists()
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from rollback_drill.engine.notify import Brief, Communicator
 from rollback_drill.files.programmespec import CommunicationSpec
-from rollback_drill.files.spec import DecisionRow, SpecError, load_stack
+from rollback_drill.files.spec import DecisionRow, load_stack
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.proc import free_port
 from rollback_drill.stack import tls
 from rollback_drill.steps.timeline import DETECTED, NOTIFIED, Timeline

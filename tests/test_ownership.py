@@ -15,13 +15,14 @@ import pytest
 
 from rollback_drill.process import ownership, proc, procfs
 from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.process.wait import Wait
 from tests.decoy import Decoy
 
 # A run that starts its processes and dies without cleaning up (as after a SIGKILL): prints
 # its temp folder, then the pids it left; the nginx-like one drops its environment (env -i).
 _DEAD_RUN = """
 import sys, time
-from rollback_drill import proc
+from rollback_drill.process import proc
 folder = proc.make_temp_dir("fake-stack")
 marked, _ = proc.popen_owned(["sleep", "600"], {}, None, cwd=folder)
 sh, _ = proc.popen_owned(
@@ -56,11 +57,9 @@ def test_sweep_removes_what_a_dead_run_left_and_nothing_else(
     dead_run: tuple[Path, list[int]], tmp_path: Path
 ) -> None:
     folder, (marked, worker) = dead_run
-    proc.wait_until(lambda: not _alive(marked), timeout=10, what="PDEATHSIG")
+    Wait("PDEATHSIG", 10).until(lambda: not _alive(marked))
     assert _alive(worker), "the grandchild outlives its parent, as an nginx worker does"
-    proc.wait_until(
-        lambda: procfs.cmdline(worker) == ["sleep", "601"], timeout=10, what="env -i exec"
-    )
+    Wait("env -i exec", 10).until(lambda: procfs.cmdline(worker) == ["sleep", "601"])
     assert ownership.mark_of(worker) is None, "and it carries no owner mark"
     dead_pid = next(p for p in range(30000, 300, -1) if not Path(f"/proc/{p}").exists())
     with (
@@ -71,7 +70,7 @@ def test_sweep_removes_what_a_dead_run_left_and_nothing_else(
         swept = ownership.sweep()
         assert worker in swept.processes
         assert folder in swept.dirs and not folder.exists()
-        proc.wait_until(lambda: not _alive(worker), timeout=10, what="worker gone")
+        Wait("worker gone", 10).until(lambda: not _alive(worker))
         for decoy in (plain, old_mark, in_folder):
             assert decoy.alive() and decoy.signals() == []
             assert decoy.pid not in swept.processes
@@ -98,7 +97,7 @@ def test_signal_proven_refuses_a_pid_whose_start_time_differs(tmp_path: Path) ->
         )
         assert not procfs.signal_proven(stale, signal.SIGTERM)
         assert procfs.signal_proven(real, signal.SIGUSR1)
-        proc.wait_until(lambda: decoy.signals() == ["SIGUSR1"], timeout=30, what="signal seen")
+        Wait("signal seen", 30).until(lambda: decoy.signals() == ["SIGUSR1"])
 
 
 def test_a_zombie_is_not_alive() -> None:
@@ -108,7 +107,7 @@ def test_a_zombie_is_not_alive() -> None:
         info = procfs.read_process(child.pid)
         return info is not None and info.state == "Z"
 
-    proc.wait_until(zombie, timeout=10, what="zombie")
+    Wait("zombie", 10).until(zombie)
     identity = ProcessIdentity(child.pid, 0)
     assert ProcessIdentity.of(child.pid) is None and not identity.alive()
     child.wait()
@@ -127,7 +126,7 @@ def test_a_record_written_by_another_user_or_world_writable_is_ignored(tmp_path:
 
 _STUCK = """
 import sys, threading
-from rollback_drill import proc
+from rollback_drill.process import proc
 folder = proc.make_temp_dir("stuck")
 child = proc.spawn("sleeper", ["sleep", "600"], folder / "sleeper.log")
 print(child.pid, folder, flush=True)
@@ -145,13 +144,13 @@ def test_an_unwinding_that_deadlocks_is_ended_and_cleaned_up() -> None:
     assert run.stdout is not None
     pid, folder = run.stdout.readline().split()
     assert run.wait(timeout=60) == 77
-    proc.wait_until(lambda: not _alive(int(pid)), timeout=10, what="sleeper gone")
+    Wait("sleeper gone", 10).until(lambda: not _alive(int(pid)))
     assert not Path(folder).exists()  # removed by the watchdog's cleanup, not by the kernel
 
 
 _HELD = """
 import logging, os, signal, time
-from rollback_drill import proc
+from rollback_drill.process import proc
 
 def handler(signum, frame):
     if proc.interrupt_is_unsafe(signum):

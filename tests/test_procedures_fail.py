@@ -32,14 +32,9 @@ from rollback_drill.procedures import (
     service,
     staging,
 )
+from rollback_drill.process.errors import ProcedureMiswired
 from rollback_drill.stack.local import LocalStack
-from rollback_drill.steps.procedure import (
-    DrillContext,
-    Procedure,
-    ProcedureMiswired,
-    Step,
-    StepResult,
-)
+from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 from rollback_drill.stores import mongo
 
 

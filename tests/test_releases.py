@@ -17,8 +17,9 @@ from rollback_drill.checks.result import run_checks
 from rollback_drill.failures.contract_release import roll_out
 from rollback_drill.failures.scenarios import run_migration
 from rollback_drill.failures.userwrites import SessionHolder
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
-from rollback_drill.process.proc import wait_until
+from rollback_drill.files.spec import LoadedStack, load_stack
+from rollback_drill.process.errors import BuildError, SpecError
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack import releases
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.target import Target
@@ -54,7 +55,7 @@ def test_a_patch_that_does_not_apply_names_release_service_and_patch(tmp_path: P
     )
     stack = copy_stack_file(tmp_path, "stack.yaml", lambda s: s["releases"].append(str(release)))
     loaded = load_stack(stack)
-    with pytest.raises(releases.BuildError, match=r"release 9\.9\.9, service backend: broken"):
+    with pytest.raises(BuildError, match=r"release 9\.9\.9, service backend: broken"):
         releases.build(loaded, "backend", "9.9.9", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     release.write_text(release.read_text().replace("broken.patch", "absent.patch"))
@@ -77,7 +78,7 @@ def _deploy(stack: LocalStack, release: str) -> None:
     for service in stack.app_services():
         stack.deploy(service, release)
     for service in stack.app_services():
-        wait_until(stack.probe(service, healthy=False), 30, what=f"{service} answering")
+        Wait(f"{service} answering", 30).until(stack.probe(service, healthy=False))
 
 
 def _failing(target: Target) -> set[str]:
@@ -191,7 +192,7 @@ def _(stack: LocalStack, failing: set[str]) -> None:
     assert held.ask().kept == 3
     for service in stack.app_services():
         stack.deploy(service, "1.4.0")
-    wait_until(stack.probe("backend"), 30, what="backend healthy at 1.4.0")
+    Wait("backend healthy at 1.4.0", 30).until(stack.probe("backend"))
     refused = held.ask()
     assert refused.statuses == {"500": 3}, refused.to_json()
     redis_store.flush_all(stack.redis_url)  # the runbook's Redis Rollback

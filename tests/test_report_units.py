@@ -16,6 +16,7 @@ import pytest
 from rollback_drill.evidence import chart, environment, record, report_html
 from rollback_drill.monitoring.load import LoadSample
 from rollback_drill.monitoring.monitor import Sample
+from rollback_drill.process.errors import ReportError
 from rollback_drill.programme import certify, history
 from rollback_drill.steps.timeline import Event
 
@@ -211,7 +212,7 @@ def test_clean_results_removes_allure_files_only(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     assert report_html.clean_results(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "sub"]
-    with pytest.raises(report_html.ReportError, match="no Allure results"):
+    with pytest.raises(ReportError, match="no Allure results"):
         report_html.generate_html(tmp_path, tmp_path / "html", history=tmp_path / "h.jsonl")
 
 

@@ -22,8 +22,9 @@ import pytest
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
+from rollback_drill.process.errors import RestoreError
 from rollback_drill.stores import mongo, secantus
-from rollback_drill.stores.restore import JOURNAL, RestoreError
+from rollback_drill.stores.restore import JOURNAL
 
 DB = "drilldb"
 

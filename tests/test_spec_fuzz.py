@@ -20,8 +20,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback_drill.files.spec import SpecError, load_stack
+from rollback_drill.files.spec import load_stack
 from rollback_drill.files.targetspec import load_target
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import reference_target_doc
 

@@ -20,6 +20,7 @@ import yaml
 from rollback_drill.checks import BY_NAME
 from rollback_drill.process import proc
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import target_from_file
 from tests.decoy import Decoy
 
@@ -137,7 +138,7 @@ def test_up_that_times_out_leaves_nothing_running(up_dir: Path, tmp_path: Path) 
     up = _cli("up", "--stack", str(stack), "--dir", str(up_dir), "--timeout", "6")
     assert up.returncode == 1
     assert "not up within 6" in up.stderr
-    proc.wait_until(lambda: not _supervisors(up_dir), timeout=30, what="supervisor gone")
+    Wait("supervisor gone", 30).until(lambda: not _supervisors(up_dir))
     assert not (up_dir / "state.json").exists()
     down = _cli("down", "--dir", str(up_dir))
     assert "no stack is up" in down.stdout
@@ -154,13 +155,11 @@ def test_supervisor_killed_by_sigkill_leaves_nothing_after_down(up_dir: Path) ->
     target = target_from_file(Path(state["target"]))
     ports = [int(url.rsplit(":", 1)[1]) for url in target.service_urls().values()]
     os.kill(supervisor, signal.SIGKILL)
-    proc.wait_until(lambda: not proc._pid_alive(supervisor), timeout=10, what="supervisor dead")
+    Wait("supervisor dead", 10).until(lambda: not proc._pid_alive(supervisor))
     down = _cli("down", "--dir", str(up_dir))
     assert down.returncode == 0, down.stderr
     assert "supervisor" in down.stdout and str(supervisor) in down.stdout
-    proc.wait_until(
-        lambda: not _leftovers(supervisor, up_dir), timeout=10, what="no leftover process"
-    )
+    Wait("no leftover process", 10).until(lambda: not _leftovers(supervisor, up_dir))
     assert not any(proc.port_open(port) for port in ports)
     assert not (up_dir / "stack").exists()
     assert not (up_dir / "state.json").exists()
@@ -183,18 +182,16 @@ def test_sigkill_during_seeding_leaves_no_seed_process(up_dir: Path, tmp_path: P
                     found.append(pid)
             return found
 
-        proc.wait_until(lambda: bool(seeding()), timeout=30, what="seed running")
+        Wait("seed running", 30).until(lambda: bool(seeding()))
         (seed,) = seeding()
         (supervisor,) = _supervisors(up_dir)
         os.kill(supervisor, signal.SIGKILL)
-        proc.wait_until(lambda: not proc._pid_alive(seed), timeout=10, what="seed gone")
+        Wait("seed gone", 10).until(lambda: not proc._pid_alive(seed))
     finally:
         up.kill()
         up.wait()
     _cli("down", "--dir", str(up_dir))
-    proc.wait_until(
-        lambda: not _leftovers(supervisor, up_dir), timeout=10, what="no leftover process"
-    )
+    Wait("no leftover process", 10).until(lambda: not _leftovers(supervisor, up_dir))
     assert not (up_dir / "stack").exists()
 
 

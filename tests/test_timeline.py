@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rollback_drill.files.spec import DecisionRow
+from rollback_drill.process.errors import TimelineError
 from rollback_drill.steps.timeline import (
     CHANGE_STARTED,
     DECIDED,
@@ -20,7 +21,6 @@ from rollback_drill.steps.timeline import (
     Artifact,
     Event,
     Timeline,
-    TimelineError,
 )
 
 

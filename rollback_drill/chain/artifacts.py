@@ -2,18 +2,92 @@
 it): the runtime code and the function names an artifact declares, and whether code deployed
 on chain is the artifact's - byte for byte, the compiler's metadata hash aside and the owner
 filled into its immutable slots, which is how Polygonscan verifies a contract. The target file
-checks its artifact with these when it is loaded, the chain check when it compares.
+checks its artifact with these when it is loaded, the chain check when it compares, and the
+engine (evm.py, deploy.py, registry.py) deploys and names reverts from the same `Artifact`:
+one reader of compile.mjs's files.
+
+`selector` is the one 4-byte function selector (bytes; a call's data is "0x" + its hex).
+The registry's views and errors verify asks about are pinned (tests/test_verify_units.py
+checks them against keccak): computing them would cost verify a 60 ms keccak import.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 PUSH1, PUSH32 = 0x60, 0x7F
+
+PINNED_SELECTORS = {
+    "version()": bytes.fromhex("54fd4d50"),
+    "owner()": bytes.fromhex("8da5cb5b"),
+    "paused()": bytes.fromhex("5c975abb"),
+    "resolve(bytes32)": bytes.fromhex("5c23bdf5"),
+}
+
+
+@cache
+def keccak(data: bytes) -> bytes:
+    from Crypto.Hash import keccak as _keccak
+
+    return bytes(_keccak.new(data=data, digest_bits=256).digest())
+
+
+def selector(signature: str) -> bytes:
+    """keccak256(signature)[:4]; the pinned ones without importing keccak."""
+    pinned = PINNED_SELECTORS.get(signature)
+    return pinned if pinned is not None else keccak(signature.encode("ascii"))[:4]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A compiled contract as compile.mjs writes it."""
+
+    path: Path
+    name: str
+    version: str | None
+    abi: tuple[dict[str, Any], ...]
+    bytecode: str
+    deployed_bytecode: str
+    source: str | None
+    source_sha256: str | None
+
+    def has_function(self, name: str) -> bool:
+        return any(e.get("type") == "function" and e.get("name") == name for e in self.abi)
+
+    def errors(self) -> dict[bytes, str]:
+        """Custom errors by selector, to name a revert."""
+        found = {}
+        for entry in self.abi:
+            if entry.get("type") == "error":
+                types = ",".join(str(i["type"]) for i in entry.get("inputs", []))
+                found[selector(f"{entry['name']}({types})")] = str(entry["name"])
+        return found
+
+
+@cache
+def load_artifact(path: Path) -> Artifact:
+    """The artifact at `path`; ValueError naming the file when it is not one. Only the ABI
+    is required here: deploying checks for its bytecode, comparing for its runtime code."""
+    try:
+        data = json.loads(path.read_text())
+        return Artifact(
+            path,
+            str(data.get("contractName", path.stem)),
+            data.get("version"),
+            tuple(data["abi"]),
+            str(data.get("bytecode", "")),
+            str(data.get("deployedBytecode", "")),
+            data.get("source"),
+            data.get("sourceSha256"),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path}: not a contract artifact (expected JSON with abi and bytecode): {exc}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -65,25 +139,25 @@ def compare_code(artifact: bytes, deployed: bytes, owner: bytes) -> tuple[bool, 
     }
 
 
-@lru_cache(maxsize=8)
 def functions_of(artifact: Path) -> frozenset[str]:
     """The function names the artifact's ABI declares (a version without a pause has no
     `paused()` to ask)."""
     try:
-        abi = json.loads(artifact.read_text())["abi"]
+        abi = load_artifact(artifact).abi
         return frozenset(str(e["name"]) for e in abi if e.get("type") == "function")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{artifact}: not a contract artifact (expected JSON with abi): {exc}"
         ) from None
 
 
-@lru_cache(maxsize=8)
 def runtime_of(artifact: Path) -> bytes:
+    code = load_artifact(artifact).deployed_bytecode
     try:
-        data = json.loads(artifact.read_text())
-        return bytes.fromhex(str(data["deployedBytecode"]).removeprefix("0x"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if not code:
+            raise ValueError("no deployedBytecode")
+        return bytes.fromhex(code.removeprefix("0x"))
+    except ValueError as exc:
         raise ValueError(
             f"{artifact}: not a contract artifact (expected JSON with deployedBytecode): {exc}"
         ) from None

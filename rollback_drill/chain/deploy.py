@@ -9,21 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill.chain.evm import (
-    Artifact,
-    Reverted,
-    Rpc,
-    RpcError,
-    RpcUnavailable,
-    calldata,
-    eth_call,
-    keccak,
-    load_artifact,
-    revert_reason,
-    selector,
-)
+from rollback_drill.chain.artifacts import Artifact, keccak, load_artifact, selector
+from rollback_drill.chain.evm import Rpc, calldata, eth_call, revert_reason
 from rollback_drill.chain.keys import Signer
 from rollback_drill.chain.transactions import Receipt, send_transaction
+from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
 # -- a dev chain's operator --------------------------------------------------------------------
 
@@ -70,6 +60,8 @@ def deploy_registry(
 
     started = time.monotonic()
     artifact = load_artifact(artifact_path)
+    if not artifact.bytecode:
+        raise ValueError(f"{artifact_path}: not a contract artifact (expected bytecode to deploy)")
     data = artifact.bytecode + encode(["string"], [version]).hex()
     with _rpc(rpc) as client:
         receipt = send_transaction(

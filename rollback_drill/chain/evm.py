@@ -8,37 +8,14 @@ used; eth_abi encodes, pycryptodome hashes.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-
-class RpcUnavailable(RuntimeError):
-    """No usable answer: refused, timed out, connection dropped, or not JSON-RPC. A
-    transaction sent when this was raised may or may not have reached the node."""
-
-
-class RpcError(RuntimeError):
-    """The node answered with a JSON-RPC error (revert data, when any, in `data`)."""
-
-    def __init__(self, method: str, code: int, message: str, data: Any) -> None:
-        super().__init__(f"{method}: JSON-RPC error {code}: {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class Reverted(RuntimeError):
-    """A call or transaction reverted; `reason` is the custom error's name when known."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"reverted: {reason}{': ' + detail if detail else ''}")
-        self.reason = reason
+from rollback_drill.chain.artifacts import selector
+from rollback_drill.chain.jsonrpc import request_body, result_of
+from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
 
 class Rpc:
@@ -59,22 +36,13 @@ class Rpc:
         self._client.close()
 
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        body = request_body(method, params, next(self._ids))
         try:
             resp = self._client.post(self.url, json=body)
             answer = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from None
-        if not isinstance(answer, dict):
-            raise RpcUnavailable(f"{method}: HTTP {resp.status_code}, not a JSON-RPC answer")
-        error = answer.get("error")
-        if isinstance(error, dict):
-            raise RpcError(
-                method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data")
-            )
-        if "result" not in answer:
-            raise RpcUnavailable(f"{method}: HTTP {resp.status_code} without a result")
-        return answer["result"]
+        return result_of(method, resp.status_code, answer)
 
     def quantity(self, method: str, params: Sequence[Any] = ()) -> int:
         return int(str(self.call(method, params)), 16)
@@ -83,67 +51,10 @@ class Rpc:
 # -- contracts --------------------------------------------------------------------------------
 
 
-@cache
-def keccak(data: bytes) -> bytes:
-    from Crypto.Hash import keccak as _keccak
-
-    return bytes(_keccak.new(data=data, digest_bits=256).digest())
-
-
-def selector(signature: str) -> bytes:
-    return keccak(signature.encode("ascii"))[:4]
-
-
 def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()) -> str:
     from eth_abi.abi import encode
 
     return "0x" + (selector(signature) + encode(list(types), list(args))).hex()
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A compiled contract as compile.mjs writes it."""
-
-    path: Path
-    name: str
-    version: str | None
-    abi: tuple[dict[str, Any], ...]
-    bytecode: str
-    deployed_bytecode: str
-    source: str | None
-    source_sha256: str | None
-
-    def has_function(self, name: str) -> bool:
-        return any(e.get("type") == "function" and e.get("name") == name for e in self.abi)
-
-    def errors(self) -> dict[bytes, str]:
-        """Custom errors by selector, to name a revert."""
-        found = {}
-        for entry in self.abi:
-            if entry.get("type") == "error":
-                types = ",".join(str(i["type"]) for i in entry.get("inputs", []))
-                found[selector(f"{entry['name']}({types})")] = str(entry["name"])
-        return found
-
-
-@cache
-def load_artifact(path: Path) -> Artifact:
-    try:
-        data = json.loads(path.read_text())
-        return Artifact(
-            path,
-            str(data.get("contractName", path.stem)),
-            data.get("version"),
-            tuple(data["abi"]),
-            str(data["bytecode"]),
-            str(data.get("deployedBytecode", "")),
-            data.get("source"),
-            data.get("sourceSha256"),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"{path}: not a contract artifact (expected JSON with abi and bytecode): {exc}"
-        ) from None
 
 
 def revert_reason(exc: RpcError, errors: dict[bytes, str]) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.process.errors import KeyProblem
 from rollback_drill.process.secrets import Secret
 
 KEY_ENV = "ROLLBACK_DRILL_DEPLOYER_KEY"
@@ -29,10 +30,6 @@ STACK_KEY_FILE = Path("secrets") / "operator-key"
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 # secp256k1's group order: a private key must be in [1, n)
 _ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-class KeyProblem(ValueError):
-    """No key where one was looked for, or not a key; the message says where and what."""
 
 
 @dataclass(frozen=True, repr=False)

@@ -16,7 +16,6 @@ from pathlib import Path
 from rollback_drill.chain.deploy import (
     Artifact,
     Receipt,
-    Reverted,
     Rpc,
     calldata,
     eth_call,
@@ -26,6 +25,7 @@ from rollback_drill.chain.deploy import (
     send_transaction,
 )
 from rollback_drill.chain.keys import Signer
+from rollback_drill.process.errors import Reverted
 
 DID_REGISTERED = "0x" + keccak(b"DIDRegistered(bytes32,string)").hex()
 LOG_CHUNK_BLOCKS = 2000

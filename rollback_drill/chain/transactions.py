@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rollback_drill.chain.evm import Reverted, Rpc, RpcError, RpcUnavailable, revert_reason
+from rollback_drill.chain.evm import Rpc, revert_reason
 from rollback_drill.chain.keys import Signer
+from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
 T = TypeVar("T")
 RECEIPT_POLL_S = 0.05

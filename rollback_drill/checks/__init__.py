@@ -21,11 +21,11 @@ from rollback_drill.checks import (
 from rollback_drill.checks.result import (
     Check,
     CheckResult,
-    CheckSkipped,
     Outcome,
     run_checks,
     run_checks_concurrently,
 )
+from rollback_drill.process.errors import CheckSkipped
 
 ALL_CHECKS: list[Check] = [
     *health.CHECKS,

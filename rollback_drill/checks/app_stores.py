@@ -27,9 +27,10 @@ from typing import Any
 from rollback_drill.checks import concurrently
 from rollback_drill.checks.flows import routes
 from rollback_drill.checks.functional import PROBE_MARK
-from rollback_drill.checks.http import HttpFailure, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.http import request
+from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import CheckSkipped, HttpFailure
 from rollback_drill.stack.target import Target
 
 NAME = "stores.app_database"

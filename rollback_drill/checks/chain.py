@@ -19,43 +19,27 @@ from rollback_drill.chain.artifacts import (
     functions_of,
     immutable_slots,
     runtime_of,
+    selector,
 )
+from rollback_drill.chain.jsonrpc import request_body, result_of
 from rollback_drill.checks.health import get
-from rollback_drill.checks.http import HttpFailure, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.http import request
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import ChainError, CheckSkipped, HttpFailure
 from rollback_drill.stack.target import Target
 
 
-class RpcError(RuntimeError):
-    pass
-
-
 def rpc(target: Target, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC call through the target's request() (its timeouts, TLS and evidence); the
+    envelope and the errors are chain/jsonrpc's, shared with the engine's client."""
     assert target.rpc_url is not None
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    resp = request(target, "POST", target.rpc_url, json=body)
-    answer = resp.body if isinstance(resp.body, dict) else {}
-    if resp.status != 200 or "error" in answer or "result" not in answer:
-        raise RpcError(f"{method}: {resp.status} {answer.get('error', resp.text[:200])}")
-    return answer["result"]
-
-
-SELECTORS = {
-    "version()": "0x54fd4d50",
-    "owner()": "0x8da5cb5b",
-    "paused()": "0x5c975abb",
-    "resolve(bytes32)": "0x5c23bdf5",
-}
-"""keccak256(signature)[:4] of the registry's views (pinned by tests/test_verify_units.py;
-computing them would cost a 60 ms keccak import on every verify run)."""
-
-
-def selector(signature: str) -> str:
-    return SELECTORS[signature]
+    resp = request(target, "POST", target.rpc_url, json=request_body(method, params))
+    return result_of(method, resp.status, resp.body, resp.text)
 
 
 def call(target: Target, address: str, signature: str) -> bytes:
-    result = rpc(target, "eth_call", [{"to": address, "data": selector(signature)}, "latest"])
+    data = "0x" + selector(signature).hex()
+    result = rpc(target, "eth_call", [{"to": address, "data": data}, "latest"])
     return bytes.fromhex(str(result).removeprefix("0x"))
 
 
@@ -105,7 +89,7 @@ def _views(target: Target, address: str, artifact: Path) -> tuple[dict[str, Any]
     for name, decode in reads.items():
         try:
             found[name] = decode(call(target, address, f"{name}()"))
-        except (RpcError, ValueError, UnicodeDecodeError) as exc:
+        except (ChainError, ValueError, UnicodeDecodeError) as exc:
             found[name] = None
             problems.append(f"{name}() does not answer ({exc})")
     return found, problems

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from rollback_drill.checks import reach, resp
-from rollback_drill.checks.resp import RedisReplyError
 from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import RedisReplyError
 from rollback_drill.stack.target import Target
 
 

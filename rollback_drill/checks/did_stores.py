@@ -25,12 +25,15 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from rollback_drill.checks.chain import decode_string, selector
+from rollback_drill.chain.artifacts import selector
+from rollback_drill.chain.jsonrpc import request_body
+from rollback_drill.checks.chain import decode_string
 from rollback_drill.checks.http import request
 from rollback_drill.checks.keccak import keccak256
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.checks.sampling import samples_needed
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 NAME = "stores.did_documents"
@@ -89,10 +92,10 @@ def _on_chain(target: Target, dids: list[str]) -> dict[str, str | None]:
     when the registry cannot be asked (an RPC error other than NotRegistered)."""
     assert target.rpc_url and target.registry_address
     calls = [
-        {"jsonrpc": "2.0", "id": i, "method": "eth_call",
-         "params": [{"to": target.registry_address,
-                     "data": selector("resolve(bytes32)") + keccak256(did.encode()).hex()},
-                    "latest"]}
+        request_body("eth_call", [{"to": target.registry_address,
+                                   "data": "0x" + (selector("resolve(bytes32)")
+                                                   + keccak256(did.encode())).hex()},
+                                  "latest"], i)
         for i, did in enumerate(dids)
     ]  # fmt: skip
     found: dict[str, str | None] = {}

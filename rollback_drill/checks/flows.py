@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollback_drill.checks import machine, perfjudge, sampling, servertime
-from rollback_drill.checks.http import Client, HttpFailure, Response, client
+from rollback_drill.checks.http import Client, Response, client
 from rollback_drill.checks.perfjudge import PerformanceJudgement
 from rollback_drill.checks.result import CheckResult
+from rollback_drill.process.errors import HttpFailure
 from rollback_drill.stack.target import Target
 
 Accept = Callable[[Response], str | None]  # None: a correct answer; else what was wrong

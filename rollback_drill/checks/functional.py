@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 from rollback_drill.checks.flows import Operation, judge, routes
 from rollback_drill.checks.http import Response, evidence, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 PROBE_MARK = "[rollback-drill verify probe]"

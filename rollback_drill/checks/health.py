@@ -3,8 +3,9 @@ One request each: drills poll these to detect a fault, so they stay light."""
 
 from __future__ import annotations
 
-from rollback_drill.checks.http import HttpFailure, Response, evidence, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.http import Response, evidence, request
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import CheckSkipped, HttpFailure
 from rollback_drill.stack.target import Target
 
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from rollback_drill.process.errors import HttpFailure
 from rollback_drill.stack.target import Target
 
 MAX_TEXT = 4000
@@ -31,17 +32,6 @@ class Response:
     text: str
     seconds: float
     headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
-
-
-class HttpFailure(Exception):
-    """No HTTP answer at all; `kind` says why (refused, timeout, tls, protocol, network)."""
-
-    def __init__(self, kind: str, url: str, detail: str, seconds: float) -> None:
-        super().__init__(f"{url}: {detail}")
-        self.kind = kind
-        self.url = url
-        self.detail = detail
-        self.seconds = seconds
 
 
 @lru_cache(maxsize=8)

@@ -28,8 +28,9 @@ from typing import Any
 from rollback_drill.checks import concurrently
 from rollback_drill.checks.flows import routes
 from rollback_drill.checks.functional import RELEASE_META
-from rollback_drill.checks.http import Client, HttpFailure, Response, client, request
+from rollback_drill.checks.http import Client, Response, client, request
 from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import HttpFailure
 from rollback_drill.stack.target import Target
 
 NAME = "rollback.routes"

@@ -10,8 +10,9 @@ collection is refused: it would prove nothing about that collection.
 
 from __future__ import annotations
 
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 from rollback_drill.stores.fingerprint import Fingerprint, compare
 

@@ -14,8 +14,9 @@ import contextlib
 import re
 import time
 
-from rollback_drill.checks.http import HttpFailure, client, request
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.http import client, request
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import CheckSkipped, HttpFailure
 from rollback_drill.stack.target import Target
 
 ERROR_WORD = re.compile(r"\berror\b", re.IGNORECASE)

@@ -18,8 +18,8 @@ import time
 from typing import Any
 
 from rollback_drill.checks import resp
-from rollback_drill.checks.resp import RedisReplyError
 from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import RedisReplyError
 from rollback_drill.stack.target import Target
 
 NAME = "stores.redis_writes"

@@ -4,7 +4,8 @@ threshold crossed is a verification that did not come out clean: it fails, sayin
 
 from __future__ import annotations
 
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 

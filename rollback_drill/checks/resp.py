@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from rollback_drill.process.errors import RedisReplyError
+
 Reply = str | int | None | list["Reply"]
-
-
-class RedisReplyError(RuntimeError):
-    """Redis answered with an error (`-ERR ...`, `-MISCONF ...`, `-NOREPLICAS ...`)."""
 
 
 def encode(*words: str) -> bytes:

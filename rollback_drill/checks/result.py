@@ -14,15 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.process.secrets import redact
 from rollback_drill.stack.target import Target
 
 State = Literal["passed", "failed", "not verified"]
-
-
-class CheckSkipped(Exception):
-    """The check cannot answer for this target (no baseline, writes forbidden, no access):
-    the outcome is "not verified", which is not a pass."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 from rollback_drill.checks.functional import RELEASE_META
 from rollback_drill.checks.health import get
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import secrets
 
-from rollback_drill.stack.access import AccessError, LogSource
+from rollback_drill.process.errors import AccessError
+from rollback_drill.stack.access import LogSource
 
 LINE = re.compile(r'urt=(?P<urt>[-\d., :]+?) (?:\S+=\S* )*?ua="(?P<ua>[^"]*)"')
 TAG_PREFIX = "rollback-drill sample "

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rollback_drill.checks.http import ssl_context
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped
+from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 
 if TYPE_CHECKING:  # cryptography loads when a certificate is read, not with every check

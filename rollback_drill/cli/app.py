@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from rollback_drill.cli.parser import build_parser
-from rollback_drill.files.userfiles import SpecError
+from rollback_drill.process.errors import SpecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def _one_line(exc: Exception, target: object) -> str | None:
     stack engine up front would cost every command, `verify` included, a tenth of a second."""
     from pymongo.errors import PyMongoError
 
-    from rollback_drill.stack.base import StackError
+    from rollback_drill.process.errors import StackError
     from rollback_drill.stores.mongo import ArchiveError
 
     if isinstance(exc, SpecError | StackError | ArchiveError):

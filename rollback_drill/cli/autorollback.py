@@ -31,6 +31,7 @@ import yaml
 from rollback_drill.failures.scenarios import STORES_BACKUP
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.procedures import automation
+from rollback_drill.process.errors import BackupFileError, NotDone
 from rollback_drill.stack import backupfile
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.upstack.state import CONTROL, Stream, Supervisor, read_state
@@ -39,10 +40,6 @@ from rollback_drill.steps.procedure import DrillContext
 from rollback_drill.steps.timeline import Event, Timeline
 
 CONNECT_TIMEOUT_S = 5.0
-
-
-class NotDone(Exception):
-    """Nothing was done (exit 2); the message says why."""
 
 
 # -- the command's side ---------------------------------------------------------------------------
@@ -96,7 +93,7 @@ def rollback(directory: Path, backup: Path | None, environment: str) -> int:
             environment,
             {"command": "rollback", "backup": str(backup.resolve()), "environment": environment},
         )
-    except (NotDone, backupfile.BackupFileError) as exc:
+    except (NotDone, BackupFileError) as exc:
         print(f"rollback-drill rollback: {exc}; nothing was done", file=sys.stderr)
         return 2
 
@@ -164,7 +161,7 @@ class Controller:
         try:
             with backupfile.opened(backup):
                 pass
-        except backupfile.BackupFileError as exc:
+        except BackupFileError as exc:
             return 2, f"{exc}; nothing was done"
         row = next(
             r for r in self.loaded.spec.decision_matrix

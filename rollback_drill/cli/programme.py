@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from rollback_drill.files.spec import SpecError, load_stack
-from rollback_drill.process.tools import PROJECT_ROOT, ToolMissing
+from rollback_drill.files.spec import load_stack
+from rollback_drill.process.errors import ReportError, SpecError, ToolMissing
+from rollback_drill.process.tools import PROJECT_ROOT
 
 
 def _pytest(args: list[str]) -> int:
@@ -78,7 +79,7 @@ def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
     history = reports / "history" / "history.jsonl"
     try:
         made = report.generate_html(results, output or reports / "html", history=history)
-    except (report.ReportError, ToolMissing) as exc:
+    except (ReportError, ToolMissing) as exc:
         print(f"rollback-drill: HTML report not generated: {exc}", file=sys.stderr)
         return 1
     runs = len(history.read_text().splitlines()) if history.exists() else 0

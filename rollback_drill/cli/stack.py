@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from rollback_drill.files.spec import SpecError, load_stack
-from rollback_drill.process.tools import ToolMissing, find_tool
+from rollback_drill.files.spec import load_stack
+from rollback_drill.process.errors import SpecError, ToolMissing
+from rollback_drill.process.tools import find_tool
 from rollback_drill.stack.upstack import supervisor
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from rollback_drill.files.targetspec import load_target
-from rollback_drill.files.userfiles import SpecError
 from rollback_drill.plugin.verification import ExitCode
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.tools import PROJECT_ROOT
 
 SUITE = PROJECT_ROOT / "verifications"
@@ -100,7 +100,6 @@ def verify_directly(path: Path, save_performance: Path | None = None) -> int:
     """Every check at once; the table, the writes, the verdict; the suite's exit status."""
     from rollback_drill.checks import ALL_CHECKS, run_checks_concurrently
     from rollback_drill.plugin.verification import (
-        TargetUnreachable,
         load_for_verify,
         save_performance_baseline,
         status,
@@ -108,6 +107,7 @@ def verify_directly(path: Path, save_performance: Path | None = None) -> int:
         verdict,
         writes,
     )
+    from rollback_drill.process.errors import TargetUnreachable
 
     try:
         target = load_for_verify(path)

@@ -17,13 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from rollback_drill.files.programmespec import Channel, EmailChannel
+from rollback_drill.process.errors import DeliveryFailed
 from rollback_drill.process.secrets import Secret, redact, remember
 
 MIN_TOKEN_LENGTH = 16  # a URL path tail this long may be a token: redacted wherever it shows
-
-
-class DeliveryFailed(RuntimeError):
-    """A channel did not take the message; the text says what it answered (secrets redacted)."""
 
 
 def channel_name(channel: Channel) -> str:

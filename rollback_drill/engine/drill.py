@@ -25,15 +25,16 @@ from rollback_drill.checks import ALL_CHECKS, health
 from rollback_drill.checks.result import run_checks, run_checks_concurrently
 from rollback_drill.engine import notify
 from rollback_drill.engine.outcome import BASELINE, DataVolume, Drill, DrillOutcome, Integrity
-from rollback_drill.engine.recovery import DrillFailed, judge_gapless, judge_steps, monitoring_green
+from rollback_drill.engine.recovery import judge_gapless, judge_steps, monitoring_green
 from rollback_drill.files.spec import DrillSettings
 from rollback_drill.monitoring import assess
-from rollback_drill.monitoring.alerts import AlertEngine, AlertEngineBroken, AlertRules
+from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.datawatch import DataWatch
-from rollback_drill.monitoring.decision import NothingToDecide, decide
+from rollback_drill.monitoring.decision import decide
 from rollback_drill.monitoring.load import LoadRun, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Monitor
 from rollback_drill.monitoring.synthetic import SyntheticMonitor, monitored
+from rollback_drill.process.errors import AlertEngineBroken, DrillFailed, NothingToDecide
 from rollback_drill.process.secrets import redact
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack import servicelogs

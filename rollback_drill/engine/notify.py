@@ -23,14 +23,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Literal
 
-from rollback_drill.engine.channels import (
-    DeliveryFailed,
-    channel_name,
-    post_json,
-    secret,
-    send_mail,
-    url_secret,
-)
+from rollback_drill.engine.channels import channel_name, post_json, secret, send_mail, url_secret
 from rollback_drill.files.programmespec import (
     Audience,
     Channel,
@@ -41,6 +34,7 @@ from rollback_drill.files.programmespec import (
     WebhookChannel,
 )
 from rollback_drill.files.spec import DecisionRow
+from rollback_drill.process.errors import DeliveryFailed, NotDelivered
 from rollback_drill.process.secrets import Secret, redact
 from rollback_drill.steps.timeline import NOTIFIED, Timeline
 
@@ -59,11 +53,6 @@ RESOLVE: tuple[tuple[Audience, str], ...] = (
     ("support", "Resolve the support alert"),
 )
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
-
-
-class NotDelivered(Exception):
-    """Marks a communication step failed on the timeline; caught there, so the rollback goes
-    on (whether the drill fails for it is the channels' `required`)."""
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from rollback_drill.checks import Check
 from rollback_drill.checks.result import Outcome
 from rollback_drill.engine.notify import Communication
 from rollback_drill.failures.scenarios import Scenario
-from rollback_drill.files.spec import DecisionRow, LoadedStack, SpecError
+from rollback_drill.files.spec import DecisionRow, LoadedStack
 from rollback_drill.files.specmodel import Severity
 from rollback_drill.monitoring.alerts import Alert
 from rollback_drill.monitoring.decision import Decision
 from rollback_drill.monitoring.load import LoadSample, LoadStats
 from rollback_drill.monitoring.monitor import Sample
+from rollback_drill.process.errors import SpecError
 from rollback_drill.steps.facts import Fact, Facts
 from rollback_drill.steps.failure import ProcedureFailure
 from rollback_drill.steps.procedure import FIGURES, Procedure, StepFault

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import time
 
-from rollback_drill.checks.result import Check, CheckResult, CheckSkipped, Outcome
+from rollback_drill.checks.result import Check, CheckResult, Outcome
+from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.engine.outcome import DrillOutcome
 from rollback_drill.files.spec import DrillSettings
 from rollback_drill.files.specmodel import Thresholds
-from rollback_drill.monitoring.alerts import AlertEngine, rose, wilson_lower
+from rollback_drill.monitoring.alerts import CONFIDENCE, AlertEngine, rose
 from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats
-from rollback_drill.process.wait import Wait, WaitTimeout
+from rollback_drill.process.errors import CheckSkipped, DrillFailed, WaitTimeout
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 
 MIN_SETTLE_REQUESTS = 20
-
-
-class DrillFailed(AssertionError):
-    """The drill did not recover, or recovered over budget; the message says which and why."""
 
 
 def monitoring_green(
@@ -143,7 +141,7 @@ def judge_steps(outcome: DrillOutcome, limit: float) -> None:
     for s in outcome.step_load():
         rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
         unavailable = s.unavailable
-        bound = wilson_lower(unavailable, len(rows))
+        bound = lower_bound(unavailable, len(rows), CONFIDENCE)
         if bound > limit:
             over.append(
                 f"{s.step}: {unavailable}/{len(rows)} user requests got no answer or a 5xx "

@@ -20,7 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from rollback_drill.process.tools import PROJECT_ROOT, ToolMissing, find_tool
+from rollback_drill.process.errors import ToolMissing
+from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 
 PROBE_TIMEOUT_S = 10.0
 

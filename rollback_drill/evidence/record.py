@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
+from rollback_drill.process.errors import RecordError
 from rollback_drill.process.secrets import redact
 from rollback_drill.process.tools import PROJECT_ROOT
 
@@ -40,10 +41,6 @@ READABLE = (
     SCHEMA_ID,
 )
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
-
-
-class RecordError(ValueError):
-    """A record file that cannot be read back: unreadable, not JSON, another schema."""
 
 
 @dataclass(frozen=True)

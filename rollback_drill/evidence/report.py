@@ -23,6 +23,7 @@ from rollback_drill.engine.outcome import Drill, DrillOutcome
 from rollback_drill.evidence import chart, coverage, environment, record
 from rollback_drill.evidence.report_evidence import evidence_rows
 from rollback_drill.files.spec import DecisionRow, LoadedStack
+from rollback_drill.process.errors import EvidenceError
 from rollback_drill.process.secrets import redact
 from rollback_drill.steps.timeline import Artifact, Event
 
@@ -65,7 +66,7 @@ def attach_artifact(artifact: Artifact) -> None:
         attach_text(artifact.name, str(artifact.data))
 
 
-class _SpanFailed(Exception):
+class _SpanFailed(EvidenceError):
     """Stands for a span's error when its Allure step closes (Allure marks the step failed)."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.process.errors import ReportError
 from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 
 # -- the HTML report: Allure 3 (Node), single file, history appended once per run -------------
@@ -27,10 +28,6 @@ _ANALYTICS = re.compile(
     r"<script>\s*window\.dataLayer.*?</script>",
     re.S,
 )
-
-
-class ReportError(RuntimeError):
-    """The HTML report could not be generated; the message says what Allure said."""
 
 
 @dataclass(frozen=True)

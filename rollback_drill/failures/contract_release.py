@@ -15,7 +15,8 @@ from rollback_drill.chain import keys
 from rollback_drill.chain.deploy import Rpc, deploy_registry
 from rollback_drill.chain.migration import carry_over
 from rollback_drill.chain.registry import Registry
-from rollback_drill.stack.base import Stack, StackError
+from rollback_drill.process.errors import StackError
+from rollback_drill.stack.base import Stack
 from rollback_drill.steps.facts import Fact
 from rollback_drill.steps.procedure import DrillContext, StepResult
 

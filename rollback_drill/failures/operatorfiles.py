@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import write_private
-from rollback_drill.stack.base import Stack, StackError
+from rollback_drill.stack.base import Stack
 from rollback_drill.steps.procedure import DrillContext
 
 

@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rollback_drill.process.errors import RestoreInterrupted
 from rollback_drill.stack.base import Stack
 from rollback_drill.steps.facts import Fact
 from rollback_drill.steps.procedure import DrillContext, StepAction, StepResult
 
 Produced = StepResult | dict[str, Any] | None
-
-
-class RestoreInterrupted(OSError):
-    """The copy that restores a file stopped part-way."""
 
 
 def service_port(stack: Stack, service: str) -> int:

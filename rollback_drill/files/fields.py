@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationInfo
 
-from rollback_drill.files.userfiles import SpecError, read_json
+from rollback_drill.files.userfiles import read_json
+from rollback_drill.process.errors import SpecError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 

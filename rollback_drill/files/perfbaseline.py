@@ -22,14 +22,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollback_drill.files.specmodel import describe_errors
-from rollback_drill.files.userfiles import SpecError, read_json
+from rollback_drill.files.userfiles import read_json
+from rollback_drill.process.errors import PerformanceBaselineError
 
 FORMAT = "rollback-drill/performance/2"
 OLD_FORMAT = "rollback-drill/performance/1"
-
-
-class PerformanceBaselineError(SpecError):
-    pass
 
 
 class _Model(BaseModel):

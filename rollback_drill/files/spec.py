@@ -34,7 +34,7 @@ from rollback_drill.files.programmespec import (
     default_cadences,
 )
 from rollback_drill.files.specmodel import FileModel, Severity, Thresholds, load_model
-from rollback_drill.files.userfiles import SpecError as SpecError  # re-exported here
+from rollback_drill.process.errors import SpecError as SpecError
 
 
 class ServiceSpec(FileModel):

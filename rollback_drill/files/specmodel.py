@@ -10,7 +10,8 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollback_drill.files.userfiles import SpecError, read_yaml
+from rollback_drill.files.userfiles import read_yaml
+from rollback_drill.process.errors import SpecError
 
 
 class FileModel(BaseModel):

@@ -24,7 +24,7 @@ from rollback_drill.files.fields import (
     RedisUrl,
 )
 from rollback_drill.files.specmodel import FileModel, Thresholds, load_model
-from rollback_drill.files.userfiles import SpecError
+from rollback_drill.process.errors import SpecError
 
 
 class TargetAccountSpec(FileModel):

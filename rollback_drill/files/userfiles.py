@@ -19,12 +19,10 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 from yaml.reader import ReaderError
 
+from rollback_drill.process.errors import FileError, SpecError
+
 MAX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
-
-
-class SpecError(ValueError):
-    """A stack, release or target file is unusable; the message says where and why."""
 
 
 def read_text(path: Path, what: str = "a UTF-8 text file") -> str:
@@ -55,7 +53,7 @@ def read_text(path: Path, what: str = "a UTF-8 text file") -> str:
 MAX_DEPTH = 64
 
 
-class _TooDeep(Exception):
+class _TooDeep(FileError):
     pass
 
 

@@ -14,7 +14,8 @@ alert after the fault. An alert carries the measured value beside its limit, and
 severity the stack file's `classification` gives it (the decision matrix's input).
 
 Statistics, not point estimates: the error-rate alert fires when the rate is above the
-threshold at 95 % one-sided confidence (Wilson bound), so 3 failures in 60 requests of a
+threshold at 95 % one-sided confidence (the exact Clopper-Pearson lower bound,
+checks/sampling.py), so 3 failures in 60 requests of a
 healthy-but-noisy window do not page anyone while a real outage fires within a handful of
 requests.
 """
@@ -22,23 +23,24 @@ requests.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.files.spec import AlertRuleName, Classification
 from rollback_drill.files.specmodel import Severity, Thresholds
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Sample
-from rollback_drill.process.wait import Wait, WaitTimeout
+from rollback_drill.process.errors import AlertEngineBroken, WaitTimeout
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.steps.timeline import Timeline
 
 AlertRule = AlertRuleName  # the rules a stack file can classify are the rules there are
-Z_ONE_SIDED_95 = 1.645
+CONFIDENCE = 0.95  # one-sided, for every error-rate alert
 _SUSTAINED = frozenset({"error_rate", "response_time", "response_time_increase", "memory"})
 _DATABASE = re.compile(r"mongo|redis|database", re.I)
 
@@ -48,16 +50,6 @@ def rose(before_s: float, now_s: float, thresholds: Thresholds) -> bool:
     `response_time_increase_critical` of the steady state AND by more than `_floor_s`."""
     allowed = before_s * (1 + thresholds.response_time_increase_critical)
     return now_s > allowed and now_s - before_s > thresholds.response_time_increase_floor_s
-
-
-def wilson_lower(errors: int, total: int, z: float = Z_ONE_SIDED_95) -> float:
-    """Lower confidence bound of a proportion (Wilson score interval)."""
-    if total == 0:
-        return 0.0
-    p = errors / total
-    centre = p + z * z / (2 * total)
-    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return max(0.0, (centre - spread) / (1 + z * z / total))
 
 
 class SampleSource(Protocol):
@@ -70,10 +62,6 @@ class ProbeSource(Protocol):
     """Where health probes come from (monitor.Monitor)."""
 
     def recent(self, n: int) -> dict[str, list[Sample]]: ...
-
-
-class AlertEngineBroken(RuntimeError):
-    """The evaluator itself failed: nothing it says (or does not say) can be trusted."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +229,7 @@ class AlertEngine:
         errors = [s for s in window if not s.ok]
         limit = self.thresholds.error_rate_critical
         alerts = []
-        bound = wilson_lower(len(errors), total)
+        bound = lower_bound(len(errors), total, CONFIDENCE)
         if total and bound > limit:
             alerts.append(
                 self._make(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from rollback_drill.files.spec import DecisionRow, LoadedStack
 from rollback_drill.files.specmodel import Severity
+from rollback_drill.process.errors import NothingToDecide
 
 ORDER: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 
@@ -88,10 +89,6 @@ class Decision:
             "findings": [f.to_json() for f in self.findings],
             "explanation": self.explain(),
         }
-
-
-class NothingToDecide(ValueError):
-    """No alert fired and no check failed: there is nothing to roll back."""
 
 
 def decide(loaded: LoadedStack, findings: Iterable[Finding]) -> Decision:

@@ -15,22 +15,21 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.checks.sampling import percentile
 from rollback_drill.process import proc
+from rollback_drill.process.errors import LoadError
 from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 
 LOCUSTFILE = PROJECT_ROOT / "load" / "locustfile.py"
 START_TIMEOUT_S = 30.0
-
-
-class LoadError(RuntimeError):
-    """Locust did not start, or produced no samples: the drill cannot say what users saw."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,6 @@ class LoadSample:
     ok: bool
     status: int | None
     error: str | None
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values: nothing measured is unknown."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True)
@@ -76,12 +66,17 @@ class LoadStats:
     def of(cls, samples: Iterable[LoadSample]) -> LoadStats:
         rows = list(samples)
         latencies = [s.latency_s for s in rows if s.ok]
+
+        def latency(q: float) -> float | None:
+            # no OK request: latency unknown (None), not the checks' "slowest" (+inf)
+            return percentile(latencies, q) if latencies else None
+
         return cls(
             requests=len(rows),
             errors=sum(1 for s in rows if not s.ok),
-            p50_s=percentile(latencies, 50),
-            p95_s=percentile(latencies, 95),
-            p99_s=percentile(latencies, 99),
+            p50_s=latency(50),
+            p95_s=latency(95),
+            p99_s=latency(99),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -182,7 +177,7 @@ class LoadRun:
             return bool(self.samples())
 
         try:
-            return proc.wait_until(flowing, timeout_s, 0.05, "first load sample", (LoadError,))
+            return Wait("first load sample", timeout_s, 0.05, fatal=(LoadError,)).until(flowing)
         except TimeoutError:
             raise LoadError(
                 f"no load sample within {timeout_s:.0f} s; locust log:\n{self.log_tail()}"

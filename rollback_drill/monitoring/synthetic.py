@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from rollback_drill.checks import ALL_CHECKS, Check
-from rollback_drill.checks.result import CheckSkipped
 from rollback_drill.monitoring.alerts import AlertEngine
+from rollback_drill.process.errors import CheckSkipped
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 

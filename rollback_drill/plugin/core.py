@@ -18,9 +18,9 @@ import pytest
 
 from rollback_drill.evidence import artifacts, record
 from rollback_drill.files.fields import positive_int
-from rollback_drill.files.userfiles import SpecError
 from rollback_drill.plugin import run_record
 from rollback_drill.process import proc
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.tools import DEFAULT_STACK, PROJECT_ROOT
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
 

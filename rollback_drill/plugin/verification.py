@@ -17,7 +17,7 @@ from pathlib import Path
 from rollback_drill.checks import reach
 from rollback_drill.checks.result import Check, Outcome, run_checks_concurrently
 from rollback_drill.files.targetspec import TargetSpec, load_target
-from rollback_drill.files.userfiles import SpecError
+from rollback_drill.process.errors import SpecError, TargetUnreachable
 from rollback_drill.process.secrets import redact
 from rollback_drill.stack.target import Target, resolve_target
 
@@ -32,10 +32,6 @@ class ExitCode(IntEnum):
     TARGET_FILE_ERROR = 4  # as pytest's usage error: the file is unusable
     NOT_VERIFIED = 6  # nothing failed, but some check could not look
     UNREACHABLE = 7  # nothing of the target accepts a connection: it is down
-
-
-class TargetUnreachable(RuntimeError):
-    pass
 
 
 def endpoints(spec: TargetSpec) -> dict[str, str]:

@@ -154,8 +154,8 @@ def _selects_verify(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from rollback_drill.files.spec import SpecError
     from rollback_drill.files.targetspec import load_target
+    from rollback_drill.process.errors import SpecError
 
     target = config.getoption("--target")
     if not target:
@@ -201,13 +201,8 @@ def _exit(message: str, code: int) -> None:
 @pytest.fixture(scope="session")
 def verify_target(pytestconfig: pytest.Config, compose_services: object | None) -> Target:
     """The target, resolved once (after a --compose-file project is up)."""
-    from rollback_drill.files.spec import SpecError
-    from rollback_drill.plugin.verification import (
-        ExitCode,
-        TargetUnreachable,
-        early_run,
-        load_for_verify,
-    )
+    from rollback_drill.plugin.verification import ExitCode, early_run, load_for_verify
+    from rollback_drill.process.errors import SpecError, TargetUnreachable
 
     if spec_key not in pytestconfig.stash:
         pytest.skip("the verify suite needs --target FILE (see `rollback-drill up`)")

@@ -22,9 +22,10 @@ from rollback_drill.checks import health
 from rollback_drill.checks.result import run_checks
 from rollback_drill.failures.scenarios import STORES_BACKUP
 from rollback_drill.procedures.emergency import stop_all
-from rollback_drill.process.wait import Wait, WaitTimeout
+from rollback_drill.process.errors import StackError, WaitTimeout
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack import backupfile
-from rollback_drill.stack.base import DATA_SERVICES, StackError
+from rollback_drill.stack.base import DATA_SERVICES
 from rollback_drill.steps.failure import RERUN
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 

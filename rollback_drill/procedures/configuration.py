@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 from rollback_drill.checks import BY_NAME, tls
@@ -33,6 +32,7 @@ from rollback_drill.failures.operatoredits import CERT_BACKUPS, NGINX_BACKUP
 from rollback_drill.failures.operatorfiles import front, nginx_conf, ssl_files
 from rollback_drill.failures.scenarios import ENV_BACKUPS
 from rollback_drill.procedures.verify_steps import answers_as_good_release
+from rollback_drill.process.errors import ConfigurationRejected
 from rollback_drill.process.secrets import write_private
 from rollback_drill.process.wait import Wait
 from rollback_drill.steps.failure import RERUN
@@ -52,10 +52,6 @@ VERIFY_TIMEOUT_S = 20.0
 # Green must hold this long: nginx's old workers finish the requests (and keep-alive
 # connections) they had at the reload meanwhile, and users' traffic shows the switch-over.
 STAYS_GREEN_S = 2.0
-
-
-class ConfigurationRejected(RuntimeError):
-    """The restored configuration fails its gate (nginx -t, or the certificate check)."""
 
 
 def _digest(path: Path) -> str:
@@ -181,11 +177,8 @@ def _front_green(ctx: DrillContext, names: tuple[str, ...]) -> StepResult:
         took = Wait(f"{', '.join(names)} passing", VERIFY_TIMEOUT_S, 0.2).until(green)
     except TimeoutError as exc:
         raise RuntimeError(f"{exc}; still failing: {'; '.join(last)}") from None
-    held = time.monotonic() + STAYS_GREEN_S
-    while time.monotonic() < held:
-        time.sleep(0.25)
-        if not green():
-            raise RuntimeError(f"green, then failing again: {'; '.join(last)}")
+    if not Wait(f"{', '.join(names)} staying green", STAYS_GREEN_S, 0.25).holds(green):
+        raise RuntimeError(f"green, then failing again: {'; '.join(last)}")
     return StepResult({"passed": list(names), "green_after_s": round(took, 3),
                        "stayed_green_s": STAYS_GREEN_S})  # fmt: skip
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from rollback_drill.chain import keys
-from rollback_drill.chain.deploy import Reverted, Rpc, RpcError, calldata, keccak, revert_reason
+from rollback_drill.chain.deploy import Rpc, calldata, keccak, revert_reason
 from rollback_drill.chain.registry import Registry, state
 from rollback_drill.checks.chain import NEVER_REGISTERED
 from rollback_drill.procedures.contract_facts import (
@@ -25,6 +25,7 @@ from rollback_drill.procedures.contract_facts import (
     signer_of,
     since_fault,
 )
+from rollback_drill.process.errors import Reverted, RpcError
 from rollback_drill.steps.procedure import DrillContext, StepResult
 
 

@@ -4,8 +4,6 @@ moment - the runbook's "sleep 30" is waiting to see that it holds, not just that
 
 from __future__ import annotations
 
-import time
-
 from rollback_drill.checks import BY_NAME
 from rollback_drill.checks.result import run_checks_concurrently
 from rollback_drill.process.wait import Wait
@@ -21,15 +19,17 @@ def answers_as_good_release(ctx: DrillContext, service: str) -> StepResult:
     took = Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
         lambda: stack.answers_as(service) == release
     )
-    deadline = time.monotonic() + STAYS_HEALTHY_S
-    while time.monotonic() < deadline:
-        answer = stack.answers_as(service)
-        if answer != release:
-            raise RuntimeError(
-                f"{service} answered as release {release}, then as {answer or 'nothing'} "
-                f"within {STAYS_HEALTHY_S:.0f} s: it does not stay up"
-            )
-        time.sleep(0.1)
+    seen: list[str | None] = [release]
+
+    def same() -> bool:
+        seen[0] = stack.answers_as(service)
+        return seen[0] == release
+
+    if not Wait(f"{service} staying up", STAYS_HEALTHY_S, 0.1).holds(same):
+        raise RuntimeError(
+            f"{service} answered as release {release}, then as {seen[0] or 'nothing'} "
+            f"within {STAYS_HEALTHY_S:.0f} s: it does not stay up"
+        )
     return StepResult({"service": service, "release": release, "healthy_after_s": round(took, 3)})
 
 

@@ -31,17 +31,15 @@ from pathlib import Path
 from typing import IO
 
 from rollback_drill.process import ownership, procfs
+from rollback_drill.process.errors import StartError
 from rollback_drill.process.ownership import SweepResult
 from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.process.wait import Wait
 
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
 _temp_dirs: list[Path] = []
-
-
-class StartError(RuntimeError):
-    """A process did not become ready; the message carries the tail of its log."""
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -111,29 +109,6 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_until(
-    probe: Callable[[], bool],
-    timeout: float,
-    interval: float = 0.02,
-    what: str = "condition",
-    fatal: tuple[type[Exception], ...] = (),
-) -> float:
-    """Poll `probe` until it is true; return the seconds it took, raise TimeoutError otherwise.
-    A probe raising is "not yet", except for the `fatal` exception types, which end the wait."""
-    start = time.monotonic()
-    while True:
-        try:
-            if probe():
-                return time.monotonic() - start
-        except fatal:
-            raise
-        except Exception:
-            pass
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what} not reached within {timeout:.1f} s")
-        time.sleep(interval)
 
 
 @dataclass
@@ -221,7 +196,7 @@ class ManagedProcess:
             return probe()
 
         try:
-            return wait_until(ready, timeout, what=f"{self.name} ready", fatal=(StartError,))
+            return Wait(f"{self.name} ready", timeout, 0.02, fatal=(StartError,)).until(ready)
         except TimeoutError:
             raise StartError(
                 f"{self.name} not ready within {timeout:.1f} s; log tail:\n{self.log_tail()}"

@@ -11,6 +11,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
+from rollback_drill.process.errors import ToolMissing
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"  # the reference stack
 
@@ -27,10 +29,6 @@ _HINTS = {
     "locust": "pip install locust (scripts/setup.sh does it)",
     "patch": "apt-get install patch (scripts/setup.sh does it)",
 }
-
-
-class ToolMissing(RuntimeError):
-    pass
 
 
 @cache

@@ -1,6 +1,11 @@
 """Waiting as a value: what is awaited, for how long, how often to look, which errors end the
 wait at once. A timeout says what, how long, and the last thing the probe answered, so
-"not detected within 30 s" comes with what monitoring did see."""
+"not detected within 30 s" comes with what monitoring did see. `holds` is the other half:
+"and it stays so for a while" (a service that comes back must stay up).
+
+The one wait of the project: start-up (`proc`, the stacks), detection and the alerts' settle
+(engine, monitoring), load start, procedures' "until green" and "stays green", the
+supervisor's stop; testcontainers' wait strategies (stack/docker_infra.py) are theirs."""
 
 from __future__ import annotations
 
@@ -8,9 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class WaitTimeout(TimeoutError):
-    pass
+from rollback_drill.process.errors import WaitTimeout
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,14 @@ class Wait:
                     f"{self.what}: not reached within {self.timeout_s:.1f} s (last: {last})"
                 )
             time.sleep(self.interval_s)
+
+    def holds(self, probe: Callable[[], bool]) -> bool:
+        """Poll `probe` for `timeout_s`: True when it stayed true throughout, False at the
+        first false answer (the caller says what broke). A probe that raises ends the hold
+        with its error: once up, a service whose probe breaks is not "still up"."""
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(self.interval_s)
+            if not probe():
+                return False
+        return True

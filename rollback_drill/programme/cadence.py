@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.files.programmespec import CadenceSpec
-from rollback_drill.files.spec import LoadedStack, SpecError
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process.errors import SpecError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = {"and", "or", "not"}

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from rollback_drill.process.errors import AccessError
+
 if TYPE_CHECKING:
     from rollback_drill.files.targetspec import TargetSpec
-
-
-class AccessError(RuntimeError):
-    """The access a target grants does not work (file gone, container unknown)."""
 
 
 class LogSource(Protocol):

@@ -20,14 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rollback_drill.files.configbackup import private_dir
+from rollback_drill.process.errors import BackupFileError
 from rollback_drill.stack.base import Stack
 
 PREFIX = "safepsy_backup"
 MANIFEST = "mongodb/manifest.json"
-
-
-class BackupFileError(ValueError):
-    """Not a backup file this tool can restore; the message names the file and why."""
 
 
 def name_for(when: float | None = None) -> str:

@@ -19,10 +19,6 @@ DATA_SERVICES = ("mongodb", "redis")
 """Stores the stack owns; the chain is external infrastructure and is never stopped."""
 
 
-class StackError(RuntimeError):
-    """A stack operation failed; the message names the service and carries its log tail."""
-
-
 @dataclass(frozen=True)
 class ResourceUsage:
     """One sample of what `docker stats --no-stream` shows for a service."""

@@ -27,10 +27,12 @@ from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.files.spec import LoadedStack, ServiceSpec
 from rollback_drill.process import proc
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack import releases, tls
 from rollback_drill.stack.access import LogSource, StackLogs, StackStats, StatsSource
-from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage
 from rollback_drill.stack.envfile import read_env_file, write_env_file
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target
@@ -508,9 +510,9 @@ class StackBase(ABC):
 
     def _wait_healthy(self, name: str) -> None:
         try:
-            self.timings[f"{name}_healthy_s"] = proc.wait_until(
-                self.probe(name), START_TIMEOUT_S, what=f"{name} healthy"
-            )
+            self.timings[f"{name}_healthy_s"] = Wait(
+                f"{name} healthy", START_TIMEOUT_S, 0.02
+            ).until(self.probe(name))
         except TimeoutError as exc:
             raise StackError(f"{exc}; log tail:\n{self.logs(name)[-2000:]}") from None
 

@@ -36,9 +36,10 @@ from docker.errors import APIError, NotFound
 
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.access import DockerStats, LogSource, StatsSource
-from rollback_drill.stack.base import ResourceUsage, StackError
+from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.stack.docker_infra import (
     DEFAULT_IMAGES,

@@ -32,7 +32,7 @@ from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  
 
 from rollback_drill.files.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
 from rollback_drill.process import proc  # noqa: E402
-from rollback_drill.stack.base import StackError  # noqa: E402
+from rollback_drill.process.errors import StackError  # noqa: E402
 from rollback_drill.stack.common import START_TIMEOUT_S  # noqa: E402
 
 LABEL_RUN = "rollback-drill.run"
@@ -195,9 +195,10 @@ def ensure_images(loaded: LoadedStack) -> dict[str, str]:
     for named in (spec.stores.mongodb.image, spec.stores.redis.image, spec.chain.image):
         if named:
             wanted.add(named)
+    from rollback_drill.process.errors import ImageBuildError
     from rollback_drill.stack.images.build import build_all
     from rollback_drill.stack.images.dockercli import inspect_images
-    from rollback_drill.stack.images.layout import ImageBuildError, Layout
+    from rollback_drill.stack.images.layout import Layout
 
     if any(ref.startswith("rollback-drill/") for ref in wanted):
         layout = dataclasses.replace(Layout.default(), stack=loaded.path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import write_private
-from rollback_drill.stack.base import StackError
 
 
 def read_env_file(path: Path) -> dict[str, str]:

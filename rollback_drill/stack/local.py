@@ -19,8 +19,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rollback_drill.files.spec import LoadedStack, SpecError
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import SpecError, StackError
 from rollback_drill.process.tools import find_tool
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack import releases
@@ -32,7 +33,7 @@ from rollback_drill.stack.access import (
     group_rss,
     mem_total,
 )
-from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
+from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
 from rollback_drill.stores import secantus
 

@@ -18,15 +18,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from rollback_drill.files.spec import LoadedStack, SpecError
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process.errors import BuildError, SpecError
 from rollback_drill.process.tools import find_tool
 
 STAMP = ".release-build"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
-
-
-class BuildError(RuntimeError):
-    """A release's patch does not apply to the base sources."""
 
 
 def sources(loaded: LoadedStack, service: str) -> list[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
-from rollback_drill.stack.base import StackError
 from rollback_drill.stores import mongo
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.files.targetspec import TargetSpec, load_target
-from rollback_drill.files.userfiles import SpecError
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.secrets import Secret
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ def _artifact(path: Path, spec: TargetSpec) -> Path | None:
 
 
 def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
-    from rollback_drill.stores.fingerprint import Fingerprint, FingerprintError
+    from rollback_drill.process.errors import FingerprintError
+    from rollback_drill.stores.fingerprint import Fingerprint
 
     if spec.integrity is None:
         return None
@@ -165,7 +166,8 @@ def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
 
 
 def _performance(path: Path, spec: TargetSpec) -> PerformanceBaseline | None:
-    from rollback_drill.files.perfbaseline import PerformanceBaselineError, load
+    from rollback_drill.files.perfbaseline import load
+    from rollback_drill.process.errors import PerformanceBaselineError
 
     file = _existing(path, "performance_baseline", spec.performance_baseline)
     if file is None:

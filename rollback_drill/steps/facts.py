@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar, cast
 
+from rollback_drill.process.errors import MissingFact
+
 T = TypeVar("T")
 
 
@@ -24,10 +26,6 @@ class Fact(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Fact({self.name!r})"
-
-
-class MissingFact(LookupError):
-    """A step asked for a fact nothing produced: the drill is wired wrongly."""
 
 
 class Facts:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from rollback_drill.checks.tls import CHECKS as TLS_CHECKS
+from rollback_drill.process.errors import VerdictError
 from rollback_drill.process.secrets import redact
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.target import Target
@@ -69,7 +70,7 @@ class ProcedureFailure:
         return asdict(self)
 
 
-class ProcedureFailed(RuntimeError):
+class ProcedureFailed(VerdictError, RuntimeError):
     """A procedure step failed or was cut off; carries the whole story as `failure`."""
 
     def __init__(self, failure: ProcedureFailure) -> None:

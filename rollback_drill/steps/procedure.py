@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rollback_drill.process.cutoff import CutOff, time_limit
+from rollback_drill.process.errors import ProcedureMiswired
 from rollback_drill.process.secrets import redact
 from rollback_drill.stack.base import Stack
 from rollback_drill.steps.facts import Fact, Facts
@@ -93,10 +94,6 @@ class StepFault(Protocol):
         """Run `action` (the step's own) with the fault in it."""
 
     def release(self) -> None: ...
-
-
-class ProcedureMiswired(ValueError):
-    """A step needs a fact that nothing before it provides."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rollback_drill.files.spec import DecisionRow
+from rollback_drill.process.errors import TimelineError
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,6 @@ class TimelineListener(Protocol):
     def started(self, span: Event) -> None: ...
 
     def emitted(self, event: Event) -> None: ...
-
-
-class TimelineError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 from pymongo.database import Database
 
+from rollback_drill.process.errors import ArchiveError
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
@@ -54,11 +55,6 @@ MANIFEST = "manifest.json"
 FORMAT = "rollback-drill-mongo-archive/2"
 #: Version 1 kept only each index's name, key and uniqueness, and no collection options.
 READABLE = ("rollback-drill-mongo-archive/1", FORMAT)
-
-
-class ArchiveError(RuntimeError):
-    """An archive that cannot be trusted: unreadable, another format, a file that does not
-    match its checksum. Raised before anything in the database is touched."""
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from rollback_drill.process.errors import FingerprintError
 from rollback_drill.stores import bsonscan
 
 FORMAT = "rollback-drill/fingerprint/2"
-
-
-class FingerprintError(ValueError):
-    """A baseline file is unusable; the message names the file and what was expected."""
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,19 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from rollback_drill.process.errors import ArchiveError, FingerprintError, RestoreError
 from rollback_drill.stores.archive import (
     MANIFEST,
     READABLE,
     Archive,
-    ArchiveError,
     archive_print,
     backup,
     verify_archive,
 )
-from rollback_drill.stores.fingerprint import (
-    CollectionPrint,
-    Fingerprint,
-    FingerprintError,
-    pack,
-)
+from rollback_drill.stores.fingerprint import CollectionPrint, Fingerprint, pack
 from rollback_drill.stores.livescan import concurrently, print_collection
 from rollback_drill.stores.mongoconn import client, collection_options
-from rollback_drill.stores.restore import RestoreError, RestoreReport, restore
+from rollback_drill.stores.restore import RestoreReport, restore
 
 #: Archive formats `backup` writes and `restore` reads (assess finds backups by them).
 FORMATS = READABLE

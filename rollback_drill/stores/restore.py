@@ -48,6 +48,7 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from rollback_drill.process.errors import RestoreError
 from rollback_drill.process.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.archive import Archive, verify_archive
@@ -71,10 +72,6 @@ STAGING_SUFFIX = ".rollback-drill-restore"
 DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
 Atomicity = Literal["database", "per collection", "nothing to restore"]
-
-
-class RestoreError(RuntimeError):
-    """The restore did not finish; the message says what the database holds now."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from rollback_drill.process.errors import ImageBuildError
 from rollback_drill.stack.images.derivedimage import spec_inputs
 from rollback_drill.stack.images.filehash import FileHasher
-from rollback_drill.stack.images.layout import ImageBuildError, Layout
+from rollback_drill.stack.images.layout import Layout
 from rollback_drill.stack.images.specs import image_specs
 
 FIXTURES = Layout.default().fixtures

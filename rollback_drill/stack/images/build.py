@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rollback_drill.process.errors import ImageBuildError
 from rollback_drill.stack.images.baseimage import BASE_TAG, base_inputs, build_base
 from rollback_drill.stack.images.bundles import cache_lock, list_bundles, load_bundle, save_bundle
 from rollback_drill.stack.images.derivedimage import build_derived, spec_inputs
@@ -35,7 +36,7 @@ from rollback_drill.stack.images.dockercli import (
     run_logged,
 )
 from rollback_drill.stack.images.filehash import FileHasher
-from rollback_drill.stack.images.layout import ImageBuildError, Layout
+from rollback_drill.stack.images.layout import Layout
 from rollback_drill.stack.images.releasebuilds import prune_builds
 from rollback_drill.stack.images.specs import image_specs
 

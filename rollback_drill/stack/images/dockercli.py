@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill.stack.images.layout import ImageBuildError
+from rollback_drill.process.errors import ImageBuildError
 
 #: Debian's docker client: the other client on PATH lacks buildx, which BuildKit builds need.
 DOCKER = "/usr/bin/docker"

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from rollback_drill.stack.images.layout import ImageBuildError
+from rollback_drill.process.errors import ImageBuildError
 
 #: Files never copied into a build context nor hashed.
 IGNORED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})

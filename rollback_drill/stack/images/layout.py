@@ -18,10 +18,6 @@ DEFAULT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 SCHEMA = "rollback-drill-images/1"
 
 
-class ImageBuildError(RuntimeError):
-    """A build, import, save or load step failed; the message says which and why."""
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where the inputs and the cache are. Defaults are the repository's own paths."""

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process.errors import BuildError, ImageBuildError
 from rollback_drill.stack import releases
 from rollback_drill.stack.images.filehash import FileHasher, tree_digest
-from rollback_drill.stack.images.layout import SCHEMA, ImageBuildError, Layout
+from rollback_drill.stack.images.layout import SCHEMA, Layout
 
 
 def release_build(
@@ -38,7 +39,7 @@ def release_build(
     part = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=layout.builds_dir))
     try:
         releases.build(loaded, service, release, part)
-    except releases.BuildError as exc:
+    except BuildError as exc:
         raise ImageBuildError(str(exc)) from None
     finally:
         if not (part / releases.STAMP).is_file():

@@ -13,10 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill.files.spec import LoadedStack, SpecError, load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
+from rollback_drill.process.errors import ImageBuildError, SpecError
 from rollback_drill.stack import releases
 from rollback_drill.stack.images.filehash import FileHasher
-from rollback_drill.stack.images.layout import ImageBuildError, Layout
+from rollback_drill.stack.images.layout import Layout
 from rollback_drill.stack.images.releasebuilds import release_build
 
 #: Files of npm packages that nothing reads at run time (source maps, documentation).

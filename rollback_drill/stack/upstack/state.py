@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rollback_drill.files.userfiles import SpecError, read_json
+from rollback_drill.files.userfiles import read_json
 from rollback_drill.process import procfs
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
 
 if TYPE_CHECKING:

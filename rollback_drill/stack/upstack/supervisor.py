@@ -27,9 +27,10 @@ from pathlib import Path
 from types import FrameType
 
 from rollback_drill.files.spec import PRODUCTION, load_stack
-from rollback_drill.files.userfiles import SpecError
 from rollback_drill.process import ownership, proc, procfs
+from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.upstack.state import (
     CONTROL,
     HandlerFactory,
@@ -313,9 +314,7 @@ def _stop_running(info: procfs.ProcessInfo, state: UpState, directory: Path) -> 
     started = time.monotonic()
     procfs.signal_proven(info, signal.SIGTERM)
     try:
-        proc.wait_until(
-            lambda: not info.identity.alive(), timeout=STOP_GRACE_S, what="supervisor exit"
-        )
+        Wait("supervisor exit", STOP_GRACE_S).until(lambda: not info.identity.alive())
         how = "stopped"
     except TimeoutError:
         # still the proven supervisor, a session leader: its group id is its own pid
