@@ -32,6 +32,11 @@ class CheckResult:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    # A failure no wait can change: the target answered, and the answer itself is wrong (a
+    # service healthy as another release, a contract it should not use). A drill's Verify
+    # phase stops waiting for green on one. Never set for what a slow recovery also shows:
+    # no answer, a 5xx, a slow answer, too few samples.
+    decided: bool = False
 
     def explain(self) -> str:
         return redact(f"{self.name}: {'PASS' if self.ok else 'FAIL'} - {self.summary}")
@@ -51,6 +56,10 @@ class Check:
     # the section they are in: runbook coverage counts them as it counts procedure steps.
     runbook: str = ""
     runbook_section: str = "Rollback Verification"
+    # Its failures can be decided (CheckResult.decided): a drill asks it while it still waits
+    # for monitoring to turn green, so a rollback that left the wrong thing running is red at
+    # once rather than when the wait runs out. Only cheap, read-only checks.
+    decides: bool = False
 
     def run(self, target: Target) -> CheckResult:
         """Run the check; an exception becomes a failed result, never an escape."""
@@ -75,6 +84,7 @@ class Check:
             redact(result.summary),
             result.evidence,
             time.monotonic() - start,
+            decided=result.decided and not result.ok,
         )
 
 
