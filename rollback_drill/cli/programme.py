@@ -119,6 +119,8 @@ def _merged(merged: merge.Merged) -> None:
         f"passed, verdict {summary['verdict']}"
     )
     print(f"drill record: {merged.record.path} (sha256 {merged.record.sha256})")
+    if merged.incidents_missing:
+        print(f"incident documents NOT written: {merged.incidents_missing}", file=sys.stderr)
 
 
 def cmd_history(ns: argparse.Namespace) -> int:

@@ -67,6 +67,7 @@ class Merged:
     record: record.WrittenRecord
     data: dict[str, Any]
     shards: tuple[ShardRun, ...]
+    incidents_missing: str | None = None  # why the incident documents were not written
 
 
 def find_shard(folder: Path) -> ShardRun:
@@ -233,10 +234,14 @@ def merge(folders: Sequence[Path], dest: Destination, args: Sequence[str] = ()) 
     written = record.write(data, dest.records)
     from rollback_drill.evidence import incident
 
-    incident.write_all(data, written.path, dest.incidents)
+    missing = None
+    try:  # as after a run: the record stands, and says loudly that its documents are missing
+        incident.write_all(data, written.path, dest.incidents)
+    except Exception as exc:
+        missing = f"{type(exc).__name__}: {exc}"
     _results(shards, dest.results)
     _history(shards, dest.history)
-    return Merged(written, data, shards)
+    return Merged(written, data, shards, missing)
 
 
 __all__ = ["Destination", "MergeRefused", "Merged", "ShardRun", "check", "find_shard", "merge"]
