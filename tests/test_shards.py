@@ -11,6 +11,7 @@ balanced by the durations the records hold."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,11 @@ def _record(reports: Path) -> tuple[Path, dict[str, Any]]:
     return found[0]
 
 
+def _deselected(done: subprocess.CompletedProcess[str]) -> int:
+    found = re.search(r"(\d+) deselected", done.stdout)
+    return int(found.group(1)) if found else 0
+
+
 def _verdicts(data: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [
         (d["test"], d["drill"], d["bad_release"], d["good_release"], d["outcome"],
@@ -148,12 +154,13 @@ def test_each_shard_runs_only_its_share_and_says_what_it_deselected(runs: Runs) 
     for done in (*runs.shard_runs, runs.whole_run):
         assert done.returncode == 0, _explain(done)
     parts = [_record(d)[1] for d in runs.shards]
+    by_k = _deselected(runs.whole_run)  # the rest of drills/, deselected by -k
     for k, (part, done) in enumerate(zip(parts, runs.shard_runs, strict=True), start=1):
         info = part["shard"]
         assert (info["index"], info["count"]) == (k, 2)
         assert [d["test"] for d in part["drills"]] == info["tests"]
         assert len(info["tests"]) == 1, info  # two drills, by count: one each
-        assert "1 deselected" in done.stdout, _explain(done)
+        assert _deselected(done) == by_k + 1, _explain(done)  # and the other shard's drill
         assert f"shard {k}/2: 1 of 2 tests" in done.stdout, _explain(done)
         assert part["source"]["commit"] == record.commit()
         assert all(d["test_seconds"] and d["test_seconds"] > 0 for d in part["drills"])
