@@ -9,9 +9,10 @@
 # 46 on a busy 2-core machine. pytest's exit 5 (no tests ran) is a failure.
 #
 # --fast: the tier for day-to-day work - the same lint, then only the tests marked neither
-# `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs end to end:
-# procedures made wrong, the reports and programme end to end, shards), local backend only.
-# Run the whole suite before a merge.
+# `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs inside a test:
+# procedures made wrong, the reports and programme end to end, shards, parallel runs; large
+# restores; every release's defect; containers and images), local backend only. Run the
+# whole suite before a merge.
 set -euo pipefail
 selection=(--stack-backend all)
 if [ "${1:-}" = "--fast" ]; then

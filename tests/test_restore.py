@@ -25,6 +25,8 @@ from pymongo.database import Database
 from rollback_drill.stores import mongo, secantus
 from rollback_drill.stores.restore import JOURNAL, RestoreError
 
+pytestmark = pytest.mark.slow  # restores of large data, killed and cut off: not in the fast tier
+
 DB = "drilldb"
 
 
