@@ -7,7 +7,18 @@
 # tests run; without one they skip. Two pytest-xdist workers run the files side by side (each
 # drill on its own stack; ROLLBACK_DRILL_TEST_WORKERS=1 for one at a time): 25 min instead of
 # 46 on a busy 2-core machine. pytest's exit 5 (no tests ran) is a failure.
+#
+# --fast: the tier for day-to-day work - the same lint, then only the tests marked neither
+# `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs inside a test:
+# procedures made wrong, the reports and programme end to end, shards, parallel runs; large
+# restores; every release's defect; containers and images), local backend only. Run the
+# whole suite before a merge.
 set -euo pipefail
+selection=(--stack-backend all)
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  selection=(--stack-backend local -m "not drill and not slow")
+fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
@@ -16,7 +27,7 @@ cd "$root"
 .venv/bin/mypy
 .venv/bin/lint-imports
 set +e
-.venv/bin/pytest --stack-backend all -n "${ROLLBACK_DRILL_TEST_WORKERS:-2}" --dist loadfile \
+.venv/bin/pytest "${selection[@]}" -n "${ROLLBACK_DRILL_TEST_WORKERS:-2}" --dist loadfile \
   --alluredir reports/allure-results "$@"
 code=$?
 set -e

@@ -177,14 +177,15 @@ def test_trend_compares_like_with_like() -> None:
 
 
 def test_records_of_every_schema_are_read(tmp_path: Path) -> None:
-    four = _run("2027-02-01T12:00:00.000000Z", cadence="monthly")
+    five = _run("2027-02-01T12:00:00.000000Z", cadence="monthly")
+    four = _run("2027-01-15T12:00:00.000000Z") | {"schema": "rollback-drill/record/4"}
     three = _run("2027-01-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/3"}
     two = _run("2026-12-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/2"}
     one = _run("2026-10-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/1"}
     other = _run("2026-09-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/9"}
-    found, problems = record.load_all(_write(tmp_path, four, three, two, one, other))
-    assert [d["schema"][-1] for _, d in found] == ["1", "2", "3", "4"]
+    found, problems = record.load_all(_write(tmp_path, five, four, three, two, one, other))
+    assert [d["schema"][-1] for _, d in found] == ["1", "2", "3", "4", "5"]
     assert len(problems) == 1 and "record/9" in problems[0]
     text = history.render(tmp_path, cadences=load_stack(STACK).spec.cadences, now=NOW)
-    assert "4 drill(s) from 4 run record(s)" in text
+    assert "5 drill(s) from 5 run record(s)" in text
     assert "monthly    every  31 days: last passed 2027-02-01" in text

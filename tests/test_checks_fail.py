@@ -123,6 +123,8 @@ def test_check_fails_when_its_service_is_down_saying_refused(
         started = time.monotonic()
         assert "refused" in _assert_fails(check, target)
         assert time.monotonic() - started < target.thresholds.request_timeout_s
+        # a service that does not answer may be starting: no drill stops waiting for it
+        assert not _run(check, target).decided
     _assert_passes(check, target)
 
 
@@ -156,6 +158,7 @@ def test_releases_fail_when_a_service_runs_another_release(
     try:
         summary = _assert_fails("rollback.releases", target)
         assert f"{service} runs 1.5.0, expected 1.4.0" in summary
+        assert _run("rollback.releases", target).decided  # answered: no wait changes it
     finally:
         local_stack.deploy(service, "1.4.0")
         _healthy(local_stack, service)
@@ -189,6 +192,7 @@ def test_contract_checks_fail_when_the_backend_uses_another_registry(
     with _backend_on_registry(local_stack, "1.5.0") as address:
         summary = _assert_fails("rollback.contract", target)
         assert "contract version 1.5.0, expected 1.4.0" in summary
+        assert _run("rollback.contract", target).decided
         assert f"backend uses registry {address.lower()}" in summary.lower()
         moved = dataclasses.replace(target, registry_address=address)
         assert "registry version 1.5.0, expected 1.4.0" in _assert_fails("chain.registry", moved)

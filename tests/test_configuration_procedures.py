@@ -39,6 +39,8 @@ from rollback_drill.steps.failure import ProcedureFailed, ProcedureFailure
 from rollback_drill.steps.procedure import DrillContext, Procedure, StepResult
 from rollback_drill.steps.timeline import Timeline
 
+pytestmark = pytest.mark.slow  # configuration drills made wrong, under load: not fast
+
 
 @pytest.fixture
 def ctx(local_stack: LocalStack, tmp_path: Path) -> Iterator[DrillContext]:

@@ -21,6 +21,8 @@ from rollback_drill.procedures.contract_facts import REDEPLOYED, REPOINTED
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 
+pytestmark = pytest.mark.slow  # whole contract drills, each made wrong: not in the fast tier
+
 Run = Callable[[Drill], DrillOutcome]
 
 

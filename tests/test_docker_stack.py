@@ -27,7 +27,10 @@ from rollback_drill.stores import mongo
 if TYPE_CHECKING:
     from rollback_drill.stack.docker import DockerStack
 
-pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
+pytestmark = [
+    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers"),
+    pytest.mark.slow,  # containers: not in the fast tier
+]
 
 
 @pytest.fixture(scope="module")

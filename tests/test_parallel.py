@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rollback_drill.evidence import record
 from rollback_drill.process.tools import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # drill runs under pytest-xdist end to end: not in the fast tier
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

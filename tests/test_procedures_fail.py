@@ -37,6 +37,8 @@ from rollback_drill.stack.local import LocalStack
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 from rollback_drill.stores import mongo
 
+pytestmark = pytest.mark.slow  # whole drills, each with a procedure made wrong: not fast
+
 
 def _without(procedure: Procedure, *names: str) -> Procedure:
     steps = tuple(s for s in procedure.steps if s.name not in names)

@@ -30,6 +30,8 @@ from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import copy_stack_file
 from tests.receivers import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
 
+pytestmark = pytest.mark.slow  # `rollback-drill run --cadence` end to end: not in the fast tier
+
 CLI_TIMEOUT_S = 300
 
 

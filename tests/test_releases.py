@@ -28,6 +28,8 @@ from rollback_drill.stores import redis as redis_store
 from rollback_drill.stores.fingerprint import compare
 from tests.helpers import copy_stack_file
 
+pytestmark = pytest.mark.slow  # every release built and its defect shown on a stack: not fast
+
 
 def test_every_release_builds_and_names_its_defect(stack_file: LoadedStack, tmp_path: Path) -> None:
     rows = {row.severity for row in stack_file.spec.decision_matrix}

@@ -35,6 +35,8 @@ from rollback_drill.evidence import record, report_html
 from rollback_drill.process.tools import PROJECT_ROOT, find_tool
 from tests.helpers import copy_stack_file
 
+pytestmark = pytest.mark.slow  # `rollback-drill run` and `certify` end to end: not in the fast tier
+
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 CONFIG = PROJECT_ROOT / "pyproject.toml"
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"

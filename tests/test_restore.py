@@ -26,6 +26,8 @@ from rollback_drill.process.errors import RestoreError
 from rollback_drill.stores import mongo, secantus
 from rollback_drill.stores.restore import JOURNAL
 
+pytestmark = pytest.mark.slow  # restores of large data, killed and cut off: not in the fast tier
+
 DB = "drilldb"
 
 

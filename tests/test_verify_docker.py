@@ -18,7 +18,10 @@ from rollback_drill.stack.access import DockerLogs, DockerStats
 from rollback_drill.stack.select import docker_available
 from rollback_drill.stack.target import Target
 
-pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
+pytestmark = [
+    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers"),
+    pytest.mark.slow,  # containers: not in the fast tier
+]
 IMAGE = "rollback-drill/redis:7.0"
 LIMIT = 64 * 1024 * 1024
 

@@ -31,6 +31,11 @@ class CheckResult:
     # looked, but what it saw decides nothing (a measurement still straddling its limit after
     # every re-sample, as Argo Rollouts' "inconclusive"): "not verified", neither pass nor fail
     inconclusive: bool = False
+    # A failure no wait can change: the target answered, and the answer itself is wrong (a
+    # service healthy as another release, a contract it should not use). A drill's Verify
+    # phase stops waiting for green on one. Never set for what a slow recovery also shows:
+    # no answer, a 5xx, a slow answer, too few samples.
+    decided: bool = False
 
     def explain(self) -> str:
         verdict = "NOT VERIFIED" if self.inconclusive else "PASS" if self.ok else "FAIL"
@@ -51,6 +56,10 @@ class Check:
     # the section they are in: runbook coverage counts them as it counts procedure steps.
     runbook: str = ""
     runbook_section: str = "Rollback Verification"
+    # Its failures can be decided (CheckResult.decided): a drill asks it while it still waits
+    # for monitoring to turn green, so a rollback that left the wrong thing running is red at
+    # once rather than when the wait runs out. Only cheap, read-only checks.
+    decides: bool = False
 
     def run(self, target: Target) -> CheckResult:
         """Run the check; an exception becomes a failed result, never an escape."""
@@ -75,7 +84,8 @@ class Check:
             redact(result.summary),
             result.evidence,
             time.monotonic() - start,
-            result.inconclusive,
+            inconclusive=result.inconclusive,
+            decided=result.decided and not result.ok,
         )
 
 

@@ -54,17 +54,21 @@ def _releases(target: Target) -> CheckResult:
     found, why = _deployed(target)
     rows: list[dict[str, Any]] = []
     wrong = []
+    silent = False  # a service that said nothing may still be starting: not decided
     for label, release in found.items():
         want = expected.get(label.split(" ")[0])
         rows.append({"service": label, "deployed": release, "expected": want})
         if release is None:
             wrong.append(f"{label}: {why[label]}")
+            silent = True
         elif want is not None and release != want:
             wrong.append(f"{label} runs {release}, expected {want}")
     summary = "; ".join(wrong) or "deployed as expected: " + ", ".join(
         f"{r['service']} {r['deployed']}" for r in rows
     )
-    return CheckResult("rollback.releases", not wrong, summary, {"services": rows})
+    return CheckResult(
+        "rollback.releases", not wrong, summary, {"services": rows}, decided=not silent
+    )
 
 
 def _contract(target: Target) -> CheckResult:
@@ -96,7 +100,10 @@ def _contract(target: Target) -> CheckResult:
     summary = "; ".join(wrong) or (
         f"backend uses registry {registry} at contract version {version}, as expected"
     )
-    return CheckResult("rollback.contract", not wrong, summary, evidence)
+    # Answered 200 with another contract or registry: what it uses is configured, not warming.
+    return CheckResult(
+        "rollback.contract", not wrong, summary, evidence, decided=resp.status == 200
+    )
 
 
 CHECKS = [
@@ -105,11 +112,13 @@ CHECKS = [
         "rollback",
         _releases,
         doc="Verify rollback success: every service runs the expected release",
+        decides=True,
     ),
     Check(
         "rollback.contract",
         "rollback",
         _contract,
         doc="curl /api/did/health: contractVersion and registry as expected",
+        decides=True,
     ),
 ]

@@ -82,6 +82,26 @@ def _seed_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only the K-th of N shares of the drills (balanced by the durations in "
+        "REPORTS_DIR/records, stable by test id); then `report --merge` the N folders",
+    )
+
+
+def _merge_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="the reports folders of the N shards of one run (`run --shard K/N`): merge them "
+        f"into {what}; refused for shards of different commits, stack files or plans",
+    )
+
+
 def _pytest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "pytest_args",
@@ -123,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one cadence's suite from the stack file's `cadences` (monthly, quarterly, "
         "annual); the record carries it and `history` tracks it",
     )
+    _shard_option(run)
     _pytest_args(run)
     run.set_defaults(func=_handler("rollback_drill.cli.programme", "cmd_run"))
 
@@ -134,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "-o", "--output", type=Path, help="folder for the HTML report (default: REPORTS_DIR/html)"
     )
+    _merge_option(rep, "one drill record, Allure results, history and HTML report in REPORTS_DIR")
     rep.set_defaults(func=_handler("rollback_drill.cli.programme", "cmd_report"))
 
     hist = sub.add_parser("history", help="the drills' trend across runs, from the drill records")
@@ -178,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _environment_option(cert)
     _reports_option(cert)
     _seed_option(cert)
+    _merge_option(cert, "the certificate from them instead of running the drills here")
     _pytest_args(cert)
     cert.set_defaults(func=_handler("rollback_drill.cli.programme", "cmd_certify"))
 

@@ -12,10 +12,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import ReportError, SpecError, ToolMissing
 from rollback_drill.process.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from rollback_drill.programme import merge
 
 
 def _pytest(args: list[str]) -> int:
@@ -54,6 +58,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         args += _cadence_args(ns.stack, ns.cadence, ns.pytest_args)
     if ns.parallel > 1:
         args += ["-n", str(ns.parallel)]  # pytest-xdist: a stack per drill, one record
+    if ns.shard:
+        args += ["--shard", ns.shard]  # the plugin deselects the other shards' drills
     code = _pytest(args + ns.pytest_args)
     if ns.no_html:
         return code
@@ -95,7 +101,27 @@ def _generate(results: Path, reports: Path, output: Path | None = None) -> int:
 
 def cmd_report(ns: argparse.Namespace) -> int:
     reports: Path = ns.reports_dir
+    if ns.merge:
+        from rollback_drill.programme import merge
+
+        try:
+            merged = merge.merge(ns.merge, merge.Destination.under(reports, ns.results))
+        except merge.MergeRefused as exc:
+            print(f"rollback-drill: merge refused: {exc}", file=sys.stderr)
+            return 2
+        _merged(merged)
     return _generate(ns.results or reports / "allure-results", reports, ns.output)
+
+
+def _merged(merged: merge.Merged) -> None:
+    summary = merged.data["summary"]
+    print(
+        f"merged {len(merged.shards)} shards: {summary['drills']} drills, {summary['passed']} "
+        f"passed, verdict {summary['verdict']}"
+    )
+    print(f"drill record: {merged.record.path} (sha256 {merged.record.sha256})")
+    if merged.incidents_missing:
+        print(f"incident documents NOT written: {merged.incidents_missing}", file=sys.stderr)
 
 
 def cmd_history(ns: argparse.Namespace) -> int:
@@ -132,18 +158,29 @@ def cmd_coverage(ns: argparse.Namespace) -> int:
 
 
 def cmd_certify(ns: argparse.Namespace) -> int:
-    from rollback_drill.programme import certify
+    from rollback_drill.programme import certify, merge
 
-    issued = certify.run(
-        bad=ns.from_release,
-        good=ns.to_release,
-        stack=ns.stack,
-        backend=ns.backend,
-        reports=ns.reports_dir,
-        seed_users=ns.seed_users,
-        pytest_args=ns.pytest_args,
-        environment=ns.environment,
-    )
+    pair = {
+        "bad": ns.from_release,
+        "good": ns.to_release,
+        "stack": ns.stack,
+        "reports": ns.reports_dir,
+        "environment": ns.environment,
+    }
+    try:
+        issued = (
+            certify.from_shards(shards=ns.merge, **pair)
+            if ns.merge  # the shards ran elsewhere: merge them, then judge as `run` does
+            else certify.run(
+                backend=ns.backend,
+                seed_users=ns.seed_users,
+                pytest_args=ns.pytest_args,
+                **pair,
+            )
+        )
+    except merge.MergeRefused as exc:
+        print(f"rollback-drill: merge refused: {exc}", file=sys.stderr)
+        return 2
     state = "CERTIFIED" if issued.verdict.certified else "NOT CERTIFIED"
     where = "" if ns.environment == "production" else f" on {ns.environment}"
     print(f"\nrollback {ns.from_release} -> {ns.to_release}{where}: {state}")

@@ -289,9 +289,17 @@ def _run_phases(
         alerts.not_before_s = finished
         # Watch first (the runbook's "Monitor logs for errors"), then verify: a check of the
         # logs or the flows right after a restart reads the restart, not the release.
-        watched = monitoring_green(timeline, alerts, load, outcome.steady, settings, finished)
         verify_target = dataclasses.replace(
             stack.target(), baseline=ctx.facts[BASELINE], read_only=False
+        )
+        deciding = [c for c in [*ALL_CHECKS, *drill.verify] if c.decides and not c.writes]
+
+        def decided() -> list[str]:
+            outcomes = run_checks(deciding, verify_target)
+            return [o.result.explain() for o in outcomes if o.result and o.result.decided]
+
+        watched = monitoring_green(
+            timeline, alerts, load, outcome.steady, settings, finished, decided
         )
         # all at once, as `rollback-drill verify` asks them: the phase costs the slowest
         # check, not the sum of them

@@ -7,6 +7,7 @@ request at all. A failed judgement raises DrillFailed with the measured value an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.checks.sampling import lower_bound
@@ -15,12 +16,17 @@ from rollback_drill.files.spec import DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import CONFIDENCE, AlertEngine, rose
 from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats
-from rollback_drill.process.errors import CheckSkipped, DrillFailed, WaitTimeout
+from rollback_drill.process.errors import CheckSkipped, DrillFailed, VerdictError, WaitTimeout
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 
 MIN_SETTLE_REQUESTS = 20
+DECIDE_EVERY_S = 1.0  # how often a wait that is not green yet asks the deciding checks
+
+
+class _Decided(VerdictError):
+    """Monitoring cannot turn green: a deciding check failed on an answer no wait changes."""
 
 
 def monitoring_green(
@@ -30,15 +36,23 @@ def monitoring_green(
     steady: LoadStats | None,
     settings: DrillSettings,
     since_s: float,
+    decided: Callable[[], list[str]] | None = None,
 ) -> Outcome:
     """Watch until monitoring is green: over the last `settle_s` seconds, no alert fires and
     users are served as in the steady state (error rate under the threshold, median within
     the allowed increase). Services come back cold; this is the runbook's "Monitor logs for
-    errors" after the health checks, ending when it holds or at `verify_timeout_s`."""
+    errors" after the health checks, ending when it holds or at `verify_timeout_s`.
+
+    Or sooner, red, when `decided` (asked at most every DECIDE_EVERY_S while not green) names
+    failures no wait can change - a service healthy as the wrong release: waiting out the
+    timeout for it would only delay the verdict. A recovery that is merely slow (cold
+    caches, few samples, a 5xx while starting) decides nothing and gets its whole time."""
     thresholds = alerts.thresholds
     started = time.monotonic()
     last: list[str] = ["not looked yet"]
     stats = LoadStats(0, 0, None, None, None)
+    asked = [0.0]  # monotonic time decided() was last asked
+    final: list[str] = []
 
     def green() -> bool:
         nonlocal stats
@@ -55,14 +69,29 @@ def monitoring_green(
             stats = LoadStats.of(window)
             problems += _users_problems(window, load.samples(since_s, now), alerts, thresholds)
         last[:] = problems
+        if problems and decided is not None and time.monotonic() - asked[0] >= DECIDE_EVERY_S:
+            asked[0] = time.monotonic()
+            final[:] = decided()
+            if final:
+                raise _Decided()
         return not problems
 
+    wait = Wait(
+        "monitoring green after the rollback", settings.verify_timeout_s, 0.1, fatal=(_Decided,)
+    )
     try:
-        Wait("monitoring green after the rollback", settings.verify_timeout_s, 0.1).until(green)
+        wait.until(green)
         ok = True
-    except WaitTimeout:
+    except (WaitTimeout, _Decided):
         ok = False
     rate = stats.error_rate
+    waited = time.monotonic() - started
+    not_green = (
+        f"cannot turn green (stopped waiting after {waited:.1f} of "
+        f"{settings.verify_timeout_s:.0f} s): " + "; ".join(final) + "; monitoring: "
+        if final
+        else f"not green within {settings.verify_timeout_s:.0f} s: "
+    )
     summary = (
         f"monitoring green over the last {settings.settle_s:.1f} s: no alert"
         + (
@@ -74,9 +103,10 @@ def monitoring_green(
             else ""
         )
         if ok
-        else f"not green within {settings.verify_timeout_s:.0f} s: " + "; ".join(last)
+        else not_green + "; ".join(last)
     )
-    result = CheckResult(RECOVERED.name, ok, summary, stats.to_json(), time.monotonic() - started)
+    evidence = {**stats.to_json(), **({"decided_by": list(final)} if final else {})}
+    result = CheckResult(RECOVERED.name, ok, summary, evidence, waited, decided=bool(final))
     return Outcome(RECOVERED, result)
 
 

@@ -1,7 +1,7 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/evidence/schemas/record-4.schema.json`,
+measured, in a versioned schema (`rollback_drill/evidence/schemas/record-5.schema.json`,
 documented in `reports/README.md`) that `rollback-drill history` and `certify` read back.
 Each record gets a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can
 cite the exact bytes it was issued from and anyone can check them with `sha256sum -c`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import uuid
 import warnings
@@ -29,15 +30,17 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
     from rollback_drill.engine.outcome import DrillOutcome
     from rollback_drill.files.spec import LoadedStack
 
-SCHEMA_ID = "rollback-drill/record/4"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-4.schema.json"
+SCHEMA_ID = "rollback-drill/record/5"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-5.schema.json"
 #: Records this version still reads: version 1 lacks the load, alerts and decision fields;
 #: version 2 lacks the cadence, runbook coverage, data volume and communication; version 3
-#: lacks each drill's environment and evidence (a restore's comparison, the recovery point).
+#: lacks each drill's environment and evidence (a restore's comparison, the recovery point);
+#: version 4 lacks the source (commit, stack file), the shard, the merge and test_seconds.
 READABLE = (
     "rollback-drill/record/1",
     "rollback-drill/record/2",
     "rollback-drill/record/3",
+    "rollback-drill/record/4",
     SCHEMA_ID,
 )
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
@@ -75,7 +78,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """Paths inside the project relative to it, so records compare across checkouts."""
     try:
         return str(path.resolve().relative_to(PROJECT_ROOT))
@@ -86,7 +89,39 @@ def _shown(path: Path) -> str:
 def runbook_version(stack: LoadedStack) -> dict[str, str]:
     """The runbook a drill exercised, identified by content: its sha256 is the version."""
     path = stack.resolve(stack.spec.runbook)
-    return {"path": _shown(path), "sha256": file_sha256(path)}
+    return {"path": shown(path), "sha256": file_sha256(path)}
+
+
+def commit() -> str | None:
+    """The commit the project's code is at (`git rev-parse HEAD`); None outside a git checkout.
+    Shards are merged only when they ran the same commit."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=10, stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = done.stdout.strip()
+    return found if done.returncode == 0 and found else None
+
+
+def source(stack_file: Path) -> dict[str, Any]:
+    """What the run ran: the code's commit and the stack file's bytes (path and sha256)."""
+    digest = file_sha256(stack_file) if stack_file.is_file() else None
+    return {"commit": commit(), "stack_file": {"path": shown(stack_file), "sha256": digest}}
+
+
+def durations(directory: Path) -> dict[str, float]:
+    """Each drill test's wall time in the newest record that has it (`test_seconds`, schema
+    5): what `--shard` balances by. Records that cannot be read are skipped."""
+    found: dict[str, float] = {}
+    for _, data in load_all(directory)[0]:  # oldest first: newer runs overwrite
+        for d in data.get("drills", []):
+            seconds = d.get("test_seconds")
+            if isinstance(seconds, int | float) and seconds > 0:
+                found[str(d["test"])] = float(seconds)
+    return found
 
 
 def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
@@ -102,7 +137,7 @@ def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
     except Exception as exc:
         warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
-    found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
+    found["runbook"]["path"] = shown(Path(found["runbook"]["path"]))
     return found
 
 
@@ -126,6 +161,7 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
     return {
         "test": entry.test_id,
         "test_outcome": test_outcome,
+        "test_seconds": None,  # set by `build` from pytest's reports: set-up to teardown
         "drill": o.drill.name,
         "procedure": o.procedure.name,
         "runbook_section": o.procedure.runbook_section,
@@ -169,8 +205,8 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         ],
         "assessment": o.assessment,
         "runbook": runbook_version(entry.stack),
-        "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
-        "artifacts": _shown(o.artifacts),
+        "stack_file": {"path": shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
+        "artifacts": shown(o.artifacts),
         "data_volume": o.data_volume.to_json() if o.data_volume else None,
         "communication": o.communication.to_json() if o.communication else None,
         "evidence": o.evidence,
@@ -189,13 +225,23 @@ def build(
     test_outcomes: dict[str, str] | None = None,
     cadence: str | None = None,
     runbook_coverage: dict[str, Any] | None = None,
+    test_seconds: dict[str, float] | None = None,
+    ran: dict[str, Any] | None = None,
+    shard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
-    pytest-xdist that is a worker process) and pytest's verdict on each drill test; the
-    cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when it ended."""
-    outcomes = test_outcomes or {}
-    drills = [{**d, "test_outcome": outcomes.get(d["test"], d["test_outcome"])} for d in entries]
-    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
+    pytest-xdist that is a worker process) and pytest's verdict and wall time on each drill
+    test; the cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when
+    it ended; what it ran (`source`) and, for one shard of a run, its part (`shard.of_run`)."""
+    outcomes, seconds = test_outcomes or {}, test_seconds or {}
+    drills = [
+        {
+            **d,
+            "test_outcome": outcomes.get(d["test"], d["test_outcome"]),
+            "test_seconds": round(seconds[d["test"]], 3) if d["test"] in seconds else None,
+        }
+        for d in entries
+    ]
     return {
         "schema": SCHEMA_ID,
         "run_id": run_id,
@@ -206,14 +252,24 @@ def build(
         "cadence": cadence,
         "runbook_coverage": runbook_coverage,
         "environment": {"machine": environment.machine(), "tools": environment.tool_versions()},
-        "summary": {
-            "drills": len(drills),
-            "passed": len(drills) - len(failed),
-            "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
-            "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
-            "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
-        },
+        "summary": summary(drills, exit_status),
+        "source": ran or {"commit": None, "stack_file": None},
+        "shard": shard,
+        "merged_from": None,
         "drills": drills,
+    }
+
+
+def summary(drills: Sequence[dict[str, Any]], exit_status: int) -> dict[str, Any]:
+    """The record's counts and verdict: `pass` only if every drill passed within budget, its
+    test passed, and pytest exited 0."""
+    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
+    return {
+        "drills": len(drills),
+        "passed": len(drills) - len(failed),
+        "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
+        "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
+        "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
     }
 
 
@@ -296,12 +352,16 @@ __all__ = [
     "RecordError",
     "WrittenRecord",
     "build",
+    "commit",
     "drill_result",
+    "durations",
     "find",
     "load_all",
     "new_run_id",
     "read",
     "runbook_version",
+    "source",
+    "summary",
     "validate",
     "verify_sidecar",
     "write",

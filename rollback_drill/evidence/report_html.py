@@ -60,7 +60,7 @@ def clean_results(results: Path) -> int:
     return removed
 
 
-def _ledger(history: Path) -> dict[str, str | None]:
+def ledger(history: Path) -> dict[str, str | None]:
     """results key -> uuid of the history line their generation appended."""
     path = history.with_name(history.name + ".runs")
     entries: dict[str, str | None] = {}
@@ -131,15 +131,15 @@ def generate_html(
     if not any(results.glob("*-result.json")):
         raise ReportError(f"no Allure results in {results}: run the drills first")
     key = results_key(results)
-    ledger = _ledger(history)
-    append = key not in ledger
+    known = ledger(history)
+    append = key not in known
     output.mkdir(parents=True, exist_ok=True)
     history.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     lines_before = _line_count(history)
     with tempfile.TemporaryDirectory(prefix="rollback-drill-history-") as scratch:
         read_from = (
-            history if append else _history_without(history, ledger[key], Path(scratch) / "h")
+            history if append else _history_without(history, known[key], Path(scratch) / "h")
         )
         argv = [
             find_tool("allure"),

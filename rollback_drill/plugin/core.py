@@ -48,13 +48,17 @@ _interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at 
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Registers the verify suite's half (`--target`, its fixtures) along with this one. Not
+    """Registers the verify suite's half (`--target`, its fixtures) and the shards' (`--shard`)
+    along with this one. Not
     through `pytest_plugins`: pytest would then compile it afresh for assertion rewriting at
     every start, and a verify run's budget is a fraction of a second."""
+    from rollback_drill.plugin import shard
     from rollback_drill.plugin import verify as verify_plugin
 
     if not pluginmanager.is_registered(verify_plugin):
         pluginmanager.register(verify_plugin, "rollback_drill.plugin.verify")
+    if not pluginmanager.is_registered(shard):  # --shard K/N: one of N machines' share
+        pluginmanager.register(shard, "rollback_drill.plugin.shard")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,7 +109,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-records",
         default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/4) is written; "
+        help="where the run's drill record (JSON, schema rollback-drill/record/5) is written; "
         "incident documents go to its sibling incidents/",
     )
     group.addoption(

@@ -1,6 +1,6 @@
 """The run's drill record, as the pytest plugin's half that writes it: the verdict of every
 test, the drills each ran (gathered from pytest-xdist workers by the controller), then at the
-session's end one record (schema rollback-drill/record/4), its incident documents and a line
+session's end one record (schema rollback-drill/record/5), its incident documents and a line
 per drill in the terminal summary. Registered by `rollback_drill.plugin.core` at configuration."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record
+from rollback_drill.plugin import shard
 from rollback_drill.process.tools import DEFAULT_STACK
 
 drills_key = pytest.StashKey[list[dict[str, Any]]]()  # drill_json of every drill that ran
 WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
+test_seconds_key = pytest.StashKey[dict[str, float]]()  # node id -> set-up + call + teardown
 started_key = pytest.StashKey[float]()
 written_key = pytest.StashKey[record.WrittenRecord]()
 incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or why not
@@ -26,6 +28,7 @@ incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[drills_key] = []
     config.stash[test_outcomes_key] = {}
+    config.stash[test_seconds_key] = {}
     config.pluginmanager.register(RunCollector(config), "rollback-drill-run-collector")
     config.stash[started_key] = time.time()
 
@@ -49,6 +52,8 @@ class RunCollector:
         relevant = report.failed or report.when == "call" or report.outcome == "skipped"
         if relevant and outcomes.get(report.nodeid) != "failed":
             outcomes[report.nodeid] = report.outcome
+        seconds = self.config.stash[test_seconds_key]
+        seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + report.duration
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -58,16 +63,19 @@ class RunCollector:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the run's drill record (only when drills ran). An xdist worker hands its drills
-    to the controller instead, so a parallel run still has one record counting each once."""
+    """Write the run's drill record (when drills ran, and always for one shard of a run: the
+    merge must see every shard). An xdist worker hands its drills to the controller instead,
+    so a parallel run still has one record counting each once."""
     config = session.config
     entries = config.stash.get(drills_key, [])
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[WORKER_DRILLS] = json.dumps(entries)
         return
-    if not entries:
+    part = shard.of_run(config)
+    if not entries and part is None:
         return
+    exitstatus = int(session.exitstatus)  # as the shard plugin may have set it
     data = record.build(
         entries,
         run_id=config.getoption("--drill-run-id") or record.new_run_id(),
@@ -79,6 +87,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         test_outcomes=config.stash.get(test_outcomes_key, {}),
         cadence=config.getoption("--drill-cadence"),
         runbook_coverage=record.runbook_coverage(_stack_path(config)),
+        test_seconds=config.stash.get(test_seconds_key, {}),
+        ran=record.source(_stack_path(config)),
+        shard=part,
     )
     records = Path(config.getoption("--drill-records"))
     written = config.stash[written_key] = record.write(data, records)

@@ -400,4 +400,39 @@ def run(
     )
 
 
-__all__ = ["Issued", "Paths", "Verdict", "issue", "judge", "run"]
+def from_shards(
+    *,
+    bad: str,
+    good: str,
+    stack: Path,
+    reports: Path,
+    shards: list[Path],
+    environment: str = PRODUCTION,
+) -> Issued:
+    """The certificate of a run spread over machines: the shards' folders (each from `run
+    --shard K/N -- --from-release X --to-release Y`) merged into one record under `reports`
+    (refused as `merge.merge` says), then judged and issued exactly as `run` does."""
+    from rollback_drill.programme import merge
+
+    load_stack(stack).in_environment(environment)
+    issued = datetime.now(UTC)
+    where = "" if environment == PRODUCTION else f"-{environment}"
+    paths = Paths(reports, f"{bad}-to-{good}{where}-{issued:%Y%m%dT%H%M%SZ}")
+    dest = merge.Destination(
+        paths.records, paths.alluredir, paths.artifacts, reports / "history" / "history.jsonl",
+        reports / "incidents",
+    )  # fmt: skip
+    merged = merge.merge(shards, dest)
+    return issue(
+        bad=bad,
+        good=good,
+        stack=stack,
+        paths=paths,
+        run_id=merged.data["run_id"],
+        exit_status=int(merged.data["pytest_exit_status"]),
+        issued=issued,
+        environment=environment,
+    )
+
+
+__all__ = ["Issued", "Paths", "Verdict", "from_shards", "issue", "judge", "run"]

@@ -35,6 +35,8 @@ from rollback_drill.stack.images.dockercli import LABEL_INPUTS, current_inputs, 
 from rollback_drill.stack.images.layout import Layout
 from rollback_drill.stack.images.specs import ImageSpec, image_specs
 
+pytestmark = pytest.mark.slow  # image builds: not in the fast tier
+
 if not docker_available():
     pytest.skip(
         "no Docker daemon answers `docker info` (start one with scripts/start-docker.sh)",
