@@ -377,3 +377,8 @@ def test_assess_finds_the_newest_backup_of_every_kind(tmp_path: Path) -> None:
     assert newest_backup_in(backups) == named
     archive = _write_archive(backups / "nightly.archive", gz=True)
     assert newest_backup_in(backups) == datetime.fromtimestamp(archive.stat().st_mtime, UTC)
+    later = archive.stat().st_mtime + 3600
+    (backups / "ours" / "mongodb").mkdir(parents=True)
+    manifest = {"format": "rollback-drill-mongo-archive/3", "created": later, "collections": {}}
+    (backups / "ours" / "mongodb" / mongo.MANIFEST).write_text(json.dumps(manifest))
+    assert newest_backup_in(backups) == datetime.fromtimestamp(later, UTC)

@@ -48,6 +48,7 @@ from rollback_drill.stores import bsonscan
 from rollback_drill.stores.archive import (
     JOURNAL,
     MANIFEST,
+    READABLE,
     Archive,
     ArchivedCollection,
     ArchiveError,
@@ -431,8 +432,10 @@ def newest_time(directory: Path) -> float | None:
     times: list[float] = []
     for manifest in directory.rglob(MANIFEST):
         try:
-            times.append(float(json.loads(manifest.read_text())["created"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            data = json.loads(manifest.read_text())
+            if data.get("format") in READABLE:
+                times.append(float(data["created"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     tool_folders = {m.parent for m in directory.rglob(MANIFEST)}
     for folder in _database_folders(directory):
