@@ -365,6 +365,12 @@ def test_the_teams_backup_file_opens_and_one_without_mongodb_is_refused(tmp_path
     refused = pytest.raises(backupfile.BackupFileError, match=rf"{bad}: not a store backup")
     with refused, backupfile.opened(bad):
         pass
+    nightly = _write_archive(tmp_path / "nightly.archive", gz=True)
+    with backupfile.opened(nightly) as folder, dump.opened(folder, DB) as archive:
+        assert archive.collections["sessions"].count == 400
+    not_one = pytest.raises(backupfile.BackupFileError, match=rf"{inner}: not a store backup")
+    with not_one, backupfile.opened(inner):
+        pass
 
 
 def test_assess_finds_the_newest_backup_of_every_kind(tmp_path: Path) -> None:

@@ -57,16 +57,28 @@ def take(stack: Stack, dest_dir: Path) -> Path:
     return path
 
 
-def _has_archive(folder: Path) -> bool:
-    return any(p.is_file() and dump.is_mongodump_archive(p) for p in folder.rglob("*"))
+def _holds_a_backup(path: Path, folder: Path) -> Path:
+    """`folder`, when it holds a MongoDB backup in a form stores.dump reads (by file names,
+    and the archive magic); refused naming `path` otherwise."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if not any(p.name.endswith(MONGO_MEMBERS) for p in files) and not any(
+        dump.is_mongodump_archive(p) for p in files
+    ):
+        raise BackupFileError(
+            f"{path}: not a store backup (it has neither {MANIFEST} nor mongodump's "
+            "<db>/<collection>.bson files nor a mongodump --archive file; "
+            "`rollback-drill backup` makes one)"
+        )
+    return folder
 
 
 @contextmanager
 def opened(path: Path) -> Iterator[Path]:
-    """The backup file unpacked into a private temporary folder, for `Stack.restore_stores`;
+    """The backup as a folder for `Stack.restore_stores`: a folder as it is; a file unpacked
+    (a tarball) or copied (a mongodump archive) into a private temporary folder that is
     removed when the block ends."""
     if path.is_dir():  # a `mongodump --out` folder (or the tool's): read where it is
-        yield path
+        yield _holds_a_backup(path, path)
         return
     if not path.is_file():
         raise BackupFileError(f"{path}: no such backup file")
@@ -78,17 +90,10 @@ def opened(path: Path) -> Iterator[Path]:
             return
         try:
             with tarfile.open(path, "r:*") as archive:
-                names = archive.getnames()
                 archive.extractall(work, filter="data")  # no links out, no absolute paths
-            if not any(n.endswith(MONGO_MEMBERS) for n in names) and not _has_archive(work):
-                raise BackupFileError(
-                    f"{path}: not a store backup (it has neither {MANIFEST} nor mongodump's "
-                    "<db>/<collection>.bson files nor a mongodump --archive file; "
-                    "`rollback-drill backup` makes one)"
-                )
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackupFileError(f"{path}: not a readable backup archive: {exc}") from None
-        yield work
+        yield _holds_a_backup(path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from bson import json_util
 from bson.raw_bson import RawBSONDocument
@@ -150,10 +151,11 @@ def _dump(
     db: Database[RawBSONDocument], name: str, dest: Path, options: dict[str, Any], uuid: str | None
 ) -> dict[str, Any]:
     folder = dest / db.name
-    path = folder / f"{name}.bson"
+    escaped = quote_plus(name, safe="")  # as mongodump names files: Go's url.QueryEscape
+    path = folder / f"{escaped}.bson"
     indexes = [plain(i) for i in db[name].list_indexes()]
     meta = metadata_json(name, options, indexes, uuid).encode()
-    (folder / f"{name}.metadata.json").write_bytes(meta)
+    (folder / f"{escaped}.metadata.json").write_bytes(meta)
     digest = hashlib.sha256()
     records: list[bytes] = []
     with path.open("wb") as out:
@@ -162,14 +164,14 @@ def _dump(
             digest.update(data)
             records.extend(bsonscan.records(data))
     packed, content = pack(records)
-    (dest / f"{name}.records").write_bytes(packed)
+    (dest / f"{escaped}.records").write_bytes(packed)
     return {
         "file": f"{db.name}/{path.name}",
-        "metadata": f"{db.name}/{name}.metadata.json",
+        "metadata": f"{db.name}/{escaped}.metadata.json",
         "metadata_sha256": hashlib.sha256(meta).hexdigest(),
         "count": len(records),
         "sha256": digest.hexdigest(),
-        "records": f"{name}.records",
+        "records": f"{escaped}.records",
         "digest": content,
         "indexes": [to_json_value(spec) for spec in index_specs(db[name])],
     }

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 import bson
 from bson import json_util
@@ -133,7 +133,7 @@ def _parse_all(data: bytes | memoryview, where: str) -> int:
 def _stem(name: str, suffixes: tuple[str, ...]) -> str:
     for suffix in suffixes:
         if name.endswith(suffix):
-            return unquote(name[: -len(suffix)])  # mongodump escapes names as a URL query
+            return unquote_plus(name[: -len(suffix)])  # mongodump: Go's url.QueryEscape
     raise ValueError(name)
 
 
