@@ -145,19 +145,44 @@ class RdbError(ValueError):
 
 @dataclass(frozen=True)
 class RedisContents:
-    """Every key of a server, as one comparable value: how many, and a SHA-256 over the
-    sorted (key, DUMP payload) pairs (a payload carries the value, its type and encoding)."""
+    """Every key of a server, as one comparable value: how many, and a SHA-256 over each
+    key's type, value and whether it expires, keys sorted. Values, not DUMP payloads: a set
+    or hash is serialised in its hash table's order, which differs between two servers
+    loading the same file (measured: two loads of one RDB, two DUMP digests)."""
 
     keys: int
     sha256: str
 
 
+def _b(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _value(conn: redis.Redis, key: bytes, kind: str) -> bytes:
+    """A key's value in a form independent of the server's internal order."""
+    if kind == "string":
+        return _b(conn.get(key) or b"")
+    if kind == "set":
+        return b"\0".join(sorted(map(_b, conn.smembers(key))))
+    if kind == "hash":
+        pairs = sorted((_b(k), _b(v)) for k, v in conn.hgetall(key).items())
+        return b"\0".join(k + b"=" + v for k, v in pairs)
+    if kind == "list":
+        return b"\0".join(map(_b, conn.lrange(key, 0, -1)))
+    if kind == "zset":
+        return repr(conn.zrange(key, 0, -1, withscores=True)).encode()
+    return _b(conn.dump(key) or b"")  # streams, modules: their payload
+
+
 def contents(conn: redis.Redis) -> RedisContents:
-    pairs = sorted((key, conn.dump(key) or b"") for key in conn.scan_iter(count=1000))
     digest = hashlib.sha256()
-    for key, payload in pairs:
-        digest.update(len(key).to_bytes(4, "little") + key + payload)
-    return RedisContents(len(pairs), digest.hexdigest())
+    keys = sorted(map(_b, conn.scan_iter(count=1000)))
+    for key in keys:
+        kind = _b(conn.type(key)).decode()
+        expires = int(conn.pttl(key)) > 0
+        for part in (key, kind.encode(), b"expires" if expires else b"", _value(conn, key, kind)):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return RedisContents(len(keys), digest.hexdigest())
 
 
 def rdb_contents(rdb: Path, timeout_s: float = 10.0) -> RedisContents:
