@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,12 @@ from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
 from rollback_drill.process.errors import RestoreError
-from rollback_drill.stores import mongo, secantus
+from rollback_drill.stores import mongo
 from rollback_drill.stores.restore import JOURNAL
 
 pytestmark = pytest.mark.slow  # restores of large data, killed and cut off: not in the fast tier
 
 DB = "drilldb"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("secantus")
-    with secantus.running(data / "db", data / "mongodb.log") as running:
-        yield running.uri
 
 
 def _people(n: int) -> list[dict[str, object]]:
@@ -100,6 +93,11 @@ def _full(uri: str) -> mongo.Fingerprint:
 def _reset(uri: str, archive: Path) -> None:
     report = mongo.restore(uri, DB, archive)
     assert report.equal, report.to_json()
+
+
+def _copy(archive: Path, dest: Path) -> Path:
+    shutil.copytree(archive, dest, ignore=shutil.ignore_patterns(JOURNAL))
+    return dest
 
 
 _CHILD = """
@@ -289,14 +287,10 @@ def test_a_corrupt_archive_is_refused_before_anything_changes(
     backup, damaged = archives
     _reset(server, damaged)
     before = _full(server)
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in backup.iterdir():
-        if f.name != JOURNAL:
-            (broken / f.name).write_bytes(f.read_bytes())
-    data = bytearray((broken / "people.bson").read_bytes())
+    broken = _copy(backup, tmp_path / "broken")
+    data = bytearray((broken / DB / "people.bson").read_bytes())
     data[200] ^= 0xFF
-    (broken / "people.bson").write_bytes(bytes(data))
+    (broken / DB / "people.bson").write_bytes(bytes(data))
     with pytest.raises(mongo.ArchiveError, match="checksum mismatch"):
         mongo.restore(server, DB, broken)
     assert _full(server) == before
@@ -349,14 +343,6 @@ def test_a_restore_too_big_in_bytes_takes_the_largest_collections_out_of_the_tra
         "rebuilt", "rebuilt", "dropped",
     )  # fmt: skip
     assert rows["audit"].deleted == 500
-
-
-def _copy(archive: Path, dest: Path) -> Path:
-    dest.mkdir()
-    for f in archive.iterdir():
-        if f.name != JOURNAL:
-            (dest / f.name).write_bytes(f.read_bytes())
-    return dest
 
 
 def test_the_backups_per_document_records_are_checked_like_its_documents(

@@ -15,18 +15,11 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database
 
-from rollback_drill.stores import mongo, restore, secantus
+from rollback_drill.stores import mongo, restore
 from rollback_drill.stores.restoreplan import Plan
 
 DB = "readbackdb"
 PEOPLE = 5_000  # the restore writes 6 of them: read back (under 2 %)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("secantus")
-    with secantus.running(data / "db", data / "mongodb.log") as running:
-        yield running.uri
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ the backed-up data back, green."""
 
 from __future__ import annotations
 
+import gzip
 import stat
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.target import target_from_file
 from rollback_drill.stack.upstack.state import read_state
 from rollback_drill.stores import mongo
+from rollback_drill.stores.mongoconn import plain
+from tests.test_dump import _metadata, _tarball
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 USAGE = "Usage: rollback-drill rollback --backup <backup_file> [--environment <environment>]"
@@ -96,3 +99,35 @@ def test_rollback_restores_the_backup_and_the_previous_release(up_dir: Path) -> 
 
     again = _cli("rollback", "--backup", str(backup), "--dir", str(up_dir))
     assert again.returncode == 2 and "names no previous release" in again.stderr
+
+
+def _mongodump_tarball(uri: str, database: str, work: Path) -> Path:
+    """What the team's `./docker-manage.sh backup` leaves in a real deployment: the output
+    of `mongodump --db DB --out dump --gzip`, tarred as `safepsy_backup_YYYYMMDD_HHMMSS.tar.gz`
+    - written here from the live database with pymongo, to mongodump's layout."""
+    folder = work / "dump" / database
+    folder.mkdir(parents=True)
+    with mongo.client(uri) as conn:
+        db = conn[database]
+        for info in map(plain, db.list_collections()):
+            name = str(info["name"])
+            docs = b"".join(bytes(doc.raw) for doc in db[name].find())
+            indexes = [plain(i) for i in db[name].list_indexes()]
+            meta = _metadata(name, indexes, dict(info.get("options", {})))
+            (folder / f"{name}.bson.gz").write_bytes(gzip.compress(docs))
+            (folder / f"{name}.metadata.json.gz").write_bytes(gzip.compress(meta.encode()))
+    return _tarball(work / "safepsy_backup_20261206_120000.tar.gz", work / "dump")
+
+
+def test_rollback_restores_the_teams_mongodump_backup_file(up_dir: Path, tmp_path: Path) -> None:
+    target = target_from_file(up_dir / "target.yaml")
+    uri, database = target.mongodb_uri.reveal(), target.mongodb_database
+    backup = _mongodump_tarball(uri, database, tmp_path / "team")
+    want = mongo.fingerprint(uri, database, ["users", "did_documents", "sessions"])
+    with mongo.client(uri) as conn:
+        conn[database]["users"].delete_many({"email": {"$ne": target.test_email}})
+    done = _cli("rollback", "--backup", str(backup), "--dir", str(up_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ". Restore database: ok" in done.stdout, done.stdout
+    assert "Rollback completed successfully: release 1.4.0" in done.stdout
+    assert mongo.fingerprint(uri, database, ["users", "did_documents", "sessions"]) == want

@@ -63,7 +63,7 @@ def test_corrupt_archive_is_refused_before_anything_is_dropped(
 ) -> None:
     archive = tmp_path / "archive"
     mongo.backup(local_stack.mongodb_uri, "safepsy", archive)
-    users_file = archive / "users.bson"
+    users_file = archive / "safepsy" / "users.bson"
     data = bytearray(users_file.read_bytes())
     data[100] ^= 0xFF
     users_file.write_bytes(bytes(data))
@@ -113,3 +113,89 @@ def test_stack_backup_and_restore_of_both_stores(local_stack: LocalStack, tmp_pa
     assert restored["redis keys"] >= 1
     assert _print(local_stack) == before
     assert redis_store.connect(local_stack.redis_url).get("session:probe") == b"u1"
+
+
+# -- Redis as an RDB file (`dump.rdb`), written here to the RDB format ---------------------------
+def _crc64_jones(data: bytes) -> int:
+    """Redis's CRC-64 (Jones: reflected in and out, initial 0, no final xor), bit by bit."""
+    poly = int(f"{0xAD93D23594C935A9:064b}"[::-1], 2)  # the reflected polynomial
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+    return crc
+
+
+def _rdb_length(n: int) -> bytes:
+    if n < 64:
+        return bytes([n])
+    if n < 16384:
+        return bytes([0x40 | (n >> 8), n & 0xFF])
+    return b"\x80" + n.to_bytes(4, "big")
+
+
+def _rdb_string(s: bytes) -> bytes:
+    return _rdb_length(len(s)) + s
+
+
+def _rdb(strings: dict[bytes, bytes], sets: dict[bytes, list[bytes]],
+         hashes: dict[bytes, dict[bytes, bytes]], expiring: dict[bytes, int],
+         bad_checksum: bool = False) -> bytes:  # fmt: skip
+    """An RDB version 9 file: header, an aux field, SELECTDB 0, RESIZEDB, the keys (strings,
+    sets, hashes; EXPIRETIME_MS before those that expire), EOF and the CRC-64 of it all."""
+    out = b"REDIS0009" + b"\xfa" + _rdb_string(b"redis-ver") + _rdb_string(b"7.0.0")
+    total = len(strings) + len(sets) + len(hashes)
+    out += b"\xfe\x00" + b"\xfb" + _rdb_length(total) + _rdb_length(len(expiring))
+    for key, value in strings.items():
+        if key in expiring:
+            out += b"\xfc" + expiring[key].to_bytes(8, "little")
+        out += b"\x00" + _rdb_string(key) + _rdb_string(value)
+    for key, members in sets.items():
+        out += b"\x02" + _rdb_string(key) + _rdb_length(len(members))
+        out += b"".join(_rdb_string(m) for m in members)
+    for key, fields in hashes.items():
+        out += b"\x04" + _rdb_string(key) + _rdb_length(len(fields))
+        out += b"".join(_rdb_string(f) + _rdb_string(v) for f, v in fields.items())
+    out += b"\xff"
+    return out + (_crc64_jones(out) ^ (1 if bad_checksum else 0)).to_bytes(8, "little")
+
+
+STRINGS = {f"session:{i}".encode(): f"user-{i}".encode() * 3 for i in range(300)}
+SETS = {b"online": [f"u{i}".encode() for i in range(70)]}
+HASHES = {b"user:7": {b"name": b"Seven", b"plan": b"pro"}}
+
+
+def test_redis_rdb_file_restores_through_the_stacks_own_server(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    assert _crc64_jones(b"123456789") == 0xE9C6D914C4B8D9CA  # Redis's crc64 check value
+    expires = int(time.time() * 1000) + 3_600_000
+    rdb = tmp_path / "dump.rdb"
+    rdb.write_bytes(_rdb(STRINGS, SETS, HASHES, {b"session:1": expires}))
+    conn = redis_store.connect(local_stack.redis_url)
+    conn.set("left:over", "from before the restore")
+    keys = local_stack.restore_redis_rdb(rdb)
+    conn = redis_store.connect(local_stack.redis_url)
+    try:
+        assert keys == conn.dbsize() == 302
+        assert conn.get("left:over") is None
+        assert conn.get("session:299") == b"user-299" * 3
+        assert conn.scard("online") == 70 and conn.hget("user:7", "plan") == b"pro"
+        assert 3_500_000 < conn.pttl("session:1") <= 3_600_000
+    finally:
+        conn.close()
+
+
+def test_a_corrupt_rdb_file_is_refused_naming_it_and_redis_is_untouched(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    rdb = tmp_path / "dump.rdb"
+    rdb.write_bytes(_rdb(STRINGS, SETS, HASHES, {}, bad_checksum=True))
+    conn = redis_store.connect(local_stack.redis_url)
+    conn.set("kept", "yes")
+    before = redis_store.url_contents(local_stack.redis_url)
+    with pytest.raises(redis_store.RdbError, match=rf"{rdb}: redis-server would not load it: .*"):
+        local_stack.restore_redis_rdb(rdb)
+    assert redis_store.url_contents(local_stack.redis_url) == before
+    conn.close()

@@ -12,7 +12,7 @@ gives the rollback type and the time budget.
 from __future__ import annotations
 
 import dataclasses
-import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,9 +25,10 @@ from rollback_drill.files.spec import Classification, LoadedStack
 from rollback_drill.monitoring.alerts import AlertEngine
 from rollback_drill.monitoring.decision import Decision, Finding, decide, services_named
 from rollback_drill.monitoring.load import LoadRun, LoadStats
+from rollback_drill.stack.backupfile import PREFIX as BACKUP_PREFIX
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.target import Target
-from rollback_drill.stores import mongo
+from rollback_drill.stores import dump, mongo
 
 
 def assessed_checks() -> list[Check]:
@@ -199,18 +200,19 @@ def stack_newest_backup(stack: Stack) -> datetime | None:
 
 
 def newest_backup_in(directory: Path) -> datetime | None:
-    """The newest store backup under `directory` (the `created` time in each MongoDB backup
-    manifest the project writes)."""
-    newest: datetime | None = None
-    for manifest in directory.rglob(mongo.MANIFEST) if directory.is_dir() else []:
+    """The newest store backup under `directory`: the tool's own (its manifest's `created`),
+    a mongodump folder or archive (see stores.dump.newest_time), or a backup file named as
+    the runbook's script names them (`safepsy_backup_YYYYMMDD_HHMMSS.tar.gz`, local time)."""
+    if not directory.is_dir():
+        return None
+    times = [t for t in (dump.newest_time(directory),) if t is not None]
+    for path in directory.rglob(f"{BACKUP_PREFIX}_*.tar.gz"):
         try:
-            data = json.loads(manifest.read_text())
-            created = datetime.fromtimestamp(float(data["created"]), UTC)
-        except (OSError, ValueError, KeyError, TypeError):
+            stamp = path.name[len(BACKUP_PREFIX) + 1 :][:15]
+            times.append(time.mktime(time.strptime(stamp, "%Y%m%d_%H%M%S")))
+        except ValueError:
             continue
-        if data.get("format") in mongo.FORMATS and (newest is None or created > newest):
-            newest = created
-    return newest
+    return datetime.fromtimestamp(max(times), UTC) if times else None
 
 
 @dataclass(frozen=True)

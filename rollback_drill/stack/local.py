@@ -175,6 +175,16 @@ class LocalStack(StackBase):
                 process.signal_group(signal.SIGCONT)
                 process.stop(grace=3.0)
 
+    places_rdb = True
+
+    def _place_rdb(self, rdb: Path, place: Path) -> None:
+        """The server's `dir` is this stack's own data folder: the file is copied there,
+        owner-only (it holds what the cache held), replacing what was there."""
+        tmp = place.with_name(place.name + ".restoring")
+        shutil.copyfile(rdb, tmp)
+        tmp.chmod(0o600)
+        os.replace(tmp, place)
+
     def stop(self, service: str) -> None:
         process = self._procs.pop(service, None)
         if process is not None:

@@ -16,6 +16,14 @@ per-document records in a `.records` file beside its `.bson` (the manifest's `di
 their SHA-256 and the collection's content hash): a restore then plans and verifies without
 parsing and hashing the whole archive again, inside the recovery budget. An archive without
 them (older, or written by hand) is read from its BSON files, as before.
+
+Since format 3 the backup is laid out as `mongodump --out` lays out one database:
+`<db>/<collection>.bson` (the documents, concatenated as mongodump writes them) and
+`<db>/<collection>.metadata.json` (mongodump's metadata: options, every index, uuid,
+collection name, type - canonical extended JSON), so mongorestore reads it as it reads a
+dump. The tool's own files stay outside `<db>/` (mongorestore skips files at the top of a
+dump): `manifest.json` with every file's checksum, and the `.records`. Backups that are not
+the tool's (a mongodump folder, archive or tarball) are read by `stores.dump`.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
+from bson import json_util
 from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 from pymongo.database import Database
@@ -48,25 +58,30 @@ from rollback_drill.stores.mongoconn import (
     collection_options,
     from_json_value,
     index_specs,
+    plain,
     to_json_value,
 )
 
 MANIFEST = "manifest.json"
-FORMAT = "rollback-drill-mongo-archive/2"
-#: Version 1 kept only each index's name, key and uniqueness, and no collection options.
-READABLE = ("rollback-drill-mongo-archive/1", FORMAT)
+FORMAT = "rollback-drill-mongo-archive/3"
+#: Version 1 kept only each index's name, key and uniqueness, and no collection options;
+#: version 2 kept the `.bson` files beside the manifest, without mongodump's metadata files.
+READABLE = ("rollback-drill-mongo-archive/1", "rollback-drill-mongo-archive/2", FORMAT)
+JOURNAL = "restore-journal.json"
 
 
 @dataclass(frozen=True)
 class ArchivedCollection:
     name: str
-    file: str
+    file: str  # the documents' file, relative to the archive's folder
     count: int
-    sha256: str
+    sha256: str | None  # None: a backup without the tool's checksums (see stores.dump)
     options: dict[str, Any]
     indexes: tuple[dict[str, Any], ...]  # createIndexes specs, `_id_` left out
     records: str | None = None  # the sorted per-document records' file, when the backup kept it
     digest: str | None = None  # SHA-256 of those records: the collection's content hash
+    metadata: str | None = None  # mongodump's `.metadata.json`, when the backup has one
+    metadata_sha256: str | None = None
 
     def index_prints(self) -> tuple[IndexPrint, ...]:
         return tuple(sorted((index_print(spec) for spec in self.indexes), key=lambda i: i.name))
@@ -79,6 +94,13 @@ class Archive:
     started: float  # epoch seconds: every write acknowledged before this is in the archive
     finished: float | None  # None in a version 1 archive
     collections: dict[str, ArchivedCollection]
+    source: Path | None = None  # what the operator named, when it is not `path` (stores.dump)
+    checked: str = "every file against the SHA-256 in the tool's manifest"
+    journal_path: Path | None = None  # where a restore keeps its journal (default: in `path`)
+
+    @property
+    def journal(self) -> Path:
+        return self.journal_path or self.path / JOURNAL
 
     def file(self, name: str) -> Path:
         return self.path / self.collections[name].file
@@ -94,8 +116,42 @@ class Archive:
                 yield RawBSONDocument(bytes(doc))
 
 
-def _dump(db: Database[RawBSONDocument], name: str, dest: Path) -> dict[str, Any]:
-    path = dest / f"{name}.bson"
+def metadata_json(
+    name: str, options: dict[str, Any], indexes: list[dict[str, Any]], uuid: str | None
+) -> str:
+    """A collection's `.metadata.json` as mongodump writes it (mongodump/metadata_dump.go:
+    options when there are any, every index as listIndexes gives it - `_id_` and `v` too -,
+    the uuid as hex, the name, the type; canonical extended JSON on one line)."""
+    meta: SON[str, Any] = SON()
+    if options:
+        meta["options"] = options
+    meta["indexes"] = indexes
+    if uuid:
+        meta["uuid"] = uuid
+    meta["collectionName"] = name
+    meta["type"] = "collection"
+    return json_util.dumps(meta, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+
+def _uuids(db: Database[RawBSONDocument], names: list[str]) -> dict[str, str]:
+    listed = db.list_collections(filter={"name": {"$in": names}})
+    found = {}
+    for info in map(plain, listed):
+        uuid = info.get("info", {}).get("uuid")
+        if uuid is not None:
+            found[str(info["name"])] = bytes(uuid).hex()
+    return found
+
+
+def _dump(
+    db: Database[RawBSONDocument], name: str, dest: Path, options: dict[str, Any], uuid: str | None
+) -> dict[str, Any]:
+    folder = dest / db.name
+    escaped = quote_plus(name, safe="")  # as mongodump names files: Go's url.QueryEscape
+    path = folder / f"{escaped}.bson"
+    indexes = [plain(i) for i in db[name].list_indexes()]
+    meta = metadata_json(name, options, indexes, uuid).encode()
+    (folder / f"{escaped}.metadata.json").write_bytes(meta)
     digest = hashlib.sha256()
     records: list[bytes] = []
     with path.open("wb") as out:
@@ -104,12 +160,14 @@ def _dump(db: Database[RawBSONDocument], name: str, dest: Path) -> dict[str, Any
             digest.update(data)
             records.extend(bsonscan.records(data))
     packed, content = pack(records)
-    (dest / f"{name}.records").write_bytes(packed)
+    (dest / f"{escaped}.records").write_bytes(packed)
     return {
-        "file": path.name,
+        "file": f"{db.name}/{path.name}",
+        "metadata": f"{db.name}/{escaped}.metadata.json",
+        "metadata_sha256": hashlib.sha256(meta).hexdigest(),
         "count": len(records),
         "sha256": digest.hexdigest(),
-        "records": f"{name}.records",
+        "records": f"{escaped}.records",
         "digest": content,
         "indexes": [to_json_value(spec) for spec in index_specs(db[name])],
     }
@@ -124,7 +182,15 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
         db = conn[database]
         names = sorted(n for n in db.list_collection_names() if not n.startswith("system."))
         options = collection_options(db, names)
-        dumped = dict(zip(names, concurrently(lambda n: _dump(db, n, dest), names), strict=True))
+        uuids = _uuids(db, names)
+        (dest / database).mkdir(exist_ok=True)
+        dumped = dict(
+            zip(
+                names,
+                concurrently(lambda n: _dump(db, n, dest, options.get(n, {}), uuids.get(n)), names),
+                strict=True,
+            )
+        )
     manifest = {
         "format": FORMAT,
         "database": database,
@@ -162,10 +228,12 @@ def _collection(name: str, entry: dict[str, Any], version: str) -> ArchivedColle
     else:
         indexes = tuple(_v1_index(i) for i in entry["indexes"])
         options = {}
-    records = entry.get("records")
+    records, metadata = entry.get("records"), entry.get("metadata")
     return ArchivedCollection(
         name, str(entry["file"]), int(entry["count"]), str(entry["sha256"]), options, indexes,
         str(records) if records else None, str(entry["digest"]) if records else None,
+        str(metadata) if metadata else None,
+        str(entry["metadata_sha256"]) if metadata else None,
     )  # fmt: skip
 
 
@@ -198,8 +266,13 @@ def verify_archive(archive: Path) -> Archive:
             f"{manifest_path}: expected database, created and collections.<name>.file/count/"
             f"sha256/indexes ({type(exc).__name__}: {exc})"
         ) from None
-    files = [(n, e.file, e.sha256) for n, e in collections.items()]
+    files = [(n, e.file, e.sha256) for n, e in collections.items() if e.sha256]
     files += [(n, e.records, e.digest) for n, e in collections.items() if e.records and e.digest]
+    files += [
+        (n, e.metadata, e.metadata_sha256)
+        for n, e in collections.items()
+        if e.metadata and e.metadata_sha256
+    ]
 
     def check(item: tuple[str, str, str]) -> None:
         name, file, expected = item
@@ -247,6 +320,7 @@ def archive_print(archive: Archive, name: str, packed: bytes | None = None) -> C
 
 
 __all__ = [
+    "JOURNAL",
     "MANIFEST",
     "Archive",
     "ArchiveError",
@@ -255,5 +329,6 @@ __all__ = [
     "archive_records",
     "backup",
     "index_print",
+    "metadata_json",
     "verify_archive",
 ]

@@ -186,12 +186,16 @@ class CollectionDiff:
     added: int = 0
     index_changes: tuple[str, ...] = ()
     options_changed: bool = False
+    #: A restore's check: the backup's empty collection is a state to reach, not a baseline
+    #: that cannot protect anything.
+    empty_is_a_state: bool = False
 
     @property
     def problems(self) -> list[str]:
         if self.before is None:
             return [f"{self.name}: not in the baseline (take a new one naming it)"]
-        if not self.before.exists or self.before.count == 0:
+        empty = self.before.count == 0 and not self.empty_is_a_state
+        if not self.before.exists or empty:
             return [
                 f"{self.name}: the baseline is {'missing' if not self.before.exists else 'empty'}"
             ]
@@ -245,10 +249,14 @@ def _index_changes(before: CollectionPrint, after: CollectionPrint) -> tuple[str
 
 
 def diff_collection(
-    name: str, mode: Mode, before: CollectionPrint | None, after: CollectionPrint | None
+    name: str,
+    mode: Mode,
+    before: CollectionPrint | None,
+    after: CollectionPrint | None,
+    empty_is_a_state: bool = False,
 ) -> CollectionDiff:
     if before is None or after is None or not after.exists or not before.exists:
-        return CollectionDiff(name, mode, before, after)
+        return CollectionDiff(name, mode, before, after, empty_is_a_state=empty_is_a_state)
     if before.sha256 == after.sha256:
         lost = altered = added = 0
     else:
@@ -267,6 +275,7 @@ def diff_collection(
         added=added,
         index_changes=_index_changes(before, after),
         options_changed=before.options != after.options,
+        empty_is_a_state=empty_is_a_state,
     )
 
 

@@ -3,7 +3,9 @@ itself (mongodump cannot be had here).
 
 `fingerprint` reads; what a fingerprint holds and how two compare is `stores.fingerprint`
 (its names are re-exported here for the callers that always found them here). The backup's
-format is `stores.archive`; the restore, which cannot half-finish, is `stores.restore`.
+format is `stores.archive` (mongodump's layout, with the tool's checksums beside it); the
+backups mongodump writes are read by `stores.dump`; the restore, which cannot half-finish,
+takes either and is `stores.restore`.
 """
 
 from __future__ import annotations

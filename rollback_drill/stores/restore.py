@@ -50,8 +50,8 @@ from pymongo.errors import PyMongoError
 
 from rollback_drill.process.errors import RestoreError
 from rollback_drill.process.procfs import ProcessIdentity, current
-from rollback_drill.stores import bsonscan
-from rollback_drill.stores.archive import Archive, verify_archive
+from rollback_drill.stores import bsonscan, dump
+from rollback_drill.stores.archive import JOURNAL, Archive
 from rollback_drill.stores.fingerprint import CollectionDiff, canonical
 from rollback_drill.stores.livescan import concurrently
 from rollback_drill.stores.mongoconn import client, collection_options
@@ -67,7 +67,6 @@ from rollback_drill.stores.restoreplan import (
 )
 from rollback_drill.stores.restoreverify import Verified, verify_restore
 
-JOURNAL = "restore-journal.json"
 STAGING_SUFFIX = ".rollback-drill-restore"
 DUPLICATE_KEY = 11000
 COLLMOD_OPTIONS = ("validator", "validationLevel", "validationAction", "expireAfterSeconds")
@@ -86,6 +85,7 @@ class RestoreReport:
     interrupted: str | None = None  # an earlier restore this one found and finished
     seconds: dict[str, float] = field(default_factory=dict)
     verified_by: dict[str, str] = field(default_factory=dict)  # collection -> how it was read
+    backup_checked: str = ""  # how the backup itself was verified before anything changed
 
     @property
     def equal(self) -> bool:
@@ -98,6 +98,7 @@ class RestoreReport:
         return {
             "database": self.database,
             "archive": str(self.archive),
+            "backup_checked": self.backup_checked,
             "backup_started_epoch": self.backup_started,
             "atomic": self.atomic,
             "interrupted_restore_finished": self.interrupted,
@@ -286,11 +287,28 @@ def restore(
     verify: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> RestoreReport:
-    """Make `database` equal to the archive (see the module docstring). `progress` hears each
+    """Make `database` equal to the backup at `archive_dir` (see the module docstring): the
+    tool's own, or any form of mongodump's that stores.dump reads. `progress` hears each
     phase as it starts: planning, transaction, rebuilding, indexes, verifying, done."""
-    say = progress or (lambda _: None)
-    archive = verify_archive(archive_dir)
-    journal = _Journal(archive_dir / JOURNAL)
+    with dump.opened(archive_dir, database) as archive:
+        return _restore(
+            uri, database, archive, archive_dir, timeout_s,
+            (max_transaction_docs, max_transaction_bytes), verify, progress or (lambda _: None),
+        )  # fmt: skip
+
+
+def _restore(
+    uri: str,
+    database: str,
+    archive: Archive,
+    archive_dir: Path,
+    timeout_s: float,
+    limits: tuple[int, int],
+    verify: bool,
+    say: Callable[[str], None],
+) -> RestoreReport:
+    max_transaction_docs, max_transaction_bytes = limits
+    journal = _Journal(archive.journal)
     started = time.time()
     seconds: dict[str, float] = {}
     clock = time.monotonic()
@@ -349,7 +367,7 @@ def restore(
     )
     return RestoreReport(
         database, archive_dir, archive.started, atomic, tuple(p.outcome() for p in plans),
-        checked.diffs, checked.surplus, interrupted, seconds, checked.how,
+        checked.diffs, checked.surplus, interrupted, seconds, checked.how, archive.checked,
     )  # fmt: skip
 
 

@@ -145,7 +145,8 @@ def verify_restore(
 
     after = concurrently(check, names)
     diffs = tuple(
-        diff_collection(n, "exact", prints[n], a) for n, a in zip(names, after, strict=True)
+        diff_collection(n, "exact", prints[n], a, empty_is_a_state=True)
+        for n, a in zip(names, after, strict=True)
     )
     surplus = tuple(
         n for n in db.list_collection_names()
