@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rollback_drill.evidence import record
-from rollback_drill.process.tools import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

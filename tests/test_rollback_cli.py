@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.checks import BY_NAME
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.target import target_from_file
 from rollback_drill.stack.upstack.state import read_state
 from rollback_drill.stores import mongo
+from tests.paths import PROJECT_ROOT
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 USAGE = "Usage: rollback-drill rollback --backup <backup_file> [--environment <environment>]"

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from rollback_drill.files.spec import SpecError, load_stack
-from rollback_drill.process.tools import PROJECT_ROOT, ToolMissing
+from rollback_drill.process.places import shipped
+from rollback_drill.process.tools import ToolMissing
 
 
 def _pytest(args: list[str]) -> int:
@@ -29,8 +30,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
     reports: Path = ns.reports_dir
     results: Path = ns.alluredir or reports / "allure-results"
     report.clean_results(results)  # the report must show this run only; history keeps the past
+    missing = [str(d) for d in ns.drills if not d.is_dir()]
+    if missing:
+        raise SpecError(f"--drills: no such folder: {', '.join(missing)}")
     args = [
-        str(PROJECT_ROOT / "drills"),
+        str(shipped("drills")),
+        *(str(d) for d in ns.drills),
         "--alluredir",
         str(results),
         "-p",

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
+from rollback_drill.process import places
 from rollback_drill.process.secrets import redact
-from rollback_drill.process.tools import PROJECT_ROOT
 
 if TYPE_CHECKING:  # the engine's types; the record module itself loads none of it
     from rollback_drill.engine.outcome import DrillOutcome
@@ -39,7 +39,7 @@ READABLE = (
     "rollback-drill/record/3",
     SCHEMA_ID,
 )
-DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
+DEFAULT_RECORDS = Path("reports") / "records"  # in the working folder
 
 
 class RecordError(ValueError):
@@ -78,18 +78,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shown(path: Path) -> str:
-    """Paths inside the project relative to it, so records compare across checkouts."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path.resolve())
-
-
 def runbook_version(stack: LoadedStack) -> dict[str, str]:
     """The runbook a drill exercised, identified by content: its sha256 is the version."""
     path = stack.resolve(stack.spec.runbook)
-    return {"path": _shown(path), "sha256": file_sha256(path)}
+    return {"path": places.shown(path), "sha256": file_sha256(path)}
 
 
 def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
@@ -105,7 +97,7 @@ def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
     except Exception as exc:
         warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
-    found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
+    found["runbook"]["path"] = places.shown(Path(found["runbook"]["path"]))
     return found
 
 
@@ -172,8 +164,11 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         ],
         "assessment": o.assessment,
         "runbook": runbook_version(entry.stack),
-        "stack_file": {"path": _shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
-        "artifacts": _shown(o.artifacts),
+        "stack_file": {
+            "path": places.shown(entry.stack.path),
+            "sha256": file_sha256(entry.stack.path),
+        },
+        "artifacts": places.shown(o.artifacts),
         "data_volume": o.data_volume.to_json() if o.data_volume else None,
         "communication": o.communication.to_json() if o.communication else None,
         "evidence": o.evidence,
