@@ -6,7 +6,11 @@ verify suite through pytest (0 against the healthy stack, 1 once a service is st
 shipped ones. Nothing may be written into the installed package.
 
 Slow by nature (a wheel build, a venv, an install, two stacks): one venv per session, and
-each step's time is printed (`-rP`). Marked `wheel` so a run can choose or skip it.
+each step's time is printed (`-rP`). Marked `wheel` so a run can choose or skip it. Measured
+on a shared 2-core machine at load 6-8: building the wheel ~40 s (pip's isolated build
+environment), the venv ~25 s, installing it with its ~90 distributions 5.5 min (from the
+machine's package indexes; pip caches nothing between runs there, so a cache dir does not
+help).
 """
 
 from __future__ import annotations
@@ -25,12 +29,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rollback_drill.process import proc
 from tests.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.wheel
-# The fresh venv's downloads, kept between runs beside the image cache (git-ignored): measured,
-# installing the wheel's ~90 distributions from the index took 5.5 min on a loaded machine.
-PIP_CACHE = PROJECT_ROOT / ".cache" / "pip"
 TEAM_DRILL = '''"""A team's own drill: collected beside the shipped ones by `run --drills DIR`."""
 
 import pytest
@@ -122,7 +124,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     done = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-         "--cache-dir", str(PIP_CACHE), f"{wheel}[embedded]"],
+         f"{wheel}[embedded]"],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -178,6 +180,13 @@ def _backend_of(work: Path) -> psutil.Process:
     raise AssertionError(f"no backend process of the stack in {work}")
 
 
+def _ended(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_every_command_works_from_an_empty_folder(installed: Installed, tmp_path: Path) -> None:
     work = tmp_path / "empty"
     work.mkdir()
@@ -203,8 +212,8 @@ def test_every_command_works_from_an_empty_folder(installed: Installed, tmp_path
         assert assess.returncode == 0, assess.stdout[-3000:] + assess.stderr[-2000:]
 
         backend = _backend_of(work)
-        backend.send_signal(signal.SIGKILL)
-        backend.wait(timeout=10)
+        backend.send_signal(signal.SIGKILL)  # not our child: gone or a zombie until reaped
+        proc.wait_until(lambda: _ended(backend), timeout=10, what="the backend killed")
         broken = installed.run(
             "pytest -m verify (backend stopped)",
             [pytest_bin, "-m", "verify", "--target", target, "-p", "no:cacheprovider", "-q"],

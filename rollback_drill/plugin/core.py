@@ -354,8 +354,9 @@ def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest)
     """The drill's artifact folder; it ends with a drill.json whatever happens (see
     `artifacts`): the drill's record, or one that says interrupted."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    # absolute: the drill's subprocesses (locust writing its samples here) run elsewhere
     path = (
-        Path(pytestconfig.getoption("--drill-artifacts"))
+        Path(pytestconfig.getoption("--drill-artifacts")).resolve()
         / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     )
     artifacts.begin(path, request.node.nodeid)
