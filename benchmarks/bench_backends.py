@@ -15,10 +15,12 @@ import shutil
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 from rollback_drill.files.spec import LoadedStack, load_stack
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.select import make_stack
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 
 def ready_time(backend: str, loaded: LoadedStack) -> tuple[float, float]:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 from rollback_drill.checks import ALL_CHECKS, Check, run_checks_concurrently
 from rollback_drill.files.spec import load_stack
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.target import Target
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 DEFAULT = ["rollback.routes", "stores.did_documents", "stores.app_database", "stores.redis_writes"]
 

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from rollback_drill import Drill, load_stack, run_drill
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 
 def main_job_drills() -> list[Drill]:

@@ -36,10 +36,11 @@ from rollback_drill.checks import ALL_CHECKS, Outcome, run_checks_concurrently, 
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.spec import load_stack
 from rollback_drill.plugin.verification import save_performance_baseline
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.target import target_from_file
 from rollback_drill.stack.targetfile import write_target_file
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "fixtures" / "safepsy" / "app")]
 from tests.helpers import slower_logins  # noqa: E402 - the tests' real regression

@@ -35,10 +35,11 @@ from pathlib import Path
 
 from rollback_drill.process import ownership, proc, procfs
 from rollback_drill.process.procfs import ProcessIdentity
-from rollback_drill.process.tools import PROJECT_ROOT
 
-sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.decoy import Decoy  # the project root is on the path only now
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 MOMENTS = ["seeding", "deploy", "restore", "random"]

@@ -29,10 +29,11 @@ from bench_drills import main_job_drills
 
 from rollback_drill import Drill, load_stack, run_drill
 from rollback_drill.engine.outcome import DrillOutcome
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.steps.timeline import DETECTED, ROLLBACK_FINISHED, ROLLBACK_STARTED, VERIFIED
 from rollback_drill.stores import mongo
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 TARGET_S = 30.0
 F = TypeVar("F", bound=Callable[..., Any])

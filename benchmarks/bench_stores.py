@@ -47,11 +47,10 @@ from pymongo import ASCENDING, DeleteOne, MongoClient, UpdateOne
 from pymongo.collection import Collection
 
 from rollback_drill.process import proc
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan, livescan, mongo, secantus
 from rollback_drill.stores.fingerprint import pack
 
-sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "safepsy" / "app"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "safepsy" / "app"))
 from safepsy_app.seed_data import derive, user_document, user_id
 
 DB = "bench"

@@ -27,10 +27,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rollback_drill.files.spec import load_stack
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.targetfile import write_target_file
 from rollback_drill.stores import mongo
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 LITERAL = r"""
 set -u

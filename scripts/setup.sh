@@ -2,6 +2,7 @@
 # Installs everything rollback-drill needs on a fresh Debian bookworm machine, idempotently:
 # Debian packages (redis-server, nginx, openssl, chromium, patch), the Node tools in package.json
 # (anvil, solcjs, mongosh, Allure 3) and the Python venv .venv with the project installed.
+# The `embedded` extra is the reference stack's MongoDB server (SecantusDB, GPL-2.0, run as a program).
 # Each part is skipped when its stamp says it is already current, so a second call takes ~1 s.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,8 +35,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$py_hash" ]; then
-  log "pip install -e .[dev]"
-  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' > .venv/pip.log 2>&1; then
+  log "pip install -e .[dev,embedded]"
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,embedded]' > .venv/pip.log 2>&1; then
     tail -n 40 .venv/pip.log >&2
     log "pip install failed; full log in .venv/pip.log"
     exit 1

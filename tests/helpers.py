@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.common import StackBase
 from rollback_drill.stores import mongo
+from tests.paths import PROJECT_ROOT
 
 REFERENCE_ARTIFACT = PROJECT_ROOT / "fixtures/safepsy/contracts/build/1.4.0/DIDRegistry.json"
 

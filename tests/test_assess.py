@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.files.spec import LoadedStack
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.targetfile import write_target_file
+from tests.paths import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from rollback_drill.cli import programme as cli_programme
 from rollback_drill.evidence import record
 from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import SpecError
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.programme import cadence, history
 from tests.helpers import copy_stack_file
+from tests.paths import PROJECT_ROOT
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)

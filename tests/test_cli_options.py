@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,8 +18,9 @@ import yaml
 from rollback_drill.cli.parser import build_parser
 from rollback_drill.plugin.verification import ExitCode
 from rollback_drill.process import proc
-from rollback_drill.process.tools import PROJECT_ROOT
-from tests.helpers import reference_target_doc, silent_server
+from rollback_drill.stores.fingerprint import CollectionPrint, Fingerprint, pack
+from tests.helpers import copy_stack_file, reference_target_doc, silent_server
+from tests.paths import PROJECT_ROOT
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 
@@ -166,3 +168,35 @@ def test_verify_with_a_corrupt_baseline_is_a_usage_error(tmp_path: Path) -> None
     assert "Traceback" not in done.stdout + done.stderr
     assert done.returncode == 4, done.stdout + done.stderr
     assert "baseline.json" in done.stdout + done.stderr
+
+
+def test_verify_refuses_a_baseline_of_another_database(tmp_path: Path) -> None:
+    """A target whose mongodb_database is not its baseline's database is refused at load
+    (exit 4), naming both - not left to fail later in integrity.mongodb."""
+    packed, digest = pack([b"\x01" * 16])
+    users = CollectionPrint(count=1, sha256=digest, documents=packed)
+    Fingerprint("safepsy_old", {"users": users, "did_documents": users}).save(
+        tmp_path / "baseline.json"
+    )
+    with silent_server() as port:  # something answers: the target is not simply down
+        target = _target(tmp_path, services=_services_at(port))
+        done = _cli("verify", "--target", str(target))
+    line = _one_clear_line(done, "target.yaml", "integrity.baseline", code=4)
+    assert "'safepsy_old'" in line and "mongodb_database is 'safepsy'" in line
+
+
+def test_doctor_finds_a_service_command_that_is_not_on_path(tmp_path: Path) -> None:
+    """`doctor` said ok for a stack file whose local service runs a program this machine does
+    not have; `up` found it only once it started the stack."""
+
+    def no_such_program(spec: dict[str, Any]) -> None:
+        spec["services"]["backend"]["command"] = ["no-such-program-20", "-m", "safepsy_app.x"]
+
+    stack = copy_stack_file(tmp_path, "stack.yaml", no_such_program)
+    done = _cli("doctor", "--stack", str(stack), "--dir", str(tmp_path / "up"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    (broken,) = [line for line in done.stdout.splitlines() if line.startswith("BROKEN")]
+    assert str(stack) in broken
+    assert "services.backend.command" in broken and "'no-such-program-20'" in broken
+    assert "ok      stack file" not in done.stdout

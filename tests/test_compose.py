@@ -20,9 +20,9 @@ from rollback_drill.plugin.compose import (
     reference_target,
 )
 from rollback_drill.process.secrets import Secret
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.select import docker_available
 from rollback_drill.stack.targetfile import write_target_file
+from tests.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
 COMPOSE_FILE = PROJECT_ROOT / "fixtures" / "safepsy" / "docker-compose.yml"

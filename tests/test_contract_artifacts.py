@@ -15,8 +15,9 @@ import yaml
 
 from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.process.errors import SpecError
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool
 from tests.helpers import copy_stack_file
+from tests.paths import PROJECT_ROOT
 
 CONTRACTS = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts"
 

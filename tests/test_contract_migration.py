@@ -25,8 +25,9 @@ from rollback_drill.chain.registry import Registry
 from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
 from rollback_drill.process import proc
 from rollback_drill.process.errors import KeyProblem
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool
 from rollback_drill.process.wait import Wait
+from tests.paths import PROJECT_ROOT
 
 BUILD = PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build"
 OLD, NEW = BUILD / "1.9.0" / "DIDRegistry.json", BUILD / "1.4.0" / "DIDRegistry.json"

@@ -16,9 +16,9 @@ from rollback_drill import checks
 from rollback_drill.cli import app as cli
 from rollback_drill.evidence import coverage
 from rollback_drill.procedures import automation, configuration, emergency, planned
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.steps.procedure import Procedure, Step
 from tests.helpers import copy_stack_file
+from tests.paths import PROJECT_ROOT
 
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"
 

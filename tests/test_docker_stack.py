@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from rollback_drill.files.spec import LoadedStack
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import docker_available
 from rollback_drill.stores import mongo
+from tests.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from rollback_drill.stack.docker import DockerStack

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill.process.tools import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 DOCS = PROJECT_ROOT / "docs"

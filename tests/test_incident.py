@@ -12,8 +12,8 @@ from typing import Any
 
 from rollback_drill.evidence import incident
 from rollback_drill.evidence.record import file_sha256
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack import servicelogs
+from tests.paths import PROJECT_ROOT
 
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"
 LOGS = """===== mongodb =====

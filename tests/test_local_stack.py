@@ -18,12 +18,12 @@ from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.process import proc
 from rollback_drill.process.errors import SpecError
 from rollback_drill.process.procfs import ProcessIdentity
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stores import mongo
 from tests.helpers import as_from_a_terminal, run_verify_suite
+from tests.paths import PROJECT_ROOT
 
 
 def _owned_processes(owner: int) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.evidence import record
-from rollback_drill.process.tools import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # drill runs under pytest-xdist end to end: not in the fast tier
 

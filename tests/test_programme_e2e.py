@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record
-from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import copy_stack_file
+from tests.paths import PROJECT_ROOT
 from tests.receivers import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
 
 pytestmark = pytest.mark.slow  # `rollback-drill run --cadence` end to end: not in the fast tier

@@ -32,8 +32,9 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record, report_html
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool
 from tests.helpers import copy_stack_file
+from tests.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # `rollback-drill run` and `certify` end to end: not in the fast tier
 

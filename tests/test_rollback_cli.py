@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from rollback_drill.checks import BY_NAME
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.target import target_from_file
 from rollback_drill.stack.upstack.state import read_state
 from rollback_drill.stores import mongo
 from rollback_drill.stores.mongoconn import plain
+from tests.paths import PROJECT_ROOT
 from tests.test_dump import _metadata, _tarball
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]

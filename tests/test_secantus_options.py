@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import secantus
+from tests.paths import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "fixtures" / "safepsy" / "docker-compose.yml"
 

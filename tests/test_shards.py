@@ -24,7 +24,7 @@ import pytest
 
 from rollback_drill.evidence import record
 from rollback_drill.plugin import shard
-from rollback_drill.process.tools import PROJECT_ROOT
+from tests.paths import PROJECT_ROOT
 
 CLI_TIMEOUT_S = 600
 # Two drills whose defects are not CPU-bound (a wrong registry, a route nginx lacks): on a

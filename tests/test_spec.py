@@ -11,8 +11,8 @@ import yaml
 from rollback_drill.files.spec import load_stack
 from rollback_drill.files.targetspec import load_target
 from rollback_drill.process.errors import SpecError
-from rollback_drill.process.tools import PROJECT_ROOT
 from tests.helpers import reference_target_doc
+from tests.paths import PROJECT_ROOT
 
 SAFEPSY = PROJECT_ROOT / "fixtures" / "safepsy"
 

@@ -20,10 +20,10 @@ import yaml
 
 from rollback_drill.checks import ALL_CHECKS
 from rollback_drill.plugin.verification import ExitCode
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.targetfile import write_target_file
 from tests.helpers import REFERENCE_ARTIFACT, silent_server
+from tests.paths import PROJECT_ROOT
 
 CLI = [sys.executable, "-m", "rollback_drill.cli"]
 

@@ -22,7 +22,6 @@ from rollback_drill.checks.flows import FlowVerdict, Operation, Sample
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.plugin.verification import ExitCode, status, table, verdict
 from rollback_drill.process.errors import FingerprintError
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
@@ -31,6 +30,7 @@ from rollback_drill.stores.fingerprint import (
     compare,
     pack,
 )
+from tests.paths import PROJECT_ROOT
 
 ARTIFACT = (
     PROJECT_ROOT / "fixtures" / "safepsy" / "contracts" / "build" / "1.4.0" / "DIDRegistry.json"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rollback_drill.files.fields import positive_float, positive_int
-from rollback_drill.process.tools import DEFAULT_STACK, PROJECT_ROOT
+from rollback_drill.process import places
 from rollback_drill.stack.select import CHOICES as BACKENDS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -32,14 +32,14 @@ def _handler(module: str, name: str) -> Handler:
 
 
 DEFAULT_UP_DIR = Path(".rollback-drill")
-DEFAULT_REPORTS = PROJECT_ROOT / "reports"
+DEFAULT_REPORTS = Path("reports")  # in the working folder, never the installed package
 
 
 def _stack_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
         type=Path,
-        default=DEFAULT_STACK,
+        default=places.reference_stack(),
         help="stack file: services, stores, chain, releases, decision matrix "
         "(default: the SafePsy reference stack)",
     )
@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--alluredir", type=Path, help="Allure results folder (default: REPORTS_DIR/allure-results)"
     )
     run.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    run.add_argument(
+        "--drills",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of the team's own drills, run beside the shipped ones (repeatable)",
+    )
     _seed_option(run)
     run.add_argument(
         "--parallel",
@@ -167,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=positive_int, metavar="N", help="only the last N drills (N >= 1)"
     )
     hist.add_argument("--drill", help="only this procedure (e.g. emergency)")
-    hist.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="for its `cadences`")
+    hist.add_argument(
+        "--stack", type=Path, default=places.reference_stack(), help="for its `cadences`"
+    )
     hist.add_argument(
         "--check-overdue",
         action="store_true",
@@ -180,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="which runbook commands a drill step performs; uncovered and drifted ones "
         "(exit 1: drift)",
     )
-    cov.add_argument("--stack", type=Path, default=DEFAULT_STACK, help="names the runbook")
+    cov.add_argument(
+        "--stack", type=Path, default=places.reference_stack(), help="names the runbook"
+    )
     cov.add_argument("--json", action="store_true", help="machine-readable")
     cov.add_argument("--fail-under", type=float, help="exit 1 below this percentage")
     cov.set_defaults(func=_handler("rollback_drill.cli.programme", "cmd_coverage"))
@@ -330,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument(
         "--stack",
         type=Path,
-        default=DEFAULT_STACK,
+        default=places.reference_stack(),
         help="stack file with the classification and decision matrix (default: the reference)",
     )
     assess.add_argument(
@@ -342,5 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check that every tool and the stack file are usable")
     _stack_option(doctor)
+    doctor.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_UP_DIR,
+        help="the `up` directory: a stack up there is asked whether the stack file's integrity "
+        "collections exist (default .rollback-drill)",
+    )
     doctor.set_defaults(func=_handler("rollback_drill.cli.stack", "cmd_doctor"))
     return parser

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import ReportError, SpecError, ToolMissing
-from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.places import shipped
 
 if TYPE_CHECKING:
     from rollback_drill.programme import merge
@@ -34,8 +34,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
     reports: Path = ns.reports_dir
     results: Path = ns.alluredir or reports / "allure-results"
     report.clean_results(results)  # the report must show this run only; history keeps the past
+    missing = [str(d) for d in ns.drills if not d.is_dir()]
+    if missing:
+        raise SpecError(f"--drills: no such folder: {', '.join(missing)}")
     args = [
-        str(PROJECT_ROOT / "drills"),
+        str(shipped("drills")),
+        *(str(d) for d in ns.drills),
         "--alluredir",
         str(results),
         "-p",

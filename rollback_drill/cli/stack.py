@@ -7,10 +7,12 @@ file usable), `up` / `serve` / `down` (a stack that outlives the command, owned 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from rollback_drill.files.spec import load_stack
+from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.process.errors import SpecError, ToolMissing
 from rollback_drill.process.tools import find_tool
+from rollback_drill.stack.local import check_commands
 from rollback_drill.stack.upstack import supervisor
 
 
@@ -52,6 +54,8 @@ def cmd_backup(ns: argparse.Namespace) -> int:
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
+    """Every tool, the stack file, its commands on this machine and - when a stack is up in
+    `--dir` - its integrity collections. Exit 1 when anything is missing or broken."""
     ok = True
     for tool in [
         "secantusd-py",
@@ -69,9 +73,33 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
             ok = False
             print(f"MISSING {exc}")
     try:
-        load_stack(ns.stack)
+        loaded = load_stack(ns.stack)
+        check_commands(loaded)
         print(f"ok      stack file {ns.stack}")
+        _collections(loaded, ns.dir)
     except SpecError as exc:
         ok = False
         print(f"BROKEN  {exc}")
     return 0 if ok else 1
+
+
+def _collections(loaded: LoadedStack, directory: Path) -> None:
+    """The integrity collections against the stack `up` runs in `directory`; only a seeded
+    stack can say which collections exist, so without one this is said, not passed."""
+    from pymongo.errors import PyMongoError
+
+    from rollback_drill.stack.target import target_from_file
+    from rollback_drill.stack.targetfile import INTEGRITY_FIELD, refuse_missing_collections
+    from rollback_drill.stack.upstack.state import read_state
+
+    state = read_state(directory)
+    if state is None or state.phase != "ready" or not state.target:
+        print(f"unknown {INTEGRITY_FIELD}: no stack is up in {directory} to look in (`up` checks)")
+        return
+    target = target_from_file(Path(state.target), with_baseline=False)
+    try:
+        refuse_missing_collections(loaded, target.mongodb_uri.reveal(), target.mongodb_database)
+    except PyMongoError as exc:
+        raise SpecError(f"{state.target}: cannot read MongoDB: {exc}") from None
+    names = ", ".join(loaded.spec.stores.mongodb.integrity_collections)
+    print(f"ok      {INTEGRITY_FIELD}: {names} (in the stack up in {directory})")

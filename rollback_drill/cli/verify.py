@@ -21,10 +21,7 @@ from typing import NoReturn
 from rollback_drill.files.targetspec import load_target
 from rollback_drill.plugin.verification import ExitCode
 from rollback_drill.process.errors import SpecError
-from rollback_drill.process.tools import PROJECT_ROOT
-
-SUITE = PROJECT_ROOT / "verifications"
-
+from rollback_drill.process.places import shipped
 
 _OWN_WITH_VALUE = ("--target", "--alluredir", "--save-performance")
 _OWN_FLAGS = ("--dry-run", "--pytest", "-h", "--help")
@@ -55,8 +52,9 @@ def pytest_argv(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The pytest command line behind `rollback-drill verify` (printed by --dry-run)."""
+    suite = str(shipped("verifications"))  # the package's: works from any folder
     args = [
-        str(SUITE), "-m", "verify", f"--target={target}", "-p", "no:cacheprovider",
+        suite, "-m", "verify", f"--target={target}", "-p", "no:cacheprovider",
         # only what a verify run needs: third-party plugins cost a tenth of a second to load
         "--disable-plugin-autoload", "-p", "rollback_drill.plugin.core",
     ]  # fmt: skip

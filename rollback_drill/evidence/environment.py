@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.process.errors import ToolMissing
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool, node_modules_root
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -64,7 +64,7 @@ def _package_version(name: str) -> str | None:
 
 def _allure_cli_version() -> str | None:
     """Allure 3's version from its package.json: no node start-up just to print it."""
-    manifest = PROJECT_ROOT / "node_modules" / "allure" / "package.json"
+    manifest = node_modules_root() / "node_modules" / "allure" / "package.json"
     try:
         return str(json.loads(manifest.read_text())["version"])
     except (OSError, ValueError, KeyError):

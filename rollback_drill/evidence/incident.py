@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.evidence.record import file_sha256
+from rollback_drill.process import places
 from rollback_drill.process.secrets import redact
-from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.stack import servicelogs
 
 CHECKLIST_SECTION = "Post-Rollback Tasks"
@@ -189,11 +189,11 @@ def _timeline_rows(timeline: dict[str, Any], drill: dict[str, Any]) -> list[str]
 
 def render(drill: dict[str, Any], run: dict[str, Any], record_path: Path | None = None) -> str:
     """One drill of a record as an incident document."""
-    artifacts = PROJECT_ROOT / drill["artifacts"]
+    artifacts = places.from_shown(drill["artifacts"])
     details_file = artifacts / "drill.json"
     details = json.loads(details_file.read_text()) if details_file.is_file() else {}
     logs = preserved_logs(artifacts) if artifacts.is_dir() else None
-    runbook_file = PROJECT_ROOT / drill["runbook"]["path"]
+    runbook_file = places.from_shown(drill["runbook"]["path"])
     runbook = runbook_file.read_text() if runbook_file.is_file() else ""
     volume = drill.get("data_volume") or {}
     decision = drill.get("decision") or {}

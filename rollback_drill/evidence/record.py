@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
+from rollback_drill.process import places
 from rollback_drill.process.errors import RecordError
 from rollback_drill.process.secrets import redact
-from rollback_drill.process.tools import PROJECT_ROOT
 
 if TYPE_CHECKING:  # the engine's types; the record module itself loads none of it
     from rollback_drill.engine.outcome import DrillOutcome
@@ -43,7 +43,7 @@ READABLE = (
     "rollback-drill/record/4",
     SCHEMA_ID,
 )
-DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
+DEFAULT_RECORDS = Path("reports") / "records"  # in the working folder
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shown(path: Path) -> str:
-    """Paths inside the project relative to it, so records compare across checkouts."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path.resolve())
-
-
 def runbook_version(stack: LoadedStack) -> dict[str, str]:
     """The runbook a drill exercised, identified by content: its sha256 is the version."""
     path = stack.resolve(stack.spec.runbook)
-    return {"path": shown(path), "sha256": file_sha256(path)}
+    return {"path": places.shown(path), "sha256": file_sha256(path)}
 
 
 def commit() -> str | None:
@@ -97,7 +89,7 @@ def commit() -> str | None:
     Shards are merged only when they ran the same commit."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
             timeout=10, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
@@ -109,7 +101,7 @@ def commit() -> str | None:
 def source(stack_file: Path) -> dict[str, Any]:
     """What the run ran: the code's commit and the stack file's bytes (path and sha256)."""
     digest = file_sha256(stack_file) if stack_file.is_file() else None
-    return {"commit": commit(), "stack_file": {"path": shown(stack_file), "sha256": digest}}
+    return {"commit": commit(), "stack_file": {"path": places.shown(stack_file), "sha256": digest}}
 
 
 def durations(directory: Path) -> dict[str, float]:
@@ -137,7 +129,7 @@ def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
     except Exception as exc:
         warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
-    found["runbook"]["path"] = shown(Path(found["runbook"]["path"]))
+    found["runbook"]["path"] = places.shown(Path(found["runbook"]["path"]))
     return found
 
 
@@ -205,8 +197,11 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         ],
         "assessment": o.assessment,
         "runbook": runbook_version(entry.stack),
-        "stack_file": {"path": shown(entry.stack.path), "sha256": file_sha256(entry.stack.path)},
-        "artifacts": shown(o.artifacts),
+        "stack_file": {
+            "path": places.shown(entry.stack.path),
+            "sha256": file_sha256(entry.stack.path),
+        },
+        "artifacts": places.shown(o.artifacts),
         "data_volume": o.data_volume.to_json() if o.data_volume else None,
         "communication": o.communication.to_json() if o.communication else None,
         "evidence": o.evidence,

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.process.errors import ReportError
-from rollback_drill.process.tools import PROJECT_ROOT, find_tool
+from rollback_drill.process.tools import find_tool
 
 # -- the HTML report: Allure 3 (Node), single file, history appended once per run -------------
 
-ALLURERC = PROJECT_ROOT / "reports" / "allurerc.mjs"
+ALLURERC = Path(__file__).with_name("allurerc.mjs")  # package data beside this module
 GENERATE_TIMEOUT_S = 300.0
 # Allure 3's awesome template always embeds Google Analytics; the report must open offline and
 # send nothing anywhere (and headless Chromium renders it deterministically without it).

@@ -23,12 +23,11 @@ from typing import Any
 from rollback_drill.checks.sampling import percentile
 from rollback_drill.process import proc
 from rollback_drill.process.errors import LoadError
-from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process.places import locustfile as shipped_locustfile
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
 
-LOCUSTFILE = PROJECT_ROOT / "load" / "locustfile.py"
 START_TIMEOUT_S = 30.0
 
 
@@ -112,14 +111,14 @@ class LoadRun:
         *,
         users: int = 6,
         workers: int = 0,
-        locustfile: Path = LOCUSTFILE,
+        locustfile: Path | None = None,
     ) -> None:
         self._target = target
         self._timeline = timeline
         self._dir = workdir
         self._users = users
         self._workers = workers
-        self._locustfile = locustfile
+        self._locustfile = locustfile or shipped_locustfile()
         self._procs: list[proc.ManagedProcess] = []
         self._samples: list[LoadSample] = []
         self._lock = threading.Lock()

@@ -1,10 +1,13 @@
 """pytest-docker, for teams whose stack already runs from a docker-compose.yml.
 
 `pytest -m verify --compose-file docker-compose.yml --target target.yaml` brings the compose
-project up for the session (`docker-compose up -d`, compose v1: v2 is not installable here),
-runs the verify suite against the target file, and takes the project down at the end. The
-pytest-docker defaults are overridden for compose v1 (`docker-compose`, no `--build`, `down -v
--t 2`); projects are named `rollback-drill-<pid>` so a killed run's project is swept later.
+project up for the session (`up -d`), runs the verify suite against the target file, and takes
+the project down at the end. The compose command is detected - `docker compose` (v2, the
+docker CLI's plugin, what teams run) first, then `docker-compose` (v1, end of life, the only one
+installable on the machines this project is built on) - or chosen with `--compose-command` /
+ROLLBACK_DRILL_COMPOSE. The pytest-docker defaults are overridden for both (no `--build`,
+`down -v -t 2`); projects are named `rollback-drill-<pid>` so a killed run's project is swept
+later.
 
 For the reference stack, `prepare_reference` and `bootstrap_reference` do what a real
 deployment pipeline would after `up`: certificates and the nginx config before, the DID
@@ -14,7 +17,9 @@ registry and the seed data after.
 from __future__ import annotations
 
 import os
+import shutil
 import string
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +31,7 @@ from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
+from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
 from rollback_drill.stack import tls
 from rollback_drill.stack.common import OPERATOR_FUNDS_WEI
@@ -33,11 +39,65 @@ from rollback_drill.stack.docker import container_nginx_values, container_peers
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target
 
-COMPOSE_COMMAND = "docker-compose"
+COMPOSE_ENV = "ROLLBACK_DRILL_COMPOSE"
+V2, V1 = "docker compose", "docker-compose"
+COMPOSE_CHOICES = ("auto", V2, V1)
 SETUP = ["up -d"]
 CLEANUP = ["down -v -t 2"]
 PROJECT_PREFIX = "rollback-drill-"
 READY_TIMEOUT_S = 60.0
+
+
+class ComposeMissing(StackError):
+    """No compose command answers (or not the one asked for); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Compose:
+    """The compose command this machine runs. v1 and v2 take the same `-f FILE -p PROJECT
+    up/down` command lines; they name containers differently (v1 `P_S_1`, v2 `P-S-1`)."""
+
+    command: str  # V2 or V1
+
+    @property
+    def v2(self) -> bool:
+        return self.command == V2
+
+    def container(self, project: str, service: str) -> str:
+        sep = "-" if self.v2 else "_"
+        return f"{project}{sep}{service}{sep}1"
+
+
+def _v2_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        done = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def detect_compose(chosen: str | None = None) -> Compose:
+    """`chosen` (an option's value), else ROLLBACK_DRILL_COMPOSE, else auto: `docker compose`
+    when the docker CLI has the plugin, then `docker-compose`."""
+    chosen = chosen or os.environ.get(COMPOSE_ENV) or "auto"
+    if chosen not in COMPOSE_CHOICES:
+        raise ComposeMissing(
+            f"compose command {chosen!r}: expected one of {', '.join(COMPOSE_CHOICES)}"
+        )
+    if chosen in ("auto", V2) and _v2_answers():
+        return Compose(V2)
+    if chosen in ("auto", V1) and shutil.which(V1):
+        return Compose(V1)
+    wanted = "`docker compose` (v2) or `docker-compose` (v1)" if chosen == "auto" else chosen
+    raise ComposeMissing(
+        f"{wanted} not found: install the docker CLI's compose plugin (v2) or docker-compose, "
+        f"or choose the other with --compose-command / {COMPOSE_ENV}"
+    )
 
 
 def project_name() -> str:
@@ -45,12 +105,16 @@ def project_name() -> str:
 
 
 @contextmanager
-def compose_up(file: Path, project: str, env: dict[str, str] | None = None) -> Iterator[Services]:
-    """`docker-compose up -d` for the block, `down -v` after it, whatever happens."""
+def compose_up(
+    file: Path, project: str, env: dict[str, str] | None = None, compose: Compose | None = None
+) -> Iterator[Services]:
+    """`up -d` for the block, `down -v` after it, whatever happens (the detected compose
+    command unless `compose` says which)."""
+    command = (compose or detect_compose()).command
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})  # compose substitutes ${VARS} from its environment
     try:
-        with get_docker_services(COMPOSE_COMMAND, str(file), project, SETUP, CLEANUP) as services:
+        with get_docker_services(command, str(file), project, SETUP, CLEANUP) as services:
             yield services
     finally:
         for key, value in saved.items():
@@ -132,10 +196,11 @@ def bootstrap_reference(
     release: str,
     log: Path,
     project: str | None = None,
+    compose: Compose | None = None,
 ) -> Target:
     """After `up`: deploy the registry at the address the compose file expects, seed. The
     target then says what the stack must run, and (given the compose `project`) grants log and
-    stats access to its containers (compose v1 names them PROJECT_SERVICE_1)."""
+    stats access to its containers (named as `compose`, the detected command, names them)."""
     import httpx
 
     from rollback_drill.stores import mongo
@@ -172,7 +237,8 @@ def bootstrap_reference(
     from rollback_drill.stack.access import DockerLogs, DockerStats
 
     apps = [n for n, s in loaded.spec.services.items() if s.kind == "app"]
-    containers = {name: f"{project}_{name}_1" for name in loaded.spec.services}
+    naming = compose or (detect_compose() if project else Compose(V1))
+    containers = {name: naming.container(project or "", name) for name in loaded.spec.services}
     return replace(
         target,
         registry_address=deployment.address,

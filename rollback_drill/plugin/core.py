@@ -19,9 +19,8 @@ import pytest
 from rollback_drill.evidence import artifacts, record
 from rollback_drill.files.fields import positive_int
 from rollback_drill.plugin import run_record
-from rollback_drill.process import proc
+from rollback_drill.process import places, proc
 from rollback_drill.process.errors import SpecError
-from rollback_drill.process.tools import DEFAULT_STACK, PROJECT_ROOT
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
 
 if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
@@ -64,7 +63,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rollback-drill")
     group.addoption(
-        "--stack-file", default=None, help=f"stack file for drills (default {DEFAULT_STACK})"
+        "--stack-file",
+        default=None,
+        help="stack file for drills (default: the SafePsy reference stack the package ships)",
     )
     group.addoption(
         "--stack-backend",
@@ -75,7 +76,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--compose-file",
         default=None,
-        help="bring this docker-compose file up for the session (compose v1) before verifying",
+        help="bring this compose file up for the session before verifying",
+    )
+    group.addoption(
+        "--compose-command",
+        default=None,
+        choices=["auto", "docker compose", "docker-compose"],
+        help="compose v2 (`docker compose`) or v1 (`docker-compose`); default: detected, v2 "
+        "first (or ROLLBACK_DRILL_COMPOSE)",
     )
     group.addoption("--compose-project", default=None, help="compose project name")
     group.addoption(
@@ -103,7 +111,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--drill-artifacts",
-        default=str(PROJECT_ROOT / "reports" / "artifacts"),
+        default=str(Path("reports") / "artifacts"),
         help="where drills keep preserved logs, backups and records",
     )
     group.addoption(
@@ -189,7 +197,7 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
-        f"rollback-drill: stack {config.getoption('--stack-file') or DEFAULT_STACK}, "
+        f"rollback-drill: stack {config.getoption('--stack-file') or places.reference_stack()}, "
         f"backend {config.getoption('--stack-backend')}, "
         f"environment {config.getoption('--environment')}"
     ]
@@ -240,7 +248,7 @@ def _drill_of(item: pytest.Item) -> Drill | None:
 def stack_file(pytestconfig: pytest.Config) -> LoadedStack:
     from rollback_drill.files.spec import load_stack
 
-    path = Path(pytestconfig.getoption("--stack-file") or DEFAULT_STACK)
+    path = Path(pytestconfig.getoption("--stack-file") or places.reference_stack())
     try:
         return load_stack(path)
     except SpecError as exc:
@@ -350,8 +358,9 @@ def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest)
     """The drill's artifact folder; it ends with a drill.json whatever happens (see
     `artifacts`): the drill's record, or one that says interrupted."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    # absolute: the drill's subprocesses (locust writing its samples here) run elsewhere
     path = (
-        Path(pytestconfig.getoption("--drill-artifacts"))
+        Path(pytestconfig.getoption("--drill-artifacts")).resolve()
         / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     )
     artifacts.begin(path, request.node.nodeid)
@@ -396,10 +405,19 @@ def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
     if not file:
         yield None
         return
-    from rollback_drill.plugin.compose import compose_up, project_name
+    from rollback_drill.plugin.compose import (
+        ComposeMissing,
+        compose_up,
+        detect_compose,
+        project_name,
+    )
 
+    try:
+        compose = detect_compose(pytestconfig.getoption("--compose-command"))
+    except ComposeMissing as exc:
+        raise pytest.UsageError(str(exc)) from None
     project = pytestconfig.getoption("--compose-project") or project_name()
-    with compose_up(Path(file), project) as services:
+    with compose_up(Path(file), project, compose=compose) as services:
         yield services
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from rollback_drill.evidence import record
 from rollback_drill.plugin import shard
-from rollback_drill.process.tools import DEFAULT_STACK
+from rollback_drill.process import places
 
 drills_key = pytest.StashKey[list[dict[str, Any]]]()  # drill_json of every drill that ran
 WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
@@ -103,7 +103,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _stack_path(config: pytest.Config) -> Path:
-    return Path(config.getoption("--stack-file") or DEFAULT_STACK)
+    return Path(config.getoption("--stack-file") or places.reference_stack())
 
 
 def pytest_terminal_summary(

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rollback_drill.process.places import shipped
+
 if TYPE_CHECKING:
     from rollback_drill.checks.result import Outcome
     from rollback_drill.files.targetspec import TargetSpec
@@ -76,18 +78,21 @@ def _whole_suite(config: pytest.Config, parser: pytest.Parser, args: list[str]) 
 
 
 def _default_to_the_suite(config: pytest.Config, args: list[str]) -> None:
-    """With --target and no path, run the verify suite's folder (of testpaths) only: nothing
-    else may run against a target, so nothing else is imported (tests/conftest.py alone
-    costs 0.2 s)."""
+    """With --target and no path, run the verify suite only: nothing else may run against a
+    target, so nothing else is imported (tests/conftest.py alone costs 0.2 s). The suite is
+    this project's verifications/ (of testpaths) when run from its root, else the one the
+    package ships - so `pytest -m verify --target FILE` works from any folder (pytest would
+    otherwise collect the working folder and find nothing: "no tests ran", exit 5)."""
     ns = config.known_args_namespace
     if not getattr(ns, "target", None) or ns.file_or_dir:
         return
-    if config.invocation_params.dir != config.rootpath:
-        return
-    suites = [p for p in config.getini("testpaths") if Path(p).name == VERIFY_DIR]
-    if suites and (config.rootpath / suites[0]).is_dir():
-        args.append(suites[0])
-        ns.file_or_dir = [suites[0]]
+    suite = str(shipped("verifications"))
+    if config.invocation_params.dir == config.rootpath:
+        suites = [p for p in config.getini("testpaths") if Path(p).name == VERIFY_DIR]
+        if suites and (config.rootpath / suites[0]).is_dir():
+            suite = suites[0]
+    args.append(suite)
+    ns.file_or_dir = [suite]
 
 
 def _reroot(config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:

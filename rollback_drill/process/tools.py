@@ -1,6 +1,8 @@
-"""Where the external programs are: an override variable, the project's node_modules, the
-venv beside this interpreter, then PATH. One lookup so every caller agrees and errors say
-how to fix a missing tool.
+"""Where the external programs are: an override variable, the node_modules of the working
+folder (a team's own `npm install`) or of this checkout, the venv beside this interpreter, then
+PATH. One lookup so every caller agrees and errors say how to fix a missing tool.
+
+Where the package's own data is, and where the user works, is `places`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 
 from rollback_drill.process.errors import ToolMissing
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"  # the reference stack
+# This repository's root when installed editable (its node_modules holds anvil, solcjs,
+# mongosh, Allure); in an installed wheel it is site-packages' parent, where no node_modules is.
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 _HINTS = {
     "anvil": "run scripts/setup.sh (npm package @foundry-rs/anvil-linux-amd64)",
@@ -31,12 +34,22 @@ _HINTS = {
 }
 
 
+def node_modules_root() -> Path:
+    """The folder whose node_modules/ holds the Node tools: the working folder's, else this
+    checkout's; the working folder when neither has one (an error then names the tool)."""
+    for root in (Path.cwd(), _CHECKOUT):
+        if (root / "node_modules").is_dir():
+            return root
+    return Path.cwd()
+
+
 @cache
 def find_tool(name: str) -> str:
     env_name = "ROLLBACK_DRILL_" + name.upper().replace("-", "_")
     candidates = [
         os.environ.get(env_name),
-        str(PROJECT_ROOT / "node_modules" / ".bin" / name),
+        str(Path.cwd() / "node_modules" / ".bin" / name),
+        str(_CHECKOUT / "node_modules" / ".bin" / name),
         str(Path(sys.executable).parent / name),
         shutil.which(name),
         f"/usr/sbin/{name}",

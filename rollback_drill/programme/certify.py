@@ -18,7 +18,7 @@ from typing import Any
 
 from rollback_drill.evidence import record
 from rollback_drill.files.spec import PRODUCTION, load_stack
-from rollback_drill.process.tools import PROJECT_ROOT
+from rollback_drill.process import places
 
 
 @dataclass
@@ -137,13 +137,6 @@ def judge(
     return Verdict(not reasons, reasons)
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path.resolve())
-
-
 def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -190,10 +183,10 @@ def _facts(
         facts.append(("Tools", ", ".join(f"{k} {v or 'missing'}" for k, v in tools.items())))
         facts.append(("Run id", data["run_id"]))
     if record_path is not None:
-        facts.append(("Drill record", _shown(record_path)))
+        facts.append(("Drill record", places.shown(record_path)))
         facts.append(("Record sha256", f"{digest} (check: sha256sum -c {record_path.name}.sha256)"))
-    facts.append(("JUnit XML", _shown(paths.junit)))
-    facts.append(("Allure results", _shown(paths.alluredir)))
+    facts.append(("JUnit XML", places.shown(paths.junit)))
+    facts.append(("Allure results", places.shown(paths.alluredir)))
     return facts
 
 
@@ -253,7 +246,7 @@ def html_page(
     )
     charts = ""
     for d in drills:
-        png = PROJECT_ROOT / d["artifacts"] / "timeline.png"  # absolute paths stay absolute
+        png = places.from_shown(d["artifacts"]) / "timeline.png"
         if png.exists():
             data = base64.b64encode(png.read_bytes()).decode("ascii")
             charts += (
@@ -316,7 +309,7 @@ def issue(
     title = f"Rollback certificate: {loaded.spec.name} {bad} -> {good}{where}"
     facts = _facts(
         issued.strftime("%Y-%m-%d %H:%M:%S"),
-        f"{loaded.spec.name} ({_shown(loaded.path)})",
+        f"{loaded.spec.name} ({places.shown(loaded.path)})",
         data,
         record_path,
         digest,
@@ -357,7 +350,7 @@ def run(
     paths.work.mkdir(parents=True, exist_ok=True)
     run_id = record.new_run_id()
     args = [
-        str(PROJECT_ROOT / "drills"),
+        str(places.shipped("drills")),
         "-m",
         "drill",
         "-p",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.evidence import record
+from rollback_drill.process import places
 from rollback_drill.process.errors import EvidenceError
 
 
@@ -137,7 +138,7 @@ def _artifacts(drill: dict[str, Any], folder: Path, into: Path) -> dict[str, Any
         return drill
     into.mkdir(parents=True, exist_ok=True)
     shutil.copytree(found, into / name, dirs_exist_ok=True)
-    return {**drill, "artifacts": record.shown(into / name)}
+    return {**drill, "artifacts": places.shown(into / name)}
 
 
 def merged_record(
@@ -166,7 +167,7 @@ def merged_record(
         "merged_from": [
             {
                 "run_id": s.data["run_id"],
-                "record": record.shown(s.record_path),
+                "record": places.shown(s.record_path),
                 "sha256": record.file_sha256(s.record_path),
                 "shard": s.shard["index"],
                 "hostname": s.data["environment"]["machine"]["hostname"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import string
 import subprocess
 import threading
@@ -88,6 +89,16 @@ class StackBase(ABC):
         self.certs: tls.CertSet | None = None
         self.timings: dict[str, float] = {}
         self._backups: list[tuple[datetime, Path]] = []
+        self.step = ""  # what `up` is doing now (`_step`)
+        self.on_step: Callable[[str], None] | None = None
+
+    def _step(self, what: str) -> None:
+        """Say what `up` does next, to `on_step` too (the `up` supervisor's state and log): a
+        start that hangs - a seed command that never returns, say - names the step it hung
+        in instead of only running out of time."""
+        self.step = what
+        if self.on_step is not None:
+            self.on_step(what)
 
     # -- what a backend provides ----------------------------------------------------------------
     @abstractmethod
@@ -299,9 +310,11 @@ class StackBase(ABC):
             self.config_dir / "nginx" / "ssl", self._service(self._front()).server_name
         )
         try:
+            self._step(f"starting {', '.join([*DATA_SERVICES, 'chain'])}")
             self._start_group([*DATA_SERVICES, "chain"])
             self.timings["stores_and_chain_ready_s"] = time.monotonic() - started
             signing_import.join()
+            self._step("deploying the contract")
             self._prepare_operator()
             version = self.loaded.release(release).contract_version
             deployment = chain.deploy_registry(
@@ -311,9 +324,12 @@ class StackBase(ABC):
             for name in self.app_services():
                 self.set_release(name, release)
             self.timings["contract_deployed_s"] = time.monotonic() - started
+            apps = [n for n in self.app_services() if self._service(n).kind == "app"]
+            self._step(
+                f"seeding (`{shlex.join(self.spec.seed.command)}`) while {', '.join(apps)} boot"
+            )
             seeding = self._start_seed()
             try:
-                apps = [n for n in self.app_services() if self._service(n).kind == "app"]
                 self._start_group(apps, healthy=False)  # boots while the seed runs
                 self._finish_seed(seeding)
             finally:
@@ -322,7 +338,9 @@ class StackBase(ABC):
             self.test_did = self._lookup_test_did()
             self.timings["seeded_s"] = time.monotonic() - started
             for name in apps:
+                self._step(f"waiting for {name} to answer healthy")
                 self._wait_healthy(name)
+            self._step(f"starting {self._front()}")
             self._start_group([self._front()])
             self.timings["ready_s"] = time.monotonic() - started
         except BaseException:

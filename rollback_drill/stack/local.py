@@ -46,7 +46,7 @@ class LocalStack(StackBase):
     def __init__(
         self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
     ) -> None:
-        _check_commands(loaded)
+        check_commands(loaded)
         proc.sweep_orphans()
         super().__init__(loaded, workdir, seed_users)
         self._procs: dict[str, proc.ManagedProcess] = {}
@@ -294,7 +294,7 @@ def _run(
     return child.returncode, out.decode(errors="replace")
 
 
-def _check_commands(loaded: LoadedStack) -> None:
+def check_commands(loaded: LoadedStack) -> None:
     """This backend runs the stack file's commands on this machine: each must be there (the
     docker backend does not need them, so the stack file alone cannot say)."""
     wanted = {f"services.{n}.command": s.command for n, s in loaded.spec.services.items()}

@@ -159,10 +159,19 @@ def _baseline(path: Path, spec: TargetSpec) -> Fingerprint | None:
 
     if spec.integrity is None:
         return None
+    file = path.resolve().parent / spec.integrity.baseline
     try:
-        return Fingerprint.load(path.resolve().parent / spec.integrity.baseline)
+        taken = Fingerprint.load(file)
     except FingerprintError as exc:
         raise SpecError(f"{path}: integrity.baseline: {exc}") from None
+    if taken.database != spec.mongodb_database:  # else integrity.mongodb fails, much later
+        raise SpecError(
+            f"{path}: integrity.baseline: {file} is a baseline of database "
+            f"{taken.database!r}, but mongodb_database is {spec.mongodb_database!r}: correct "
+            f"mongodb_database, or take a baseline of {spec.mongodb_database!r} "
+            f"(`rollback-drill fingerprint --target {path}`)"
+        )
+    return taken
 
 
 def _performance(path: Path, spec: TargetSpec) -> PerformanceBaseline | None:

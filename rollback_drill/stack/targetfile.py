@@ -10,12 +10,30 @@ from typing import Any
 
 import yaml
 
+from rollback_drill.files.spec import LoadedStack
+from rollback_drill.files.userfiles import SpecError
 from rollback_drill.stack.access import DockerLogs, DockerStats, FileLogs, LocalStats
 from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
+from rollback_drill.stores.mongoconn import client
 
-BASELINE_COLLECTIONS = ["users", "did_documents", "sessions"]
-WRITTEN_BY_USERS = ["sessions"]  # logins add sessions (the verify run's own included)
+INTEGRITY_FIELD = "stores.mongodb.integrity_collections"
+
+
+def refuse_missing_collections(loaded: LoadedStack, uri: str, database: str) -> None:
+    """SpecError when the stack file's integrity collections name one the running stack's
+    database does not hold: its baseline would be of nothing and protect nothing (as
+    `fingerprint` refuses). Only a running, seeded stack can say, so `up` asks after seeding
+    and `doctor` asks the stack `up` runs."""
+    wanted = loaded.spec.stores.mongodb.integrity_collections
+    with client(uri) as conn:
+        held = sorted(conn[database].list_collection_names())
+    missing = [name for name in wanted if name not in held]
+    if missing:
+        raise SpecError(
+            f"{loaded.path}: {INTEGRITY_FIELD}: no collection {', '.join(missing)} in "
+            f"database {database!r} after seeding; it holds: {', '.join(held) or 'none'}"
+        )
 
 
 def access_of(target: Target) -> dict[str, Any]:
@@ -34,11 +52,14 @@ def access_of(target: Target) -> dict[str, Any]:
 
 
 def write_target_file(target: Target, directory: Path, password_file: Path) -> Path:
-    """target.yaml + baseline.json in `directory`; the password stays in its 0600 file."""
+    """target.yaml + baseline.json in `directory`; the password stays in its 0600 file. The
+    baseline covers the stack file's `stores.mongodb.integrity_collections` (the target's),
+    and those users keep writing to (logins add sessions, the verify run's own included) are
+    `written_by_users`."""
     directory.mkdir(parents=True, exist_ok=True)
-    baseline = mongo.fingerprint(
-        target.mongodb_uri.reveal(), target.mongodb_database, BASELINE_COLLECTIONS
-    )
+    collections = list(target.integrity_collections)
+    appended = target.append_collections()
+    baseline = mongo.fingerprint(target.mongodb_uri.reveal(), target.mongodb_database, collections)
     baseline.save(directory / "baseline.json")
     expected: dict[str, Any] = {}
     if target.expected_releases:
@@ -67,8 +88,8 @@ def write_target_file(target: Target, directory: Path, password_file: Path) -> P
         "tls": {"ca_file": str(target.ca_file), "server_name": target.server_name},
         "integrity": {
             "baseline": "baseline.json",
-            "collections": BASELINE_COLLECTIONS,
-            "written_by_users": WRITTEN_BY_USERS,
+            "collections": collections,
+            "written_by_users": [c for c in collections if c in appended],
         },
         "expected": expected,
         "access": access_of(target),

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollback_drill.process.places import shipped
+from rollback_drill.process.tools import node_modules_root
+
 DEFAULT_CA_DIR = Path("/usr/local/share/ca-certificates")
 DEFAULT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
@@ -20,7 +23,8 @@ SCHEMA = "rollback-drill-images/1"
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the inputs and the cache are. Defaults are the repository's own paths."""
+    """Where the inputs and the cache are. By default: the reference stack the package ships,
+    and the node_modules (and .cache/images beside it) of the working folder or checkout."""
 
     root: Path
     fixtures: Path
@@ -43,8 +47,8 @@ class Layout:
 
     @classmethod
     def default(cls, root: Path | None = None) -> Layout:
-        root = (root or Path(__file__).resolve().parents[3]).resolve()
-        fixtures = root / "fixtures" / "safepsy"
+        fixtures = (root / "fixtures" / "safepsy") if root else shipped("safepsy")
+        root = (root or node_modules_root()).resolve()
         return cls(
             root=root,
             fixtures=fixtures,

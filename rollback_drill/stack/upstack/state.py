@@ -53,6 +53,7 @@ class UpState(BaseModel):
     ready_s: float | None = None
     release: str | None = None
     environment: str = "production"  # what `rollback --environment` must name
+    step: str | None = None  # what a starting stack is doing (a hung start names it)
 
     @property
     def identity(self) -> ProcessIdentity | None:

@@ -160,12 +160,22 @@ def _start(
         _stop_child(child, identity, directory, token)
         print("interrupted: the stack was stopped", file=sys.stderr)
         return 130
+    step = _last_step(directory, token)
     how = _stop_child(child, identity, directory, token)
     print(
-        f"the stack was not up within {timeout_s:g} s; {how}. See {log}",
+        f"the stack was not up within {timeout_s:g} s{step}; {how}. See {log}",
         file=sys.stderr,
     )
     return 1
+
+
+def _last_step(directory: Path, token: str) -> str:
+    """`, stuck at step: ...` - what the supervisor said it was doing - or nothing."""
+    with contextlib.suppress(SpecError):
+        state = read_state(directory)
+        if state is not None and state.token == token and state.step:
+            return f", stuck at step: {state.step}"
+    return ""
 
 
 def _stop_child(
@@ -232,7 +242,7 @@ def serve(
     it answers `rollback-drill rollback` and `backup` on its control socket with what
     `controller` makes for its stack (`rollback-drill serve` hands it autorollback's)."""
     from rollback_drill.stack.local import LocalStack
-    from rollback_drill.stack.targetfile import write_target_file
+    from rollback_drill.stack.targetfile import refuse_missing_collections, write_target_file
 
     directory = directory.resolve()
     me = procfs.current()
@@ -250,16 +260,32 @@ def serve(
         chosen = release or loaded.environment_release()
         _prepare_workdir(workdir)
         stack = LocalStack(loaded, workdir=workdir, seed_users=seed_users)
+
+        def stepped(what: str) -> None:
+            nonlocal state
+            state = state.model_copy(update={"step": what})
+            write_state(directory, state)
+            print(f"step: {what}", flush=True)
+
+        stack.on_step = stepped
         stack.up(chosen)
         if not stack.password_file.exists():  # the password came from the environment
             stack.password_file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(stack.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(stack.target().test_password.reveal())
-        target = write_target_file(stack.target(), directory, stack.password_file)
+        running = stack.target()
+        refuse_missing_collections(loaded, running.mongodb_uri.reveal(), running.mongodb_database)
+        target = write_target_file(running, directory, stack.password_file)
         ready_s = stack.timings.get("ready_s", 0.0)
         state = state.model_copy(
-            update={"phase": "ready", "target": str(target), "ready_s": ready_s, "release": chosen}
+            update={
+                "phase": "ready",
+                "target": str(target),
+                "ready_s": ready_s,
+                "release": chosen,
+                "step": None,
+            }
         )
 
         def released(release: str) -> None:  # `rollback-drill rollback` changed it
@@ -274,7 +300,8 @@ def serve(
             )
             serve_requests(control, handler)  # until SIGTERM/SIGINT
     except _Stop as stop:
-        print(f"signal {signal.Signals(stop.args[0]).name}: tearing down", flush=True)
+        during = f" during step: {stack.step}" if stack is not None and stack.step else ""
+        print(f"signal {signal.Signals(stop.args[0]).name}{during}: tearing down", flush=True)
         return 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,10 @@
 // Allure 3 configuration for rollback-drill's HTML report. `rollback-drill run` and
 // `rollback-drill report` use it through `allure awesome --single-file --config` (passing
 // --output and --history-path explicitly); by hand:
-//   node_modules/.bin/allure awesome --single-file -c reports/allurerc.mjs reports/allure-results
+//   node_modules/.bin/allure awesome --single-file -c rollback_drill/evidence/allurerc.mjs \
+//     -o reports/html --history-path reports/history/history.jsonl reports/allure-results
+// It ships inside the package (package data), so its own output and history paths below are
+// never used by the tool: they would point into the installed package.
 // Every plugin is configured here and only here: a second config (or a second plugin with
 // history) would append each run to the history twice.
 import { fileURLToPath } from "node:url";
