@@ -306,4 +306,4 @@ def check_commands(loaded: LoadedStack) -> None:
 
 
 def _group_cpu_seconds(pgid: int) -> float:
-    return procfs.cpu_seconds(p.pid for p in procfs.group(pgid))
+    return procfs.cpu_seconds(procfs.group(pgid))
