@@ -18,6 +18,9 @@ threshold at 95 % one-sided confidence (the exact Clopper-Pearson lower bound,
 checks/sampling.py), so 3 failures in 60 requests of a
 healthy-but-noisy window do not page anyone while a real outage fires within a handful of
 requests.
+
+Over 400 lines: the runbook's six alert rules and the engine that evaluates them live are one
+concept - each rule reads the others' windows - and split they would import each other.
 """
 
 from __future__ import annotations

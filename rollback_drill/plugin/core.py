@@ -1,5 +1,10 @@
 """The pytest plugin (entry point `pytest11`): options, markers, fixtures and the guards that
-keep a verify run read-only and a drill off anything it did not start itself."""
+keep a verify run read-only and a drill off anything it did not start itself.
+
+Over 400 lines: pytest wants a plugin's hooks, options and fixtures registered from one
+module object; the concepts behind them (run record, verify half, shards) are modules of
+their own, registered from here.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ release X to release Y, and issue a short certificate a release manager can sign
 The certificate is derived from the run's drill record (and cites the record's sha256), so
 it states nothing the record does not. The exit status is the gate: 0 only when every drill
 ran, passed and recovered within its decision-matrix budget; CI reads it, or the JUnit XML.
+
+Over 400 lines: choosing the drills for a release pair, running them and writing the
+certificate are one command whose parts share the record they read; the text of the
+certificate is a third of it.
 """
 
 from __future__ import annotations

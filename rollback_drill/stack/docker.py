@@ -15,6 +15,9 @@ release on a host port of its own, then takes over the service's host port in th
 port map (`target()` moves with it) while the old one gets SIGTERM, drains and is removed.
 The nginx front is reloaded in place instead (the release's page copied in, the rendered
 config re-read on SIGHUP): its host ports are where users are, and they cannot move.
+
+Over 400 lines: one backend - every verb of the Stack protocol for containers; the
+infrastructure around it (networks, sweeping, waits) is already in docker_infra.
 """
 
 from __future__ import annotations
