@@ -433,8 +433,10 @@ def test_login_fails_against_the_performance_baseline_when_it_is_twice_as_slow(
     with_baseline = dataclasses.replace(target, performance_baseline=baseline)
     _assert_passes("flow.login", with_baseline)
     median = statistics.median(v for vs in baseline.flows["login"].client_s.values() for v in vs)
+    # twice as slow, and past the stack's floor (a rise under 10 ms is jitter, by design)
+    extra_s = max(median, 0.04)
     with slower_logins(
-        local_stack.mongodb_uri, target.test_email, target.test_password.reveal(), median
+        local_stack.mongodb_uri, target.test_email, target.test_password.reveal(), extra_s
     ):
         summary = _assert_fails("flow.login", with_baseline)
     assert "of the baseline" in summary and "interval" in summary, summary

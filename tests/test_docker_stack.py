@@ -3,6 +3,7 @@ only, the runbook's docker operations, and nothing left behind - also after SIGK
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -17,11 +18,15 @@ import docker
 import httpx
 import pytest
 
+from rollback_drill.chain import keys
+from rollback_drill.checks import BY_NAME
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.select import docker_available
+from rollback_drill.stack.target import Target
 from rollback_drill.stores import mongo
+from tests.helpers import anchored_dids, apps_on_database, did_subject, redis_config, registry_of
 from tests.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -310,3 +315,58 @@ def test_down_removes_every_container_and_the_network(stack_file: LoadedStack) -
     finally:
         stack.down()
     assert _ours(stack.run_id) == ([], [])
+
+
+# Verify's blind spots (issue 19) on this backend; the local backend's in test_checks_fail.py
+
+
+def _verify_target(stack: DockerStack) -> Target:
+    target = stack.target()
+    baseline = mongo.fingerprint(stack.mongodb_uri, "safepsy", list(target.integrity_collections))
+    return dataclasses.replace(target, baseline=baseline)
+
+
+def _state(name: str, target: Target) -> tuple[bool, str]:
+    result = BY_NAME[name].run(target)
+    return result.ok, result.summary
+
+
+def test_redis_writes_fail_on_docker_when_redis_refuses_writes(docker_stack: DockerStack) -> None:
+    target = _verify_target(docker_stack)
+    assert _state("stores.redis_writes", target)[0]
+    with redis_config(docker_stack, min_replicas_to_write="1"):
+        assert _state("connectivity.redis", target)[0]  # the blind spot: PONG
+        ok, summary = _state("stores.redis_writes", target)
+        assert not ok and "NOREPLICAS" in summary, summary
+    assert _state("stores.redis_writes", target)[0]
+
+
+def test_did_documents_fail_on_docker_when_the_chain_disagrees(docker_stack: DockerStack) -> None:
+    target = _verify_target(docker_stack)
+    ok, summary = _state("stores.did_documents", target)
+    assert ok, summary
+    victim = next(a for a in anchored_dids(docker_stack) if a["did"] != target.test_did)
+    registry = registry_of(docker_stack)
+    signer = keys.operator_signer(docker_stack.workdir)
+    original = registry.resolve(did_subject(victim["did"]))
+    altered = original.replace('"controller":"did:', '"controller":"did:x')
+    registry.register(signer, did_subject(victim["did"]), altered, 30.0)
+    try:
+        ok, summary = _state("stores.did_documents", target)
+        assert not ok and victim["did"] in summary, summary
+        assert _state("chain.registry", target)[0]  # each store alone still looks right
+    finally:
+        registry.register(signer, did_subject(victim["did"]), original, 30.0)
+    assert _state("stores.did_documents", target)[0]
+
+
+def test_app_database_fails_on_docker_when_the_apps_use_another_database(
+    docker_stack: DockerStack,
+) -> None:
+    target = _verify_target(docker_stack)
+    assert _state("stores.app_database", target)[0]
+    with apps_on_database(docker_stack, "safepsy_restored"):
+        assert _state("flow.login", target)[0]  # the blind spot: every flow works
+        ok, summary = _state("stores.app_database", target)
+        assert not ok and "safepsy_restored" in summary, summary
+    assert _state("stores.app_database", target)[0]
