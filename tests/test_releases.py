@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from rollback_drill.checks import ALL_CHECKS, BY_NAME
+from rollback_drill.checks import shift as response_shift
 from rollback_drill.checks.result import run_checks
 from rollback_drill.failures.contract_release import roll_out
 from rollback_drill.failures.scenarios import run_migration
@@ -88,7 +89,7 @@ def _failing(target: Target) -> set[str]:
     return {o.check.name for o in outcomes if o.failed}
 
 
-def _login_p50(target: Target, n: int = 15) -> float:
+def _login_times(target: Target, n: int = 15) -> list[float]:
     body = {"email": target.test_email, "password": target.test_password.reveal()}
     times = []
     with httpx.Client(trust_env=False, timeout=10) as client:
@@ -96,7 +97,31 @@ def _login_p50(target: Target, n: int = 15) -> float:
             start = time.perf_counter()
             assert client.post(target.backend_url + "/api/auth/login", json=body).status_code == 200
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def _login_p50(target: Target, n: int = 15) -> float:
+    return statistics.median(_login_times(target, n))
+
+
+def _login_not_regressed(
+    target: Target, baseline: list[float], regression_ratio: float, rounds: int = 3
+) -> response_shift.Shift:
+    """Login after the rollback against login before the release, judged as verify judges
+    it (the Hodges-Lehmann ratio with its 95 % interval): cleared when the interval's lower
+    end is under the stack's regression ratio (the runbook's +50 %). A busy machine (the
+    other xdist worker's drills) can slow one round; a round that cannot clear it
+    re-samples, as verify does, before the test fails. 1.6.0's defect adds a
+    300 000-iteration hash to every login (several times the baseline), so a rollback that
+    left it in place stays far above x1.5 in every round."""
+    shift = None
+    for _ in range(rounds):
+        shift = response_shift.compare({"login": baseline}, {"login": _login_times(target)}, 0.95)
+        assert shift is not None
+        if shift.low < regression_ratio:
+            return shift
+    assert shift is not None
+    return shift
 
 
 def _chatbot_memory_share(stack: LocalStack) -> float:
@@ -212,7 +237,7 @@ def test_release_shows_its_defect_and_rolling_back_clears_it(
     good = stack.loaded.release(release).previous
     assert good is not None
     assert not _failing(stack.target()), "the stack is healthy before the release"
-    baseline_login = _login_p50(stack.target())
+    baseline_login = _login_times(stack.target())
     _deploy(stack, release)
     try:
         EXPECTED[release](stack, _failing(stack.target()))
@@ -220,5 +245,7 @@ def test_release_shows_its_defect_and_rolling_back_clears_it(
         _deploy(stack, good)
     assert not _failing(stack.target()), "redeploying the previous release clears it"
     assert _chatbot_memory_share(stack) < stack.spec.thresholds.memory_warning
-    assert _login_p50(stack.target()) < max(baseline_login * 2, 0.02)
+    regression_ratio = 1 + stack.spec.thresholds.response_time_increase_critical
+    shift = _login_not_regressed(stack.target(), baseline_login, regression_ratio)
+    assert shift.low < regression_ratio, f"login still slower after the rollback: {shift.shown()}"
     assert BY_NAME  # the checks used above are the registered ones
