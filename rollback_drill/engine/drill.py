@@ -289,8 +289,12 @@ def _run_phases(
         alerts.not_before_s = finished
         # Watch first (the runbook's "Monitor logs for errors"), then verify: a check of the
         # logs or the flows right after a restart reads the restart, not the release.
+        now_target = stack.target()
         verify_target = dataclasses.replace(
-            stack.target(), baseline=ctx.facts[BASELINE], read_only=False
+            now_target,
+            baseline=ctx.facts[BASELINE],
+            read_only=False,
+            expected_releases=_after_rollback(drill, ctx.good_release, now_target),
         )
         deciding = [c for c in [*ALL_CHECKS, *drill.verify] if c.decides and not c.writes]
 
@@ -334,6 +338,24 @@ def _run_phases(
         judge_gapless(outcome, load)
     if not outcome.verdict.within_budget:
         raise DrillFailed(outcome.verdict.summary())
+
+
+def _after_rollback(drill: Drill, good: str, target: Target) -> dict[str, str]:
+    """What the rollback was meant to leave running: the good release on every service it
+    may change (all of them, or the drill's `only_services`), the rest as they are; for a
+    data rollback (`Procedure.reverts_release` False), every service as it is.
+
+    The stack's own target expects what is configured now, which is whatever the procedure
+    left - right or wrong; against it a procedure that skipped a service's rollback still
+    reads "deployed as expected". Held against the rollback's goal instead, a service left
+    on the bad release fails `rollback.releases` as a decided failure, and the Verify phase
+    stops waiting for green at once rather than when its timeout runs out."""
+    if not drill.procedure.reverts_release:
+        return dict(target.expected_releases)
+    return {
+        service: good if drill.only_services is None or service in drill.only_services else now
+        for service, now in target.expected_releases.items()
+    }
 
 
 def _write_record(outcome: DrillOutcome) -> None:

@@ -115,6 +115,7 @@ PROCEDURE = Procedure(
     name="database: mongodb",
     runbook_section="Rollback Procedures > Database Rollback > MongoDB Rollback",
     rollback_type="emergency",
+    reverts_release=False,  # restores data under the release that runs
     steps=(
         Step(
             "Stop services using database",

@@ -89,6 +89,7 @@ PROCEDURE = Procedure(
     name="database: redis",
     runbook_section="Rollback Procedures > Database Rollback > Redis Rollback",
     rollback_type="emergency",
+    reverts_release=False,  # restores data under the release that runs
     steps=(
         Step(
             "Clear Redis cache",

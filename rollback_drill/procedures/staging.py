@@ -59,6 +59,7 @@ DATABASE = Procedure(
     name="staging: database",
     runbook_section="Staging Environment Rollback > Staging Database Rollback",
     rollback_type="emergency",
+    reverts_release=False,  # restores data under the release that runs
     steps=(
         Step(
             "Restore staging database",

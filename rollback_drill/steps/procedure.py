@@ -107,6 +107,10 @@ class Procedure:
     # critical issues include "SSL certificate failures").
     also_serves: tuple[str, ...] = ()
     step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S
+    # It brings the services it may change back to the good release (a code or
+    # configuration rollback). False for the data rollbacks (MongoDB, Redis, staging
+    # database): they restore data under whatever release runs.
+    reverts_release: bool = True
 
     def serves(self, rollback_type: str) -> bool:
         return rollback_type in (self.rollback_type, *self.also_serves)
