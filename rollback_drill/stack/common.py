@@ -1,8 +1,8 @@
-"""What every backend shares beside its configuration (stack/configuration.py): the order a
-stack comes up in and goes down, readiness as the host sees it, seeding (`seeding`), the
-stores' backup and restore, and how checks reach it (`target`). A backend supplies only how a
-service runs (a process or a container), so a drill behaves the same on both and neither
-repeats the other.
+"""What every backend shares beside its configuration (stack/configuration.py) and its
+stores' backup and restore (stack/backups.py): the order a stack comes up in and goes down,
+readiness as the host sees it, seeding (`seeding`), and how checks reach it (`target`). A
+backend supplies only how a service runs (a process or a container), so a drill behaves the
+same on both and neither repeats the other.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
@@ -26,8 +25,8 @@ from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.access import LogSource, StackLogs, StackStats, StatsSource
+from rollback_drill.stack.backups import StoreBackups
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage
-from rollback_drill.stack.configuration import StackConfiguration
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target
 from rollback_drill.stack.targetparts import Deployed, stack_settings
@@ -47,7 +46,7 @@ def _preload_signing() -> None:
     import eth_account  # noqa: F401
 
 
-class StackBase(StackConfiguration):
+class StackBase(StoreBackups):
     """The backend-independent half of a Stack; see the module docstring."""
 
     backend_name = "base"
@@ -59,7 +58,6 @@ class StackBase(StackConfiguration):
         self.seed_users = seed_users or self.spec.seed.users
         self.test_did: str | None = None
         self.timings: dict[str, float] = {}
-        self._backups: list[tuple[datetime, Path]] = []
         self.step = ""  # what `up` is doing now (`_step`)
         self.on_step: Callable[[str], None] | None = None
 
@@ -217,73 +215,6 @@ class StackBase(StackConfiguration):
         if self.is_running(service):
             self.stop(service)
         self.start(service, wait_healthy=False)
-
-    # -- the stores ----------------------------------------------------------------------------
-    @property
-    def backups(self) -> list[tuple[datetime, Path]]:
-        return list(self._backups)
-
-    def backup_stores(self, dest: Path) -> Path:
-        """The runbook's `docker-manage.sh backup`: MongoDB and Redis into `dest`."""
-        taken = datetime.now(UTC)
-        mongo.backup(self.mongodb_uri, self.spec.stores.mongodb.database, dest / "mongodb")
-        redis_store.backup(self.redis_url, dest / "redis.json")
-        self._backups.append((taken, dest))
-        return dest
-
-    def restore_stores(self, archive: Path) -> dict[str, int]:
-        """The runbook's `docker-manage.sh restore`: both stores back to the archive's state.
-        The MongoDB part is the tool's `mongodb/` folder or mongodump output anywhere in
-        `archive` (stores.dump); the Redis part the tool's `redis.json`."""
-        part = archive / "mongodb" if (archive / "mongodb").is_dir() else archive
-        report = mongo.restore(self.mongodb_uri, self.spec.stores.mongodb.database, part)
-        if not report.equal:
-            raise StackError(f"MongoDB restore from {archive} did not end equal to the backup")
-        restored = report.counts()
-        rdb = sorted(archive.rglob("*.rdb"), key=lambda p: len(p.parts))
-        if (archive / "redis.json").is_file():
-            redis_store.flush_all(self.redis_url)
-            restored["redis keys"] = redis_store.restore(self.redis_url, archive / "redis.json")
-        elif rdb:
-            restored["redis keys"] = self.restore_redis_rdb(rdb[0])
-        else:  # mongodump output alone: the runbook's Redis rollback, the cache emptied
-            redis_store.flush_all(self.redis_url)
-            restored["redis keys"] = 0
-        return restored
-
-    def restore_redis_rdb(self, rdb: Path) -> int:
-        """An RDB file (`dump.rdb`) restored by the stack's own redis-server: what it holds is
-        read first by a scratch server (stores.redis), then the server is stopped, the file
-        placed as its `dbfilename` in its `dir`, the server started, and every key read back
-        against the scratch server's reading. Returns the number of keys."""
-        if not self.places_rdb:
-            raise StackError(
-                f"{rdb}: this backend restores Redis from the tool's redis.json only; an RDB "
-                "file needs the server's data folder, which only the local backend owns "
-                "(nothing was stopped)"
-            )
-        expected = redis_store.rdb_contents(rdb)
-        place = redis_store.rdb_location(self.redis_url)
-        self.stop("redis")
-        try:
-            self._place_rdb(rdb, place)
-        finally:
-            self.start("redis")
-        found = redis_store.url_contents(self.redis_url)
-        if found != expected:
-            raise StackError(
-                f"Redis restore from {rdb}: the server holds {found.keys} keys "
-                f"(sha256 {found.sha256[:12]}), the file {expected.keys} "
-                f"(sha256 {expected.sha256[:12]})"
-            )
-        return found.keys
-
-    #: Whether `_place_rdb` can put a file where the Redis server reads it at start.
-    places_rdb = False
-
-    def _place_rdb(self, rdb: Path, place: Path) -> None:
-        """Put the RDB file where the stopped server reads it at start."""
-        raise StackError(f"{rdb}: this backend cannot place an RDB file")
 
     # -- readiness, as the host sees it ---------------------------------------------------------
     def probe(self, name: str, healthy: bool = True) -> Callable[[], bool]:
