@@ -16,7 +16,12 @@ from typing import Any
 
 import yaml
 
+from rollback_drill.files.specmodel import Thresholds
+from rollback_drill.process.secrets import Secret
+from rollback_drill.stack.access import StatsSource
 from rollback_drill.stack.common import StackBase
+from rollback_drill.stack.target import Target
+from rollback_drill.stack.targetparts import Reach, Settings
 from rollback_drill.stores import mongo
 from tests.paths import PROJECT_ROOT
 
@@ -53,6 +58,31 @@ def reference_target_doc() -> dict[str, object]:
         "thresholds": {"response_time_warning_s": 2.0},
         "read_only": True,
     }
+
+
+def bare_target(name: str, url: str, stats: StatsSource | None = None) -> Target:
+    """A target whose every service answers at `url` and whose stores and chain are nowhere:
+    for a test of one check or of the monitor, built as every target is (`Target.build`)."""
+    reach = Reach(
+        backend_url=url,
+        chatbot_url=url,
+        frontend_url=url,
+        frontend_tls_url=None,
+        mongodb_uri=Secret("mongodb://127.0.0.1:1/"),
+        redis_url=Secret("redis://127.0.0.1:1/0"),
+        rpc_url=None,
+        ca_file=None,
+    )
+    settings = Settings(
+        mongodb_database="safepsy",
+        chain_id=None,
+        test_email="test@safepsy.com",
+        contract_artifact=None,
+        server_name=None,
+        integrity_collections=("users",),
+        thresholds=Thresholds(),
+    )
+    return Target.build(name, reach, Secret("unused"), settings, stats=stats)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from rollback_drill.plugin.compose import (
     compose_up,
     prepare_reference,
     project_name,
-    reference_target,
 )
 from rollback_drill.process.secrets import Secret
 from rollback_drill.stack.select import docker_available
@@ -50,7 +49,8 @@ def test_verify_suite_against_the_compose_stack(stack_file: LoadedStack, tmp_pat
         assert len(_project_containers(project)) == 6
         target = bootstrap_reference(
             stack_file,
-            reference_target(stack_file, prep, Secret(password_file.read_text())),
+            prep,
+            Secret(password_file.read_text()),
             services,
             "1.4.0",
             tmp_path / "seed.log",

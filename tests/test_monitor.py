@@ -11,10 +11,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rollback_drill.monitoring.monitor import Monitor, Sample
-from rollback_drill.process.secrets import Secret
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.target import Target
 from rollback_drill.steps.timeline import Timeline
+from tests.helpers import bare_target
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -42,29 +42,11 @@ class _Server:
         self._thread.join()
 
 
-def _target(url: str) -> Target:
-    return Target(
-        name="moving",
-        backend_url=url,
-        chatbot_url=url,
-        frontend_url=url,
-        frontend_tls_url=None,
-        mongodb_uri=Secret("mongodb://127.0.0.1:1/"),
-        mongodb_database="safepsy",
-        redis_url=Secret("redis://127.0.0.1:1/0"),
-        rpc_url=None,
-        registry_address=None,
-        chain_id=None,
-        test_email="test@safepsy.com",
-        test_password=Secret("unused"),
-    )
-
-
 def _backend_after_a_move(follow: bool) -> list[Sample]:
     """The backend moves from one server to another, and the first one stops; the backend
     probes made once the move has settled."""
     first, second = _Server(), _Server()
-    where = {"target": _target(first.url)}
+    where = {"target": bare_target("moving", first.url)}
     timeline = Timeline([])
     source: Target | Callable[[], Target] = (lambda: where["target"]) if follow else where["target"]
     try:

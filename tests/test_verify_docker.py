@@ -13,10 +13,10 @@ import docker
 import pytest
 
 from rollback_drill.checks import BY_NAME
-from rollback_drill.process.secrets import Secret
 from rollback_drill.stack.access import DockerLogs, DockerStats
 from rollback_drill.stack.select import docker_available
 from rollback_drill.stack.target import Target
+from tests.helpers import bare_target
 
 pytestmark = [
     pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers"),
@@ -46,11 +46,7 @@ def container(stack_file: object) -> Iterator[str]:
 
 
 def _target(stats: DockerStats) -> Target:
-    return Target(
-        "docker", "http://127.0.0.1:1", "http://127.0.0.1:1", "http://127.0.0.1:1", None,
-        Secret("mongodb://127.0.0.1:1"), "safepsy", Secret("redis://127.0.0.1:1"), None, None,
-        None, "t@x.test", Secret("unused-pw"), stats=stats,
-    )  # fmt: skip
+    return bare_target("docker", "http://127.0.0.1:1", stats)
 
 
 def test_memory_reads_what_docker_stats_reports_and_the_warning_turns_red(container: str) -> None:

@@ -34,10 +34,11 @@ from rollback_drill.process import proc
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
 from rollback_drill.stack import tls
-from rollback_drill.stack.common import OPERATOR_FUNDS_WEI
+from rollback_drill.stack.configuration import OPERATOR_FUNDS_WEI
 from rollback_drill.stack.docker import container_nginx_values, container_peers
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target
+from rollback_drill.stack.targetparts import Deployed, Reach, stack_settings
 
 COMPOSE_ENV = "ROLLBACK_DRILL_COMPOSE"
 V2, V1 = "docker compose", "docker-compose"
@@ -165,33 +166,48 @@ def prepare_reference(loaded: LoadedStack, directory: Path, release: str) -> Ref
     return ReferenceCompose(env, certs, directory)
 
 
-def reference_target(loaded: LoadedStack, prep: ReferenceCompose, password: Secret) -> Target:
-    """How checks reach the compose stack; registry and test DID filled by bootstrap."""
-    front = next(s for s in loaded.spec.services.values() if s.kind == "nginx")
-    return Target(
-        name=f"{loaded.spec.name} (docker-compose)",
-        backend_url=f"http://127.0.0.1:{prep.port('BACKEND')}",
-        chatbot_url=f"http://127.0.0.1:{prep.port('CHATBOT')}",
-        frontend_url=f"http://127.0.0.1:{prep.port('HTTP')}",
-        frontend_tls_url=f"https://localhost:{prep.port('HTTPS')}",
-        mongodb_uri=Secret(f"mongodb://127.0.0.1:{prep.port('MONGODB')}/?directConnection=true"),
-        mongodb_database=loaded.spec.stores.mongodb.database,
-        redis_url=Secret(f"redis://127.0.0.1:{prep.port('REDIS')}/0"),
-        rpc_url=f"http://127.0.0.1:{prep.port('CHAIN')}",
-        registry_address=None,
-        chain_id=loaded.spec.chain.chain_id,
-        test_email=loaded.spec.test_account.email,
-        test_password=password,
-        contract_artifact=loaded.resolve(loaded.spec.chain.contract_artifact),
+def reference_target(
+    loaded: LoadedStack,
+    prep: ReferenceCompose,
+    password: Secret,
+    deployed: Deployed | None = None,
+    project: str | None = None,
+    compose: Compose | None = None,
+) -> Target:
+    """How checks reach the compose stack; what is deployed there once `bootstrap_reference`
+    says, and (given the compose `project`) log and stats access to its containers (named as
+    `compose`, the detected command, names them)."""
+    reach = Reach.on_host(
+        backend=prep.port("BACKEND"),
+        chatbot=prep.port("CHATBOT"),
+        frontend=prep.port("HTTP"),
+        frontend_tls=prep.port("HTTPS"),
+        mongodb=prep.port("MONGODB"),
+        redis=prep.port("REDIS"),
+        chain=prep.port("CHAIN"),
         ca_file=prep.certs.ca_file,
-        server_name=front.server_name,
-        thresholds=loaded.spec.thresholds,
+    )
+    contract = deployed.contract_version if deployed else None
+    settings = stack_settings(loaded, contract)
+    name = f"{loaded.spec.name} (docker-compose)"
+    if not project:
+        return Target.build(name, reach, password, settings, deployed)
+    from rollback_drill.stack.access import DockerLogs, DockerStats
+
+    apps = [n for n, s in loaded.spec.services.items() if s.kind == "app"]
+    naming = compose or detect_compose()
+    containers = {n: naming.container(project, n) for n in loaded.spec.services}
+    # nginx logs to files inside its container: `docker logs` shows the apps' logs only
+    logs = DockerLogs({n: containers[n] for n in apps})
+    return Target.build(
+        name, reach, password, settings, deployed, logs=logs, stats=DockerStats(containers)
     )
 
 
 def bootstrap_reference(
     loaded: LoadedStack,
-    target: Target,
+    prep: ReferenceCompose,
+    password: Secret,
     services: Services,
     release: str,
     log: Path,
@@ -199,20 +215,21 @@ def bootstrap_reference(
     compose: Compose | None = None,
 ) -> Target:
     """After `up`: deploy the registry at the address the compose file expects, seed. The
-    target then says what the stack must run, and (given the compose `project`) grants log and
-    stats access to its containers (named as `compose`, the detected command, names them)."""
+    target then says what the stack must run (`reference_target`, given the same `project`
+    and `compose`)."""
     import httpx
 
     from rollback_drill.stores import mongo
 
-    assert target.rpc_url is not None
-    rpc_url = target.rpc_url
+    before = reference_target(loaded, prep, password)
+    assert before.rpc_url is not None
+    rpc_url = before.rpc_url
     body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
     services.wait_until_responsive(
         lambda: _answers(lambda: httpx.post(rpc_url, json=body, timeout=1).status_code == 200),
         timeout=READY_TIMEOUT_S, pause=0.1,
     )  # fmt: skip
-    uri = target.mongodb_uri.reveal()
+    uri = before.mongodb_uri.reveal()
     services.wait_until_responsive(
         lambda: _answers(lambda: mongo.ping(uri, 0.5) >= 0), timeout=READY_TIMEOUT_S, pause=0.1
     )
@@ -221,35 +238,22 @@ def bootstrap_reference(
     chain.fund_dev_operator(rpc_url, signer.address, OPERATOR_FUNDS_WEI)
     deployment = chain.deploy_registry(rpc_url, loaded.contract_artifact(version), version, signer)
     seeding = start_seed(
-        loaded,
-        SeedTarget(uri, rpc_url, deployment.address, deployment.operator),
-        target.test_password,
-        log,
+        loaded, SeedTarget(uri, rpc_url, deployment.address, deployment.operator), password, log
     )
     finish_seed(seeding, log)
-    health = target.backend_url + "/health"
+    health = before.backend_url + "/health"
     services.wait_until_responsive(
         lambda: _answers(lambda: httpx.get(health, timeout=1).status_code == 200),
         timeout=READY_TIMEOUT_S, pause=0.1,
     )  # fmt: skip
-    from dataclasses import replace
-
-    from rollback_drill.stack.access import DockerLogs, DockerStats
-
-    apps = [n for n, s in loaded.spec.services.items() if s.kind == "app"]
-    naming = compose or (detect_compose() if project else Compose(V1))
-    containers = {name: naming.container(project or "", name) for name in loaded.spec.services}
-    return replace(
-        target,
+    deployed = Deployed(
         registry_address=deployment.address,
         test_did=lookup_test_did(loaded, uri),
-        expected_releases={name: release for name in loaded.spec.services},
-        expected_contract_version=loaded.release(release).contract_version,
-        expected_owner=deployment.operator,
-        # nginx logs to files inside its container: `docker logs` shows the apps' logs only
-        logs=DockerLogs({n: containers[n] for n in apps}) if project else None,
-        stats=DockerStats(containers) if project else None,
+        releases={name: release for name in loaded.spec.services},
+        contract_version=version,
+        owner=deployment.operator,
     )
+    return reference_target(loaded, prep, password, deployed, project, compose)
 
 
 def _answers(probe: Callable[[], bool]) -> bool:

@@ -3,13 +3,21 @@ what the rollback must have produced (the expected releases, contract version an
 
 One shape for both worlds: a drill builds it from the stack it started, the verify suite
 from a target file. Checks never know which.
+
+One builder, `Target.build`, for every path (a target file here, a running stack in
+stack/common.py, the compose reference stack in plugin/compose.py): each caller states what it
+knows - how the host reaches the environment, the test account's password, what its file
+says, what is deployed there and, from a target file only, how verify judges (the parts, in
+stack/targetparts.py) - and the builder fills every field the same way. `Target` has no
+defaults, so a new field is added to the builder (and to the part it comes from) or no Target
+is made at all.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +25,7 @@ from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.files.targetspec import TargetSpec, load_target
 from rollback_drill.process.errors import SpecError
 from rollback_drill.process.secrets import Secret
+from rollback_drill.stack.targetparts import Deployed, Judging, Reach, Settings
 
 if TYPE_CHECKING:
     from rollback_drill.files.perfbaseline import PerformanceBaseline
@@ -43,31 +52,88 @@ class Target:
     chain_id: int | None
     test_email: str
     test_password: Secret
-    contract_artifact: Path | None = None
-    test_did: str | None = None
-    ca_file: Path | None = None
-    server_name: str | None = None
-    integrity_collections: tuple[str, ...] = ("users",)
-    baseline: Fingerprint | None = None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    read_only: bool = False
+    contract_artifact: Path | None
+    test_did: str | None
+    ca_file: Path | None
+    server_name: str | None
+    integrity_collections: tuple[str, ...]
+    baseline: Fingerprint | None
+    thresholds: Thresholds
+    read_only: bool
     # what the rollback must have produced (empty / None: the target does not say)
-    expected_releases: Mapping[str, str] = field(default_factory=dict)
-    expected_contract_version: str | None = None
-    expected_owner: str | None = None
+    expected_releases: Mapping[str, str]
+    expected_contract_version: str | None
+    expected_owner: str | None
     # collections users write to (plus the verify run's own): additions are counted
-    user_written_collections: tuple[str, ...] = ()
-    own_writes: tuple[str, ...] = OWN_WRITES
-    logs: LogSource | None = None
-    stats: StatsSource | None = None
-    performance_baseline: PerformanceBaseline | None = None
-    sampling_confidence: float = 0.95
-    sampling_workers: int = 3
+    user_written_collections: tuple[str, ...]
+    own_writes: tuple[str, ...]
+    logs: LogSource | None
+    stats: StatsSource | None
+    performance_baseline: PerformanceBaseline | None
+    sampling_confidence: float
+    sampling_workers: int
     # one request per route instead of a sample that bounds the error rate: the weight of a
     # drill's synthetic monitoring, which repeats every check twice a second under load
-    probe_once: bool = False
-    deadline_s: float = 20.0
-    source: Path | None = None
+    probe_once: bool
+    deadline_s: float
+    source: Path | None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        reach: Reach,
+        password: Secret,
+        settings: Settings,
+        deployed: Deployed | None = None,
+        *,
+        logs: LogSource | None = None,
+        stats: StatsSource | None = None,
+        judging: Judging | None = None,
+        source: Path | None = None,
+    ) -> Target:
+        """The one way a Target is made (see the module docstring). `deployed` None: the
+        caller does not know yet (nothing expected); `logs`/`stats` None: no access granted
+        (those checks say "not verified"); `judging` None: a drill's stack, judged with the
+        target file's defaults; `source`: the target file it came from."""
+        deployed = deployed or Deployed()
+        judging = judging or Judging()
+        return cls(
+            name=name,
+            backend_url=reach.backend_url.rstrip("/"),
+            chatbot_url=reach.chatbot_url.rstrip("/"),
+            frontend_url=reach.frontend_url.rstrip("/"),
+            frontend_tls_url=reach.frontend_tls_url.rstrip("/") if reach.frontend_tls_url else None,
+            mongodb_uri=reach.mongodb_uri,
+            mongodb_database=settings.mongodb_database,
+            redis_url=reach.redis_url,
+            rpc_url=reach.rpc_url,
+            registry_address=deployed.registry_address,
+            chain_id=settings.chain_id,
+            test_email=settings.test_email,
+            test_password=password,
+            contract_artifact=settings.contract_artifact,
+            test_did=deployed.test_did,
+            ca_file=reach.ca_file,
+            server_name=settings.server_name,
+            integrity_collections=settings.integrity_collections,
+            baseline=judging.baseline,
+            thresholds=settings.thresholds,
+            read_only=judging.read_only,
+            expected_releases=dict(deployed.releases),
+            expected_contract_version=deployed.contract_version,
+            expected_owner=deployed.owner,
+            user_written_collections=judging.user_written_collections,
+            own_writes=OWN_WRITES,
+            logs=logs,
+            stats=stats,
+            performance_baseline=judging.performance_baseline,
+            sampling_confidence=judging.sampling_confidence,
+            sampling_workers=judging.sampling_workers,
+            probe_once=False,
+            deadline_s=judging.deadline_s,
+            source=source,
+        )
 
     def service_urls(self) -> dict[str, str]:
         urls = {
@@ -87,6 +153,7 @@ class Target:
         return str(self.source) if self.source else self.name
 
 
+# -- a target file ----------------------------------------------------------------------------
 def _from_env(spec_path: Path, field_name: str, var: str | None, literal: str | None) -> Secret:
     if var:
         value = os.environ.get(var)
@@ -193,44 +260,51 @@ def resolve_target(path: Path, spec: TargetSpec, with_baseline: bool = True) -> 
     from rollback_drill.stack.access import sources_from_spec
 
     password = _password(path, spec)
-    mongodb_uri = _from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri)
-    redis_url = _from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url)
-    artifact = _artifact(path, spec)
-    ca = _ca(path, spec)
-    logs, stats = sources_from_spec(spec, path.resolve().parent)
-    services = spec.services
-    return Target(
-        name=spec.name,
-        backend_url=services.backend.rstrip("/"),
-        chatbot_url=services.ai_chatbot.rstrip("/"),
-        frontend_url=services.frontend.rstrip("/"),
-        frontend_tls_url=services.frontend_tls.rstrip("/") if services.frontend_tls else None,
-        mongodb_uri=mongodb_uri,
-        mongodb_database=spec.mongodb_database,
-        redis_url=redis_url,
+    reach = Reach(
+        backend_url=spec.services.backend,
+        chatbot_url=spec.services.ai_chatbot,
+        frontend_url=spec.services.frontend,
+        frontend_tls_url=spec.services.frontend_tls,
+        mongodb_uri=_from_env(path, "mongodb_uri_env", spec.mongodb_uri_env, spec.mongodb_uri),
+        redis_url=_from_env(path, "redis_url_env", spec.redis_url_env, spec.redis_url),
         rpc_url=spec.rpc_url,
-        registry_address=spec.registry_address,
+        ca_file=_ca(path, spec),
+    )
+    settings = Settings(
+        mongodb_database=spec.mongodb_database,
         chain_id=spec.chain_id,
         test_email=spec.test_account.email,
-        test_password=Secret(password),
-        contract_artifact=artifact,
-        test_did=spec.test_did,
-        ca_file=ca,
+        contract_artifact=_artifact(path, spec),
         server_name=spec.tls.server_name,
         integrity_collections=tuple(spec.integrity.collections) if spec.integrity else ("users",),
-        baseline=_baseline(path, spec) if with_baseline else None,
         thresholds=spec.thresholds,
-        read_only=spec.read_only,
-        expected_releases={str(k): v for k, v in spec.expected.releases.items()},
-        expected_contract_version=spec.expected.contract_version,
-        expected_owner=spec.expected.registry_owner,
-        user_written_collections=tuple(spec.integrity.written_by_users) if spec.integrity else (),
-        logs=logs,
-        stats=stats,
+    )
+    deployed = Deployed(
+        registry_address=spec.registry_address,
+        test_did=spec.test_did,
+        releases={str(k): v for k, v in spec.expected.releases.items()},
+        contract_version=spec.expected.contract_version,
+        owner=spec.expected.registry_owner,
+    )
+    logs, stats = sources_from_spec(spec, path.resolve().parent)
+    judging = Judging(
+        baseline=_baseline(path, spec) if with_baseline else None,
         performance_baseline=_performance(path, spec),
+        user_written_collections=tuple(spec.integrity.written_by_users) if spec.integrity else (),
+        read_only=spec.read_only,
         sampling_confidence=spec.sampling.confidence,
         sampling_workers=spec.sampling.workers,
         deadline_s=spec.deadline_s,
+    )
+    return Target.build(
+        spec.name,
+        reach,
+        Secret(password),
+        settings,
+        deployed,
+        logs=logs,
+        stats=stats,
+        judging=judging,
         source=path,
     )
 
