@@ -5,13 +5,18 @@ interleaved so both see the same machine load. Prints each time, the medians and
 (target: verify <= 0.5 x the literal block), and the time to fingerprint the users collection
 (per-document digests; `--seed-users 100000` for the size a later issue needs). Asserts nothing.
 
+"rollback-drill verify + web3" is the same verify with web3 imported first: the least a web3
+read path would cost verify (its per-call overhead comes on top), which is why checks/chain.py
+keeps the light JSON-RPC client while the engine's chain work goes through web3 (chain/evm.py).
+`--only "rollback-drill verify" --only "rollback-drill verify + web3"` times just those two.
+
 The target file is written where `rollback-drill up` writes its own (.rollback-drill/ in the
 project), so both verify commands run as the README shows them.
 The literal block is the runbook's "Rollback Verification" section (health checks, database
 connectivity, functional testing, performance verification with the log error count) plus
 its "Verify SSL" and "Verify data integrity" commands; `./docker-manage.sh health` and
 `docker stats` have no local equivalent and are left out.
-Run: .venv/bin/python benchmarks/bench_verify.py [--runs N] [--seed-users N]
+Run: .venv/bin/python benchmarks/bench_verify.py [--runs N] [--seed-users N] [--only NAME]...
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ openssl s_client -connect "$TLS" -servername "$SERVER_NAME" -CAfile "$CA" </dev/
 
 
 UP_DIR = PROJECT_ROOT / ".rollback-drill"
+WITH_WEB3 = (
+    "import runpy, sys, web3; sys.argv[0] = 'rollback-drill'; "
+    "runpy.run_module('rollback_drill.cli', run_name='__main__')"
+)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -73,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed-users", type=int, default=200)
+    parser.add_argument("--only", action="append", default=[], help="time only these commands")
     args = parser.parse_args()
     loaded = load_stack(PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml")
     UP_DIR.mkdir(exist_ok=True)
@@ -108,7 +118,12 @@ def main() -> None:
                 [sys.executable, "-m", "rollback_drill.cli", "verify", "--target",
                  str(target_file)], None,
             ),
+            "rollback-drill verify + web3": (
+                [sys.executable, "-c", WITH_WEB3, "verify", "--target", str(target_file)], None,
+            ),
         }  # fmt: skip
+        if args.only:
+            commands = {name: commands[name] for name in args.only}
         fingerprints = []
         for _ in range(3):
             start = time.monotonic()
@@ -121,13 +136,17 @@ def main() -> None:
             for name, (argv, run_env) in commands.items():
                 seconds, code = timed(argv, run_env)
                 times[name].append(seconds)
-                print(f"run {run}: {name:<22} {seconds:.2f} s (exit {code})")
-    literal = statistics.median(times["literal block"])
+                print(f"run {run}: {name:<28} {seconds:.2f} s (exit {code})")
+    literal = statistics.median(times["literal block"]) if "literal block" in times else None
     print(f"\nmedian of {args.runs} runs, {args.seed_users} seeded users:")
     for name, values in times.items():
         median = statistics.median(values)
-        ratio = "" if name == "literal block" else f"  ratio {median / literal:.2f} (target <= 0.5)"
-        print(f"  {name:<22} {median:.2f} s{ratio}")
+        ratio = (
+            f"  ratio {median / literal:.2f} (target <= 0.5)"
+            if literal and name != "literal block"
+            else ""
+        )
+        print(f"  {name:<28} {median:.2f} s{ratio}")
 
 
 if __name__ == "__main__":

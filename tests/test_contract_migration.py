@@ -236,3 +236,38 @@ def test_a_stalled_answer_does_not_outlive_the_proxy(anvil: Chain) -> None:
     ):
         rpc.call("eth_chainId")
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+def test_reverts_are_named_from_the_artifact(
+    anvil: Chain, registries: tuple[Registry, Registry]
+) -> None:
+    """web3's revert exceptions arrive as `Reverted` with the custom error's name, the gas
+    estimate refusing before anything is signed."""
+    source, target = registries
+    stranger = keys.Signer.generate()
+    chain.fund_dev_operator(anvil.url, stranger.address, 10**20)
+    with pytest.raises(chain.Reverted) as not_owner:
+        target.register(stranger, _subject(1), '{"id":"stranger"}', 10)
+    assert not_owner.value.reason == "NotOwner"
+    assert target.resolve(_subject(4321)) is None  # NotRegistered, named
+    source.set_paused(anvil.signer, True)
+    try:
+        with pytest.raises(chain.Reverted) as paused:
+            source.register(anvil.signer, _subject(1), '{"id":"paused"}', 10)
+        assert paused.value.reason == "EnforcedPause"
+    finally:
+        source.set_paused(anvil.signer, False)
+
+
+def test_a_stalled_answer_fails_a_web3_call_within_its_timeout(
+    anvil: Chain, registries: tuple[Registry, Registry]
+) -> None:
+    """The answer comes 2 s late: the 0.3 s timeout must have fired, never a hang."""
+    _, target = registries
+    faults = RpcFaults(stall=(1,), stall_s=2.0, methods=("eth_call",))
+    with (
+        FlakyRpc(anvil.url, faults) as proxy,
+        Rpc(proxy.url, timeout_s=0.3) as rpc,
+        pytest.raises(chain.RpcUnavailable, match="eth_call: ReadTimeout"),
+    ):
+        Registry(rpc, target.address, NEW).version()

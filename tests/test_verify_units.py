@@ -253,3 +253,21 @@ def test_cli_keeps_pytest_options_in_their_order() -> None:
     assert own == ["--target", "t.yaml", "--dry-run"]
     assert passed == ["-k", "health and not tls", "-rA", "--target"]
     assert split_args(["--target=t.yaml", "-q"]) == (["--target=t.yaml"], ["-q"])
+
+
+def test_verify_reads_the_chain_without_web3() -> None:
+    """Verify's chain reads go through the light client (chain/jsonrpc.py): importing web3,
+    the engine's chain client (chain/evm.py), would cost verify about 1.8 s
+    (benchmarks/bench_verify.py --only "rollback-drill verify + web3")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, rollback_drill.checks as checks, "
+        "rollback_drill.cli.verify, rollback_drill.stack.target; "
+        "[importlib.import_module(f'rollback_drill.checks.{m.name}') "
+        "for m in pkgutil.iter_modules(checks.__path__)]; "
+        "print('web3' in sys.modules, 'rollback_drill.checks.chain' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

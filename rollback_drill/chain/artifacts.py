@@ -3,8 +3,8 @@ it): the runtime code and the function names an artifact declares, and whether c
 on chain is the artifact's - byte for byte, the compiler's metadata hash aside and the owner
 filled into its immutable slots, which is how Polygonscan verifies a contract. The target file
 checks its artifact with these when it is loaded, the chain check when it compares, and the
-engine (evm.py, deploy.py, registry.py) deploys and names reverts from the same `Artifact`:
-one reader of compile.mjs's files.
+engine builds web3's contract objects (evm.py, deploy.py, registry.py) and names reverts from
+the same `Artifact`: one reader of compile.mjs's files, one `selector`.
 
 `selector` is the one 4-byte function selector (bytes; a call's data is "0x" + its hex).
 The registry's views and errors verify asks about are pinned (tests/test_verify_units.py

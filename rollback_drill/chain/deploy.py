@@ -1,6 +1,7 @@
 """The chain as the harness drives it: the DID registry deployed, paused and unpaused by the
-operator (keys.py), every transaction signed here and sent exactly once (transactions.py)
-over JSON-RPC (evm.py), and a dev chain's operator funded.
+operator (keys.py) through web3's contract objects built from the artifact's ABI (evm.py),
+every transaction signed here and sent exactly once (transactions.py), and a dev chain's
+operator funded.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollback_drill.chain.artifacts import Artifact, keccak, load_artifact, selector
-from rollback_drill.chain.evm import Rpc, calldata, eth_call, revert_reason
+from rollback_drill.chain.evm import Rpc
 from rollback_drill.chain.keys import Signer
 from rollback_drill.chain.transactions import Receipt, send_transaction
 from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
@@ -56,14 +57,12 @@ def deploy_registry(
     rpc: Rpc | str, artifact_path: Path, version: str, signer: Signer, timeout_s: float = 60.0
 ) -> Deployment:
     """Deploy a fresh DIDRegistry that reports `version`; the signer becomes its owner."""
-    from eth_abi.abi import encode
-
     started = time.monotonic()
     artifact = load_artifact(artifact_path)
     if not artifact.bytecode:
         raise ValueError(f"{artifact_path}: not a contract artifact (expected bytecode to deploy)")
-    data = artifact.bytecode + encode(["string"], [version]).hex()
     with _rpc(rpc) as client:
+        data = str(client.deployer(artifact).constructor(version).data_in_transaction)
         receipt = send_transaction(
             client, signer, data=data, errors=artifact.errors(), timeout_s=timeout_s
         )
@@ -89,13 +88,8 @@ def set_paused(
     """The runbook's emergency contract pause (and its undo)."""
     artifact = load_artifact(artifact_path)
     with _rpc(rpc) as client:
-        return send_transaction(
-            client,
-            signer,
-            to=address,
-            data=calldata("pause()" if paused else "unpause()"),
-            errors=artifact.errors(),
-        )
+        data = client.contract(artifact, address).encode_abi("pause" if paused else "unpause")
+        return send_transaction(client, signer, to=address, data=data, errors=artifact.errors())
 
 
 class _Borrowed:
@@ -123,14 +117,11 @@ __all__ = [
     "Rpc",
     "RpcError",
     "RpcUnavailable",
-    "calldata",
     "contract_address",
     "deploy_registry",
-    "eth_call",
     "fund_dev_operator",
     "keccak",
     "load_artifact",
-    "revert_reason",
     "selector",
     "send_transaction",
     "set_paused",

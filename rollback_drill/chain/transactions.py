@@ -1,4 +1,6 @@
-"""Sending a signed transaction exactly once, whatever the RPC does.
+"""Sending a signed transaction exactly once, whatever the RPC does: a thin layer on web3
+(`w3.eth`: nonce, gas, `send_raw_transaction`, receipt and transaction by hash), because web3
+itself sends once and gives up (evm.py says why its middleware does not do this).
 
 No unlocked account is used: a real network has none, and nonces - what makes a retry safe -
 only mean something for transactions signed here (keys.py). A transaction is signed once, with
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rollback_drill.chain.evm import Rpc, revert_reason
+from rollback_drill.chain.evm import Rpc, mapped
 from rollback_drill.chain.keys import Signer
 from rollback_drill.process.errors import Reverted, RpcError, RpcUnavailable
 
@@ -58,10 +60,13 @@ class _Counters:
         self.resigned = 0
         self.rpc_failures = 0
 
-    def retrying(self, what: Callable[[], T], deadline: float) -> T:
+    def retrying(
+        self, method: str, what: Callable[[], T], deadline: float, errors: dict[bytes, str]
+    ) -> T:
         while True:
             try:
-                return what()
+                with mapped(method, errors):
+                    return what()
             except RpcUnavailable:
                 self.rpc_failures += 1
                 if time.monotonic() >= deadline:
@@ -79,132 +84,140 @@ def send_transaction(
     timeout_s: float = 60.0,
     receipt_wait_s: float = 5.0,
 ) -> Receipt:
-    """Sign and send once, whatever the RPC does; see the module docstring."""
+    """Sign and send once, whatever the RPC does; see the module docstring. A revert the gas
+    estimate foresees (EnforcedPause, NotOwner) is raised as `Reverted`, named, before
+    anything is signed."""
+    from web3 import Web3
+
     deadline = time.monotonic() + timeout_s
     counters = _Counters()
     errors = errors or {}
-    chain_id = counters.retrying(lambda: rpc.quantity("eth_chainId"), deadline)
+    eth = rpc.w3.eth
+    sender = Web3.to_checksum_address(signer.address)
+    chain_id = counters.retrying("eth_chainId", lambda: eth.chain_id, deadline, errors)
+    call: dict[str, Any] = {"from": sender, "data": data}
+    if to is not None:
+        call["to"] = Web3.to_checksum_address(to)
     while True:
         nonce = counters.retrying(
-            lambda: rpc.quantity("eth_getTransactionCount", [signer.address, "pending"]), deadline
+            "eth_getTransactionCount",
+            lambda: eth.get_transaction_count(sender, "pending"),
+            deadline,
+            errors,
         )
-        gas = _estimate(rpc, signer, to, data, errors, counters, deadline)
-        price = counters.retrying(lambda: rpc.quantity("eth_gasPrice"), deadline)
+        estimate = counters.retrying(
+            "eth_estimateGas",
+            lambda: eth.estimate_gas(call),  # type: ignore[arg-type]
+            deadline,
+            errors,
+        )
+        price = counters.retrying("eth_gasPrice", lambda: eth.gas_price, deadline, errors)
         tx: dict[str, Any] = {
-            "nonce": nonce, "gasPrice": price, "gas": gas, "data": data, "value": 0,
-            "chainId": chain_id,
+            "nonce": nonce, "gasPrice": price, "gas": estimate * 5 // 4 + 10_000, "data": data,
+            "value": 0, "chainId": chain_id,
         }  # fmt: skip
         if to is not None:
-            tx["to"] = bytes.fromhex(to.removeprefix("0x"))
+            tx["to"] = call["to"]
         raw, tx_hash = signer.sign(tx)
-        receipt = _until_mined(rpc, signer, raw, tx_hash, nonce, counters, deadline, receipt_wait_s)
+        sending = _Sending(rpc, sender, raw, tx_hash, nonce, counters)
+        receipt = sending.until_mined(deadline, receipt_wait_s)
         if receipt is None:
             counters.resigned += 1
             continue
-        if receipt.get("status") != "0x1":
+        if receipt.get("status") != 1:
             raise Reverted("transaction failed", f"{tx_hash} in block {receipt.get('blockNumber')}")
+        address = receipt.get("contractAddress")
         return Receipt(
             tx_hash,
-            int(str(receipt["blockNumber"]), 16),
-            int(str(receipt["gasUsed"]), 16),
-            int(str(receipt.get("effectiveGasPrice") or hex(price)), 16),
-            receipt.get("contractAddress"),
+            int(receipt["blockNumber"]),
+            int(receipt["gasUsed"]),
+            int(receipt.get("effectiveGasPrice") or price),
+            str(address).lower() if address else None,
             counters.broadcasts,
             counters.resigned,
             counters.rpc_failures,
         )
 
 
-def _estimate(
-    rpc: Rpc,
-    signer: Signer,
-    to: str | None,
-    data: str,
-    errors: dict[bytes, str],
-    counters: _Counters,
-    deadline: float,
-) -> int:
-    """The gas the transaction needs, with a margin; a revert (EnforcedPause, NotOwner) is
-    raised here, named, before anything is signed."""
-    call: dict[str, Any] = {"from": signer.address, "data": data}
-    if to is not None:
-        call["to"] = to
-    try:
-        estimate = counters.retrying(lambda: rpc.quantity("eth_estimateGas", [call]), deadline)
-    except RpcError as exc:
-        reason = revert_reason(exc, errors)
-        if reason is None:
-            raise
-        raise Reverted(reason, exc.message) from None
-    return estimate * 5 // 4 + 10_000
+@dataclass
+class _Sending:
+    """One signed transaction on its way: its bytes, hash and nonce."""
 
+    rpc: Rpc
+    sender: str
+    raw: str
+    tx_hash: str
+    nonce: int
+    counters: _Counters
 
-def _until_mined(
-    rpc: Rpc,
-    signer: Signer,
-    raw: str,
-    tx_hash: str,
-    nonce: int,
-    counters: _Counters,
-    deadline: float,
-    receipt_wait_s: float,
-) -> dict[str, Any] | None:
-    """Broadcast `raw` until its receipt shows; None only when the node does not have it and
-    its nonce is spent - another transaction of the account took it (sign again). A node may
-    count a mined transaction's nonce a moment before it serves the receipt, so "no receipt
-    yet" alone never means "not ours": the node is asked for the transaction itself, twice."""
-    while True:
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"transaction {tx_hash} not mined in time")
-        counters.broadcasts += 1
+    def until_mined(self, deadline: float, receipt_wait_s: float) -> dict[str, Any] | None:
+        """Broadcast the bytes until their receipt shows; None only when the node does not
+        have them and their nonce is spent - another transaction of the account took it (sign
+        again). A node may count a mined transaction's nonce a moment before it serves the
+        receipt, so "no receipt yet" alone never means "not ours": the node is asked for the
+        transaction itself, twice."""
+        while True:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"transaction {self.tx_hash} not mined in time")
+            self.counters.broadcasts += 1
+            try:
+                with mapped("eth_sendRawTransaction"):
+                    self.rpc.w3.eth.send_raw_transaction(self.raw)  # type: ignore[arg-type]
+            except RpcUnavailable:
+                self.counters.rpc_failures += 1  # taken or not: the answer is lost
+            except RpcError as exc:
+                if not any(text in exc.message.lower() for text in _ALREADY_SEEN):
+                    raise
+            receipt = self.receipt()
+            if receipt is not None:
+                return receipt
+            if self.known() is False:
+                if not self.nonce_used():
+                    continue  # it never got there: the same bytes again, now
+                time.sleep(RETRY_PAUSE_S)
+                receipt = self.receipt()
+                if receipt is not None:
+                    return receipt
+                if self.known() is False:
+                    return None  # the nonce went to another transaction
+            until = min(deadline, time.monotonic() + receipt_wait_s)
+            while time.monotonic() < until:
+                time.sleep(RECEIPT_POLL_S)
+                receipt = self.receipt()
+                if receipt is not None:
+                    return receipt
+
+    def receipt(self) -> dict[str, Any] | None:
+        from web3.exceptions import TransactionNotFound
+
         try:
-            rpc.call("eth_sendRawTransaction", [raw])
+            with mapped("eth_getTransactionReceipt"):
+                return dict(self.rpc.w3.eth.get_transaction_receipt(self.tx_hash))  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
         except RpcUnavailable:
-            counters.rpc_failures += 1  # taken or not: the answer is lost
-        except RpcError as exc:
-            if not any(text in exc.message.lower() for text in _ALREADY_SEEN):
-                raise
-        receipt = _receipt(rpc, tx_hash, counters)
-        if receipt is not None:
-            return receipt
-        if _known(rpc, tx_hash, counters) is False:
-            if not _nonce_used(rpc, signer, nonce, counters):
-                continue  # it never got there: the same bytes again, now
-            time.sleep(RETRY_PAUSE_S)
-            receipt = _receipt(rpc, tx_hash, counters)
-            if receipt is not None:
-                return receipt
-            if _known(rpc, tx_hash, counters) is False:
-                return None  # the nonce went to another transaction
-        until = min(deadline, time.monotonic() + receipt_wait_s)
-        while time.monotonic() < until:
-            time.sleep(RECEIPT_POLL_S)
-            receipt = _receipt(rpc, tx_hash, counters)
-            if receipt is not None:
-                return receipt
+            self.counters.rpc_failures += 1
+            return None
 
+    def known(self) -> bool | None:
+        """Whether the node has the transaction (pending or mined); None: it did not answer."""
+        from web3.exceptions import TransactionNotFound
 
-def _receipt(rpc: Rpc, tx_hash: str, counters: _Counters) -> dict[str, Any] | None:
-    try:
-        receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
-    except RpcUnavailable:
-        counters.rpc_failures += 1
-        return None
-    return receipt if isinstance(receipt, dict) else None
+        try:
+            with mapped("eth_getTransactionByHash"):
+                self.rpc.w3.eth.get_transaction(self.tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        except RpcUnavailable:
+            self.counters.rpc_failures += 1
+            return None
+        return True
 
-
-def _known(rpc: Rpc, tx_hash: str, counters: _Counters) -> bool | None:
-    """Whether the node has the transaction (pending or mined); None: it did not answer."""
-    try:
-        return rpc.call("eth_getTransactionByHash", [tx_hash]) is not None
-    except RpcUnavailable:
-        counters.rpc_failures += 1
-        return None
-
-
-def _nonce_used(rpc: Rpc, signer: Signer, nonce: int, counters: _Counters) -> bool:
-    try:
-        return rpc.quantity("eth_getTransactionCount", [signer.address, "latest"]) > nonce
-    except RpcUnavailable:
-        counters.rpc_failures += 1
-        return False
+    def nonce_used(self) -> bool:
+        try:
+            with mapped("eth_getTransactionCount"):
+                count = self.rpc.w3.eth.get_transaction_count(self.sender, "latest")  # type: ignore[arg-type]
+        except RpcUnavailable:
+            self.counters.rpc_failures += 1
+            return False
+        return count > self.nonce

@@ -4,6 +4,11 @@ runtime code byte for byte, the compiler's metadata hash aside and the owner fil
 its immutable slot, which is how Polygonscan verifies a contract - with the expected version
 and owner, not paused. And what the registry answers through the backend: each DID its own
 document, and a DID nobody registered none (anything else is another person's identity).
+
+The engine's chain work goes through web3 (chain/evm.py); these reads keep the light client
+because web3 would double verify's time (`benchmarks/bench_verify.py --only "rollback-drill
+verify" --only "rollback-drill verify + web3"`; evm.py has the figures). Both read the
+artifact through chain/artifacts.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from rollback_drill.chain import keys
-from rollback_drill.chain.deploy import Rpc, calldata, keccak, revert_reason
+from rollback_drill.chain.deploy import keccak
+from rollback_drill.chain.evm import mapped
 from rollback_drill.chain.registry import Registry, state
 from rollback_drill.checks.chain import NEVER_REGISTERED
 from rollback_drill.procedures.contract_facts import (
@@ -113,7 +114,7 @@ def pause(ctx: DrillContext) -> StepResult:
         if registry.paused() is not True:
             raise RuntimeError(f"pause() mined in {receipt.tx_hash}, yet paused() is not true")
         defect = _probe(registry)
-        writes = _write_refused(rpc, signer, registry)
+        writes = _write_refused(signer, registry)
     ctx.facts[PAUSE] = Pause(True, receipt.gas_used, receipt.cost_wei, seconds)
     return StepResult(
         {**detail, "pause_tx": receipt.tx_hash, "after pause, resolve": defect,
@@ -129,14 +130,16 @@ def pause(ctx: DrillContext) -> StepResult:
     )  # fmt: skip
 
 
-def _write_refused(rpc: Rpc, signer: keys.Signer, registry: Registry) -> str:
+def _write_refused(signer: keys.Signer, registry: Registry) -> str:
     """Whether the paused registry still takes a registration (simulated, never sent)."""
-    data = calldata(
-        "register(bytes32,string)", ["bytes32", "string"], [bytes(32), "rollback-drill probe"]
-    )
-    call = {"from": signer.address, "to": registry.address, "data": data}
+    from web3 import Web3
+
+    probe = registry.contract.functions.register(bytes(32), "rollback-drill probe")
     try:
-        rpc.call("eth_estimateGas", [call])
+        with mapped("eth_estimateGas", registry.errors):
+            probe.estimate_gas({"from": Web3.to_checksum_address(signer.address)})
+    except Reverted as exc:
+        return f"refused ({exc.reason})"
     except RpcError as exc:
-        return f"refused ({revert_reason(exc, registry.errors) or exc.message})"
+        return f"refused ({exc.message})"
     return "STILL ACCEPTED"

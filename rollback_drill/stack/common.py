@@ -42,8 +42,8 @@ def http_status(url: str, timeout: float = 1.0) -> int:
 
 
 def _preload_signing() -> None:
-    import eth_abi  # noqa: F401 - warms the import cache while servers start
-    import eth_account  # noqa: F401
+    import eth_account  # noqa: F401 - warms the import cache while servers start
+    import web3  # noqa: F401 - the chain client (chain/evm.py): ~1.8 s to import
 
 
 class StackBase(StoreBackups):
