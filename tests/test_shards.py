@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.plugin import shard
+from tests import records
 from tests.paths import PROJECT_ROOT
 
 CLI_TIMEOUT_S = 600
@@ -47,16 +49,10 @@ def test_the_plan_puts_every_test_in_exactly_one_shard_the_same_way_each_time() 
 
 def test_the_plan_balances_by_recorded_durations(tmp_path: Path) -> None:
     tests = ["t::slow", "t::a", "t::b", "t::c", "t::new"]
-    data = {
-        "schema": record.SCHEMA_ID,
-        "started_utc": "2026-12-06T20:00:00.000000Z",
-        "drills": [
-            {"test": "t::slow", "test_seconds": 90.0},
-            {"test": "t::a", "test_seconds": 30.0},
-            {"test": "t::b", "test_seconds": 30.0},
-            {"test": "t::c", "test_seconds": 30.0},
-        ],
-    }
+    data = records.run(
+        records.drill(test="t::slow", test_seconds=90.0),
+        *(records.drill(test=f"t::{t}", test_seconds=30.0) for t in "abc"),
+    )
     (tmp_path / "20261206T200000Z-abc.json").write_text(json.dumps(data))
     durations = record.durations(tmp_path)
     assert durations == {"t::slow": 90.0, "t::a": 30.0, "t::b": 30.0, "t::c": 30.0}
@@ -132,7 +128,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     yield Runs(base, (one, two), shard_runs, whole, whole_run, merged, merge_run)
 
 
-def _record(reports: Path) -> tuple[Path, dict[str, Any]]:
+def _record(reports: Path) -> tuple[Path, RunRecord]:
     found, problems = record.load_all(reports / "records")
     assert not problems and len(found) == 1, (found, problems)
     return found[0]
@@ -143,11 +139,11 @@ def _deselected(done: subprocess.CompletedProcess[str]) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _verdicts(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _verdicts(data: RunRecord) -> list[tuple[Any, ...]]:
     return [
-        (d["test"], d["drill"], d["bad_release"], d["good_release"], d["outcome"],
-         d["test_outcome"], d["within_budget"], d["failed_checks"])
-        for d in data["drills"]
+        (d.test, d.drill, d.bad_release, d.good_release, d.outcome, d.test_outcome,
+         d.within_budget, d.failed_checks)
+        for d in data.drills
     ]  # fmt: skip
 
 
@@ -158,18 +154,19 @@ def test_each_shard_runs_only_its_share_and_says_what_it_deselected(runs: Runs) 
     parts = [_record(d)[1] for d in runs.shards]
     by_k = _deselected(runs.whole_run)  # the rest of drills/, deselected by -k
     for k, (part, done) in enumerate(zip(parts, runs.shard_runs, strict=True), start=1):
-        info = part["shard"]
-        assert (info["index"], info["count"]) == (k, 2)
-        assert [d["test"] for d in part["drills"]] == info["tests"]
-        assert len(info["tests"]) == 1, info  # two drills, by count: one each
+        info = part.shard
+        assert info is not None
+        assert (info.index, info.count) == (k, 2)
+        assert [d.test for d in part.drills] == info.tests
+        assert len(info.tests) == 1, info  # two drills, by count: one each
         assert _deselected(done) == by_k + 1, _explain(done)  # and the other shard's drill
         assert f"shard {k}/2: 1 of 2 tests" in done.stdout, _explain(done)
-        assert part["source"]["commit"] == record.commit()
-        assert all(d["test_seconds"] and d["test_seconds"] > 0 for d in part["drills"])
-        record.validate(part)
-    assert parts[0]["shard"]["plan_sha256"] == parts[1]["shard"]["plan_sha256"]
+        assert part.source.commit == record.commit()
+        assert all(d.test_seconds and d.test_seconds > 0 for d in part.drills)
+    one, two = (p.shard for p in parts)
+    assert one is not None and two is not None and one.plan_sha256 == two.plan_sha256
     whole = _record(runs.whole)[1]
-    assert sorted(parts[0]["shard"]["collected"]) == sorted(d["test"] for d in whole["drills"])
+    assert sorted(one.collected) == sorted(d.test for d in whole.drills)
 
 
 @pytest.mark.slow
@@ -177,18 +174,17 @@ def test_the_merge_has_the_drills_and_verdicts_of_one_unsharded_run(runs: Runs) 
     assert runs.merge_run.returncode == 0, _explain(runs.merge_run)
     path, merged = _record(runs.merged)
     _, whole = _record(runs.whole)
-    record.validate(merged)
-    assert record.verify_sidecar(path)
+    assert record.verify_sidecar(path)  # and read back through the model by _record
     assert _verdicts(merged) == _verdicts(whole)
-    assert merged["summary"] == whole["summary"]
-    assert merged["pytest_exit_status"] == whole["pytest_exit_status"] == 0
-    assert merged["source"] == whole["source"]
+    assert merged.summary == whole.summary
+    assert merged.pytest_exit_status == whole.pytest_exit_status == 0
+    assert merged.source == whole.source
     sources = [_record(d)[0] for d in runs.shards]
-    assert [(m["shard"], m["sha256"]) for m in merged["merged_from"]] == [
+    assert [(m.shard, m.sha256) for m in merged.merged_from or []] == [
         (k, record.file_sha256(p)) for k, p in enumerate(sources, start=1)
     ]
-    for d in merged["drills"]:  # each drill's artifacts copied beside the merged record
-        assert (PROJECT_ROOT / d["artifacts"] / "drill.json").exists(), d["artifacts"]
+    for d in merged.drills:  # each drill's artifacts copied beside the merged record
+        assert (PROJECT_ROOT / d.artifacts / "drill.json").exists(), d.artifacts
     # one Allure results folder with both shards' results, one HTML report over it
     shard_results = [
         p.name for d in runs.shards for p in (d / "allure-results").glob("*-result.json")
@@ -216,9 +212,9 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
     path, merged = _record(reports)
     whole_path, whole = _record(runs.whole)
 
-    def verdict(data: dict[str, Any], where: Path) -> certify.Verdict:
+    def verdict(data: RunRecord, where: Path) -> certify.Verdict:
         return certify.judge(
-            data, exit_status=data["pytest_exit_status"], bad="1.8.0", good="1.4.0",
+            data, exit_status=data.pytest_exit_status, bad="1.8.0", good="1.4.0",
             sidecar_ok=record.verify_sidecar(where),
         )  # fmt: skip
 
@@ -233,7 +229,8 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
 def _edited_shard(source: Path, into: Path, change: dict[str, Any]) -> Path:
     """A copy of a shard's folder whose record says `change` (sidecar rewritten to match)."""
     shutil.copytree(source, into)
-    path, data = _record(into)
+    path, found = _record(into)
+    data = found.to_json()
     data["source"] = {**data["source"], **change}
     path.write_text(json.dumps(data, indent=2) + "\n")
     path.with_name(path.name + ".sha256").write_text(f"{record.file_sha256(path)}  {path.name}\n")
@@ -272,8 +269,11 @@ def test_a_missing_a_doubled_or_an_edited_shard_is_refused(runs: Runs) -> None:
     assert doubled.returncode == 2 and "the same shard folder is given twice" in doubled.stderr
     tampered = runs.base / "tampered"
     shutil.copytree(two, tampered)
-    path, data = _record(tampered)
-    data["drills"][0]["outcome"] = "passed" if data["drills"][0]["outcome"] != "passed" else "x"
+    path, found = _record(tampered)
+    data = found.to_json()  # a valid record, edited: only its sidecar can tell
+    data["drills"][0]["outcome"] = (
+        "failed" if data["drills"][0]["outcome"] == "passed" else "passed"
+    )
     path.write_text(json.dumps(data))
     edited = _merge(runs.base / "edited", one, tampered)
     assert edited.returncode == 2 and "does not match its sha256 sidecar" in edited.stderr
