@@ -1,20 +1,23 @@
 """The store backups' manifests through their models, from files written here (no server):
 the format-1 and format-2 MongoDB manifests migrated to format 3 on read, anything else refused
-naming file, field and what was expected, and the Redis archive's checksum the same as the one
-older archives carry."""
+naming file, field and what was expected, the Redis archive's checksum the same as the one
+older archives carry, the restore journal, and a config backup's manifest."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import bson
 import pytest
 
-from rollback_drill.files import storebackup
+from rollback_drill.files import configbackup, storebackup
+from rollback_drill.process.errors import BackupFileError
 from rollback_drill.stores import archive
 
 
@@ -122,3 +125,26 @@ def test_a_restore_journal_is_read_through_its_model_and_a_bad_one_is_refused(
     (tmp_path / JOURNAL).write_text(json.dumps({"process": "1:2", "started": "soon"}))
     with pytest.raises(RestoreError, match=r"(?s)restore-journal\.json: .*\n  started: .*number"):
         journal.read()
+
+
+def test_a_config_backup_whose_manifest_is_not_checksums_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "nginx.conf").write_text("events {}\n")
+    made = configbackup.backup(config, tmp_path / "backups")
+    assert configbackup.restore(made, config) == {
+        "nginx.conf": hashlib.sha256(b"events {}\n").hexdigest()
+    }
+    forged = tmp_path / "forged.tar.gz"
+    with tarfile.open(made) as source, tarfile.open(forged, "w:gz") as out:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == configbackup.MANIFEST:
+                body = json.dumps({"nginx.conf": "not a checksum"}).encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            out.addfile(member, data)
+    with pytest.raises(
+        BackupFileError, match=r"MANIFEST\.json: 1 problem.*\n  nginx\.conf: String"
+    ):
+        configbackup.restore(forged, config)
