@@ -66,6 +66,37 @@ def test_the_plan_balances_by_recorded_durations(tmp_path: Path) -> None:
     assert made.balanced_by == "recorded durations of 4 of 5 tests"
 
 
+def _shard_folder(base: Path, k: int, collected: list[str], commit: str = "c" * 40) -> Path:
+    """A shard's reports folder holding its record, as `run --shard K/2` leaves it."""
+    test = collected[k - 1]
+    part = {"index": k, "count": 2, "plan_sha256": "p" * 64, "balanced_by": "count",
+            "planned_s": 1.0, "collected": collected, "tests": [test]}  # fmt: skip
+    data = records.run(records.drill(test=test), run_id=f"shard{k}", shard=part)
+    data["source"]["commit"] = commit
+    record.write(RunRecord.model_validate(data), base / f"shard-{k}" / "records")
+    return base / f"shard-{k}"
+
+
+def test_two_shard_records_merge_into_one_run_record_through_the_model(tmp_path: Path) -> None:
+    """The merge without a stack: the merged record is a format-5 model that reads back as
+    written, drills in collection order, its shards named; another commit is refused."""
+    from rollback_drill.programme import merge
+
+    collected = ["t::b", "t::a"]
+    shards = [_shard_folder(tmp_path, k, collected) for k in (2, 1)]
+    merged = merge.merge(shards, merge.Destination.under(tmp_path / "merged"))
+    assert [d.test for d in merged.data.drills] == collected
+    assert merged.data.shard is None and merged.data.invocation.command == "merge"
+    assert [(m.shard, m.run_id) for m in merged.data.merged_from or []] == [
+        (1, "shard1"), (2, "shard2")
+    ]  # fmt: skip
+    assert merged.data.summary.drills == 2 and merged.data.summary.verdict == "pass"
+    assert record.read(merged.record.path) == merged.data
+    other = _shard_folder(tmp_path / "other", 2, collected, commit="0" * 40)
+    with pytest.raises(merge.MergeRefused, match="different commit"):
+        merge.merge([shards[1], other], merge.Destination.under(tmp_path / "refused"))
+
+
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
 def test_a_bad_shard_is_one_clear_error(text: str) -> None:
     with pytest.raises(pytest.UsageError, match=r"--shard: expected K/N with 1 <= K <= N"):
