@@ -14,9 +14,12 @@ import pytest
 from rollback_drill.cli import app as cli
 from rollback_drill.cli import programme as cli_programme
 from rollback_drill.evidence import record
+from rollback_drill.files import drillrecord
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.files.spec import SpecError, load_stack
 from rollback_drill.process.tools import PROJECT_ROOT
 from rollback_drill.programme import cadence, history
+from tests import records
 from tests.helpers import copy_stack_file
 
 STACK = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
@@ -24,38 +27,25 @@ NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _drill(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "test": "drills/test_emergency.py::test_emergency_rollback[local-service_down]",
-        "test_outcome": "passed",
-        "drill": "emergency: service unavailable",
-        "procedure": "emergency",
-        "severity": "critical",
-        "backend": "local",
-        "bad_release": "1.5.0",
-        "good_release": "1.4.0",
-        "outcome": "passed",
-        "started_utc": "2027-02-20T12:00:00.000000Z",
-        "time_to_recover_s": 6.0,
-        "budget_s": 300.0,
-        "data_volume": {"seed_users": 200, "documents": {"users": 201, "sessions": 40}},
-    }
-    base.update(overrides)
-    return base
+    return records.drill(**overrides)
 
 
 def _run(
     when: str, *drills: dict[str, Any], cadence: str | None = None, verdict: str = "pass"
 ) -> dict[str, Any]:
-    return {
-        "schema": record.SCHEMA_ID,
-        "run_id": f"run{when[:10].replace('-', '')}{cadence or ''}"[:12],
-        "started_utc": when,
-        "finished_utc": when,
-        "invocation": {"command": "run", "args": []},
-        "cadence": cadence,
-        "summary": {"verdict": verdict},
-        "drills": list(drills) or [_drill(started_utc=when)],
-    }
+    data = records.run(
+        *(drills or [_drill(started_utc=when)]),
+        run_id=f"run{when[:10].replace('-', '')}{cadence or ''}"[:12],
+        started_utc=when,
+        finished_utc=when,
+        cadence=cadence,
+    )
+    data["summary"]["verdict"] = verdict
+    return data
+
+
+def _model(data: dict[str, Any]) -> RunRecord:
+    return RunRecord.model_validate(data)
 
 
 def _write(directory: Path, *runs: dict[str, Any]) -> Path:
@@ -73,7 +63,8 @@ def test_when_each_cadence_last_passed() -> None:
         _run("2027-02-26T12:00:00.000000Z"),  # no cadence: counts for none
     ]
     cadences = load_stack(STACK).spec.cadences
-    found = {s.name: s for s in cadence.statuses([(Path(), r) for r in runs], cadences, NOW)}
+    pairs = [(Path(), _model(r)) for r in runs]
+    found = {s.name: s for s in cadence.statuses(pairs, cadences, NOW)}
     assert not found["monthly"].overdue
     assert found["monthly"].last_pass == datetime(2027, 2, 20, 12, tzinfo=UTC)
     assert found["quarterly"].overdue, "a failed quarterly run does not satisfy the quarter"
@@ -150,7 +141,10 @@ def test_trend_compares_like_with_like() -> None:
     old = _run("2026-01-01T12:00:00.000000Z", _drill(time_to_recover_s=9.0))
     old["schema"] = "rollback-drill/record/2"
     del old["drills"][0]["data_volume"]
-    rows = history.rows([(Path(), r) for r in (old, small, big, small_again)])
+    migrated = drillrecord.parse(old, "old.json")
+    assert migrated.format == drillrecord.FORMAT and migrated.drills[0].data_volume is None
+    runs = [migrated, *(_model(r) for r in (small, big, small_again))]
+    rows = history.rows([(Path(), r) for r in runs])
     lines = history.trend(rows)
     assert lines == [
         "emergency: service unavailable [local] 1.5.0 -> 1.4.0: 1 run, 1 passed, TTR median "
@@ -175,15 +169,39 @@ def test_trend_compares_like_with_like() -> None:
     assert " 50000 users " in table[4] and "  -  " in table[2]
 
 
+def _older(data: dict[str, Any], major: int) -> dict[str, Any]:
+    """`data` as format `major` wrote it: without the fields later formats added."""
+    added = {
+        2: (["cadence", "runbook_coverage"], ["communication", "data_volume", "passed_checks"]),
+        1: ([], ["drill", "alerts", "users_saw", "steps", "assessment", "decision"]),
+    }
+    old = {**data, "schema": f"rollback-drill/record/{major}"}
+    drills = [{k: v for k, v in d.items() if k not in ("environment", "evidence")} for d in
+              data["drills"]]  # fmt: skip
+    for version in range(3, major, -1):
+        run_keys, drill_keys = added[version - 1]
+        old = {k: v for k, v in old.items() if k not in run_keys}
+        drills = [{k: v for k, v in d.items() if k not in drill_keys} for d in drills]
+    return old | {"drills": drills}
+
+
 def test_records_of_every_schema_are_read(tmp_path: Path) -> None:
+    """Formats 1-3 lack only fields later ones added: each is migrated to format 4 on read;
+    a format this version does not know is refused naming the file and both formats."""
     four = _run("2027-02-01T12:00:00.000000Z", cadence="monthly")
-    three = _run("2027-01-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/3"}
-    two = _run("2026-12-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/2"}
-    one = _run("2026-10-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/1"}
+    three = _older(_run("2027-01-01T12:00:00.000000Z"), 3)
+    two = _older(_run("2026-12-01T12:00:00.000000Z"), 2)
+    one = _older(_run("2026-10-01T12:00:00.000000Z"), 1)
+    assert "cadence" not in two and "drill" not in one["drills"][0]
     other = _run("2026-09-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/9"}
     found, problems = record.load_all(_write(tmp_path, four, three, two, one, other))
-    assert [d["schema"][-1] for _, d in found] == ["1", "2", "3", "4"]
-    assert len(problems) == 1 and "record/9" in problems[0]
+    assert [d.started_utc[:7] for _, d in found] == ["2026-10", "2026-12", "2027-01", "2027-02"]
+    assert all(d.format == drillrecord.FORMAT for _, d in found)
+    assert found[0][1].drills[0].name == "emergency", "format 1 has no drill name: the procedure"
+    assert found[2][1].drills[0].environment == "production"
+    (problem,) = problems
+    assert "004-" in problem and "found 'rollback-drill/record/9'" in problem
+    assert "expected 'rollback-drill/record/4'" in problem
     text = history.render(tmp_path, cadences=load_stack(STACK).spec.cadences, now=NOW)
     assert "4 drill(s) from 4 run record(s)" in text
     assert "monthly    every  31 days: last passed 2027-02-01" in text

@@ -1,8 +1,9 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/evidence/schemas/record-4.schema.json`,
-documented in `reports/README.md`) that `rollback-drill history` and `certify` read back.
+measured, in a versioned format (`files.drillrecord`, pydantic; its JSON schema generated to
+`rollback_drill/evidence/schemas/record-4.schema.json`, documented in `reports/README.md`)
+that `rollback-drill history` and `certify` read back as models.
 Each record gets a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can
 cite the exact bytes it was issued from and anyone can check them with `sha256sum -c`.
 """
@@ -10,7 +11,6 @@ cite the exact bytes it was issued from and anyone can check them with `sha256su
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import uuid
 import warnings
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
+from rollback_drill.files import drillrecord
+from rollback_drill.files.drillrecord import DrillRecord, RecordError, RunRecord
 from rollback_drill.process.secrets import redact
 from rollback_drill.process.tools import PROJECT_ROOT
 
@@ -28,22 +30,10 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
     from rollback_drill.engine.outcome import DrillOutcome
     from rollback_drill.files.spec import LoadedStack
 
-SCHEMA_ID = "rollback-drill/record/4"
+SCHEMA_ID = drillrecord.FORMAT
+#: generated from `RunRecord` by scripts/write-schemas.py; tests/test_schemas.py keeps it so
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-4.schema.json"
-#: Records this version still reads: version 1 lacks the load, alerts and decision fields;
-#: version 2 lacks the cadence, runbook coverage, data volume and communication; version 3
-#: lacks each drill's environment and evidence (a restore's comparison, the recovery point).
-READABLE = (
-    "rollback-drill/record/1",
-    "rollback-drill/record/2",
-    "rollback-drill/record/3",
-    SCHEMA_ID,
-)
 DEFAULT_RECORDS = PROJECT_ROOT / "reports" / "records"
-
-
-class RecordError(ValueError):
-    """A record file that cannot be read back: unreadable, not JSON, another schema."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +82,7 @@ def runbook_version(stack: LoadedStack) -> dict[str, str]:
     return {"path": _shown(path), "sha256": file_sha256(path)}
 
 
-def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
+def runbook_coverage(stack_file: Path) -> drillrecord.Coverage | None:
     """The runbook's coverage by the drills' steps when the run ended; None when it cannot be
     measured (the record says so rather than guessing, and is written regardless: it is the
     evidence the drills ran)."""
@@ -106,7 +96,7 @@ def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
         warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
     found["runbook"]["path"] = _shown(Path(found["runbook"]["path"]))
-    return found
+    return drillrecord.Coverage.model_validate(found)
 
 
 def drill_result(outcome: DrillOutcome) -> str:
@@ -121,12 +111,14 @@ def drill_result(outcome: DrillOutcome) -> str:
     return "failed"
 
 
-def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
+def drill_json(entry: DrillEntry, test_outcome: str | None) -> DrillRecord:
+    """The record's entry for one drill; the outcome's parts are checked against the model
+    here, where the drill ran, so a malformed part fails at its source."""
     o = entry.outcome
     results = [x for x in o.verification if x.result is not None]
     timeline = o.timeline.to_json()
     steps = {e.name: e for e in o.timeline.of_kind("step") if e.detail.get("runbook")}
-    return {
+    data: dict[str, Any] = {
         "test": entry.test_id,
         "test_outcome": test_outcome,
         "drill": o.drill.name,
@@ -178,10 +170,11 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "communication": o.communication.to_json() if o.communication else None,
         "evidence": o.evidence,
     }
+    return DrillRecord.model_validate(data)
 
 
 def build(
-    entries: Sequence[dict[str, Any]],
+    entries: Sequence[DrillRecord],
     *,
     run_id: str,
     started: float,
@@ -191,16 +184,17 @@ def build(
     exit_status: int,
     test_outcomes: dict[str, str] | None = None,
     cadence: str | None = None,
-    runbook_coverage: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
+    runbook_coverage: drillrecord.Coverage | None = None,
+) -> RunRecord:
+    """The run's record from its drills (`drill_json`, made where each drill ran: with
     pytest-xdist that is a worker process) and pytest's verdict on each drill test; the
-    cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when it ended."""
+    cadence it ran as and the runbook's coverage when it ended."""
     outcomes = test_outcomes or {}
-    drills = [{**d, "test_outcome": outcomes.get(d["test"], d["test_outcome"])} for d in entries]
-    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
-    return {
-        "schema": SCHEMA_ID,
+    drills = [
+        d.model_copy(update={"test_outcome": outcomes.get(d.test, d.test_outcome)}) for d in entries
+    ]
+    failed = [d for d in drills if d.outcome != "passed" or d.test_outcome == "failed"]
+    data: dict[str, Any] = {
         "run_id": run_id,
         "started_utc": utc_iso(started),
         "finished_utc": utc_iso(finished),
@@ -212,24 +206,25 @@ def build(
         "summary": {
             "drills": len(drills),
             "passed": len(drills) - len(failed),
-            "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
-            "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
+            "failed": sum(1 for d in failed if d.outcome != "over_budget"),
+            "over_budget": sum(1 for d in drills if d.outcome == "over_budget"),
             "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
         },
         "drills": drills,
     }
+    return RunRecord.model_validate(data)
 
 
-def record_name(record: dict[str, Any]) -> str:
-    stamp = datetime.strptime(record["started_utc"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{stamp:%Y%m%dT%H%M%SZ}-{record['run_id']}.json"
+def record_name(record: RunRecord) -> str:
+    stamp = datetime.strptime(record.started_utc, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp:%Y%m%dT%H%M%SZ}-{record.run_id}.json"
 
 
-def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
+def write(record: RunRecord, directory: Path) -> WrittenRecord:
     """Write the record (redacted) and its sha256 sidecar; never overwrites a record."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / record_name(record)
-    data = redact(json.dumps(record, indent=2, sort_keys=False)) + "\n"
+    data = redact(record.dumps())
     with path.open("x", encoding="utf-8") as handle:
         handle.write(data)
     digest = file_sha256(path)
@@ -238,15 +233,9 @@ def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
     return WrittenRecord(path, digest, sidecar)
 
 
-def read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") not in READABLE:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise RecordError(f"{path}: schema {found!r}, expected one of {list(READABLE)}")
-    return data
+def read(path: Path) -> RunRecord:
+    """The record at `path` (an older format migrated); RecordError naming the file else."""
+    return drillrecord.load(path)
 
 
 def verify_sidecar(path: Path) -> bool:
@@ -259,34 +248,22 @@ def verify_sidecar(path: Path) -> bool:
     return expected == file_sha256(path)
 
 
-def load_all(directory: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+def load_all(directory: Path) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
     """Every readable record, oldest first, and a message per file that was skipped."""
-    records: list[tuple[Path, dict[str, Any]]] = []
+    records: list[tuple[Path, RunRecord]] = []
     problems: list[str] = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
             records.append((path, read(path)))
         except RecordError as exc:
             problems.append(str(exc))
-    records.sort(key=lambda item: item[1].get("started_utc", ""))
+    records.sort(key=lambda item: item[1].started_utc)
     return records, problems
 
 
 def find(directory: Path, run_id: str) -> Path | None:
     matches = sorted(directory.glob(f"*-{run_id}.json"))
     return matches[-1] if matches else None
-
-
-def schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
-    return data
-
-
-def validate(record: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError when the record does not match its schema."""
-    import jsonschema
-
-    jsonschema.validate(record, schema(), cls=jsonschema.Draft202012Validator)
 
 
 def invocation_args(args: Iterable[str] | None = None) -> list[str]:
@@ -296,7 +273,9 @@ def invocation_args(args: Iterable[str] | None = None) -> list[str]:
 __all__ = [
     "SCHEMA_ID",
     "DrillEntry",
+    "DrillRecord",
     "RecordError",
+    "RunRecord",
     "WrittenRecord",
     "build",
     "drill_result",
@@ -305,7 +284,6 @@ __all__ = [
     "new_run_id",
     "read",
     "runbook_version",
-    "validate",
     "verify_sidecar",
     "write",
 ]
