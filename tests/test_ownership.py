@@ -21,7 +21,7 @@ from tests.decoy import Decoy
 # its temp folder, then the pids it left; the nginx-like one drops its environment (env -i).
 _DEAD_RUN = """
 import sys, time
-from rollback_drill import proc
+from rollback_drill.process import proc
 folder = proc.make_temp_dir("fake-stack")
 marked, _ = proc.popen_owned(["sleep", "600"], {}, None, cwd=folder)
 sh, _ = proc.popen_owned(
@@ -127,7 +127,7 @@ def test_a_record_written_by_another_user_or_world_writable_is_ignored(tmp_path:
 
 _STUCK = """
 import sys, threading
-from rollback_drill import proc
+from rollback_drill.process import proc
 folder = proc.make_temp_dir("stuck")
 child = proc.spawn("sleeper", ["sleep", "600"], folder / "sleeper.log")
 print(child.pid, folder, flush=True)
@@ -151,7 +151,7 @@ def test_an_unwinding_that_deadlocks_is_ended_and_cleaned_up() -> None:
 
 _HELD = """
 import logging, os, signal, time
-from rollback_drill import proc
+from rollback_drill.process import proc
 
 def handler(signum, frame):
     if proc.interrupt_is_unsafe(signum):

@@ -50,21 +50,15 @@ def shares_machine(urls: list[str]) -> bool:
 def _serving(ports: frozenset[int]) -> tuple[psutil.Process, ...]:
     import psutil
 
-    found: dict[int, psutil.Process] = {}
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except (psutil.Error, OSError):
-        return ()
-    for conn in connections:
-        pid, address = conn.pid, conn.laddr
-        if conn.status != psutil.CONN_LISTEN or not pid or not address or pid in found:
+    from rollback_drill.stack.access import listening_pids
+
+    found: list[psutil.Process] = []
+    for pid in sorted({pid for pids in listening_pids(ports).values() for pid in pids}):
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
             continue
-        if address[1] in ports:
-            try:
-                found[pid] = psutil.Process(pid)
-            except psutil.Error:
-                continue
-    return tuple(found.values())
+    return tuple(found)
 
 
 def serving_processes(urls: list[str]) -> tuple[psutil.Process, ...]:

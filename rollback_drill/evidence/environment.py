@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from rollback_drill.process import procfs
 from rollback_drill.process.tools import PROJECT_ROOT, ToolMissing, find_tool
 
 PROBE_TIMEOUT_S = 10.0
@@ -82,16 +83,6 @@ def tool_versions() -> dict[str, str | None]:
     return dict(sorted(versions.items()))
 
 
-def _memory_total_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _os_name() -> str:
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -104,7 +95,7 @@ def _os_name() -> str:
 
 @cache
 def machine() -> dict[str, Any]:
-    memory = _memory_total_bytes()
+    memory = procfs.memory_total()
     return {
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),

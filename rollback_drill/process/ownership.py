@@ -34,6 +34,7 @@ from rollback_drill.process.procfs import (
     all_processes,
     current,
     cwd_of,
+    environ,
     signal_proven,
 )
 
@@ -45,15 +46,8 @@ RECORDS = TEMP_ROOT / ".owners"
 
 def mark_of(pid: int) -> ProcessIdentity | None:
     """The owner mark in a process's environment (readable for our own uid only)."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    prefix = OWNER_VAR.encode() + b"="
-    for item in raw.split(b"\0"):
-        if item.startswith(prefix):
-            return ProcessIdentity.parse(item[len(prefix) :].decode(errors="replace"))
-    return None
+    mark = (environ(pid) or {}).get(OWNER_VAR)
+    return None if mark is None else ProcessIdentity.parse(mark)
 
 
 def owner_env() -> dict[str, str]:

@@ -5,6 +5,14 @@ one names someone else's process. A process here is its pid *and* its start time
 stat field 22, clock ticks since boot): the pair does not repeat until reboot. Signals go
 through a pidfd opened before the start time is checked again, so a pid reused between the
 check and the signal is never hit.
+
+psutil reads the rest (the process list, command lines, working folders, environments, CPU
+and memory): it knows /proc's formats and their corner cases. Two reads stay by hand, because
+psutil has no equivalent: the start time in clock ticks (psutil gives `create_time()` as
+epoch seconds computed from a boot time each process reads once, which moves with the wall
+clock, so the same process could get two identities in two processes; ticks are exact and
+are what owner marks and records hold), and the pidfd (`os.pidfd_open`) that pins a process
+while it is proven and signalled.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 
 @dataclass(frozen=True, order=True)
@@ -65,6 +75,8 @@ class ProcessInfo:
 
 
 def read_process(pid: int) -> ProcessInfo | None:
+    """/proc/PID/stat by hand (see the module docstring: the start ticks psutil does not give;
+    the same line holds ppid, process group and state, so one read serves all)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         uid = os.stat(f"/proc/{pid}").st_uid
@@ -75,26 +87,65 @@ def read_process(pid: int) -> ProcessInfo | None:
 
 
 def all_processes() -> Iterator[ProcessInfo]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            info = read_process(int(entry.name))
-            if info is not None and info.running:
-                yield info
+    for pid in psutil.pids():
+        info = read_process(pid)
+        if info is not None and info.running:
+            yield info
+
+
+def group(pgid: int) -> list[ProcessInfo]:
+    """The live processes of one process group (psutil has no process-group query)."""
+    return [p for p in all_processes() if p.pgid == pgid]
 
 
 def cmdline(pid: int) -> list[str]:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def cwd_of(pid: int) -> str | None:
     try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
+        return psutil.Process(pid).cwd()
+    except psutil.Error:
         return None
+
+
+def environ(pid: int) -> dict[str, str] | None:
+    """A process's environment (readable for our own uid only); None when unreadable."""
+    try:
+        return psutil.Process(pid).environ()
+    except psutil.Error:
+        return None
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User and system CPU these processes have used so far (those gone count nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident memory of these processes (those gone count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def memory_total() -> int:
+    """The machine's memory in bytes."""
+    return int(psutil.virtual_memory().total)
 
 
 _current: ProcessIdentity | None = None
@@ -138,9 +189,14 @@ __all__ = [
     "ProcessInfo",
     "all_processes",
     "cmdline",
+    "cpu_seconds",
     "current",
     "cwd_of",
+    "environ",
+    "group",
     "kill_proven",
+    "memory_total",
     "read_process",
+    "rss_bytes",
     "signal_proven",
 ]

@@ -9,14 +9,17 @@ started grants it through the Stack protocol. Checks see only the two small prot
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+
+import psutil
+
+from rollback_drill.process import procfs
 
 if TYPE_CHECKING:
     from rollback_drill.files.targetspec import TargetSpec
@@ -154,7 +157,8 @@ class DockerStats:
 
 def _cgroup_memory(pid: int) -> MemorySample | None:
     """A process's cgroup memory usage and limit, as `docker stats` reports them (cgroup v1
-    or v2); None when this machine cannot read them (a remote daemon, say)."""
+    or v2); None when this machine cannot read them (a remote daemon, say). /proc/PID/cgroup
+    and the cgroup files are read by hand: psutil has no cgroup API."""
     if pid <= 0:
         return None
     root = Path("/sys/fs/cgroup")
@@ -172,7 +176,7 @@ def _cgroup_memory(pid: int) -> MemorySample | None:
             limit = 0 if raw == "max" else int(raw)
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    total = mem_total()
+    total = procfs.memory_total()
     return MemorySample(used, limit if 0 < limit < total else total)
 
 
@@ -205,15 +209,14 @@ class LocalStats:
     ports: Mapping[str, int]
 
     def memory(self) -> dict[str, MemorySample]:
-        listeners = _listening_inodes(set(self.ports.values()))
-        owners = _socket_owners(set(listeners.values()))
-        total = mem_total()
+        listeners = listening_pids(set(self.ports.values()))
+        total = procfs.memory_total()
         out = {}
         for service, port in self.ports.items():
-            pid = owners.get(listeners.get(port, -1))
-            if pid is None:
+            pids = listeners.get(port)
+            if not pids:
                 raise AccessError(f"{service}: no process of this machine listens on port {port}")
-            out[service] = MemorySample(group_rss(os.getpgid(pid)), total)
+            out[service] = MemorySample(group_rss(os.getpgid(min(pids))), total)
         return out
 
 
@@ -281,64 +284,21 @@ def _docker_each(containers: Mapping[str, str], read: Callable[[Any], Any]) -> d
         client.close()
 
 
-_LISTEN = "0A"
-
-
-def _listening_inodes(ports: set[int]) -> dict[int, int]:
-    found: dict[int, int] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            if fields[3] == _LISTEN and port in ports:
-                found.setdefault(port, int(fields[9]))
+def listening_pids(ports: Collection[int]) -> dict[int, set[int]]:
+    """port -> the processes listening on it (TCP, IPv4 or IPv6; nginx's master and workers
+    share one socket), for those of `ports` that have one this user may see."""
+    found: dict[int, set[int]] = {}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return found
+    for conn in connections:
+        port = conn.laddr.port if conn.laddr else None
+        if conn.status == psutil.CONN_LISTEN and port is not None and port in ports and conn.pid:
+            found.setdefault(port, set()).add(conn.pid)
     return found
-
-
-_SOCKET = re.compile(r"^socket:\[(\d+)\]$")
-
-
-def _socket_owners(inodes: set[int]) -> dict[int, int]:
-    owners: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or len(owners) == len(inodes):
-            continue
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                match = _SOCKET.match(os.readlink(fd))
-            except OSError:
-                continue
-            if match and int(match.group(1)) in inodes:
-                owners.setdefault(int(match.group(1)), int(entry.name))
-    return owners
 
 
 def group_rss(pgid: int) -> int:
     """Resident memory of every process in a process group."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != pgid:
-                continue
-            total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def mem_total() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return procfs.rss_bytes(p.pid for p in procfs.group(pgid))

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollback_drill.files.spec import LoadedStack, SpecError
-from rollback_drill.process import proc
+from rollback_drill.process import proc, procfs
 from rollback_drill.process.tools import find_tool
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack import releases
@@ -30,7 +30,6 @@ from rollback_drill.stack.access import (
     LogSource,
     StatsSource,
     group_rss,
-    mem_total,
 )
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage, StackError
 from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
@@ -205,11 +204,8 @@ class LocalStack(StackBase):
         process = self._procs.get(service)
         if process is None or not process.alive() or process.pid is None:
             return None
-        try:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return f"pid {process.pid} started at tick {fields[19]}"
+        found = procfs.ProcessIdentity.of(process.pid)
+        return None if found is None else f"pid {found.pid} started at tick {found.start_ticks}"
 
     def log_files(self, service: str) -> list[Path]:
         """Where a service logs: its output, and nginx's own access and error logs."""
@@ -234,16 +230,16 @@ class LocalStack(StackBase):
         return FileLogs({n: tuple(self.log_files(n)) for n in names}), LocalStats(ports)
 
     def stats(self) -> dict[str, ResourceUsage]:
-        """CPU over a 0.25 s window and resident memory of each service's process group."""
-        total_mem = mem_total()
+        """CPU over a 0.25 s window and resident memory of each service's process group (a
+        service's pid leads its own group)."""
+        total_mem = procfs.memory_total()
         pids = {name: p.pid for name, p in self._procs.items() if p.alive() and p.pid}
-        before = {name: _group_cpu_ticks(pid) for name, pid in pids.items()}
+        before = {name: _group_cpu_seconds(pid) for name, pid in pids.items()}
         window = 0.25
         time.sleep(window)
-        ticks = os.sysconf("SC_CLK_TCK")
         usage = {}
         for name, pid in pids.items():
-            cpu = (_group_cpu_ticks(pid) - before[name]) / ticks / window * 100
+            cpu = (_group_cpu_seconds(pid) - before[name]) / window * 100
             usage[name] = ResourceUsage(round(cpu, 1), group_rss(pid), total_mem)
         return usage
 
@@ -298,25 +294,5 @@ def _check_commands(loaded: LoadedStack) -> None:
         )
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _group_cpu_ticks(pgid: int) -> int:
-    total = 0
-    for pid in _group_pids(pgid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError):
-            continue
-    return total
+def _group_cpu_seconds(pgid: int) -> float:
+    return procfs.cpu_seconds(p.pid for p in procfs.group(pgid))

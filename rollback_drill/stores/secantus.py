@@ -3,13 +3,12 @@ here): how it is started, once, for the stack, the tests and the benchmarks alik
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback_drill.process import proc
+from rollback_drill.process import proc, procfs
 from rollback_drill.process.tools import find_tool
 from rollback_drill.stores.mongoconn import client
 
@@ -57,9 +56,8 @@ class Server:
     pid: int
 
     def cpu_seconds(self) -> float:
-        """User and system CPU the server has used so far (from /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User and system CPU the server has used so far."""
+        return procfs.cpu_seconds([self.pid])
 
 
 @contextmanager
