@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollback_drill.files import drillrecord, perfbaseline
+from rollback_drill.files import drillrecord, perfbaseline, storebackup
 
 DIRECTORY = Path(__file__).resolve().parent / "schemas"
 
@@ -21,6 +21,8 @@ DIRECTORY = Path(__file__).resolve().parent / "schemas"
 GENERATED: dict[str, Callable[[], dict[str, Any]]] = {
     "record-4.schema.json": drillrecord.schema,
     "performance-2.schema.json": perfbaseline.schema,
+    "mongo-archive-2.schema.json": storebackup.mongo_schema,
+    "redis-archive-1.schema.json": storebackup.redis_schema,
 }
 
 

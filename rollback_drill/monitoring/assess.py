@@ -12,7 +12,6 @@ gives the rollback type and the time budget.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 
 from rollback_drill.checks import ALL_CHECKS, Check
 from rollback_drill.checks.result import Outcome, run_checks
+from rollback_drill.files import storebackup
 from rollback_drill.files.spec import Classification, LoadedStack
 from rollback_drill.monitoring.alerts import AlertEngine
 from rollback_drill.monitoring.decision import Decision, Finding, decide, services_named
@@ -204,11 +204,10 @@ def newest_backup_in(directory: Path) -> datetime | None:
     newest: datetime | None = None
     for manifest in directory.rglob(mongo.MANIFEST) if directory.is_dir() else []:
         try:
-            data = json.loads(manifest.read_text())
-            created = datetime.fromtimestamp(float(data["created"]), UTC)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if data.get("format") in mongo.FORMATS and (newest is None or created > newest):
+            created = datetime.fromtimestamp(storebackup.load_mongo(manifest).created, UTC)
+        except storebackup.BackupManifestError:
+            continue  # another file of that name: not a backup of ours
+        if newest is None or created > newest:
             newest = created
     return newest
 

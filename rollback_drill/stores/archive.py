@@ -21,7 +21,6 @@ them (older, or written by hand) is read from its BSON files, as before.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,14 @@ from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 from pymongo.database import Database
 
+from rollback_drill.files.storebackup import (
+    MONGO_FORMAT,
+    MONGO_OLD_FORMAT,
+    BackupManifestError,
+    MongoCollection,
+    MongoManifest,
+    load_mongo,
+)
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
     CollectionPrint,
@@ -51,9 +58,9 @@ from rollback_drill.stores.mongoconn import (
 )
 
 MANIFEST = "manifest.json"
-FORMAT = "rollback-drill-mongo-archive/2"
+FORMAT = MONGO_FORMAT
 #: Version 1 kept only each index's name, key and uniqueness, and no collection options.
-READABLE = ("rollback-drill-mongo-archive/1", FORMAT)
+READABLE = (MONGO_OLD_FORMAT, FORMAT)
 
 
 class ArchiveError(RuntimeError):
@@ -98,7 +105,9 @@ class Archive:
                 yield RawBSONDocument(bytes(doc))
 
 
-def _dump(db: Database[RawBSONDocument], name: str, dest: Path) -> dict[str, Any]:
+def _dump(
+    db: Database[RawBSONDocument], name: str, dest: Path, options: dict[str, Any]
+) -> MongoCollection:
     path = dest / f"{name}.bson"
     digest = hashlib.sha256()
     records: list[bytes] = []
@@ -109,14 +118,15 @@ def _dump(db: Database[RawBSONDocument], name: str, dest: Path) -> dict[str, Any
             records.extend(bsonscan.records(data))
     packed, content = pack(records)
     (dest / f"{name}.records").write_bytes(packed)
-    return {
-        "file": path.name,
-        "count": len(records),
-        "sha256": digest.hexdigest(),
-        "records": f"{name}.records",
-        "digest": content,
-        "indexes": [to_json_value(spec) for spec in index_specs(db[name])],
-    }
+    return MongoCollection(
+        file=path.name,
+        count=len(records),
+        sha256=digest.hexdigest(),
+        records=f"{name}.records",
+        digest=content,
+        indexes=[to_json_value(spec) for spec in index_specs(db[name])],
+        options=to_json_value(options),
+    )
 
 
 def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
@@ -128,19 +138,15 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
         db = conn[database]
         names = sorted(n for n in db.list_collection_names() if not n.startswith("system."))
         options = collection_options(db, names)
-        dumped = dict(zip(names, concurrently(lambda n: _dump(db, n, dest), names), strict=True))
-    manifest = {
-        "format": FORMAT,
-        "database": database,
-        "created": started,
-        "finished": time.time(),
-        "collections": {
-            name: {**entry, "options": to_json_value(options.get(name, {}))}
-            for name, entry in dumped.items()
-        },
-    }
+        dumped = concurrently(lambda n: _dump(db, n, dest, options.get(n, {})), names)
+    manifest = MongoManifest(
+        database=database,
+        created=started,
+        finished=time.time(),
+        collections=dict(zip(names, dumped, strict=True)),
+    )
     out = dest / MANIFEST
-    out.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.save(out)
     return out
 
 
@@ -153,55 +159,44 @@ def _file_sha256(path: Path) -> str:
 
 
 def _v1_index(entry: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 index entry (name, key as [field, direction] pairs, unique) as a spec."""
     spec: dict[str, Any] = {"name": entry["name"], "key": SON((k, v) for k, v in entry["key"])}
     if entry.get("unique"):
         spec["unique"] = True
     return spec
 
 
-def _collection(name: str, entry: dict[str, Any], version: str) -> ArchivedCollection:
+def _collection(name: str, entry: MongoCollection, version: str) -> ArchivedCollection:
     if version == FORMAT:
-        indexes = tuple(from_json_value(i) for i in entry["indexes"])
-        options = dict(from_json_value(entry.get("options", {})))
+        indexes = tuple(from_json_value(i) for i in entry.indexes)
+        options = dict(from_json_value(entry.options))
     else:
-        indexes = tuple(_v1_index(i) for i in entry["indexes"])
+        indexes = tuple(_v1_index(i) for i in entry.indexes)
         options = {}
-    records = entry.get("records")
+    digest = entry.digest if entry.records else None
     return ArchivedCollection(
-        name, str(entry["file"]), int(entry["count"]), str(entry["sha256"]), options, indexes,
-        str(records) if records else None, str(entry["digest"]) if records else None,
-    )  # fmt: skip
+        name, entry.file, entry.count, entry.sha256, options, indexes, entry.records, digest
+    )
 
 
 def verify_archive(archive: Path) -> Archive:
     """Load the manifest and check every file's checksum before anything is dropped."""
     manifest_path = archive / MANIFEST
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(f"{manifest_path}: unreadable manifest: {exc}") from None
-    version = manifest.get("format") if isinstance(manifest, dict) else None
-    if version not in READABLE:
-        raise ArchiveError(
-            f"{manifest_path}: format: expected one of {list(READABLE)}, got {version!r}"
-        )
+        manifest = load_mongo(manifest_path)
+    except BackupManifestError as exc:
+        raise ArchiveError(str(exc)) from None
     try:
         collections = {
-            str(name): _collection(str(name), entry, str(version))
-            for name, entry in manifest["collections"].items()
+            name: _collection(name, entry, manifest.format)
+            for name, entry in manifest.collections.items()
         }
-        found = Archive(
-            archive,
-            str(manifest["database"]),
-            float(manifest["created"]),
-            float(manifest["finished"]) if manifest.get("finished") else None,
-            collections,
-        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArchiveError(
-            f"{manifest_path}: expected database, created and collections.<name>.file/count/"
-            f"sha256/indexes ({type(exc).__name__}: {exc})"
+            f"{manifest_path}: collections: an index or options entry is not extended JSON "
+            f"({type(exc).__name__}: {exc})"
         ) from None
+    found = Archive(archive, manifest.database, manifest.created, manifest.finished, collections)
     files = [(n, e.file, e.sha256) for n, e in collections.items()]
     files += [(n, e.records, e.digest) for n, e in collections.items() if e.records and e.digest]
 

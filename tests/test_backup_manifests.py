@@ -1,0 +1,80 @@
+"""The store backups' manifests through their models, from files written here (no server):
+the format-1 MongoDB manifest still read, anything else refused naming file, field and what
+was expected, and the Redis archive's checksum the same as the one older archives carry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+
+from rollback_drill.files import storebackup
+from rollback_drill.stores import archive
+
+
+def _archive(folder: Path, manifest: dict[str, Any]) -> Path:
+    folder.mkdir()
+    data = bson.encode({"_id": 1, "email": "a@example.test"})
+    (folder / "users.bson").write_bytes(data)
+    entry = {"file": "users.bson", "count": 1, "sha256": hashlib.sha256(data).hexdigest()}
+    manifest["collections"] = {"users": {**entry, **manifest.get("collections", {})}}
+    (folder / archive.MANIFEST).write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_format_1_manifest_is_read_with_its_indexes_as_specs(tmp_path: Path) -> None:
+    index = {"name": "email_1", "key": [["email", 1]], "unique": True}
+    found = archive.verify_archive(
+        _archive(
+            tmp_path / "v1",
+            {
+                "format": storebackup.MONGO_OLD_FORMAT,
+                "database": "safepsy",
+                "created": 1.5,
+                "collections": {"indexes": [index]},
+            },
+        )
+    )
+    assert found.finished is None and found.started == 1.5
+    (spec,) = found.collections["users"].indexes
+    assert spec["name"] == "email_1" and list(spec["key"].items()) == [("email", 1)]
+    assert spec["unique"] is True
+
+
+def test_a_manifest_of_another_format_or_with_a_bad_field_is_refused(tmp_path: Path) -> None:
+    other = _archive(tmp_path / "v9", {"format": "rollback-drill-mongo-archive/9"})
+    with pytest.raises(archive.ArchiveError) as caught:
+        archive.verify_archive(other)
+    message = str(caught.value)
+    assert str(other / archive.MANIFEST) in message
+    assert "found 'rollback-drill-mongo-archive/9'" in message
+    assert (
+        "expected 'rollback-drill-mongo-archive/2' or 'rollback-drill-mongo-archive/1'" in message
+    )
+    bad = _archive(
+        tmp_path / "bad",
+        {
+            "format": storebackup.MONGO_FORMAT,
+            "database": "safepsy",
+            "created": 1.0,
+            "collections": {"count": "many", "indexes": []},
+        },
+    )
+    with pytest.raises(archive.ArchiveError, match=r"collections\.users\.count: .*integer"):
+        archive.verify_archive(bad)
+
+
+def test_the_redis_checksum_is_the_one_older_archives_carry(tmp_path: Path) -> None:
+    entries = [{"key": base64.b64encode(b"k").decode(), "ttl_ms": 0, "dump": "AAAA"}]
+    written_before = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    models = [storebackup.RedisEntry.model_validate(e) for e in entries]
+    assert storebackup.entries_sha256(models) == written_before
+    path = tmp_path / "redis.json"
+    path.write_text(json.dumps({"format": "rollback-drill-redis-archive/0", "entries": []}))
+    with pytest.raises(storebackup.BackupManifestError, match="found 'rollback-drill-redis"):
+        storebackup.load_redis(path)
