@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollback_drill.files import drillrecord, perfbaseline, storebackup
+from rollback_drill.files import drillartifacts, drillrecord, perfbaseline, storebackup
 
 DIRECTORY = Path(__file__).resolve().parent / "schemas"
 
@@ -23,6 +23,7 @@ GENERATED: dict[str, Callable[[], dict[str, Any]]] = {
     "performance-2.schema.json": perfbaseline.schema,
     "mongo-archive-2.schema.json": storebackup.mongo_schema,
     "redis-archive-1.schema.json": storebackup.redis_schema,
+    "interrupted-drill-1.schema.json": drillartifacts.InterruptedDrill.model_json_schema,
 }
 
 
