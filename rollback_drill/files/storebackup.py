@@ -90,6 +90,18 @@ def entries_sha256(entries: list[RedisEntry]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class RestoreJournal(_Model):
+    """`restore-journal.json` beside an archive being restored: which process restores, the
+    session holding its transaction, how far it got; removed when the restore ends, so a next
+    restore can finish what an interrupted one left."""
+
+    process: str = Field(description="the restoring process, `<pid>:<start ticks>`")
+    updated: float = Field(description="epoch seconds of this state")
+    started: float = Field(description="epoch seconds the restore started")
+    state: str = Field(description="the phase it was in: transaction, rebuilds, indexes ...")
+    session: str | None = Field(default=None, description="the transaction's lsid, hex")
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -130,6 +142,7 @@ __all__ = [
     "MongoManifest",
     "RedisArchive",
     "RedisEntry",
+    "RestoreJournal",
     "entries_sha256",
     "load_mongo",
     "load_redis",
