@@ -93,9 +93,17 @@ def all_processes() -> Iterator[ProcessInfo]:
             yield info
 
 
-def group(pgid: int) -> list[ProcessInfo]:
-    """The live processes of one process group (psutil has no process-group query)."""
-    return [p for p in all_processes() if p.pgid == pgid]
+def group(pgid: int) -> list[int]:
+    """The pids of one process group (psutil has no process-group query: getpgid per pid, a
+    system call where reading each /proc/PID/stat took a file read)."""
+
+    def pgid_of(pid: int) -> int | None:
+        try:
+            return os.getpgid(pid)
+        except OSError:
+            return None
+
+    return [pid for pid in psutil.pids() if pgid_of(pid) == pgid]
 
 
 def cmdline(pid: int) -> list[str]:

@@ -301,4 +301,4 @@ def listening_pids(ports: Collection[int]) -> dict[int, set[int]]:
 
 def group_rss(pgid: int) -> int:
     """Resident memory of every process in a process group."""
-    return procfs.rss_bytes(p.pid for p in procfs.group(pgid))
+    return procfs.rss_bytes(procfs.group(pgid))

@@ -295,4 +295,4 @@ def _check_commands(loaded: LoadedStack) -> None:
 
 
 def _group_cpu_seconds(pgid: int) -> float:
-    return procfs.cpu_seconds(p.pid for p in procfs.group(pgid))
+    return procfs.cpu_seconds(procfs.group(pgid))
