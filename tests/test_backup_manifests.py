@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import bson
 import pytest
 
-from rollback_drill.files import storebackup
+from rollback_drill.files import configbackup, storebackup
 from rollback_drill.stores import archive
 
 
@@ -78,3 +80,24 @@ def test_the_redis_checksum_is_the_one_older_archives_carry(tmp_path: Path) -> N
     path.write_text(json.dumps({"format": "rollback-drill-redis-archive/0", "entries": []}))
     with pytest.raises(storebackup.BackupManifestError, match="found 'rollback-drill-redis"):
         storebackup.load_redis(path)
+
+
+def test_a_config_backup_whose_manifest_is_not_checksums_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "nginx.conf").write_text("events {}\n")
+    made = configbackup.backup(config, tmp_path / "backups")
+    assert configbackup.restore(made, config) == {
+        "nginx.conf": hashlib.sha256(b"events {}\n").hexdigest()
+    }
+    forged = tmp_path / "forged.tar.gz"
+    with tarfile.open(made) as source, tarfile.open(forged, "w:gz") as out:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == configbackup.MANIFEST:
+                body = json.dumps({"nginx.conf": "not a checksum"}).encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            out.addfile(member, data)
+    with pytest.raises(ValueError, match=r"MANIFEST\.json: 1 problem.*\n  nginx\.conf: String"):
+        configbackup.restore(forged, config)

@@ -50,4 +50,12 @@ class InterruptedDrill(_Model):
     files: list[str] = Field(description="what the folder holds: logs and backups stay")
 
 
-__all__ = ["INTERRUPTED_FORMAT", "InProgress", "InterruptedDrill"]
+class RollbackPoint(_Model):
+    """`rollback-<stamp>.json`, the planned rollback's first step: the tag and the release
+    of every application service it can go back to."""
+
+    tag: str
+    releases: dict[str, str] = Field(description="service -> release")
+
+
+__all__ = ["INTERRUPTED_FORMAT", "InProgress", "InterruptedDrill", "RollbackPoint"]
