@@ -44,7 +44,7 @@ PLANTED_TEST = '''
 """Planted by tests/test_report_e2e.py: a credentials-bearing URL through every report verb."""
 import os
 
-from rollback_drill import report
+from rollback_drill.evidence import report
 
 
 def test_planted_credentials_url() -> None:
