@@ -77,7 +77,8 @@ _PORTS_FROM = 10_000
 
 def _ephemeral_low() -> int:
     """Where the kernel's ephemeral range starts: outgoing connections (the load's thousands
-    of them) take source ports from there, so a server port must not come from it."""
+    of them) take source ports from there, so a server port must not come from it. Read
+    from /proc/sys by hand: a kernel setting, not a process, which psutil does not read."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
