@@ -14,9 +14,12 @@ import pytest
 from rollback_drill.cli import app as cli
 from rollback_drill.cli import programme as cli_programme
 from rollback_drill.evidence import record
+from rollback_drill.files import drillrecord
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import SpecError
 from rollback_drill.programme import cadence, history
+from tests import records
 from tests.helpers import copy_stack_file
 from tests.paths import PROJECT_ROOT
 
@@ -25,38 +28,25 @@ NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _drill(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "test": "drills/test_emergency.py::test_emergency_rollback[local-service_down]",
-        "test_outcome": "passed",
-        "drill": "emergency: service unavailable",
-        "procedure": "emergency",
-        "severity": "critical",
-        "backend": "local",
-        "bad_release": "1.5.0",
-        "good_release": "1.4.0",
-        "outcome": "passed",
-        "started_utc": "2027-02-20T12:00:00.000000Z",
-        "time_to_recover_s": 6.0,
-        "budget_s": 300.0,
-        "data_volume": {"seed_users": 200, "documents": {"users": 201, "sessions": 40}},
-    }
-    base.update(overrides)
-    return base
+    return records.drill(**overrides)
 
 
 def _run(
     when: str, *drills: dict[str, Any], cadence: str | None = None, verdict: str = "pass"
 ) -> dict[str, Any]:
-    return {
-        "schema": record.SCHEMA_ID,
-        "run_id": f"run{when[:10].replace('-', '')}{cadence or ''}"[:12],
-        "started_utc": when,
-        "finished_utc": when,
-        "invocation": {"command": "run", "args": []},
-        "cadence": cadence,
-        "summary": {"verdict": verdict},
-        "drills": list(drills) or [_drill(started_utc=when)],
-    }
+    data = records.run(
+        *(drills or [_drill(started_utc=when)]),
+        run_id=f"run{when[:10].replace('-', '')}{cadence or ''}"[:12],
+        started_utc=when,
+        finished_utc=when,
+        cadence=cadence,
+    )
+    data["summary"]["verdict"] = verdict
+    return data
+
+
+def _model(data: dict[str, Any]) -> RunRecord:
+    return RunRecord.model_validate(data)
 
 
 def _write(directory: Path, *runs: dict[str, Any]) -> Path:
@@ -74,7 +64,8 @@ def test_when_each_cadence_last_passed() -> None:
         _run("2027-02-26T12:00:00.000000Z"),  # no cadence: counts for none
     ]
     cadences = load_stack(STACK).spec.cadences
-    found = {s.name: s for s in cadence.statuses([(Path(), r) for r in runs], cadences, NOW)}
+    pairs = [(Path(), _model(r)) for r in runs]
+    found = {s.name: s for s in cadence.statuses(pairs, cadences, NOW)}
     assert not found["monthly"].overdue
     assert found["monthly"].last_pass == datetime(2027, 2, 20, 12, tzinfo=UTC)
     assert found["quarterly"].overdue, "a failed quarterly run does not satisfy the quarter"
@@ -151,7 +142,10 @@ def test_trend_compares_like_with_like() -> None:
     old = _run("2026-01-01T12:00:00.000000Z", _drill(time_to_recover_s=9.0))
     old["schema"] = "rollback-drill/record/2"
     del old["drills"][0]["data_volume"]
-    rows = history.rows([(Path(), r) for r in (old, small, big, small_again)])
+    migrated = drillrecord.parse(old, "old.json")
+    assert migrated.format == drillrecord.FORMAT and migrated.drills[0].data_volume is None
+    runs = [migrated, *(_model(r) for r in (small, big, small_again))]
+    rows = history.rows([(Path(), r) for r in runs])
     lines = history.trend(rows)
     assert lines == [
         "emergency: service unavailable [local] 1.5.0 -> 1.4.0: 1 run, 1 passed, TTR median "
@@ -176,16 +170,46 @@ def test_trend_compares_like_with_like() -> None:
     assert " 50000 users " in table[4] and "  -  " in table[2]
 
 
+def _older(data: dict[str, Any], major: int) -> dict[str, Any]:
+    """`data` as format `major` wrote it: without the fields later formats added."""
+    added = {  # format -> the run's and each drill's keys it added
+        5: (["source", "shard", "merged_from"], ["test_seconds"]),
+        4: ([], ["environment", "evidence"]),
+        3: (["cadence", "runbook_coverage"], ["communication", "data_volume", "passed_checks"]),
+        2: ([], ["drill", "alerts", "users_saw", "steps", "assessment", "decision"]),
+    }
+    old = {**data, "schema": f"rollback-drill/record/{major}"}
+    drills = list(data["drills"])
+    for version in range(5, major, -1):
+        run_keys, drill_keys = added[version]
+        old = {k: v for k, v in old.items() if k not in run_keys}
+        drills = [{k: v for k, v in d.items() if k not in drill_keys} for d in drills]
+    return old | {"drills": drills}
+
+
 def test_records_of_every_schema_are_read(tmp_path: Path) -> None:
+    """Formats 1-4 lack only fields later ones added: each is migrated to format 5 on read;
+    a format this version does not know is refused naming the file and the formats read."""
     five = _run("2027-02-01T12:00:00.000000Z", cadence="monthly")
-    four = _run("2027-01-15T12:00:00.000000Z") | {"schema": "rollback-drill/record/4"}
-    three = _run("2027-01-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/3"}
-    two = _run("2026-12-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/2"}
-    one = _run("2026-10-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/1"}
+    four = _older(_run("2027-01-15T12:00:00.000000Z"), 4)
+    three = _older(_run("2027-01-01T12:00:00.000000Z"), 3)
+    two = _older(_run("2026-12-01T12:00:00.000000Z"), 2)
+    one = _older(_run("2026-10-01T12:00:00.000000Z"), 1)
+    assert "cadence" not in two and "drill" not in one["drills"][0]
+    assert "source" not in four and "test_seconds" not in four["drills"][0]
     other = _run("2026-09-01T12:00:00.000000Z") | {"schema": "rollback-drill/record/9"}
     found, problems = record.load_all(_write(tmp_path, five, four, three, two, one, other))
-    assert [d["schema"][-1] for _, d in found] == ["1", "2", "3", "4", "5"]
-    assert len(problems) == 1 and "record/9" in problems[0]
+    assert [d.started_utc[:10] for _, d in found] == [
+        "2026-10-01", "2026-12-01", "2027-01-01", "2027-01-15", "2027-02-01"
+    ]  # fmt: skip
+    assert all(d.format == drillrecord.FORMAT for _, d in found)
+    assert found[0][1].drills[0].name == "emergency", "format 1 has no drill name: the procedure"
+    assert found[2][1].drills[0].environment == "production"
+    assert found[3][1].source.commit is None and found[3][1].shard is None
+    assert found[3][1].drills[0].test_seconds is None
+    (problem,) = problems
+    assert "005-" in problem and "found 'rollback-drill/record/9'" in problem
+    assert "expected 'rollback-drill/record/5'" in problem
     text = history.render(tmp_path, cadences=load_stack(STACK).spec.cadences, now=NOW)
     assert "5 drill(s) from 5 run record(s)" in text
     assert "monthly    every  31 days: last passed 2027-02-01" in text

@@ -221,8 +221,8 @@ def test_the_record_carries_the_figure_or_says_it_could_not(tmp_path: Path) -> N
     stack = PROJECT_ROOT / "fixtures" / "safepsy" / "stack.yaml"
     figure = record.runbook_coverage(stack)
     assert figure is not None
-    assert figure["runbook"]["path"] == "fixtures/safepsy/ROLLBACK_RUNBOOK.md"
-    assert figure["covered"] == coverage.measure(RUNBOOK).covered
+    assert figure.runbook.path == "fixtures/safepsy/ROLLBACK_RUNBOOK.md"
+    assert figure.covered == coverage.measure(RUNBOOK).covered
     with pytest.warns(UserWarning, match="runbook coverage not measured: SpecError"):
         assert record.runbook_coverage(tmp_path / "missing.yaml") is None
 

@@ -385,6 +385,7 @@ def test_assess_finds_the_newest_backup_of_every_kind(tmp_path: Path) -> None:
     assert newest_backup_in(backups) == datetime.fromtimestamp(archive.stat().st_mtime, UTC)
     later = archive.stat().st_mtime + 3600
     (backups / "ours" / "mongodb").mkdir(parents=True)
-    manifest = {"format": "rollback-drill-mongo-archive/3", "created": later, "collections": {}}
+    manifest = {"format": "rollback-drill-mongo-archive/3", "database": DB, "created": later,
+                "finished": later, "collections": {}}  # fmt: skip
     (backups / "ours" / "mongodb" / mongo.MANIFEST).write_text(json.dumps(manifest))
     assert newest_backup_in(backups) == datetime.fromtimestamp(later, UTC)

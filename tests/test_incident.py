@@ -12,7 +12,9 @@ from typing import Any
 
 from rollback_drill.evidence import incident
 from rollback_drill.evidence.record import file_sha256
+from rollback_drill.files.drillrecord import DrillRecord, RunRecord
 from rollback_drill.stack import servicelogs
+from tests import records
 from tests.paths import PROJECT_ROOT
 
 RUNBOOK = PROJECT_ROOT / "fixtures" / "safepsy" / "ROLLBACK_RUNBOOK.md"
@@ -68,24 +70,20 @@ def _events() -> list[dict[str, Any]]:
     ]
 
 
-def _drill(artifacts: Path, **overrides: Any) -> dict[str, Any]:
+def _drill(artifacts: Path, **overrides: Any) -> DrillRecord:
     base: dict[str, Any] = {
-        "drill": "emergency: service unavailable",
-        "procedure": "emergency",
-        "runbook_section": "Rollback Procedures > Emergency Rollback (Critical Issues)",
-        "severity": "critical",
-        "rollback_type": "emergency",
-        "budget_s": 300.0,
-        "backend": "local",
-        "bad_release": "1.5.0",
-        "good_release": "1.4.0",
-        "outcome": "passed",
-        "failure": None,
-        "started_utc": "2027-02-20T12:00:00.000000Z",
         "time_to_recover_s": 7.65,
         "outage_s": 8.0,
         "detected_by": ["backend down: 2 probes missed"],
-        "decision": {"explanation": "critical (Service Down): emergency rollback"},
+        "decision": {
+            "severity": "critical",
+            "impact": "Service Down",
+            "rollback_type": "emergency",
+            "budget_s": 300.0,
+            "affected_services": ["backend"],
+            "findings": [],
+            "explanation": "critical (Service Down): emergency rollback",
+        },
         "passed_checks": [
             "health.backend",
             "health.frontend",
@@ -97,43 +95,27 @@ def _drill(artifacts: Path, **overrides: Any) -> dict[str, Any]:
         "runbook": {"path": str(RUNBOOK), "sha256": file_sha256(RUNBOOK)},
         "artifacts": str(artifacts),
         "data_volume": {"seed_users": 200, "documents": {"users": 201, "sessions": 40}},
-        "communication": {
-            "messages": [
-                {
-                    "channel": "slack",
-                    "audience": "stakeholders",
-                    "kind": "announce",
-                    "ok": True,
-                    "at_s": 5.6,
-                    "step": "Notify stakeholders",
-                    "answer": "HTTP 200",
-                    "error": None,
-                },
-                {
-                    "channel": "statuspage",
-                    "audience": "status_page",
-                    "kind": "resolve",
-                    "ok": False,
-                    "at_s": 12.5,
-                    "step": "Update status page",
-                    "answer": "not delivered",
-                    "error": "HTTP 500: broken",
-                },
-                {
-                    "channel": "slack",
-                    "audience": "stakeholders",
-                    "kind": "resolve",
-                    "ok": True,
-                    "at_s": 12.4,
-                    "step": "Notify stakeholders of resolution",
-                    "answer": "HTTP 200",
-                    "error": None,
-                },
-            ]
-        },
+        "communication": records.communication(
+            records.message(at_s=5.6),
+            records.message(
+                channel="statuspage",
+                type="statuspage",
+                audience="status_page",
+                kind="resolve",
+                ok=False,
+                at_s=12.5,
+                step="Update status page",
+                answer="not delivered",
+                error="HTTP 500: broken",
+            ),
+            records.message(kind="resolve", at_s=12.4, step="Notify stakeholders of resolution"),
+        ),
     }
-    base.update(overrides)
-    return base
+    return records.drill_model(**(base | overrides))
+
+
+def _run(*drills: DrillRecord, **overrides: Any) -> RunRecord:
+    return records.run_model(*(d.model_dump() for d in drills), **overrides)
 
 
 def _artifacts(tmp_path: Path) -> Path:
@@ -160,12 +142,7 @@ def test_errors_per_service_as_the_runbooks_grep(tmp_path: Path) -> None:
 
 def test_incident_document(tmp_path: Path) -> None:
     artifacts = _artifacts(tmp_path)
-    run = {
-        "run_id": "abc123abc123",
-        "invocation": {"command": "run"},
-        "cadence": "monthly",
-        "drills": [_drill(artifacts)],
-    }
+    run = _run(_drill(artifacts), run_id="abc123abc123", cadence="monthly")
     record_path = tmp_path / "records" / "20270220T120000Z-abc123abc123.json"
     (made,) = incident.write_all(run, record_path, tmp_path / "incidents")
     assert made == (
@@ -220,7 +197,7 @@ def test_nothing_is_ticked_without_its_evidence(tmp_path: Path) -> None:
         communication=None,
         data_volume=None,
     )
-    text = incident.render(failed, {"run_id": "r", "drills": [failed]})
+    text = incident.render(failed, _run(failed))
     assert "| Outcome | **FAILED**: DrillFailed: verification failed after rollback: |" in text
     ticked = re.findall(r"^- \[x\] (.+?) - proved", text, re.M)
     assert ticked == ["Test critical user flows", "Document incident timeline"]
@@ -228,7 +205,7 @@ def test_nothing_is_ticked_without_its_evidence(tmp_path: Path) -> None:
     (artifacts / "drill.json").unlink()
     for log in artifacts.glob("*.log"):
         log.unlink()
-    bare = incident.render(failed, {"run_id": "r", "drills": [failed]})
+    bare = incident.render(failed, _run(failed))
     assert "timeline not available" in bare and "No preserved logs" in bare
     (artifacts / servicelogs.END_OF_DRILL).write_text(LOGS)
-    assert f"From `{servicelogs.END_OF_DRILL}`" in incident.render(failed, {"run_id": "r"})
+    assert f"From `{servicelogs.END_OF_DRILL}`" in incident.render(failed, _run())

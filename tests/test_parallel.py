@@ -31,11 +31,11 @@ def test_parallel_drills_are_counted_once(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     (path, data), *others = record.load_all(tmp_path / "records")[0]
     assert not others, "one run, one record"
-    tests = [d["test"] for d in data["drills"]]
+    tests = [d.test for d in data.drills]
     assert len(tests) == 2 and len(set(tests)) == 2, tests
-    assert data["summary"]["drills"] == 2 and data["summary"]["verdict"] == "pass"
+    assert data.summary.drills == 2 and data.summary.verdict == "pass"
     assert record.verify_sidecar(path)
-    artifacts = {d["artifacts"] for d in data["drills"]}
+    artifacts = {d.artifacts for d in data.drills}
     assert len(artifacts) == 2, "each drill keeps its own artifacts"
     history = (tmp_path / "history" / "history.jsonl").read_text().splitlines()
     assert len(history) == 1

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import RunRecord
 from tests.helpers import copy_stack_file
 from tests.paths import PROJECT_ROOT
 from tests.receivers import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
@@ -109,10 +110,10 @@ def _explain(done: subprocess.CompletedProcess[str]) -> str:
     return f"exit {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-3000:]}"
 
 
-def _record(reports: Path) -> dict[str, Any]:
+def _record(reports: Path) -> RunRecord:
+    """The run's one record, read back through its model (which checks every field)."""
     (found,), problems = record.load_all(reports / "records")
     assert not problems
-    record.validate(found[1])
     return found[1]
 
 
@@ -120,17 +121,18 @@ def test_quarterly_run_delivers_drill_messages_in_order(runs: Runs) -> None:
     assert runs.ok.returncode == 0, _explain(runs.ok)
     assert "cadence quarterly: every 92 days" in runs.ok.stdout
     data = _record(runs.ok_dir)
-    assert data["cadence"] == "quarterly"
-    (drill,) = data["drills"]
-    assert drill["outcome"] == "passed"
-    messages = drill["communication"]["messages"]
-    assert [(m["channel"], m["kind"], m["ok"]) for m in messages] == [
+    assert data.cadence == "quarterly"
+    (drill,) = data.drills
+    assert drill.outcome == "passed"
+    assert drill.communication is not None
+    messages = drill.communication.messages
+    assert [(m.channel, m.kind, m.ok) for m in messages] == [
         ("slack", "announce", True), ("email", "announce", True),
         ("statuspage", "announce", False), ("slack", "resolve", True),
         ("email", "resolve", True), ("statuspage", "resolve", False),
     ]  # fmt: skip
-    assert drill["communication"]["failed"] == ["statuspage", "statuspage"]
-    assert drill["communication"]["failed_required"] == []
+    assert drill.communication.failed == ["statuspage", "statuspage"]
+    assert drill.communication.failed_required == []
     # What arrived, in order, saying DRILL with the drill's name, severity and budget.
     hooks = [r for r in runs.http.requests if r.path.startswith("/hook/")]
     texts = [r.json()["text"] for r in hooks]
@@ -140,9 +142,9 @@ def test_quarterly_run_delivers_drill_messages_in_order(runs: Runs) -> None:
         assert "severity critical" in text and "time budget 300 s (5 min)" in text
     assert len(runs.smtp.messages) == 2
     # The order of arrival matches the timeline; the announcement came after detection.
-    phases = drill["phases"]
+    phases = drill.phases
     assert 0 < phases["notify"] < phases["decide"]
-    assert messages[0]["at_s"] < messages[3]["at_s"]
+    assert messages[0].at_s < messages[3].at_s
     assert hooks[0].at < runs.smtp.envelopes[0][2] < hooks[1].at
 
 
@@ -166,13 +168,15 @@ def test_the_report_shows_each_message_with_its_time(runs: Runs) -> None:
 def test_record_carries_volume_and_coverage_and_history_the_calendar(runs: Runs) -> None:
     assert runs.ok.returncode == 0, _explain(runs.ok)
     data = _record(runs.ok_dir)
-    (drill,) = data["drills"]
-    volume = drill["data_volume"]
-    assert volume["seed_users"] == 200
-    assert volume["documents"]["users"] >= 200 and "sessions" in volume["documents"]
-    coverage = data["runbook_coverage"]
-    assert coverage["runbook"]["path"] == "fixtures/safepsy/ROLLBACK_RUNBOOK.md"
-    assert 0 < coverage["covered"] < coverage["total"] and coverage["drifted"] == []
+    (drill,) = data.drills
+    volume = drill.data_volume
+    assert volume is not None
+    assert volume.seed_users == 200
+    assert volume.documents["users"] >= 200 and "sessions" in volume.documents
+    coverage = data.runbook_coverage
+    assert coverage is not None
+    assert coverage.runbook.path == "fixtures/safepsy/ROLLBACK_RUNBOOK.md"
+    assert 0 < coverage.covered < coverage.total and coverage.drifted == []
     assert "runbook coverage:" in runs.ok.stdout
     done = subprocess.run(
         [sys.executable, "-m", "rollback_drill.cli", "history", "--reports-dir",
@@ -203,15 +207,16 @@ def test_incident_document_beside_the_report(runs: Runs) -> None:
 def test_a_required_channel_that_fails_fails_the_drill(runs: Runs) -> None:
     assert runs.required.returncode == 1, _explain(runs.required)
     data = _record(runs.required_dir)
-    assert data["cadence"] is None
-    (drill,) = data["drills"]
-    assert drill["outcome"] == "failed"
-    assert drill["failure"].startswith(
+    assert data.cadence is None
+    (drill,) = data.drills
+    assert drill.outcome == "failed"
+    assert str(drill.failure).startswith(
         "DrillFailed: required communication channel(s) did not deliver: "
         "slack (Notify stakeholders): HTTP 503: hook down"
     )
-    assert drill["time_to_recover_s"] is not None, "the rollback itself went on and recovered"
-    assert drill["communication"]["failed_required"] == ["slack", "slack"]
+    assert drill.time_to_recover_s is not None, "the rollback itself went on and recovered"
+    assert drill.communication is not None
+    assert drill.communication.failed_required == ["slack", "slack"]
 
 
 def test_no_webhook_secret_in_any_output(runs: Runs) -> None:

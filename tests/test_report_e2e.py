@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record, report_html
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.process.tools import find_tool
 from tests.helpers import copy_stack_file
 from tests.paths import PROJECT_ROOT
@@ -161,7 +162,7 @@ def _explain(done: subprocess.CompletedProcess[str]) -> str:
     return f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
 
 
-def _records(reports: Path) -> list[tuple[Path, dict[str, Any]]]:
+def _records(reports: Path) -> list[tuple[Path, RunRecord]]:
     found, problems = record.load_all(reports / "records")
     assert not problems
     return found
@@ -186,28 +187,29 @@ def test_run_writes_html_report_and_record(runs: Runs) -> None:
     assert "googletagmanager" not in page, "the report must open offline and call no one"
     _, entry = _drill_entry(runs.main)
     assert entry["status"] == "passed"
-    run_records = [r for _, r in _records(runs.main) if r["invocation"]["command"] == "run"]
+    run_records = [r for _, r in _records(runs.main) if r.invocation.command == "run"]
     assert len(run_records) == 1
-    (drill,) = run_records[0]["drills"]
-    assert drill["procedure"] == "emergency"
-    assert (drill["backend"], drill["bad_release"], drill["good_release"]) == (
+    (drill,) = run_records[0].drills
+    assert drill.procedure == "emergency"
+    assert (drill.backend, drill.bad_release, drill.good_release) == (
         "local",
         "1.5.0",
         "1.4.0",
     )
-    assert drill["outcome"] == "passed" and drill["test_outcome"] == "passed"
-    assert 0 < drill["time_to_recover_s"] < drill["budget_s"] == 300
-    assert set(drill["phases"]) == {"detect", "decide", "execute", "verify"}
-    assert drill["runbook"]["sha256"] == hashlib.sha256(RUNBOOK.read_bytes()).hexdigest()
-    assert (PROJECT_ROOT / drill["artifacts"] / "timeline.png").is_file()
+    assert drill.outcome == "passed" and drill.test_outcome == "passed"
+    assert 0 < (drill.time_to_recover_s or 0) < drill.budget_s == 300
+    assert set(drill.phases) == {"detect", "decide", "execute", "verify"}
+    assert drill.runbook.sha256 == hashlib.sha256(RUNBOOK.read_bytes()).hexdigest()
+    assert (PROJECT_ROOT / drill.artifacts / "timeline.png").is_file()
 
 
 def test_every_record_matches_schema_and_its_hash(runs: Runs) -> None:
+    """Each record was read back through its model (`_records`), and is the model's bytes."""
     found = [item for reports in runs.all for item in _records(reports)]
     assert len(found) == 3, [p.name for p, _ in found]
     for path, data in found:
         assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{12}\.json", path.name)
-        record.validate(data)
+        assert json.loads(path.read_text()) == data.to_json(), "a field the model drops"
         assert record.verify_sidecar(path)
     path, _ = found[0]
     tampered = path.with_name("tampered-" + path.name)
@@ -398,9 +400,9 @@ def test_certify_a_good_rollback_exits_zero(runs: Runs) -> None:
         r"\| emergency \| .* \| critical \| PASSED \| \d+\.\d\d s \| 300 s \|", markdown
     )
     ((path, data),) = _records(runs.good)
-    assert data["run_id"] in markdown
+    assert data.run_id in markdown
     assert hashlib.sha256(path.read_bytes()).hexdigest() in markdown
-    assert data["invocation"]["command"] == "certify"
+    assert data.invocation.command == "certify"
     page = _certificate(runs.good, ".html")
     assert "CERTIFIED" in page and "data:image/png;base64," in page
     # every drill that rolls 1.5.0 back: the emergency one and the automated rollback
@@ -415,8 +417,8 @@ def test_certify_exits_nonzero_when_a_drill_runs_over_budget(runs: Runs) -> None
     assert "ran over budget" in markdown and "OVER BUDGET" in markdown
     assert _junit_counts(runs.bad)["failures"] == 2
     ((_, data),) = _records(runs.bad)
-    assert data["summary"]["verdict"] == "fail"
-    assert {d["outcome"] for d in data["drills"]} == {"over_budget"}
+    assert data.summary.verdict == "fail"
+    assert {d.outcome for d in data.drills} == {"over_budget"}
 
 
 # -- secrets ------------------------------------------------------------------------------------

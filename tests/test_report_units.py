@@ -4,8 +4,6 @@ record's file and hash handling. Fast (about 2 s), so they run on every change."
 
 from __future__ import annotations
 
-import copy
-import json
 import platform
 import re
 from pathlib import Path
@@ -14,11 +12,13 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import chart, environment, record, report_html
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.monitoring.load import LoadSample
 from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.process.errors import ReportError
 from rollback_drill.programme import certify, history
 from rollback_drill.steps.timeline import Event
+from tests import records
 
 
 def _samples() -> list[Sample]:
@@ -101,37 +101,24 @@ def test_chart_with_load_has_the_users_error_panel(tmp_path: Path) -> None:
 
 
 def _drill(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "test": "drills/test_emergency.py::test_x[local]",
-        "test_outcome": "passed",
-        "procedure": "emergency",
-        "runbook_section": "Rollback Procedures > Emergency Rollback (Critical Issues)",
-        "severity": "critical",
-        "backend": "local",
-        "bad_release": "1.5.0",
-        "good_release": "1.4.0",
-        "outcome": "passed",
-        "failure": None,
-        "started_utc": "2026-11-24T20:00:00.000000Z",
-        "time_to_recover_s": 4.0,
-        "budget_s": 300.0,
-        "within_budget": True,
-    }
-    base.update(overrides)
-    return base
+    return records.drill(
+        **{
+            "test": "drills/test_emergency.py::test_x[local]",
+            "procedure": "emergency",
+            "drill": "emergency",
+            "started_utc": "2026-11-24T20:00:00.000000Z",
+            "time_to_recover_s": 4.0,
+            "data_volume": None,
+            **overrides,
+        }
+    )
 
 
-def _record(*drills: dict[str, Any], run_id: str = "aaaaaaaaaaaa") -> dict[str, Any]:
-    return {
-        "schema": record.SCHEMA_ID,
-        "run_id": run_id,
-        "started_utc": drills[0]["started_utc"] if drills else "2026-11-24T20:00:00.000000Z",
-        "invocation": {"command": "run", "args": []},
-        "drills": list(drills),
-    }
+def _record(*drills: dict[str, Any], run_id: str = "aaaaaaaaaaaa") -> RunRecord:
+    return records.run_model(*drills, run_id=run_id)
 
 
-def _judge(data: dict[str, Any] | None, exit_status: int = 0) -> certify.Verdict:
+def _judge(data: RunRecord | None, exit_status: int = 0) -> certify.Verdict:
     return certify.judge(data, exit_status=exit_status, bad="1.5.0", good="1.4.0", sidecar_ok=True)
 
 
@@ -173,8 +160,15 @@ def test_history_table_and_trend() -> None:
         _drill(started_utc="2026-12-24T20:00:00.000000Z", time_to_recover_s=5.5),
         run_id="222222222222",
     )
-    third = copy.deepcopy(second)
-    third["drills"][0].update(outcome="over_budget", time_to_recover_s=9.0, budget_s=1.0)
+    third = _record(
+        _drill(
+            started_utc="2026-12-24T20:00:00.000000Z",
+            outcome="over_budget",
+            time_to_recover_s=9.0,
+            budget_s=1.0,
+        ),
+        run_id="222222222222",
+    )
     rows = history.rows([(Path("a"), first), (Path("b"), second), (Path("c"), third)])
     text = history.table(rows)
     lines = text.splitlines()
@@ -188,7 +182,7 @@ def test_history_table_and_trend() -> None:
 
 
 def test_history_command_reads_records_and_skips_others(tmp_path: Path) -> None:
-    (tmp_path / "20261124T200000Z-111111111111.json").write_text(json.dumps(_record(_drill())))
+    (tmp_path / "20261124T200000Z-111111111111.json").write_text(_record(_drill()).dumps())
     (tmp_path / "notes.json").write_text('{"schema": "something/else"}')
     text = history.render(tmp_path)
     assert "1 drill(s) from 1 run record(s)" in text

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.plugin import shard
+from tests import records
 from tests.paths import PROJECT_ROOT
 
 CLI_TIMEOUT_S = 600
@@ -47,16 +49,10 @@ def test_the_plan_puts_every_test_in_exactly_one_shard_the_same_way_each_time() 
 
 def test_the_plan_balances_by_recorded_durations(tmp_path: Path) -> None:
     tests = ["t::slow", "t::a", "t::b", "t::c", "t::new"]
-    data = {
-        "schema": record.SCHEMA_ID,
-        "started_utc": "2026-12-06T20:00:00.000000Z",
-        "drills": [
-            {"test": "t::slow", "test_seconds": 90.0},
-            {"test": "t::a", "test_seconds": 30.0},
-            {"test": "t::b", "test_seconds": 30.0},
-            {"test": "t::c", "test_seconds": 30.0},
-        ],
-    }
+    data = records.run(
+        records.drill(test="t::slow", test_seconds=90.0),
+        *(records.drill(test=f"t::{t}", test_seconds=30.0) for t in "abc"),
+    )
     (tmp_path / "20261206T200000Z-abc.json").write_text(json.dumps(data))
     durations = record.durations(tmp_path)
     assert durations == {"t::slow": 90.0, "t::a": 30.0, "t::b": 30.0, "t::c": 30.0}
@@ -68,6 +64,37 @@ def test_the_plan_balances_by_recorded_durations(tmp_path: Path) -> None:
     assert len(made.tests(slow)) == 2 and len(made.tests(3 - slow)) == 3
     assert sorted([made.load_s(1), made.load_s(2)]) == [90.0, 120.0]
     assert made.balanced_by == "recorded durations of 4 of 5 tests"
+
+
+def _shard_folder(base: Path, k: int, collected: list[str], commit: str = "c" * 40) -> Path:
+    """A shard's reports folder holding its record, as `run --shard K/2` leaves it."""
+    test = collected[k - 1]
+    part = {"index": k, "count": 2, "plan_sha256": "p" * 64, "balanced_by": "count",
+            "planned_s": 1.0, "collected": collected, "tests": [test]}  # fmt: skip
+    data = records.run(records.drill(test=test), run_id=f"shard{k}", shard=part)
+    data["source"]["commit"] = commit
+    record.write(RunRecord.model_validate(data), base / f"shard-{k}" / "records")
+    return base / f"shard-{k}"
+
+
+def test_two_shard_records_merge_into_one_run_record_through_the_model(tmp_path: Path) -> None:
+    """The merge without a stack: the merged record is a format-5 model that reads back as
+    written, drills in collection order, its shards named; another commit is refused."""
+    from rollback_drill.programme import merge
+
+    collected = ["t::b", "t::a"]
+    shards = [_shard_folder(tmp_path, k, collected) for k in (2, 1)]
+    merged = merge.merge(shards, merge.Destination.under(tmp_path / "merged"))
+    assert [d.test for d in merged.data.drills] == collected
+    assert merged.data.shard is None and merged.data.invocation.command == "merge"
+    assert [(m.shard, m.run_id) for m in merged.data.merged_from or []] == [
+        (1, "shard1"), (2, "shard2")
+    ]  # fmt: skip
+    assert merged.data.summary.drills == 2 and merged.data.summary.verdict == "pass"
+    assert record.read(merged.record.path) == merged.data
+    other = _shard_folder(tmp_path / "other", 2, collected, commit="0" * 40)
+    with pytest.raises(merge.MergeRefused, match="different commit"):
+        merge.merge([shards[1], other], merge.Destination.under(tmp_path / "refused"))
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
@@ -132,7 +159,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     yield Runs(base, (one, two), shard_runs, whole, whole_run, merged, merge_run)
 
 
-def _record(reports: Path) -> tuple[Path, dict[str, Any]]:
+def _record(reports: Path) -> tuple[Path, RunRecord]:
     found, problems = record.load_all(reports / "records")
     assert not problems and len(found) == 1, (found, problems)
     return found[0]
@@ -143,11 +170,11 @@ def _deselected(done: subprocess.CompletedProcess[str]) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _verdicts(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _verdicts(data: RunRecord) -> list[tuple[Any, ...]]:
     return [
-        (d["test"], d["drill"], d["bad_release"], d["good_release"], d["outcome"],
-         d["test_outcome"], d["within_budget"], d["failed_checks"])
-        for d in data["drills"]
+        (d.test, d.drill, d.bad_release, d.good_release, d.outcome, d.test_outcome,
+         d.within_budget, d.failed_checks)
+        for d in data.drills
     ]  # fmt: skip
 
 
@@ -158,18 +185,19 @@ def test_each_shard_runs_only_its_share_and_says_what_it_deselected(runs: Runs) 
     parts = [_record(d)[1] for d in runs.shards]
     by_k = _deselected(runs.whole_run)  # the rest of drills/, deselected by -k
     for k, (part, done) in enumerate(zip(parts, runs.shard_runs, strict=True), start=1):
-        info = part["shard"]
-        assert (info["index"], info["count"]) == (k, 2)
-        assert [d["test"] for d in part["drills"]] == info["tests"]
-        assert len(info["tests"]) == 1, info  # two drills, by count: one each
+        info = part.shard
+        assert info is not None
+        assert (info.index, info.count) == (k, 2)
+        assert [d.test for d in part.drills] == info.tests
+        assert len(info.tests) == 1, info  # two drills, by count: one each
         assert _deselected(done) == by_k + 1, _explain(done)  # and the other shard's drill
         assert f"shard {k}/2: 1 of 2 tests" in done.stdout, _explain(done)
-        assert part["source"]["commit"] == record.commit()
-        assert all(d["test_seconds"] and d["test_seconds"] > 0 for d in part["drills"])
-        record.validate(part)
-    assert parts[0]["shard"]["plan_sha256"] == parts[1]["shard"]["plan_sha256"]
+        assert part.source.commit == record.commit()
+        assert all(d.test_seconds and d.test_seconds > 0 for d in part.drills)
+    one, two = (p.shard for p in parts)
+    assert one is not None and two is not None and one.plan_sha256 == two.plan_sha256
     whole = _record(runs.whole)[1]
-    assert sorted(parts[0]["shard"]["collected"]) == sorted(d["test"] for d in whole["drills"])
+    assert sorted(one.collected) == sorted(d.test for d in whole.drills)
 
 
 @pytest.mark.slow
@@ -177,18 +205,17 @@ def test_the_merge_has_the_drills_and_verdicts_of_one_unsharded_run(runs: Runs) 
     assert runs.merge_run.returncode == 0, _explain(runs.merge_run)
     path, merged = _record(runs.merged)
     _, whole = _record(runs.whole)
-    record.validate(merged)
-    assert record.verify_sidecar(path)
+    assert record.verify_sidecar(path)  # and read back through the model by _record
     assert _verdicts(merged) == _verdicts(whole)
-    assert merged["summary"] == whole["summary"]
-    assert merged["pytest_exit_status"] == whole["pytest_exit_status"] == 0
-    assert merged["source"] == whole["source"]
+    assert merged.summary == whole.summary
+    assert merged.pytest_exit_status == whole.pytest_exit_status == 0
+    assert merged.source == whole.source
     sources = [_record(d)[0] for d in runs.shards]
-    assert [(m["shard"], m["sha256"]) for m in merged["merged_from"]] == [
+    assert [(m.shard, m.sha256) for m in merged.merged_from or []] == [
         (k, record.file_sha256(p)) for k, p in enumerate(sources, start=1)
     ]
-    for d in merged["drills"]:  # each drill's artifacts copied beside the merged record
-        assert (PROJECT_ROOT / d["artifacts"] / "drill.json").exists(), d["artifacts"]
+    for d in merged.drills:  # each drill's artifacts copied beside the merged record
+        assert (PROJECT_ROOT / d.artifacts / "drill.json").exists(), d.artifacts
     # one Allure results folder with both shards' results, one HTML report over it
     shard_results = [
         p.name for d in runs.shards for p in (d / "allure-results").glob("*-result.json")
@@ -216,9 +243,9 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
     path, merged = _record(reports)
     whole_path, whole = _record(runs.whole)
 
-    def verdict(data: dict[str, Any], where: Path) -> certify.Verdict:
+    def verdict(data: RunRecord, where: Path) -> certify.Verdict:
         return certify.judge(
-            data, exit_status=data["pytest_exit_status"], bad="1.8.0", good="1.4.0",
+            data, exit_status=data.pytest_exit_status, bad="1.8.0", good="1.4.0",
             sidecar_ok=record.verify_sidecar(where),
         )  # fmt: skip
 
@@ -233,7 +260,8 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
 def _edited_shard(source: Path, into: Path, change: dict[str, Any]) -> Path:
     """A copy of a shard's folder whose record says `change` (sidecar rewritten to match)."""
     shutil.copytree(source, into)
-    path, data = _record(into)
+    path, found = _record(into)
+    data = found.to_json()
     data["source"] = {**data["source"], **change}
     path.write_text(json.dumps(data, indent=2) + "\n")
     path.with_name(path.name + ".sha256").write_text(f"{record.file_sha256(path)}  {path.name}\n")
@@ -272,8 +300,11 @@ def test_a_missing_a_doubled_or_an_edited_shard_is_refused(runs: Runs) -> None:
     assert doubled.returncode == 2 and "the same shard folder is given twice" in doubled.stderr
     tampered = runs.base / "tampered"
     shutil.copytree(two, tampered)
-    path, data = _record(tampered)
-    data["drills"][0]["outcome"] = "passed" if data["drills"][0]["outcome"] != "passed" else "x"
+    path, found = _record(tampered)
+    data = found.to_json()  # a valid record, edited: only its sidecar can tell
+    data["drills"][0]["outcome"] = (
+        "failed" if data["drills"][0]["outcome"] == "passed" else "passed"
+    )
     path.write_text(json.dumps(data))
     edited = _merge(runs.base / "edited", one, tampered)
     assert edited.returncode == 2 and "does not match its sha256 sidecar" in edited.stderr

@@ -118,10 +118,10 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def _merged(merged: merge.Merged) -> None:
-    summary = merged.data["summary"]
+    summary = merged.data.summary
     print(
-        f"merged {len(merged.shards)} shards: {summary['drills']} drills, {summary['passed']} "
-        f"passed, verdict {summary['verdict']}"
+        f"merged {len(merged.shards)} shards: {summary.drills} drills, {summary.passed} "
+        f"passed, verdict {summary.verdict}"
     )
     print(f"drill record: {merged.record.path} (sha256 {merged.record.sha256})")
     if merged.incidents_missing:

@@ -9,18 +9,15 @@ owner is gone. The preserved logs and backups stay: they are what someone will w
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from pathlib import Path
-from typing import Any
 
+from rollback_drill.files.drillartifacts import INTERRUPTED_FORMAT, InProgress, InterruptedDrill
 from rollback_drill.process import procfs
 from rollback_drill.process.procfs import ProcessIdentity
 
 RECORD = "drill.json"
 IN_PROGRESS = ".in-progress"
-INTERRUPTED_FORMAT = "rollback-drill/interrupted-drill/1"
 
 
 def _utc(at: float | None = None) -> str:
@@ -30,39 +27,28 @@ def _utc(at: float | None = None) -> str:
 def begin(folder: Path, test_id: str) -> None:
     """Mark `folder` as being written by this run."""
     folder.mkdir(parents=True, exist_ok=True)
-    marker = {"owner": str(procfs.current()), "test": test_id, "started_utc": _utc()}
-    (folder / IN_PROGRESS).write_text(json.dumps(marker))
+    InProgress(owner=str(procfs.current()), test=test_id, started_utc=_utc()).save(
+        folder / IN_PROGRESS
+    )
 
 
 def finish(folder: Path, reason: str, finished_by: str = "teardown") -> bool:
     """End the folder: if the drill wrote no record, write one that says interrupted (and
     why); drop the marker. True when an interrupted record was written."""
-    marker = _marker(folder)
+    marker = InProgress.read(folder / IN_PROGRESS)
     wrote = False
     if not (folder / RECORD).exists():
-        record: dict[str, Any] = {
-            "format": INTERRUPTED_FORMAT,
-            "test": marker.get("test"),
-            "passed": False,
-            "interrupted": True,
-            "failure": f"interrupted: {reason}",
-            "started_utc": marker.get("started_utc"),
-            "finished_utc": _utc(),
-            "finished_by": finished_by,
-            "files": sorted(p.name for p in folder.iterdir() if p.name != IN_PROGRESS),
-        }
-        (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        InterruptedDrill(
+            test=marker.test if marker else None,
+            failure=f"interrupted: {reason}",
+            started_utc=marker.started_utc if marker else None,
+            finished_utc=_utc(),
+            finished_by=finished_by,
+            files=sorted(p.name for p in folder.iterdir() if p.name != IN_PROGRESS),
+        ).save(folder / RECORD)
         wrote = True
     (folder / IN_PROGRESS).unlink(missing_ok=True)
     return wrote
-
-
-def _marker(folder: Path) -> dict[str, Any]:
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads((folder / IN_PROGRESS).read_text())
-        if isinstance(data, dict):
-            return data
-    return {}
 
 
 def finish_abandoned(root: Path) -> list[Path]:
@@ -72,7 +58,8 @@ def finish_abandoned(root: Path) -> list[Path]:
         return finished
     me = procfs.current()
     for marker in root.glob(f"*/{IN_PROGRESS}"):
-        owner = ProcessIdentity.parse(str(_marker(marker.parent).get("owner", "")))
+        found = InProgress.read(marker)
+        owner = ProcessIdentity.parse(found.owner) if found else None
         if owner is not None and (owner == me or owner.alive()):
             continue
         finish(
@@ -85,4 +72,4 @@ def finish_abandoned(root: Path) -> list[Path]:
     return finished
 
 
-__all__ = ["begin", "finish", "finish_abandoned"]
+__all__ = ["INTERRUPTED_FORMAT", "begin", "finish", "finish_abandoned"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.evidence.record import file_sha256
+from rollback_drill.files.drillrecord import DrillRecord, Message, RunRecord
 from rollback_drill.process import places
 from rollback_drill.process.secrets import redact
 from rollback_drill.stack import servicelogs
@@ -94,17 +95,21 @@ def checklist(runbook: str, section: str = CHECKLIST_SECTION) -> list[tuple[str,
 
 @dataclass(frozen=True)
 class Evidence:
-    drill: dict[str, Any]  # the record's entry
+    drill: DrillRecord  # the record's entry
 
     def passed(self, prefix: str) -> list[str]:
-        return [c for c in self.drill.get("passed_checks", []) if c.startswith(prefix)]
+        return [c for c in self.drill.passed_checks if c.startswith(prefix)]
 
     def failed(self, prefix: str) -> list[str]:
-        return [c for c in self.drill.get("failed_checks", []) if c.startswith(prefix)]
+        return [c for c in self.drill.failed_checks if c.startswith(prefix)]
 
-    def delivered(self, audience: str, kind: str) -> list[dict[str, Any]]:
-        messages = (self.drill.get("communication") or {}).get("messages", [])
-        return [m for m in messages if m["audience"] == audience and m["kind"] == kind and m["ok"]]
+    def delivered(self, audience: str, kind: str) -> list[Message]:
+        wanted = (audience, kind, True)
+        return [m for m in _messages(self.drill) if (m.audience, m.kind, m.ok) == wanted]
+
+
+def _messages(drill: DrillRecord) -> list[Message]:
+    return drill.communication.messages if drill.communication else []
 
 
 def _all_passed(prefix: str, what: str) -> Callable[[Evidence], str | None]:
@@ -127,7 +132,7 @@ def _message(audience: str, what: str) -> Callable[[Evidence], str | None]:
     def rule(ev: Evidence) -> str | None:
         sent = ev.delivered(audience, "resolve")
         if sent:
-            return f"{what}: " + ", ".join(f"{m['channel']} ({m['answer']})" for m in sent)
+            return f"{what}: " + ", ".join(f"{m.channel} ({m.answer})" for m in sent)
         return None
 
     return rule
@@ -159,7 +164,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _timeline_rows(timeline: dict[str, Any], drill: dict[str, Any]) -> list[str]:
+def _timeline_rows(timeline: dict[str, Any], drill: DrillRecord) -> list[str]:
     started = float(timeline.get("started_wall", 0.0))
     rows: list[tuple[float, str, str]] = []
     for e in timeline.get("events", []):
@@ -177,9 +182,9 @@ def _timeline_rows(timeline: dict[str, Any], drill: dict[str, Any]) -> list[str]
             rows.append((at, f"alert {name} {state}", alert.get("message", "")))
         elif kind == "check" and not e.get("ok"):
             rows.append((at, f"check {name} FAILED", e.get("detail", {}).get("summary", "")))
-    for m in (drill.get("communication") or {}).get("messages", []):
-        state = m["answer"] if m["ok"] else f"NOT DELIVERED: {m['error']}"
-        rows.append((float(m["at_s"]), f"message to {m['channel']} ({m['step']})", state))
+    for m in _messages(drill):
+        state = m.answer if m.ok else f"NOT DELIVERED: {m.error}"
+        rows.append((m.at_s, f"message to {m.channel} ({m.step})", state))
     rows.sort(key=lambda r: r[0])
     return [
         f"| {at:8.2f} | {_utc(started + at)} | {_cell(what)} | {_cell(note)} |"
@@ -187,48 +192,47 @@ def _timeline_rows(timeline: dict[str, Any], drill: dict[str, Any]) -> list[str]
     ]
 
 
-def render(drill: dict[str, Any], run: dict[str, Any], record_path: Path | None = None) -> str:
+def render(drill: DrillRecord, run: RunRecord, record_path: Path | None = None) -> str:
     """One drill of a record as an incident document."""
-    artifacts = places.from_shown(drill["artifacts"])
+    artifacts = places.from_shown(drill.artifacts)
     details_file = artifacts / "drill.json"
     details = json.loads(details_file.read_text()) if details_file.is_file() else {}
     logs = preserved_logs(artifacts) if artifacts.is_dir() else None
-    runbook_file = places.from_shown(drill["runbook"]["path"])
+    runbook_file = places.from_shown(drill.runbook.path)
     runbook = runbook_file.read_text() if runbook_file.is_file() else ""
-    volume = drill.get("data_volume") or {}
-    decision = drill.get("decision") or {}
-    ttr, outage = drill.get("time_to_recover_s"), drill.get("outage_s")
+    volume = drill.data_volume
+    ttr, outage = drill.time_to_recover_s, drill.outage_s
     out = [
-        f"# Incident (DRILL): {drill.get('drill') or drill['procedure']}",
+        f"# Incident (DRILL): {drill.name}",
         "",
         "> This is the incident document of a rollback **drill**, not of a real incident. It "
         "follows the runbook's Post-Rollback Tasks.",
         "",
         "| | |",
         "|---|---|",
-        f"| Outcome | **{drill['outcome'].upper().replace('_', ' ')}**"
-        + (f": {_cell(drill['failure'].splitlines()[0])}" if drill.get("failure") else "")
+        f"| Outcome | **{drill.outcome.upper().replace('_', ' ')}**"
+        + (f": {_cell(drill.failure.splitlines()[0])}" if drill.failure else "")
         + " |",
-        f"| Runbook section | {_cell(drill['runbook_section'])} |",
-        f"| Matrix row | {drill['severity']}: {drill['rollback_type']} rollback, budget "
-        f"{float(drill['budget_s']):.0f} s |",
+        f"| Runbook section | {_cell(drill.runbook_section)} |",
+        f"| Matrix row | {drill.severity}: {drill.rollback_type} rollback, budget "
+        f"{drill.budget_s:.0f} s |",
         f"| Time to recover | {'not recovered' if ttr is None else f'{ttr:.2f} s'}"
         + ("" if outage is None else f" (users' outage {outage:.2f} s)")
         + " |",
-        f"| Releases | {drill['bad_release']} -> {drill['good_release']} on the "
-        f"{drill['backend']} backend |",
-        f"| Data volume | {volume.get('seed_users', 'n/a')} seeded users; documents "
-        + (", ".join(f"{k} {v}" for k, v in (volume.get("documents") or {}).items()) or "n/a")
+        f"| Releases | {drill.bad_release} -> {drill.good_release} on the "
+        f"{drill.backend} backend |",
+        f"| Data volume | {volume.seed_users if volume else 'n/a'} seeded users; documents "
+        + (", ".join(f"{k} {v}" for k, v in (volume.documents if volume else {}).items()) or "n/a")
         + " |",
-        f"| Detected by | {_cell('; '.join(drill.get('detected_by', [])) or 'n/a')} |",
-        f"| Decision | {_cell(decision.get('explanation', 'none'))} |",
-        f"| Started | {drill['started_utc']} |",
-        f"| Run | {run['run_id']} ({run.get('invocation', {}).get('command', '?')}"
-        + (f", cadence {run['cadence']}" if run.get("cadence") else "")
+        f"| Detected by | {_cell('; '.join(drill.detected_by) or 'n/a')} |",
+        f"| Decision | {_cell(drill.decision.explanation if drill.decision else 'none')} |",
+        f"| Started | {drill.started_utc} |",
+        f"| Run | {run.run_id} ({run.invocation.command}"
+        + (f", cadence {run.cadence}" if run.cadence else "")
         + ")"
         + (f", record `{record_path.name}`" if record_path else "")
         + " |",
-        f"| Artifacts | `{drill['artifacts']}` |",
+        f"| Artifacts | `{drill.artifacts}` |",
         "",
         "## Timeline",
         "",
@@ -237,7 +241,7 @@ def render(drill: dict[str, Any], run: dict[str, Any], record_path: Path | None 
         *_timeline_rows(details.get("timeline", {}), drill),
     ]
     if not details:
-        out.append(f"\n(no `drill.json` in {drill['artifacts']}: timeline not available)")
+        out.append(f"\n(no `drill.json` in {drill.artifacts}: timeline not available)")
     out += ["", "## Errors per service", ""]
     if logs is None:
         out.append("No preserved logs in the drill's artifacts.")
@@ -254,8 +258,8 @@ def render(drill: dict[str, Any], run: dict[str, Any], record_path: Path | None 
     out += ["", f"## {CHECKLIST_SECTION}", ""]
     items = checklist(runbook)
     if not items:
-        out.append(f"(the runbook {drill['runbook']['path']} has no {CHECKLIST_SECTION} list)")
-    elif file_sha256(runbook_file) != drill["runbook"]["sha256"]:
+        out.append(f"(the runbook {drill.runbook.path} has no {CHECKLIST_SECTION} list)")
+    elif file_sha256(runbook_file) != drill.runbook.sha256:
         out.append("(the runbook changed since this drill ran: items as the file has them now)\n")
     evidence = Evidence(drill)
     sub = None
@@ -273,13 +277,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "drill"
 
 
-def write_all(run: dict[str, Any], record_path: Path, directory: Path) -> list[Path]:
+def write_all(run: RunRecord, record_path: Path, directory: Path) -> list[Path]:
     """Every drill of a record as `<directory>/<record name>/<NN>-<drill>-<backend>.md`."""
     dest = directory / record_path.stem
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for number, drill in enumerate(run.get("drills", []), 1):
-        name = f"{number:02d}-{_slug(drill.get('drill') or drill['procedure'])}-{drill['backend']}"
+    for number, drill in enumerate(run.drills, 1):
+        name = f"{number:02d}-{_slug(drill.name)}-{drill.backend}"
         path = dest / f"{name}.md"
         path.write_text(render(drill, run, record_path))
         written.append(path)

@@ -1,8 +1,9 @@
 """The drill record: one JSON file per run under `reports/records/`, for auditors and tools.
 
 The Allure report is for people; the record is the evidence a drill happened and what it
-measured, in a versioned schema (`rollback_drill/evidence/schemas/record-5.schema.json`,
-documented in `reports/README.md`) that `rollback-drill history` and `certify` read back.
+measured, in a versioned format (`files.drillrecord`, pydantic; its JSON schema generated to
+`rollback_drill/evidence/schemas/record-5.schema.json`, documented in `reports/README.md`)
+that `rollback-drill history`, `certify` and `report --merge` read back as models.
 Each record gets a `sha256sum`-compatible sidecar (`<record>.sha256`), so a certificate can
 cite the exact bytes it was issued from and anyone can check them with `sha256sum -c`.
 """
@@ -10,7 +11,6 @@ cite the exact bytes it was issued from and anyone can check them with `sha256su
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 import uuid
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
+from rollback_drill.files import drillrecord
+from rollback_drill.files.drillrecord import DrillRecord, RunRecord
 from rollback_drill.process import places
 from rollback_drill.process.errors import RecordError
 from rollback_drill.process.secrets import redact
@@ -30,19 +32,11 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
     from rollback_drill.engine.outcome import DrillOutcome
     from rollback_drill.files.spec import LoadedStack
 
-SCHEMA_ID = "rollback-drill/record/5"
+SCHEMA_ID = drillrecord.FORMAT
+#: generated from `RunRecord` by scripts/write-schemas.py; tests/test_schemas.py keeps it so
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-5.schema.json"
-#: Records this version still reads: version 1 lacks the load, alerts and decision fields;
-#: version 2 lacks the cadence, runbook coverage, data volume and communication; version 3
-#: lacks each drill's environment and evidence (a restore's comparison, the recovery point);
-#: version 4 lacks the source (commit, stack file), the shard, the merge and test_seconds.
-READABLE = (
-    "rollback-drill/record/1",
-    "rollback-drill/record/2",
-    "rollback-drill/record/3",
-    "rollback-drill/record/4",
-    SCHEMA_ID,
-)
+#: Records this version reads: 1-4 migrated on read (`drillrecord.migrate`), 5 as written.
+READABLE = (*drillrecord.OLD_FORMATS, SCHEMA_ID)
 DEFAULT_RECORDS = Path("reports") / "records"  # in the working folder
 
 
@@ -98,10 +92,11 @@ def commit() -> str | None:
     return found if done.returncode == 0 and found else None
 
 
-def source(stack_file: Path) -> dict[str, Any]:
+def source(stack_file: Path) -> drillrecord.Source:
     """What the run ran: the code's commit and the stack file's bytes (path and sha256)."""
     digest = file_sha256(stack_file) if stack_file.is_file() else None
-    return {"commit": commit(), "stack_file": {"path": places.shown(stack_file), "sha256": digest}}
+    shown = drillrecord.SourceFile(path=places.shown(stack_file), sha256=digest)
+    return drillrecord.Source(commit=commit(), stack_file=shown)
 
 
 def durations(directory: Path) -> dict[str, float]:
@@ -109,14 +104,13 @@ def durations(directory: Path) -> dict[str, float]:
     5): what `--shard` balances by. Records that cannot be read are skipped."""
     found: dict[str, float] = {}
     for _, data in load_all(directory)[0]:  # oldest first: newer runs overwrite
-        for d in data.get("drills", []):
-            seconds = d.get("test_seconds")
-            if isinstance(seconds, int | float) and seconds > 0:
-                found[str(d["test"])] = float(seconds)
+        for d in data.drills:
+            if d.test_seconds:
+                found[d.test] = d.test_seconds
     return found
 
 
-def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
+def runbook_coverage(stack_file: Path) -> drillrecord.Coverage | None:
     """The runbook's coverage by the drills' steps when the run ended; None when it cannot be
     measured (the record says so rather than guessing, and is written regardless: it is the
     evidence the drills ran)."""
@@ -130,7 +124,7 @@ def runbook_coverage(stack_file: Path) -> dict[str, Any] | None:
         warnings.warn(f"runbook coverage not measured: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
     found["runbook"]["path"] = places.shown(Path(found["runbook"]["path"]))
-    return found
+    return drillrecord.Coverage.model_validate(found)
 
 
 def drill_result(outcome: DrillOutcome) -> str:
@@ -145,12 +139,14 @@ def drill_result(outcome: DrillOutcome) -> str:
     return "failed"
 
 
-def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
+def drill_json(entry: DrillEntry, test_outcome: str | None) -> DrillRecord:
+    """The record's entry for one drill; the outcome's parts are checked against the model
+    here, where the drill ran, so a malformed part fails at its source."""
     o = entry.outcome
     results = [x for x in o.verification if x.result is not None]
     timeline = o.timeline.to_json()
     steps = {e.name: e for e in o.timeline.of_kind("step") if e.detail.get("runbook")}
-    return {
+    data: dict[str, Any] = {
         "test": entry.test_id,
         "test_outcome": test_outcome,
         "test_seconds": None,  # set by `build` from pytest's reports: set-up to teardown
@@ -206,10 +202,11 @@ def drill_json(entry: DrillEntry, test_outcome: str | None) -> dict[str, Any]:
         "communication": o.communication.to_json() if o.communication else None,
         "evidence": o.evidence,
     }
+    return DrillRecord.model_validate(data)
 
 
 def build(
-    entries: Sequence[dict[str, Any]],
+    entries: Sequence[DrillRecord],
     *,
     run_id: str,
     started: float,
@@ -219,26 +216,26 @@ def build(
     exit_status: int,
     test_outcomes: dict[str, str] | None = None,
     cadence: str | None = None,
-    runbook_coverage: dict[str, Any] | None = None,
+    runbook_coverage: drillrecord.Coverage | None = None,
     test_seconds: dict[str, float] | None = None,
-    ran: dict[str, Any] | None = None,
-    shard: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The run's record from its drills (`drill_json` dicts, made where each drill ran: with
+    ran: drillrecord.Source | None = None,
+    shard: drillrecord.ShardPart | None = None,
+) -> RunRecord:
+    """The run's record from its drills (`drill_json`, made where each drill ran: with
     pytest-xdist that is a worker process) and pytest's verdict and wall time on each drill
-    test; the cadence it ran as and the runbook's coverage (`coverage.Coverage.to_json`) when
+    test; the cadence it ran as and the runbook's coverage when
     it ended; what it ran (`source`) and, for one shard of a run, its part (`shard.of_run`)."""
     outcomes, seconds = test_outcomes or {}, test_seconds or {}
     drills = [
-        {
-            **d,
-            "test_outcome": outcomes.get(d["test"], d["test_outcome"]),
-            "test_seconds": round(seconds[d["test"]], 3) if d["test"] in seconds else None,
-        }
+        d.model_copy(
+            update={
+                "test_outcome": outcomes.get(d.test, d.test_outcome),
+                "test_seconds": round(seconds[d.test], 3) if d.test in seconds else None,
+            }
+        )
         for d in entries
     ]
-    return {
-        "schema": SCHEMA_ID,
+    data: dict[str, Any] = {
         "run_id": run_id,
         "started_utc": utc_iso(started),
         "finished_utc": utc_iso(finished),
@@ -248,36 +245,37 @@ def build(
         "runbook_coverage": runbook_coverage,
         "environment": {"machine": environment.machine(), "tools": environment.tool_versions()},
         "summary": summary(drills, exit_status),
-        "source": ran or {"commit": None, "stack_file": None},
+        "source": ran or drillrecord.Source(commit=None, stack_file=None),
         "shard": shard,
         "merged_from": None,
         "drills": drills,
     }
+    return RunRecord.model_validate(data)
 
 
-def summary(drills: Sequence[dict[str, Any]], exit_status: int) -> dict[str, Any]:
+def summary(drills: Sequence[DrillRecord], exit_status: int) -> drillrecord.Summary:
     """The record's counts and verdict: `pass` only if every drill passed within budget, its
     test passed, and pytest exited 0."""
-    failed = [d for d in drills if d["outcome"] != "passed" or d["test_outcome"] == "failed"]
-    return {
-        "drills": len(drills),
-        "passed": len(drills) - len(failed),
-        "failed": sum(1 for d in failed if d["outcome"] != "over_budget"),
-        "over_budget": sum(1 for d in drills if d["outcome"] == "over_budget"),
-        "verdict": "pass" if drills and not failed and exit_status == 0 else "fail",
-    }
+    failed = [d for d in drills if d.outcome != "passed" or d.test_outcome == "failed"]
+    return drillrecord.Summary(
+        drills=len(drills),
+        passed=len(drills) - len(failed),
+        failed=sum(1 for d in failed if d.outcome != "over_budget"),
+        over_budget=sum(1 for d in drills if d.outcome == "over_budget"),
+        verdict="pass" if drills and not failed and exit_status == 0 else "fail",
+    )
 
 
-def record_name(record: dict[str, Any]) -> str:
-    stamp = datetime.strptime(record["started_utc"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{stamp:%Y%m%dT%H%M%SZ}-{record['run_id']}.json"
+def record_name(record: RunRecord) -> str:
+    stamp = datetime.strptime(record.started_utc, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp:%Y%m%dT%H%M%SZ}-{record.run_id}.json"
 
 
-def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
+def write(record: RunRecord, directory: Path) -> WrittenRecord:
     """Write the record (redacted) and its sha256 sidecar; never overwrites a record."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / record_name(record)
-    data = redact(json.dumps(record, indent=2, sort_keys=False)) + "\n"
+    data = redact(record.dumps())
     with path.open("x", encoding="utf-8") as handle:
         handle.write(data)
     digest = file_sha256(path)
@@ -286,15 +284,9 @@ def write(record: dict[str, Any], directory: Path) -> WrittenRecord:
     return WrittenRecord(path, digest, sidecar)
 
 
-def read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") not in READABLE:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise RecordError(f"{path}: schema {found!r}, expected one of {list(READABLE)}")
-    return data
+def read(path: Path) -> RunRecord:
+    """The record at `path` (an older format migrated); RecordError naming the file else."""
+    return drillrecord.load(path)
 
 
 def verify_sidecar(path: Path) -> bool:
@@ -307,34 +299,22 @@ def verify_sidecar(path: Path) -> bool:
     return expected == file_sha256(path)
 
 
-def load_all(directory: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+def load_all(directory: Path) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
     """Every readable record, oldest first, and a message per file that was skipped."""
-    records: list[tuple[Path, dict[str, Any]]] = []
+    records: list[tuple[Path, RunRecord]] = []
     problems: list[str] = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
             records.append((path, read(path)))
         except RecordError as exc:
             problems.append(str(exc))
-    records.sort(key=lambda item: item[1].get("started_utc", ""))
+    records.sort(key=lambda item: item[1].started_utc)
     return records, problems
 
 
 def find(directory: Path, run_id: str) -> Path | None:
     matches = sorted(directory.glob(f"*-{run_id}.json"))
     return matches[-1] if matches else None
-
-
-def schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
-    return data
-
-
-def validate(record: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError when the record does not match its schema."""
-    import jsonschema
-
-    jsonschema.validate(record, schema(), cls=jsonschema.Draft202012Validator)
 
 
 def invocation_args(args: Iterable[str] | None = None) -> list[str]:
@@ -344,7 +324,9 @@ def invocation_args(args: Iterable[str] | None = None) -> list[str]:
 __all__ = [
     "SCHEMA_ID",
     "DrillEntry",
+    "DrillRecord",
     "RecordError",
+    "RunRecord",
     "WrittenRecord",
     "build",
     "commit",
@@ -357,7 +339,6 @@ __all__ = [
     "runbook_version",
     "source",
     "summary",
-    "validate",
     "verify_sidecar",
     "write",
 ]

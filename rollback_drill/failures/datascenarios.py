@@ -12,7 +12,6 @@ signed in (a `SessionHolder` keeps sessions from before and during the release).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from rollback_drill.failures.scenarios import CONFIG_BACKUP, DeployRelease
 from rollback_drill.failures.userwrites import AckWriter, SessionHolder
+from rollback_drill.files import storebackup
 from rollback_drill.process.wait import Wait
 from rollback_drill.steps.facts import Fact
 from rollback_drill.steps.procedure import DrillContext, StepResult
@@ -52,8 +52,9 @@ def take_backup(ctx: DrillContext, environment: str) -> StoreBackup:
     dest = ctx.stack.backup_stores(
         ctx.artifacts / f"{prefix}_backup_{time.strftime('%Y%m%d_%H%M%S')}"
     )
-    manifest = json.loads((dest / "mongodb" / MANIFEST).read_text())
-    return StoreBackup(dest, float(manifest["created"]), float(manifest["finished"]))
+    manifest = storebackup.load_mongo(dest / "mongodb" / MANIFEST)
+    assert manifest.finished is not None, "a backup written now says when it finished"
+    return StoreBackup(dest, manifest.created, manifest.finished)
 
 
 def answering_as(ctx: DrillContext, service: str, release: str) -> None:

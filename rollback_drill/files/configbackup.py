@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tarfile
 import time
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, RootModel, ValidationError
+
+from rollback_drill.files.specmodel import describe_errors
+from rollback_drill.process.errors import BackupFileError
+
+MANIFEST = "MANIFEST.json"
+
+
+class ConfigManifest(RootModel[dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]]]):
+    """`MANIFEST.json` inside the archive: each saved file (relative to the config folder)
+    and its SHA-256."""
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
@@ -43,11 +55,11 @@ def backup(config_dir: Path, dest_dir: Path, label: str = "config-backup") -> Pa
     while archive.exists():
         archive = dest_dir / f"{label}-{stamp}-{n}.tar.gz"
         n += 1
-    manifest = json.dumps(_digest_tree(config_dir), indent=2).encode()
+    manifest = ConfigManifest(_digest_tree(config_dir)).model_dump_json(indent=2).encode()
     fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
         tar.add(config_dir, arcname="config")
-        info = tarfile.TarInfo("MANIFEST.json")
+        info = tarfile.TarInfo(MANIFEST)
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
     return archive
@@ -56,10 +68,13 @@ def backup(config_dir: Path, dest_dir: Path, label: str = "config-backup") -> Pa
 def restore(archive: Path, config_dir: Path) -> dict[str, str]:
     """Extract over `config_dir` and check every file against the manifest; return it."""
     with tarfile.open(archive, "r:gz") as tar:
-        member = tar.extractfile("MANIFEST.json")
+        member = tar.extractfile(MANIFEST)
         if member is None:
-            raise ValueError(f"{archive}: no MANIFEST.json")
-        manifest: dict[str, str] = json.loads(member.read())
+            raise BackupFileError(f"{archive}: no {MANIFEST}")
+        try:
+            manifest = ConfigManifest.model_validate_json(member.read()).root
+        except ValidationError as exc:
+            raise BackupFileError(describe_errors(exc, archive / MANIFEST)) from None
         for entry in tar.getmembers():
             if entry.name.startswith("config/") and entry.isfile():
                 data = tar.extractfile(entry)
@@ -77,5 +92,5 @@ def restore(archive: Path, config_dir: Path) -> dict[str, str]:
     actual = _digest_tree(config_dir)
     wrong = [name for name, digest in manifest.items() if actual.get(name) != digest]
     if wrong:
-        raise ValueError(f"{archive}: restored files differ from the manifest: {wrong}")
+        raise BackupFileError(f"{archive}: restored files differ from the manifest: {wrong}")
     return manifest

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +61,11 @@ class PerformanceBaseline(_Model):
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.model_dump(mode="json"), indent=1) + "\n")
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of format 2, generated from the model."""
+    return PerformanceBaseline.model_json_schema()
 
 
 def here() -> Where:

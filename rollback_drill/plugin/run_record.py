@@ -16,7 +16,7 @@ from rollback_drill.evidence import record
 from rollback_drill.plugin import shard
 from rollback_drill.process import places
 
-drills_key = pytest.StashKey[list[dict[str, Any]]]()  # drill_json of every drill that ran
+drills_key = pytest.StashKey[list[record.DrillRecord]]()  # every drill that ran
 WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 test_seconds_key = pytest.StashKey[dict[str, float]]()  # node id -> set-up + call + teardown
@@ -59,7 +59,8 @@ class RunCollector:
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """An xdist worker finished: keep the drills it ran, for the run's one record."""
         drills = getattr(node, "workeroutput", {}).get(WORKER_DRILLS)
-        self.config.stash[drills_key].extend(json.loads(drills) if drills else [])
+        found = json.loads(drills) if drills else []
+        self.config.stash[drills_key].extend(record.DrillRecord.model_validate(d) for d in found)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -70,7 +71,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     entries = config.stash.get(drills_key, [])
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[WORKER_DRILLS] = json.dumps(entries)
+        workeroutput[WORKER_DRILLS] = json.dumps([d.model_dump(mode="json") for d in entries])
         return
     part = shard.of_run(config)
     if not entries and part is None:
@@ -115,26 +116,25 @@ def pytest_terminal_summary(
         return
     terminalreporter.section("rollback drills")
     for d in drills:
-        ttr = d["time_to_recover_s"]
-        phases = ", ".join(f"{k} {v:.2f} s" for k, v in d["phases"].items())
-        state = {"passed": "PASS", "over_budget": "OVER BUDGET"}.get(d["outcome"], "FAIL")
-        env = d.get("environment", "production")
-        where = d["backend"] + ("" if env == "production" else f", {env}")
+        ttr = d.time_to_recover_s
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in d.phases.items())
+        state = {"passed": "PASS", "over_budget": "OVER BUDGET"}.get(d.outcome, "FAIL")
+        where = d.backend + ("" if d.environment == "production" else f", {d.environment}")
         terminalreporter.write_line(
-            f"{state} {d['drill']} [{where}] {d['bad_release']} -> {d['good_release']}: "
+            f"{state} {d.drill} [{where}] {d.bad_release} -> {d.good_release}: "
             f"time-to-recover {'n/a' if ttr is None else f'{ttr:.2f} s'} (budget "
-            f"{d['budget_s']:.0f} s, {d['severity']}); {phases}"
+            f"{d.budget_s:.0f} s, {d.severity}); {phases}"
         )
-        if d["failure"]:
-            terminalreporter.write_line(f"     {d['failure'].splitlines()[0]}")
+        if d.failure:
+            terminalreporter.write_line(f"     {d.failure.splitlines()[0]}")
     written = config.stash.get(written_key, None)
     if written is not None:
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
-        coverage = record.read(written.path).get("runbook_coverage")
+        coverage = record.read(written.path).runbook_coverage
         if coverage:
             terminalreporter.write_line(
-                f"runbook coverage: {coverage['covered']} of {coverage['total']} commands "
-                f"({coverage['percent']:.1f} %), {len(coverage['drifted'])} drifted"
+                f"runbook coverage: {coverage.covered} of {coverage.total} commands "
+                f"({coverage.percent:.1f} %), {len(coverage.drifted)} drifted"
             )
     made, why_not = config.stash.get(incidents_key, ([], None))
     if made:

@@ -23,9 +23,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # the record's model is loaded only when a sharded run writes its record
+    from rollback_drill.files.drillrecord import ShardPart
 
 plan_key = pytest.StashKey[dict[str, Any]]()  # this shard's part of the record
 WORKER_SHARD = "rollback_drill_shard"  # xdist workeroutput key: the plan a worker computed
@@ -157,9 +160,12 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         node.config.stash[plan_key] = json.loads(shard)
 
 
-def of_run(config: pytest.Config) -> dict[str, Any] | None:
+def of_run(config: pytest.Config) -> ShardPart | None:
     """This shard's part of the run's record; None when the run is not sharded."""
-    return config.stash.get(plan_key, None)
+    from rollback_drill.files.drillrecord import ShardPart
+
+    found = config.stash.get(plan_key, None)
+    return None if found is None else ShardPart.model_validate(found)
 
 
 @pytest.hookimpl(tryfirst=True)  # before the record is written with the exit status

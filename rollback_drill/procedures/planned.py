@@ -5,11 +5,11 @@ error rate users saw during every step against the critical threshold."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from rollback_drill.files import configbackup
+from rollback_drill.files.drillartifacts import RollbackPoint
 from rollback_drill.procedures.verify_steps import answers_as_good_release, checks_pass
 from rollback_drill.steps.facts import Fact
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
@@ -31,9 +31,10 @@ def create_rollback_point(ctx: DrillContext) -> StepResult:
     stamp = time.strftime("%Y%m%d_%H%M%S")
     point = ctx.artifacts / f"rollback-{stamp}.json"
     releases = {s: ctx.stack.release_of(s) for s in ctx.stack.app_services()}
-    point.write_text(json.dumps({"tag": f"rollback-{stamp}", "releases": releases}, indent=2))
+    made = RollbackPoint(tag=f"rollback-{stamp}", releases=releases)
+    made.save(point)
     ctx.facts[ROLLBACK_POINT] = point
-    return StepResult({"tag": f"rollback-{stamp}", "releases": releases})
+    return StepResult(made.model_dump())
 
 
 def backup_state(ctx: DrillContext) -> StepResult:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.files.programmespec import CadenceSpec
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process.errors import SpecError
@@ -87,7 +87,7 @@ class CadenceStatus:
 
 
 def statuses(
-    records: Sequence[tuple[Path, dict[str, Any]]],
+    records: Sequence[tuple[Path, RunRecord]],
     cadences: dict[str, CadenceSpec],
     now: datetime | None = None,
 ) -> list[CadenceStatus]:
@@ -95,11 +95,11 @@ def statuses(
     moment = now or datetime.now(UTC)
     found = []
     for name, spec in cadences.items():
-        runs = [data for _, data in records if data.get("cadence") == name]
-        passes = [d for d in runs if d.get("summary", {}).get("verdict") == "pass"]
+        runs = [data for _, data in records if data.cadence == name]
+        passes = [d for d in runs if d.summary.verdict == "pass"]
 
-        def when(data: dict[str, Any]) -> datetime | None:
-            return _parse_utc(data.get("finished_utc") or data.get("started_utc", ""))
+        def when(data: RunRecord) -> datetime | None:
+            return _parse_utc(data.finished_utc)
 
         passed_at = [(t, d) for d in passes if (t := when(d)) is not None and t <= moment]
         last = max(passed_at, key=lambda item: item[0], default=None)
@@ -109,7 +109,7 @@ def statuses(
                 name,
                 spec.period_days,
                 last[0] if last else None,
-                str(last[1].get("run_id")) if last else None,
+                last[1].run_id if last else None,
                 max(run_times, default=None),
                 moment,
             )

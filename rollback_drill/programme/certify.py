@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import DrillRecord, RunRecord
 from rollback_drill.files.spec import PRODUCTION, load_stack
 from rollback_drill.process import places
 
@@ -92,7 +93,7 @@ def junit_problems(path: Path) -> list[str]:
 
 
 def judge(
-    data: dict[str, Any] | None,
+    data: RunRecord | None,
     *,
     exit_status: int,
     bad: str,
@@ -110,27 +111,25 @@ def judge(
         return Verdict(False, reasons + (problems or []))
     if not sidecar_ok:
         reasons.append("the drill record does not match its sha256 sidecar")
-    drills = data.get("drills", [])
-    if not drills:
+    if not data.drills:
         reasons.append("no drill ran")
-    for d in drills:
-        name = f"{d['procedure']} ({d['test']})"
-        if (d["bad_release"], d["good_release"]) != (bad, good):
-            reasons.append(f"{name} rolled back {d['bad_release']} -> {d['good_release']}")
-        ran_in = d.get("environment", PRODUCTION)
-        if ran_in != environment:
-            reasons.append(f"{name} ran in {ran_in}, not {environment}")
-        if d["outcome"] == "over_budget":
-            ttr, budget = d["time_to_recover_s"], d["budget_s"]
+    for d in data.drills:
+        name = f"{d.procedure} ({d.test})"
+        if (d.bad_release, d.good_release) != (bad, good):
+            reasons.append(f"{name} rolled back {d.bad_release} -> {d.good_release}")
+        if d.environment != environment:
+            reasons.append(f"{name} ran in {d.environment}, not {environment}")
+        if d.outcome == "over_budget":
+            ttr, budget = d.time_to_recover_s, d.budget_s
             reasons.append(
                 f"{name} ran over budget: "
                 + (f"not recovered when its {budget:g} s ran out" if ttr is None
                    else f"{ttr:.2f} s > {budget:.0f} s")
             )  # fmt: skip
-        elif d["outcome"] != "passed":
-            first = (d.get("failure") or "failed").splitlines()[0]
+        elif d.outcome != "passed":
+            first = (d.failure or "failed").splitlines()[0]
             reasons.append(f"{name} failed: {first}")
-        elif d.get("test_outcome") == "failed":
+        elif d.test_outcome == "failed":
             reasons.append(f"{name}: the drill test failed after the drill")
     if exit_status != 0:
         reasons.append(f"pytest exited {exit_status}")
@@ -145,14 +144,14 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _ttr(d: dict[str, Any]) -> str:
-    ttr = d.get("time_to_recover_s")
+def _ttr(d: DrillRecord) -> str:
+    ttr = d.time_to_recover_s
     return "did not recover" if ttr is None else f"{ttr:.2f} s"
 
 
-def _share(d: dict[str, Any]) -> str:
-    ttr = d.get("time_to_recover_s")
-    return "-" if ttr is None else f"{100 * ttr / d['budget_s']:.1f} %"
+def _share(d: DrillRecord) -> str:
+    ttr = d.time_to_recover_s
+    return "-" if ttr is None else f"{100 * ttr / d.budget_s:.1f} %"
 
 
 OUTCOME = {"passed": "PASSED", "failed": "FAILED", "over_budget": "OVER BUDGET"}
@@ -161,31 +160,29 @@ OUTCOME = {"passed": "PASSED", "failed": "FAILED", "over_budget": "OVER BUDGET"}
 def _facts(
     issued_at: str,
     stack_name: str,
-    data: dict[str, Any] | None,
+    data: RunRecord | None,
     record_path: Path | None,
     digest: str | None,
     paths: Paths,
 ) -> list[tuple[str, str]]:
     facts = [("Issued (UTC)", issued_at), ("Stack", stack_name)]
     if data is not None:
-        drills = data.get("drills", [])
+        drills = data.drills
         if drills:
-            runbook = drills[0]["runbook"]
-            facts.append(("Runbook", f"{runbook['path']} (sha256 {runbook['sha256']})"))
-            facts.append(("Backend", ", ".join(sorted({d["backend"] for d in drills}))))
-            ran_in = {d.get("environment", PRODUCTION) for d in drills}
-            facts.append(("Environment", ", ".join(sorted(ran_in))))
-        m = data["environment"]["machine"]
+            runbook = drills[0].runbook
+            facts.append(("Runbook", f"{runbook.path} (sha256 {runbook.sha256})"))
+            facts.append(("Backend", ", ".join(sorted({d.backend for d in drills}))))
+            facts.append(("Environment", ", ".join(sorted({d.environment for d in drills}))))
+        m = data.environment.machine
         facts.append(
             (
                 "Machine",
-                f"{m['hostname']}: {m['cpu_count']} CPU, {m.get('memory_gib')} GiB, "
-                f"kernel {m['kernel']}",
+                f"{m.hostname}: {m.cpu_count} CPU, {m.memory_gib} GiB, kernel {m.kernel}",
             )
         )
-        tools = data["environment"]["tools"]
+        tools = data.environment.tools
         facts.append(("Tools", ", ".join(f"{k} {v or 'missing'}" for k, v in tools.items())))
-        facts.append(("Run id", data["run_id"]))
+        facts.append(("Run id", data.run_id))
     if record_path is not None:
         facts.append(("Drill record", places.shown(record_path)))
         facts.append(("Record sha256", f"{digest} (check: sha256sum -c {record_path.name}.sha256)"))
@@ -195,7 +192,7 @@ def _facts(
 
 
 def markdown(
-    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[dict[str, Any]]
+    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[DrillRecord]
 ) -> str:
     state = "CERTIFIED" if verdict.certified else "NOT CERTIFIED"
     lines = [f"# {title}", "", f"**Verdict: {state}**", ""]
@@ -214,20 +211,19 @@ def markdown(
     ]
     for d in drills:
         lines.append(
-            f"| {_md_cell(d['procedure'])} | {_md_cell(d['runbook_section'])} | {d['severity']} "
-            f"| {OUTCOME.get(d['outcome'], d['outcome'])} | {_ttr(d)} | {d['budget_s']:.0f} s "
-            f"| {_share(d)} |"
+            f"| {_md_cell(d.procedure)} | {_md_cell(d.runbook_section)} | {d.severity} "
+            f"| {OUTCOME[d.outcome]} | {_ttr(d)} | {d.budget_s:.0f} s | {_share(d)} |"
         )
     if not drills:
         lines.append("| (none) | | | | | | |")
     for d in drills:
-        if d.get("failure"):
-            lines += ["", f"### {d['procedure']}: failure", "", "```", d["failure"], "```"]
+        if d.failure:
+            lines += ["", f"### {d.procedure}: failure", "", "```", d.failure, "```"]
     return "\n".join(lines) + "\n"
 
 
 def html_page(
-    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[dict[str, Any]]
+    title: str, verdict: Verdict, facts: list[tuple[str, str]], drills: list[DrillRecord]
 ) -> str:
     e = html.escape
     state = "CERTIFIED" if verdict.certified else "NOT CERTIFIED"
@@ -240,21 +236,21 @@ def html_page(
     fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
     drill_rows = (
         "".join(
-            f"<tr><td>{e(d['procedure'])}</td><td>{e(d['runbook_section'])}</td>"
-            f"<td>{e(d['severity'])}</td><td class='{e(d['outcome'])}'>"
-            f"{e(OUTCOME.get(d['outcome'], d['outcome']))}</td><td>{e(_ttr(d))}</td>"
-            f"<td>{d['budget_s']:.0f} s</td><td>{e(_share(d))}</td></tr>"
+            f"<tr><td>{e(d.procedure)}</td><td>{e(d.runbook_section)}</td>"
+            f"<td>{e(d.severity)}</td><td class='{e(d.outcome)}'>"
+            f"{e(OUTCOME[d.outcome])}</td><td>{e(_ttr(d))}</td>"
+            f"<td>{d.budget_s:.0f} s</td><td>{e(_share(d))}</td></tr>"
             for d in drills
         )
         or "<tr><td colspan='7'>(none)</td></tr>"
     )
     charts = ""
     for d in drills:
-        png = places.from_shown(d["artifacts"]) / "timeline.png"
+        png = places.from_shown(d.artifacts) / "timeline.png"
         if png.exists():
             data = base64.b64encode(png.read_bytes()).decode("ascii")
             charts += (
-                f"<h3>{e(d['procedure'])}: timeline</h3>"
+                f"<h3>{e(d.procedure)}: timeline</h3>"
                 f"<img alt='timeline chart' src='data:image/png;base64,{data}'>"
             )
     return f"""<!DOCTYPE html>
@@ -319,7 +315,7 @@ def issue(
         digest,
         paths,
     )
-    drills = data.get("drills", []) if data else []
+    drills = data.drills if data else []
     paths.certificates.mkdir(parents=True, exist_ok=True)
     md_path = paths.certificates / f"{paths.name}.md"
     html_path = paths.certificates / f"{paths.name}.html"
@@ -425,8 +421,8 @@ def from_shards(
         good=good,
         stack=stack,
         paths=paths,
-        run_id=merged.data["run_id"],
-        exit_status=int(merged.data["pytest_exit_status"]),
+        run_id=merged.data.run_id,
+        exit_status=merged.data.pytest_exit_status,
         issued=issued,
         environment=environment,
     )

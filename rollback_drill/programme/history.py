@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.files.programmespec import CadenceSpec
 from rollback_drill.programme import cadence
 
@@ -48,26 +48,26 @@ class Row:
         return "-" if self.seed_users is None else f"{self.seed_users} users"
 
 
-def rows(records: Sequence[tuple[Path, dict[str, Any]]]) -> list[Row]:
+def rows(records: Sequence[tuple[Path, RunRecord]]) -> list[Row]:
     out: list[Row] = []
     for _, data in records:
-        for d in data.get("drills", []):
-            volume = d.get("data_volume") or {}
+        for d in data.drills:
+            volume = d.data_volume
             out.append(
                 Row(
-                    started_utc=d.get("started_utc", data["started_utc"]),
-                    run_id=data["run_id"],
-                    invocation=data.get("invocation", {}).get("command", "?"),
-                    drill=d["procedure"],
-                    backend=d["backend"],
-                    releases=f"{d['bad_release']} -> {d['good_release']}",
-                    outcome=OUTCOME_TEXT.get(d["outcome"], d["outcome"]),
-                    ttr_s=d.get("time_to_recover_s"),
-                    budget_s=float(d["budget_s"]),
-                    name=str(d.get("drill") or d["procedure"]),
-                    cadence=data.get("cadence"),
-                    seed_users=volume.get("seed_users"),
-                    documents=tuple(sorted((volume.get("documents") or {}).items())),
+                    started_utc=d.started_utc,
+                    run_id=data.run_id,
+                    invocation=data.invocation.command,
+                    drill=d.procedure,
+                    backend=d.backend,
+                    releases=f"{d.bad_release} -> {d.good_release}",
+                    outcome=OUTCOME_TEXT[d.outcome],
+                    ttr_s=d.time_to_recover_s,
+                    budget_s=d.budget_s,
+                    name=d.name,
+                    cadence=data.cadence,
+                    seed_users=volume.seed_users if volume else None,
+                    documents=tuple(sorted(volume.documents.items())) if volume else (),
                 )
             )
     return out

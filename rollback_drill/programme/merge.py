@@ -7,10 +7,11 @@ a shard record whose sha256 sidecar checks, all name the same commit and the sam
 bytes, the same plan (its digest: the same tests collected, the same durations), and shards
 1..N appear exactly once. A merge of other runs' shards would certify what never ran together.
 
-The merged record (schema 5) lists the drills in the unsharded run's collection order, says
-which shard records it came from (`merged_from`, with their sha256), and recounts the summary
-as one run would; a shard that ran no test (exit 5) counts as exit 0 when its plan gave it
-nothing. Each drill's artifacts are copied beside the merged record and its path rewritten.
+The merged record (format 5, `files.drillrecord.RunRecord`) lists the drills in the unsharded
+run's collection order, says which shard records it came from (`merged_from`, with their
+sha256), and recounts the summary as one run would; a shard that ran no test (exit 5) counts
+as exit 0 when its plan gave it nothing. Each drill's artifacts are copied beside the merged
+record and its path rewritten.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rollback_drill.evidence import record
+from rollback_drill.files.drillrecord import DrillRecord, MergedShard, RunRecord, ShardPart
 from rollback_drill.process import places
 from rollback_drill.process.errors import EvidenceError
 
@@ -35,12 +37,12 @@ class MergeRefused(EvidenceError, ValueError):
 class ShardRun:
     folder: Path  # a shard's reports folder (records/, allure-results/, artifacts/, history/)
     record_path: Path
-    data: dict[str, Any]
+    data: RunRecord
 
     @property
-    def shard(self) -> dict[str, Any]:
-        part: dict[str, Any] = self.data["shard"]
-        return part
+    def shard(self) -> ShardPart:
+        assert self.data.shard is not None  # find_shard keeps only shard records
+        return self.data.shard
 
 
 @dataclass(frozen=True)
@@ -67,19 +69,20 @@ class Destination:
 @dataclass(frozen=True)
 class Merged:
     record: record.WrittenRecord
-    data: dict[str, Any]
+    data: RunRecord
     shards: tuple[ShardRun, ...]
     incidents_missing: str | None = None  # why the incident documents were not written
 
 
 def find_shard(folder: Path) -> ShardRun:
     """The newest shard record in `folder`/records (an older cached history may sit beside)."""
-    records, _ = record.load_all(folder / "records")
-    shards = [(p, d) for p, d in records if d.get("shard")]
+    records, problems = record.load_all(folder / "records")
+    shards = [(p, d) for p, d in records if d.shard is not None]
     if not shards:
+        skipped = "".join(f"; skipped {p}" for p in problems)
         raise MergeRefused(
             f"{folder}: no shard record in {folder / 'records'} (expected one written by "
-            "`rollback-drill run --shard K/N --reports-dir " + str(folder) + "`)"
+            "`rollback-drill run --shard K/N --reports-dir " + str(folder) + f"`){skipped}"
         )
     path, data = shards[-1]
     return ShardRun(folder, path, data)
@@ -102,81 +105,78 @@ def check(shards: Sequence[ShardRun]) -> None:
     for s in shards:
         if not record.verify_sidecar(s.record_path):
             problems.append(f"{s.record_path}: does not match its sha256 sidecar")
-    _same(shards, "commit", lambda s: (s.data.get("source") or {}).get("commit"), problems)
+    _same(shards, "commit", lambda s: s.data.source.commit, problems)
     _same(
         shards,
         "stack file (sha256)",
-        lambda s: ((s.data.get("source") or {}).get("stack_file") or {}).get("sha256"),
+        lambda s: s.data.source.stack_file and s.data.source.stack_file.sha256,
         problems,
     )
-    _same(shards, "shard count", lambda s: s.shard["count"], problems)
-    _same(shards, "shard plan (sha256)", lambda s: s.shard["plan_sha256"], problems)
-    _same(shards, "cadence", lambda s: s.data.get("cadence") or "-", problems)
+    _same(shards, "shard count", lambda s: s.shard.count, problems)
+    _same(shards, "shard plan (sha256)", lambda s: s.shard.plan_sha256, problems)
+    _same(shards, "cadence", lambda s: s.data.cadence or "-", problems)
     if not problems:
-        count = shards[0].shard["count"]
-        indexes = sorted(s.shard["index"] for s in shards)
+        count = shards[0].shard.count
+        indexes = sorted(s.shard.index for s in shards)
         if indexes != list(range(1, count + 1)):
             problems.append(f"shards {indexes} given, the plan has 1..{count}: each exactly once")
-        ran = sorted(t for s in shards for t in s.shard["tests"])
-        if ran != sorted(shards[0].shard["collected"]):
+        ran = sorted(t for s in shards for t in s.shard.tests)
+        if ran != sorted(shards[0].shard.collected):
             problems.append("the shards' tests are not exactly the plan's collected tests")
     if problems:
         raise MergeRefused("not the shards of one run:\n  " + "\n  ".join(problems))
 
 
 def _exit_status(s: ShardRun) -> int:
-    code = int(s.data["pytest_exit_status"])
-    return 0 if code == 5 and not s.shard["tests"] else code
+    code = s.data.pytest_exit_status
+    return 0 if code == 5 and not s.shard.tests else code
 
 
-def _artifacts(drill: dict[str, Any], folder: Path, into: Path) -> dict[str, Any]:
+def _artifacts(drill: DrillRecord, folder: Path, into: Path) -> DrillRecord:
     """The drill's artifacts copied from the shard's folder (found by name: the path was the
     shard machine's); the path rewritten to the copy. Left as it was when not found."""
-    name = Path(str(drill.get("artifacts") or "")).name
+    name = Path(drill.artifacts).name
     found = folder / "artifacts" / name
     if not name or not found.is_dir():
         return drill
     into.mkdir(parents=True, exist_ok=True)
     shutil.copytree(found, into / name, dirs_exist_ok=True)
-    return {**drill, "artifacts": places.shown(into / name)}
+    return drill.model_copy(update={"artifacts": places.shown(into / name)})
 
 
-def merged_record(
-    shards: Sequence[ShardRun], dest: Destination, args: Sequence[str]
-) -> dict[str, Any]:
-    order = {t: i for i, t in enumerate(shards[0].shard["collected"])}
+def merged_record(shards: Sequence[ShardRun], dest: Destination, args: Sequence[str]) -> RunRecord:
+    order = {t: i for i, t in enumerate(shards[0].shard.collected)}
     drills = sorted(
-        (_artifacts(d, s.folder, dest.artifacts) for s in shards for d in s.data["drills"]),
-        key=lambda d: (order.get(d["test"], len(order)), d["test"]),
+        (_artifacts(d, s.folder, dest.artifacts) for s in shards for d in s.data.drills),
+        key=lambda d: (order.get(d.test, len(order)), d.test),
     )
     exit_status = next((c for c in map(_exit_status, shards) if c != 0), 0)
-    first = min(shards, key=lambda s: s.shard["index"])
-    return {
-        "schema": record.SCHEMA_ID,
-        "run_id": record.new_run_id(),
-        "started_utc": min(s.data["started_utc"] for s in shards),
-        "finished_utc": max(s.data["finished_utc"] for s in shards),
-        "invocation": {"command": "merge", "args": [str(a) for a in args]},
-        "pytest_exit_status": exit_status,
-        "cadence": first.data.get("cadence"),
-        "runbook_coverage": first.data.get("runbook_coverage"),
-        "environment": first.data["environment"],  # shard 1's; each machine in merged_from
-        "summary": record.summary(drills, exit_status),
-        "source": first.data["source"],
-        "shard": None,
-        "merged_from": [
-            {
-                "run_id": s.data["run_id"],
-                "record": places.shown(s.record_path),
-                "sha256": record.file_sha256(s.record_path),
-                "shard": s.shard["index"],
-                "hostname": s.data["environment"]["machine"]["hostname"],
-                "pytest_exit_status": int(s.data["pytest_exit_status"]),
-            }
-            for s in sorted(shards, key=lambda s: s.shard["index"])
-        ],
-        "drills": drills,
-    }
+    first = min(shards, key=lambda s: s.shard.index).data
+    return first.model_copy(  # shard 1's environment; each machine in merged_from
+        update={
+            "run_id": record.new_run_id(),
+            "started_utc": min(s.data.started_utc for s in shards),
+            "finished_utc": max(s.data.finished_utc for s in shards),
+            "invocation": first.invocation.model_copy(
+                update={"command": "merge", "args": [str(a) for a in args]}
+            ),
+            "pytest_exit_status": exit_status,
+            "summary": record.summary(drills, exit_status),
+            "shard": None,
+            "merged_from": [
+                MergedShard(
+                    run_id=s.data.run_id,
+                    record=places.shown(s.record_path),
+                    sha256=record.file_sha256(s.record_path),
+                    shard=s.shard.index,
+                    hostname=s.data.environment.machine.hostname,
+                    pytest_exit_status=s.data.pytest_exit_status,
+                )
+                for s in sorted(shards, key=lambda s: s.shard.index)
+            ],
+            "drills": drills,
+        }
+    )
 
 
 def _results(shards: Sequence[ShardRun], into: Path) -> int:
@@ -187,7 +187,7 @@ def _results(shards: Sequence[ShardRun], into: Path) -> int:
     report_html.clean_results(into)
     into.mkdir(parents=True, exist_ok=True)
     copied = 0
-    for s in sorted(shards, key=lambda s: s.shard["index"]):
+    for s in sorted(shards, key=lambda s: s.shard.index):
         results = s.folder / "allure-results"
         for path in sorted(results.iterdir()) if results.is_dir() else []:
             if path.is_file() and not (into / path.name).exists():

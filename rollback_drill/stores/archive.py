@@ -29,7 +29,6 @@ the tool's (a mongodump folder, archive or tarball) are read by `stores.dump`.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +42,14 @@ from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 from pymongo.database import Database
 
+from rollback_drill.files.storebackup import (
+    MONGO_FORMAT,
+    MONGO_OLD_FORMATS,
+    BackupManifestError,
+    MongoCollection,
+    MongoManifest,
+    load_mongo,
+)
 from rollback_drill.process.errors import ArchiveError
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.fingerprint import (
@@ -63,10 +70,11 @@ from rollback_drill.stores.mongoconn import (
 )
 
 MANIFEST = "manifest.json"
-FORMAT = "rollback-drill-mongo-archive/3"
+FORMAT = MONGO_FORMAT  # the manifest's model: files.storebackup.MongoManifest
 #: Version 1 kept only each index's name, key and uniqueness, and no collection options;
 #: version 2 kept the `.bson` files beside the manifest, without mongodump's metadata files.
-READABLE = ("rollback-drill-mongo-archive/1", "rollback-drill-mongo-archive/2", FORMAT)
+#: Both are migrated on read (`storebackup.migrate_mongo`).
+READABLE = (*MONGO_OLD_FORMATS, FORMAT)
 JOURNAL = "restore-journal.json"
 
 
@@ -145,7 +153,7 @@ def _uuids(db: Database[RawBSONDocument], names: list[str]) -> dict[str, str]:
 
 def _dump(
     db: Database[RawBSONDocument], name: str, dest: Path, options: dict[str, Any], uuid: str | None
-) -> dict[str, Any]:
+) -> MongoCollection:
     folder = dest / db.name
     escaped = quote_plus(name, safe="")  # as mongodump names files: Go's url.QueryEscape
     path = folder / f"{escaped}.bson"
@@ -161,16 +169,17 @@ def _dump(
             records.extend(bsonscan.records(data))
     packed, content = pack(records)
     (dest / f"{escaped}.records").write_bytes(packed)
-    return {
-        "file": f"{db.name}/{path.name}",
-        "metadata": f"{db.name}/{escaped}.metadata.json",
-        "metadata_sha256": hashlib.sha256(meta).hexdigest(),
-        "count": len(records),
-        "sha256": digest.hexdigest(),
-        "records": f"{escaped}.records",
-        "digest": content,
-        "indexes": [to_json_value(spec) for spec in index_specs(db[name])],
-    }
+    return MongoCollection(
+        file=f"{db.name}/{path.name}",
+        metadata=f"{db.name}/{escaped}.metadata.json",
+        metadata_sha256=hashlib.sha256(meta).hexdigest(),
+        count=len(records),
+        sha256=digest.hexdigest(),
+        records=f"{escaped}.records",
+        digest=content,
+        indexes=[to_json_value(spec) for spec in index_specs(db[name])],
+        options=to_json_value(options),
+    )
 
 
 def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
@@ -184,25 +193,15 @@ def backup(uri: str, database: str, dest: Path, timeout_s: float = 5.0) -> Path:
         options = collection_options(db, names)
         uuids = _uuids(db, names)
         (dest / database).mkdir(exist_ok=True)
-        dumped = dict(
-            zip(
-                names,
-                concurrently(lambda n: _dump(db, n, dest, options.get(n, {}), uuids.get(n)), names),
-                strict=True,
-            )
-        )
-    manifest = {
-        "format": FORMAT,
-        "database": database,
-        "created": started,
-        "finished": time.time(),
-        "collections": {
-            name: {**entry, "options": to_json_value(options.get(name, {}))}
-            for name, entry in dumped.items()
-        },
-    }
+        dumped = concurrently(lambda n: _dump(db, n, dest, options.get(n, {}), uuids.get(n)), names)
+    manifest = MongoManifest(
+        database=database,
+        created=started,
+        finished=time.time(),
+        collections=dict(zip(names, dumped, strict=True)),
+    )
     out = dest / MANIFEST
-    out.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.save(out)
     return out
 
 
@@ -214,58 +213,35 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _v1_index(entry: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": entry["name"], "key": SON((k, v) for k, v in entry["key"])}
-    if entry.get("unique"):
-        spec["unique"] = True
-    return spec
-
-
-def _collection(name: str, entry: dict[str, Any], version: str) -> ArchivedCollection:
-    if version == FORMAT:
-        indexes = tuple(from_json_value(i) for i in entry["indexes"])
-        options = dict(from_json_value(entry.get("options", {})))
-    else:
-        indexes = tuple(_v1_index(i) for i in entry["indexes"])
-        options = {}
-    records, metadata = entry.get("records"), entry.get("metadata")
+def _collection(name: str, entry: MongoCollection) -> ArchivedCollection:
+    indexes = tuple(from_json_value(i) for i in entry.indexes)
+    options = dict(from_json_value(entry.options))
+    digest = entry.digest if entry.records else None
+    metadata_sha256 = entry.metadata_sha256 if entry.metadata else None
     return ArchivedCollection(
-        name, str(entry["file"]), int(entry["count"]), str(entry["sha256"]), options, indexes,
-        str(records) if records else None, str(entry["digest"]) if records else None,
-        str(metadata) if metadata else None,
-        str(entry["metadata_sha256"]) if metadata else None,
+        name, entry.file, entry.count, entry.sha256, options, indexes, entry.records, digest,
+        entry.metadata, metadata_sha256,
     )  # fmt: skip
 
 
 def verify_archive(archive: Path) -> Archive:
-    """Load the manifest and check every file's checksum before anything is dropped."""
+    """Load the manifest (older formats migrated, others refused naming the file) and check
+    every file's checksum before anything is dropped."""
     manifest_path = archive / MANIFEST
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(f"{manifest_path}: unreadable manifest: {exc}") from None
-    version = manifest.get("format") if isinstance(manifest, dict) else None
-    if version not in READABLE:
-        raise ArchiveError(
-            f"{manifest_path}: format: expected one of {list(READABLE)}, got {version!r}"
-        )
+        manifest = load_mongo(manifest_path)
+    except BackupManifestError as exc:
+        raise ArchiveError(str(exc)) from None
     try:
         collections = {
-            str(name): _collection(str(name), entry, str(version))
-            for name, entry in manifest["collections"].items()
+            name: _collection(name, entry) for name, entry in manifest.collections.items()
         }
-        found = Archive(
-            archive,
-            str(manifest["database"]),
-            float(manifest["created"]),
-            float(manifest["finished"]) if manifest.get("finished") else None,
-            collections,
-        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArchiveError(
-            f"{manifest_path}: expected database, created and collections.<name>.file/count/"
-            f"sha256/indexes ({type(exc).__name__}: {exc})"
+            f"{manifest_path}: collections: an index or options entry is not extended JSON "
+            f"({type(exc).__name__}: {exc})"
         ) from None
+    found = Archive(archive, manifest.database, manifest.created, manifest.finished, collections)
     files = [(n, e.file, e.sha256) for n, e in collections.items() if e.sha256]
     files += [(n, e.records, e.digest) for n, e in collections.items() if e.records and e.digest]
     files += [

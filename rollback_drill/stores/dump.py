@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import shutil
 import tarfile
 import tempfile
@@ -47,11 +46,11 @@ from bson import json_util
 from bson.errors import BSONError
 from fastcrc import crc64 as fastcrc_crc64
 
+from rollback_drill.files.storebackup import BackupManifestError, load_mongo
 from rollback_drill.stores import bsonscan
 from rollback_drill.stores.archive import (
     JOURNAL,
     MANIFEST,
-    READABLE,
     Archive,
     ArchivedCollection,
     ArchiveError,
@@ -435,11 +434,9 @@ def newest_time(directory: Path) -> float | None:
     times: list[float] = []
     for manifest in directory.rglob(MANIFEST):
         try:
-            data = json.loads(manifest.read_text())
-            if data.get("format") in READABLE:
-                times.append(float(data["created"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
+            times.append(load_mongo(manifest).created)
+        except BackupManifestError:
+            continue  # another file of that name: not a backup of ours
     tool_folders = {m.parent for m in directory.rglob(MANIFEST)}
     for folder in _database_folders(directory):
         if not any(t in folder.parents for t in tool_folders):

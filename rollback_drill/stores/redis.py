@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import shutil
 import tempfile
 import time
@@ -27,11 +26,19 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from rollback_drill.files.storebackup import (
+    REDIS_FORMAT,
+    BackupManifestError,
+    RedisArchive,
+    RedisEntry,
+    entries_sha256,
+    load_redis,
+)
 from rollback_drill.process import proc
 from rollback_drill.process.errors import StoreError
 from rollback_drill.process.tools import find_tool
 
-FORMAT = "rollback-drill-redis-archive/1"
+FORMAT = REDIS_FORMAT  # the archive's model: files.storebackup.RedisArchive
 
 
 def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
@@ -60,58 +67,45 @@ def backup(url: str, dest: Path, timeout_s: float = 5.0) -> Path:
     """Every key with its TTL as DUMP payloads in one JSON file with a checksum."""
     conn = connect(url, timeout_s)
     try:
-        entries: list[dict[str, str | int]] = []
+        entries: list[RedisEntry] = []
         for key in conn.scan_iter(count=1000):
             payload = conn.dump(key)
             if payload is None:  # expired between SCAN and DUMP
                 continue
             ttl = conn.pttl(key)
             entries.append(
-                {
-                    "key": base64.b64encode(key).decode(),
-                    "ttl_ms": max(int(ttl), 0) if ttl is not None and int(ttl) > 0 else 0,
-                    "dump": base64.b64encode(payload).decode(),
-                }
+                RedisEntry(
+                    key=base64.b64encode(key).decode(),
+                    ttl_ms=max(int(ttl), 0) if ttl is not None and int(ttl) > 0 else 0,
+                    dump=base64.b64encode(payload).decode(),
+                )
             )
     finally:
         conn.close()
-    entries.sort(key=lambda e: str(e["key"]))
-    body = json.dumps(entries, sort_keys=True)
+    entries.sort(key=lambda e: e.key)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(
-        json.dumps(
-            {
-                "format": FORMAT,
-                "keys": len(entries),
-                "sha256": hashlib.sha256(body.encode()).hexdigest(),
-                "entries": entries,
-            }
-        )
-    )
+    RedisArchive(keys=len(entries), sha256=entries_sha256(entries), entries=entries).save(dest)
     return dest
 
 
 def restore(url: str, archive: Path, timeout_s: float = 5.0) -> int:
-    data = json.loads(archive.read_text())
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{archive}: format: expected {FORMAT!r}, got {data.get('format')!r}")
-    body = json.dumps(data["entries"], sort_keys=True)
-    if hashlib.sha256(body.encode()).hexdigest() != data["sha256"]:
-        raise ValueError(f"{archive}: checksum mismatch (archive corrupt)")
+    """Every key of the archive back, after its checksum held (BackupManifestError, a
+    ValueError, naming the file for a bad one)."""
+    data = load_redis(archive)
+    if entries_sha256(data.entries) != data.sha256:
+        raise BackupManifestError(f"{archive}: checksum mismatch (archive corrupt)")
     conn = connect(url, timeout_s)
     try:
         pipe = conn.pipeline(transaction=False)
-        for entry in data["entries"]:
+        for entry in data.entries:
             pipe.restore(
-                base64.b64decode(entry["key"]),
-                entry["ttl_ms"],
-                base64.b64decode(entry["dump"]),
+                base64.b64decode(entry.key), entry.ttl_ms, base64.b64decode(entry.dump),
                 replace=True,
-            )
+            )  # fmt: skip
         pipe.execute()
     finally:
         conn.close()
-    return int(data["keys"])
+    return data.keys
 
 
 def flush_all(url: str, timeout_s: float = 2.0) -> None:

@@ -31,7 +31,6 @@ few thousand documents costs those documents, not the whole database.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,11 +42,14 @@ from typing import Any, Literal
 import bson
 from bson.binary import Binary
 from bson.raw_bson import RawBSONDocument
+from pydantic import ValidationError
 from pymongo import DeleteOne, MongoClient, ReplaceOne, WriteConcern
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from rollback_drill.files.specmodel import describe_errors
+from rollback_drill.files.storebackup import RestoreJournal
 from rollback_drill.process.errors import RestoreError
 from rollback_drill.process.procfs import ProcessIdentity, current
 from rollback_drill.stores import bsonscan, dump
@@ -118,18 +120,27 @@ class _Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def read(self) -> dict[str, Any] | None:
+    def read(self) -> RestoreJournal | None:
+        """The journal an earlier restore left; RestoreError naming the file and field for
+        one that is not a journal (the restore does not guess whose it is)."""
         try:
-            data = json.loads(self.path.read_text())
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise RestoreError(f"{self.path}: unreadable restore journal: {exc}") from None
-        return data if isinstance(data, dict) else None
+        try:
+            return RestoreJournal.model_validate_json(text)
+        except ValidationError as exc:
+            raise RestoreError(describe_errors(exc, self.path)) from None
 
-    def save(self, **state: Any) -> None:
+    def save(self, *, started: float, state: str, session: str | None = None) -> None:
+        journal = RestoreJournal(
+            process=str(current()), updated=time.time(), started=started, state=state,
+            session=session,
+        )  # fmt: skip
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"process": str(current()), "updated": time.time(), **state}))
+        tmp.write_text(journal.model_dump_json())
         os.replace(tmp, self.path)
 
     def clear(self) -> None:
@@ -145,20 +156,20 @@ def _finish_interrupted(
         db.drop_collection(name)
     if prior is None:
         return f"dropped half-built {leftovers}" if leftovers else None
-    owner = ProcessIdentity.parse(str(prior.get("process", "")))
+    owner = ProcessIdentity.parse(prior.process)
     if owner is not None and owner != current() and owner.alive():
         raise RestoreError(
             f"{journal.path}: a restore by process {owner.pid} is still running; not starting "
             "another over it"
         )
-    if prior.get("session"):
+    if prior.session:
         try:  # its transaction, if the server still holds it open, ends now
-            lsid = {"id": Binary(bytes.fromhex(str(prior["session"])), 4)}
+            lsid = {"id": Binary(bytes.fromhex(prior.session), 4)}
             conn.admin.command("killSessions", [lsid])
         except PyMongoError:
             pass  # a server without killSessions reaps it itself; the plan reads what is there
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(prior.get("started", 0))))
-    return f"a restore started {started} UTC stopped during its {prior.get('state', '?')}"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(prior.started))
+    return f"a restore started {started} UTC stopped during its {prior.state}"
 
 
 def _archive_documents(archive: Archive, name: str) -> Iterator[list[RawBSONDocument]]:
