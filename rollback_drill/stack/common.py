@@ -30,7 +30,7 @@ import httpx
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.files.spec import LoadedStack, ServiceSpec
-from rollback_drill.process import proc
+from rollback_drill.process import interrupts, proc
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
 from rollback_drill.process.wait import Wait
@@ -65,6 +65,7 @@ class StackBase(ABC):
     def __init__(
         self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
     ) -> None:
+        interrupts.check(f"stack {loaded.spec.name}")  # an interrupted session starts none
         self.loaded = loaded
         self.spec = loaded.spec
         self.environment = loaded.environment
@@ -73,16 +74,12 @@ class StackBase(ABC):
         self._workdir.mkdir(parents=True, exist_ok=True)
         self.seed_users = seed_users or self.spec.seed.users
         self._releases: dict[str, str] = {}
-        ports = loaded.ports  # an environment's own range (its profile), or anywhere free
-        within = (ports.first, ports.last) if ports else None
+        self._reserved: list[int] = []  # every host port this stack holds (`new_port`)
         self._ports = {
-            name: proc.free_port(within=within)
-            for name in [*DATA_SERVICES, "chain", *self.spec.services]
+            name: self.new_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
         }
         self._tls_ports = {
-            name: proc.free_port(within=within)
-            for name, svc in self.spec.services.items()
-            if svc.tls_port
+            name: self.new_port() for name, svc in self.spec.services.items() if svc.tls_port
         }
         self.registries: dict[str, str] = {}  # contract version -> its registry's address
         self.operator: keys.Signer | None = None
@@ -95,10 +92,21 @@ class StackBase(ABC):
         self.step = ""  # what `up` is doing now (`_step`)
         self.on_step: Callable[[str], None] | None = None
 
+    def new_port(self) -> int:
+        """A host port in the environment's range (its profile's, or anywhere free), reserved
+        across processes until this stack is torn down: a service stopped and started again
+        binds it again, and no other worker or run takes it meanwhile (`proc.free_port`)."""
+        ports = self.loaded.ports
+        port = proc.free_port(within=(ports.first, ports.last) if ports else None)
+        self._reserved.append(port)
+        return port
+
     def _step(self, what: str) -> None:
         """Say what `up` does next, to `on_step` too (the `up` supervisor's state and log): a
         start that hangs - a seed command that never returns, say - names the step it hung
-        in instead of only running out of time."""
+        in instead of only running out of time. Nothing further starts once the session is
+        interrupted: `up` then tears down what it started."""
+        interrupts.check(f"stack {self.spec.name}: {what}")
         self.step = what
         if self.on_step is not None:
             self.on_step(what)
@@ -354,6 +362,8 @@ class StackBase(ABC):
         self._teardown()
         if self._owns_workdir:
             proc.remove_temp_dir(self._workdir)
+        proc.release_ports(self._reserved)  # nothing of this stack binds them any more
+        self._reserved.clear()
 
     @contextmanager
     def running(self, release: str) -> Iterator[Self]:
