@@ -6,6 +6,7 @@ worker, no stack starts, and one part-way up is torn down."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -27,10 +28,14 @@ from tests.paths import PROJECT_ROOT
 # A worker of a session whose controller is another process: its stack is part-way up when
 # the controller's interrupt (the flag file) comes; then it tries to start one more stack.
 _WORKER = """
-import signal, sys, threading
+import signal, sys, threading, time
 from rollback_drill.files.spec import load_stack
-from rollback_drill.process import interrupts, ports
+from rollback_drill.process import interrupts, ports, proc
 from rollback_drill.stack.local import LocalStack
+def handler(signum, frame):  # as the plugin's
+    if not proc.interrupt_is_unsafe(signum):
+        interrupts.raise_interrupt("SIGINT")
+signal.signal(signal.SIGINT, handler)
 interrupts.begin_session(sys.argv[2])
 main = threading.main_thread().ident
 interrupts.watch(lambda reason: signal.pthread_kill(main, signal.SIGINT))
@@ -40,8 +45,12 @@ print(stack.workdir, flush=True)
 try:
     stack.up("1.4.0")
     print("up: not interrupted", flush=True)
+except BaseException as exc:  # the watcher's KeyboardInterrupt, or a wait that saw the flag
+    print("up: stopped by", type(exc).__name__, flush=True)
+try:
+    time.sleep(1)  # the watcher's interrupt, if a wait saw the flag first
 except KeyboardInterrupt:
-    print("up: interrupted", flush=True)
+    pass
 print("ports held:", ports.held(), flush=True)
 try:
     LocalStack(loaded)
@@ -85,11 +94,28 @@ def test_a_worker_tears_down_the_stack_it_is_starting_and_starts_no_other(
         controller.kill()
         controller.wait()
         flag.unlink(missing_ok=True)
-    assert "up: interrupted" in out
+    assert "up: stopped by" in out
     assert "ports held: []" in out
     assert "second stack: stack safepsy: not started, the session was interrupted" in out
     assert not workdir.exists()
     assert not ownership.processes_of(worker.pid)
+
+
+def test_a_gone_controllers_flag_is_forgotten_when_a_session_begins() -> None:
+    """A controller SIGKILLed before it removed its flag: its pid and start time name no
+    live process (here: this pid with another start time), so the flag goes."""
+    interrupts.FLAGS.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stale = interrupts.FLAGS / f"{os.getpid()}-1"
+    stale.write_text("signal SIGINT")
+    try:
+        interrupts.begin_session()
+        try:
+            assert not stale.exists()
+            assert interrupts.interrupted() is None
+        finally:
+            interrupts.end_session()
+    finally:
+        stale.unlink(missing_ok=True)
 
 
 def _labelled(pids: set[int]) -> tuple[list[str], list[str]]:

@@ -200,12 +200,12 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         if proc.interrupt_is_unsafe(signum):
             return  # sent again in a moment, once no lock would be left held
-        why = f"signal {signal.Signals(signum).name}"
-        interrupts.interrupt(f"{why} in pid {os.getpid()}")  # nothing new starts, anywhere
         for sig in (signal.SIGTERM, signal.SIGINT):  # xdist's own SIGINT to a worker, 5 s
             signal.signal(sig, signal.SIG_IGN)  # later, must not cut its teardown short
         proc.exit_if_stuck(128 + signum, before=capman.suspend_global_capture if capman else None)
-        raise KeyboardInterrupt(why)
+        # nothing new starts, in any process of the session; raised after a stack's teardown
+        # if one is running now
+        interrupts.raise_interrupt(f"signal {signal.Signals(signum).name} in pid {os.getpid()}")
 
     previous: dict[signal.Signals, Any] = {}
     with contextlib.suppress(ValueError):  # not the main thread: leave the signals be

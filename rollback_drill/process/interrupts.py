@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from rollback_drill.process.errors import RollbackDrillError
@@ -41,6 +41,8 @@ class _State:
     reason: str | None = None  # set once this process knows the session is interrupted
     signalled = False  # this process itself was interrupted (it is unwinding already)
     stop_watch = threading.Event()
+    shield = 0  # teardowns in progress (`shielded`): an interrupt waits until they end
+    deferred: str | None = None  # an interrupt that came during one
     outer: ClassVar[list[tuple[ProcessIdentity | None, str | None, bool, threading.Event]]] = []
 
 
@@ -50,10 +52,20 @@ def begin_session(session: str | None = None) -> str:
     running pytest in-process) is ended by `end_session`, which gives the outer one back."""
     _State.outer.append((_State.session, _State.reason, _State.signalled, _State.stop_watch))
     _State.session = ProcessIdentity.parse(session) if session else current()
+    if session is None:
+        _forget_dead_sessions()
     _State.reason = None
     _State.signalled = False
     _State.stop_watch = threading.Event()
     return str(_State.session)
+
+
+def _forget_dead_sessions() -> None:
+    """Flags of controllers that are gone (one SIGKILLed before it could remove its own)."""
+    for path in FLAGS.glob("*-*") if FLAGS.is_dir() else []:
+        owner = ProcessIdentity.parse(path.name.replace("-", ":", 1))
+        if owner is not None and not owner.alive():
+            path.unlink(missing_ok=True)
 
 
 def _flag() -> str | None:
@@ -77,6 +89,33 @@ def interrupt(reason: str) -> None:
             os.write(fd, reason.encode())
         finally:
             os.close(fd)
+
+
+def raise_interrupt(reason: str) -> None:
+    """What a SIGINT/SIGTERM handler does: the session is interrupted (`interrupt`) and
+    KeyboardInterrupt is raised now - or, during a teardown (`shielded`), as soon as it ends:
+    raised in the middle, it would leave containers, processes or a folder behind."""
+    interrupt(reason)
+    if _State.shield:
+        _State.deferred = reason
+        return
+    raise KeyboardInterrupt(reason)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A teardown that an interrupt (through `raise_interrupt`) must not cut short: one
+    that comes meanwhile is raised when the block ends."""
+    _State.shield += 1
+    try:
+        yield
+    finally:
+        _State.shield -= 1
+        pending = None if _State.shield else _State.deferred
+        if pending is not None:
+            _State.deferred = None
+    if pending is not None:  # (an error out of the block propagates instead)
+        raise KeyboardInterrupt(pending)
 
 
 def interrupted() -> str | None:
@@ -144,5 +183,7 @@ __all__ = [
     "end_session",
     "interrupt",
     "interrupted",
+    "raise_interrupt",
+    "shielded",
     "watch",
 ]

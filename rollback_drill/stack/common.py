@@ -359,11 +359,14 @@ class StackBase(ABC):
             raise
 
     def down(self) -> None:
-        self._teardown()
-        if self._owns_workdir:
-            proc.remove_temp_dir(self._workdir)
-        proc.release_ports(self._reserved)  # nothing of this stack binds them any more
-        self._reserved.clear()
+        """Everything of the stack removed; Ctrl-C meanwhile is raised once that is done
+        (`interrupts.shielded`), not half-way through."""
+        with interrupts.shielded():
+            self._teardown()
+            if self._owns_workdir:
+                proc.remove_temp_dir(self._workdir)
+            proc.release_ports(self._reserved)  # nothing of this stack binds them any more
+            self._reserved.clear()
 
     @contextmanager
     def running(self, release: str) -> Iterator[Self]:
