@@ -189,9 +189,13 @@ def _interrupt_main_thread(reason: str) -> None:
 def _sigterm_interrupts(config: pytest.Config) -> None:
     """SIGTERM (a CI timeout, `kill`) ends the session as Ctrl-C does: pytest then tears every
     fixture down - stacks stopped, artifact folders finished - before it exits. Further
-    SIGTERMs are ignored so they cannot cut that teardown short (SIGKILL still can; the next
-    run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
-    ended after a grace period, with everything the run started killed."""
+    SIGTERMs and SIGINTs are ignored so they cannot cut that teardown short (xdist itself
+    sends a worker SIGINT 5 s after its controller's interrupt; SIGKILL still can; the next
+    run sweeps), and one that comes during a stack's teardown is raised after it
+    (`interrupts.shielded`). The interrupt is the whole session's: every xdist worker stops
+    too, and nothing starts a new stack (`interrupts`). Either interrupt arms
+    `proc.exit_if_stuck`: an unwinding that deadlocks is ended after a grace period, with
+    everything the run started killed."""
 
     global _interrupted_by
     _interrupted_by = None  # a session run in-process after an interrupted one starts afresh
