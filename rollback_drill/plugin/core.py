@@ -13,6 +13,7 @@ import functools
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from rollback_drill.evidence import artifacts, record
 from rollback_drill.files.fields import positive_int
 from rollback_drill.plugin import run_record
-from rollback_drill.process import places, proc
+from rollback_drill.process import interrupts, places, proc
 from rollback_drill.process.errors import SpecError
 from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
 
@@ -48,6 +49,8 @@ MARKERS = {
     "automation": "runbook: Rollback Automation (auto-rollback.sh)",
 }
 signals_key = pytest.StashKey[Any]()
+session_key = pytest.StashKey[str]()  # the controller's identity, handed to xdist workers
+WORKER_SESSION = "rollback_drill_session"  # its key in a worker's `workerinput`
 _interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
@@ -158,15 +161,41 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registered, not listed in pytest_plugins: pytest would re-compile it for assertion
     # rewriting on every start, and a verify run's budget is a fraction of a second.
     config.pluginmanager.register(run_record, "rollback-drill-run-record")
+    worker_input = getattr(config, "workerinput", None)  # set in an xdist worker only
+    config.stash[session_key] = interrupts.begin_session(
+        worker_input.get(WORKER_SESSION) if worker_input is not None else None
+    )
     _sigterm_interrupts(config)
+    if worker_input is not None:
+        interrupts.watch(_interrupt_main_thread)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, in the controller, before starting a worker: the worker joins this session, so
+    an interrupt of the controller (or of any worker) stops it too (`interrupts`)."""
+    node.workerinput[WORKER_SESSION] = node.config.stash[session_key]
+
+
+def _interrupt_main_thread(reason: str) -> None:
+    """Another process of the session was interrupted: interrupt this one as Ctrl-C would (a
+    signal to this process's own main thread, handled by `_sigterm_interrupts`), so the
+    drill running now, or its stack part-way up, is torn down while xdist still waits."""
+    main = threading.main_thread().ident
+    if main is not None and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):
+        signal.pthread_kill(main, signal.SIGINT)
 
 
 def _sigterm_interrupts(config: pytest.Config) -> None:
     """SIGTERM (a CI timeout, `kill`) ends the session as Ctrl-C does: pytest then tears every
     fixture down - stacks stopped, artifact folders finished - before it exits. Further
-    SIGTERMs are ignored so they cannot cut that teardown short (SIGKILL still can; the next
-    run sweeps). Either interrupt arms `proc.exit_if_stuck`: an unwinding that deadlocks is
-    ended after a grace period, with everything the run started killed."""
+    SIGTERMs and SIGINTs are ignored so they cannot cut that teardown short (xdist itself
+    sends a worker SIGINT 5 s after its controller's interrupt; SIGKILL still can; the next
+    run sweeps), and one that comes during a stack's teardown is raised after it
+    (`interrupts.shielded`). The interrupt is the whole session's: every xdist worker stops
+    too, and nothing starts a new stack (`interrupts`). Either interrupt arms
+    `proc.exit_if_stuck`: an unwinding that deadlocks is ended after a grace period, with
+    everything the run started killed."""
 
     global _interrupted_by
     _interrupted_by = None  # a session run in-process after an interrupted one starts afresh
@@ -175,10 +204,12 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         if proc.interrupt_is_unsafe(signum):
             return  # sent again in a moment, once no lock would be left held
-        if signum == signal.SIGTERM:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # xdist's own SIGINT to a worker, 5 s
+            signal.signal(sig, signal.SIG_IGN)  # later, must not cut its teardown short
         proc.exit_if_stuck(128 + signum, before=capman.suspend_global_capture if capman else None)
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        # nothing new starts, in any process of the session; raised after a stack's teardown
+        # if one is running now
+        interrupts.raise_interrupt(f"signal {signal.Signals(signum).name} in pid {os.getpid()}")
 
     previous: dict[signal.Signals, Any] = {}
     with contextlib.suppress(ValueError):  # not the main thread: leave the signals be
@@ -191,13 +222,20 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for sig, handler in config.stash.get(signals_key, {}).items():
         signal.signal(sig, handler)
+    was_interrupted = interrupts.interrupted()
+    interrupts.end_session()
+    controller = getattr(config, "workerinput", None) is None
+    if was_interrupted and controller and not config.getoption("--target", None):
+        _sweep(config)  # what a worker killed mid-teardown (xdist's 10 s) left behind
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """Remembered so artifact folders torn down next say why they have no verdict (pytest
-    calls this before it tears the fixtures down)."""
+    calls this before it tears the fixtures down); and the session's other processes start
+    nothing new (a worker's interrupt reaches the controller as xdist's own exception)."""
     global _interrupted_by
     _interrupted_by = str(excinfo.value) or "Ctrl-C"
+    interrupts.interrupt(f"{_interrupted_by} in pid {os.getpid()}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -287,13 +325,19 @@ def drill_stack(
         )
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
+    reason = interrupts.interrupted()
+    if reason is not None:  # the session stops here, as the interrupted process's did
+        raise KeyboardInterrupt(f"no new stack: the session was interrupted ({reason})")
     stack = make_stack(
         stack_backend,
         drill.stack_file(loaded),
         seed_users=pytestconfig.getoption("--seed-users"),
     )
-    with stack.running(good) as running:
-        yield running
+    try:
+        with stack.running(good) as running:
+            yield running
+    finally:
+        stack.down()  # again (it does nothing twice): an interrupt just before `running`
 
 
 @pytest.fixture
@@ -430,9 +474,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Sweep what an earlier, killed run left behind before starting anything new."""
     if session.config.getoption("--target"):
         return  # a verify run starts nothing, and must not spend its budget on a docker sweep
+    _sweep(session.config)
+
+
+def _sweep(config: pytest.Config) -> None:
+    """Processes, folders and containers of runs whose harness is gone (a SIGKILLed run's,
+    or this run's workers killed by xdist), and their artifact folders marked abandoned."""
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
         proc.sweep_orphans()
-        artifacts.finish_abandoned(Path(session.config.getoption("--drill-artifacts")))
+        artifacts.finish_abandoned(Path(config.getoption("--drill-artifacts")))
         if docker_available():
             from rollback_drill.stack.docker import sweep_containers
 

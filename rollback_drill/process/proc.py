@@ -17,7 +17,6 @@ import ctypes
 import faulthandler
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from rollback_drill.process import ownership, procfs
+from rollback_drill.process import interrupts, ownership, ports, procfs
 from rollback_drill.process.errors import StartError
 from rollback_drill.process.ownership import SweepResult
 from rollback_drill.process.procfs import ProcessIdentity
@@ -69,7 +68,6 @@ def popen_owned(
     return popen, ownership.record_group(popen.pid, cwd or os.getcwd())
 
 
-_handed_out: set[int] = set()
 _PORTS_FROM = 10_000
 
 
@@ -86,22 +84,17 @@ def _ephemeral_low() -> int:
 
 def free_port(host: str = "127.0.0.1", within: tuple[int, int] | None = None) -> int:
     """A port for a server of a stack: below the ephemeral range (so no client connection
-    can be holding it when the server binds later), free now, chosen at random (so stacks
-    started at the same moment by parallel runs do not pick the same one), and never handed
-    out twice by this process. `within` (first, last) narrows it to an environment's range."""
+    can be holding it when the server binds later), free now, chosen at random, and reserved
+    for this process (`ports`: no other process - the other xdist worker, a concurrent run -
+    gets it while this one holds it, bound or not) until `release_ports` or this process's
+    end. `within` (first, last) narrows it to an environment's range."""
     low, high = within or (_PORTS_FROM, _ephemeral_low() - 1)
-    for _ in range(200):
-        port = secrets.randbelow(high - low + 1) + low
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise OSError(f"no free port between {low} and {high} on {host}")
+    return ports.reserve(low, high, host)
+
+
+def release_ports(released: list[int]) -> None:
+    """Give back ports `free_port` handed out (their stack is torn down)."""
+    ports.release(released)
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
@@ -188,6 +181,7 @@ class ManagedProcess:
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float) -> float:
         def ready() -> bool:
+            interrupts.check(self.name)  # stop waiting: the stack is being torn down
             if not self.alive():
                 code = self.popen.returncode if self.popen else None
                 raise StartError(
@@ -197,7 +191,8 @@ class ManagedProcess:
             return probe()
 
         try:
-            return Wait(f"{self.name} ready", timeout, 0.02, fatal=(StartError,)).until(ready)
+            fatal = (StartError, interrupts.Interrupted)
+            return Wait(f"{self.name} ready", timeout, 0.02, fatal=fatal).until(ready)
         except TimeoutError:
             raise StartError(
                 f"{self.name} not ready within {timeout:.1f} s; log tail:\n{self.log_tail()}"

@@ -22,6 +22,7 @@ import httpx
 
 from rollback_drill.chain import deploy as chain
 from rollback_drill.files.spec import LoadedStack
+from rollback_drill.process import interrupts
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.access import LogSource, StackLogs, StackStats, StatsSource
@@ -54,6 +55,7 @@ class StackBase(StoreBackups):
     def __init__(
         self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
     ) -> None:
+        interrupts.check(f"stack {loaded.spec.name}")  # an interrupted session starts none
         super().__init__(loaded, workdir)
         self.seed_users = seed_users or self.spec.seed.users
         self.test_did: str | None = None
@@ -64,7 +66,9 @@ class StackBase(StoreBackups):
     def _step(self, what: str) -> None:
         """Say what `up` does next, to `on_step` too (the `up` supervisor's state and log): a
         start that hangs - a seed command that never returns, say - names the step it hung
-        in instead of only running out of time."""
+        in instead of only running out of time. Nothing further starts once the session is
+        interrupted: `up` then tears down what it started."""
+        interrupts.check(f"stack {self.spec.name}: {what}")
         self.step = what
         if self.on_step is not None:
             self.on_step(what)
@@ -190,8 +194,11 @@ class StackBase(StoreBackups):
             raise
 
     def down(self) -> None:
-        self._teardown()
-        self._remove_workdir()
+        """Everything of the stack removed; Ctrl-C meanwhile is raised once that is done
+        (`interrupts.shielded`), not half-way through."""
+        with interrupts.shielded():
+            self._teardown()
+            self._remove_workdir()
 
     @contextmanager
     def running(self, release: str) -> Iterator[Self]:

@@ -47,16 +47,12 @@ class StackConfiguration(ABC):
         self._workdir = workdir or proc.make_temp_dir(f"stack-{self.spec.name}-{self.environment}")
         self._workdir.mkdir(parents=True, exist_ok=True)
         self._releases: dict[str, str] = {}
-        ports = loaded.ports  # an environment's own range (its profile), or anywhere free
-        within = (ports.first, ports.last) if ports else None
+        self._reserved: list[int] = []  # every host port this stack holds (`new_port`)
         self._ports = {
-            name: proc.free_port(within=within)
-            for name in [*DATA_SERVICES, "chain", *self.spec.services]
+            name: self.new_port() for name in [*DATA_SERVICES, "chain", *self.spec.services]
         }
         self._tls_ports = {
-            name: proc.free_port(within=within)
-            for name, svc in self.spec.services.items()
-            if svc.tls_port
+            name: self.new_port() for name, svc in self.spec.services.items() if svc.tls_port
         }
         self.registries: dict[str, str] = {}  # contract version -> its registry's address
         self.operator: keys.Signer | None = None
@@ -80,9 +76,21 @@ class StackConfiguration(ABC):
         return self._workdir
 
     def _remove_workdir(self) -> None:
-        """The workdir with everything in it, when this stack made it (a caller's stays)."""
+        """The workdir with everything in it, when this stack made it (a caller's stays), and
+        the host ports it reserved: nothing of this stack binds them any more."""
         if self._owns_workdir:
             proc.remove_temp_dir(self._workdir)
+        proc.release_ports(self._reserved)
+        self._reserved.clear()
+
+    def new_port(self) -> int:
+        """A host port in the environment's range (its profile's, or anywhere free), reserved
+        across processes until this stack is torn down: a service stopped and started again
+        binds it again, and no other worker or run takes it meanwhile (`proc.free_port`)."""
+        ports = self.loaded.ports
+        port = proc.free_port(within=(ports.first, ports.last) if ports else None)
+        self._reserved.append(port)
+        return port
 
     @property
     def config_dir(self) -> Path:

@@ -38,8 +38,9 @@ from typing import Any
 from docker.errors import APIError, NotFound
 
 from rollback_drill.files.spec import LoadedStack
-from rollback_drill.process import proc
+from rollback_drill.process import interrupts
 from rollback_drill.process.errors import StackError
+from rollback_drill.process.procfs import current
 from rollback_drill.process.wait import Wait
 from rollback_drill.stack.access import DockerStats, LogSource, StatsSource
 from rollback_drill.stack.base import ResourceUsage
@@ -48,6 +49,7 @@ from rollback_drill.stack.docker_infra import (
     DEFAULT_IMAGES,
     INTERNAL_PORTS,
     LABEL_OWNER,
+    LABEL_OWNER_ID,
     LABEL_RUN,
     LABEL_SERVICE,
     NGINX_CERTS_IN_CONTAINER,
@@ -113,16 +115,27 @@ class DockerStack(StackBase):
     def __init__(
         self, loaded: LoadedStack, workdir: Path | None = None, seed_users: int | None = None
     ) -> None:
+        interrupts.check(f"stack {loaded.spec.name}")  # before the sweep: nothing to start
         sweep_containers()
         super().__init__(loaded, workdir, seed_users)
         self.run_id = os.urandom(5).hex()
-        self._labels = {LABEL_RUN: self.run_id, LABEL_OWNER: str(os.getpid())}
-        # Pinned by id: a rebuild of a tag elsewhere on the machine cannot change this stack.
-        self._image_ids = ensure_images(loaded)
-        self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
+        self._labels = {
+            LABEL_RUN: self.run_id,
+            LABEL_OWNER: str(os.getpid()),
+            LABEL_OWNER_ID: str(current()),  # the pid alone could be reused once it is gone
+        }
+        self._network: Network | None = None
         self._containers: dict[str, DockerContainer] = {}
         self._fingerprints: dict[str, str] = {}
         self._generation: dict[str, int] = {}
+        try:
+            # Pinned by id: a rebuild of a tag elsewhere on the machine cannot change this.
+            self._image_ids = ensure_images(loaded)
+            interrupts.check(f"stack {loaded.spec.name}: its network")
+            self._network = Network(docker_network_kw={"labels": dict(self._labels)}).create()
+        except BaseException:
+            self.down()  # an interrupt mid-construction leaves no folder, port or network
+            raise
 
     # -- images ---------------------------------------------------------------------------------
     def image_of(self, service: str) -> str:
@@ -170,6 +183,8 @@ class DockerStack(StackBase):
         image = self.image_of(service)
         image_id = self._image_ids.get(image, image)
         container = DockerContainer(image_id).with_name(name or f"rd-{self.run_id}-{service}")
+        if self._network is None:
+            raise StackError("the stack is torn down: no network to start a container on")
         container.with_network(self._network)
         if alias:
             container.with_network_aliases(service)
@@ -254,11 +269,16 @@ class DockerStack(StackBase):
                 wrapped.remove(force=True, v=True)
 
     def _teardown(self) -> None:
-        for container in self._containers.values():
-            self._remove(container)
+        """Every container removed at once: after an interrupt xdist kills a worker 10 s
+        later, and one removal at a time took most of that on a busy daemon."""
+        containers = list(self._containers.values())
+        with ThreadPoolExecutor(max_workers=max(len(containers), 1)) as pool:
+            list(pool.map(self._remove, containers))
         self._containers.clear()
-        with contextlib.suppress(NotFound, APIError, AssertionError):
-            self._network.remove()
+        network, self._network = self._network, None
+        if network is not None:
+            with contextlib.suppress(NotFound, APIError, AssertionError):
+                network.remove()
 
     # -- zero-downtime replacement -------------------------------------------------------------
     def redeploy(self, service: str, release: str) -> None:
@@ -281,7 +301,7 @@ class DockerStack(StackBase):
         old = self._containers[service]
         generation = self._generation.get(service, 0) + 1
         self._generation[service] = generation
-        published = {inside: proc.free_port() for inside in self._published(service)}
+        published = {inside: self.new_port() for inside in self._published(service)}
         container, fingerprint = self._definition(
             service, published, name=f"rd-{self.run_id}-{service}-{generation}"
         )

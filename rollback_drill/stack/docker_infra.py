@@ -31,12 +31,15 @@ from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
 
 from rollback_drill.files.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
-from rollback_drill.process import proc  # noqa: E402
+from rollback_drill.process import interrupts  # noqa: E402
 from rollback_drill.process.errors import StackError  # noqa: E402
+from rollback_drill.process.procfs import ProcessIdentity  # noqa: E402
 from rollback_drill.stack.common import START_TIMEOUT_S  # noqa: E402
 
 LABEL_RUN = "rollback-drill.run"
 LABEL_OWNER = "rollback-drill.owner-pid"
+#: The owner as pid and start time (procfs.ProcessIdentity): dead or not, without doubt.
+LABEL_OWNER_ID = "rollback-drill.owner"
 LABEL_SERVICE = "rollback-drill.service"
 INTERNAL_PORTS = {"mongodb": 27017, "redis": 6379, "chain": 8545}
 DEFAULT_IMAGES = {
@@ -106,6 +109,7 @@ class ProbeWaitStrategy(WaitStrategy):
         wrapped = container.get_wrapped_container()
 
         def ready() -> bool:
+            interrupts.check(self._service)  # stop waiting: the stack is being torn down
             wrapped.reload()
             if wrapped.status in ("exited", "dead"):
                 logs = wrapped.logs().decode(errors="replace")[-2000:]
@@ -139,13 +143,19 @@ def sweep_containers(all_runs: bool = False) -> list[str]:
         owners: dict[str, bool] = {}
 
         def orphaned(labels: dict[str, str]) -> bool:
-            owner = labels.get(LABEL_OWNER, "")
             if all_runs:
                 return True
+            identity = ProcessIdentity.parse(labels.get(LABEL_OWNER_ID, ""))
+            owner = labels.get(LABEL_OWNER, "")
+            if identity is not None:  # gone, or its pid now another process's: dead
+                key = str(identity)
+                if key not in owners:
+                    owners[key] = not identity.alive()
+                return owners[key]
             if not owner.isdigit():
                 return False  # not a mark this harness wrote: not ours to judge
             if owner not in owners:
-                owners[owner] = not proc._pid_alive(int(owner))
+                owners[owner] = ProcessIdentity.of(int(owner)) is None  # zombies are dead
             return owners[owner]
 
         def remove(found: dict[str, Any]) -> None:
@@ -226,6 +236,7 @@ __all__ = [
     "DOCKER_DNS",
     "INTERNAL_PORTS",
     "LABEL_OWNER",
+    "LABEL_OWNER_ID",
     "LABEL_RUN",
     "LABEL_SERVICE",
     "NGINX_CERTS_IN_CONTAINER",

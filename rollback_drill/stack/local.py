@@ -74,7 +74,7 @@ class LocalStack(StackBase):
             "prefix": str(prefix),
             "listen_host": "127.0.0.1",
             "http_port": str(self._ports[service]),
-            "https_port": str(self._tls_ports.get(service, proc.free_port())),
+            "https_port": str(self._tls_ports.get(service) or self.new_port()),
             "cert_file": str(ssl_dir / "certificate.crt"),
             "key_file": str(ssl_dir / "private.key"),
             "static_root": str(static),

@@ -73,6 +73,7 @@ def running(storage: Path, log: Path) -> Iterator[Server]:
         yield Server(uri_of(port), server.pid)
     finally:
         server.stop()
+        proc.release_ports([port])  # reserved across processes until now (`proc.free_port`)
 
 
 __all__ = [
