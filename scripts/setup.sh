@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything rollback-drill needs on a fresh Debian bookworm machine, idempotently:
 # Debian packages (redis-server, nginx, openssl, chromium, patch), the Node tools in package.json
-# (anvil, solcjs, mongosh, Allure 3) and the Python venv .venv with the project installed.
+# (anvil, solcjs, mongosh, Allure 3) and the Python venv .venv with the project installed from
+# a wheelhouse of its dependencies (.venv/wheelhouse, also used by tests/test_wheel.py).
 # The `embedded` extra is the reference stack's MongoDB server (SecantusDB, GPL-2.0, run as a program).
 # Each part is skipped when its stamp says it is already current, so a second call takes ~1 s.
 set -euo pipefail
@@ -34,13 +35,29 @@ if [ ! -x .venv/bin/python ]; then
   log "python venv .venv"
   python3 -m venv .venv
 fi
-if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$py_hash" ]; then
-  log "pip install -e .[dev,embedded]"
-  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,embedded]' > .venv/pip.log 2>&1; then
+# The wheelhouse: every distribution .[dev,embedded] needs, plus the build backend
+# (setuptools, wheel), downloaded once per machine. The .venv below and tests/test_wheel.py's
+# fresh venv install from it with --no-index, so neither pays the download (~7 min from the
+# package indexes) again. Its stamp lies inside it: a missing wheelhouse is rebuilt even when
+# the venv's stamp is current. The project's own wheel is removed: the test builds its own.
+wheelhouse="$root/.venv/wheelhouse"
+pip_quiet() { # pip with its output kept in .venv/pip.log, shown only when it fails
+  if ! .venv/bin/pip "$@" -q --disable-pip-version-check > .venv/pip.log 2>&1; then
     tail -n 40 .venv/pip.log >&2
-    log "pip install failed; full log in .venv/pip.log"
+    log "pip $1 failed; full log in .venv/pip.log"
     exit 1
   fi
+}
+if [ "$(cat "$wheelhouse/.stamp" 2>/dev/null)" != "$py_hash" ]; then
+  log "pip wheel .[dev,embedded] setuptools wheel -> .venv/wheelhouse"
+  rm -rf "$wheelhouse"
+  pip_quiet wheel -w "$wheelhouse" '.[dev,embedded]' 'setuptools>=68' wheel
+  rm -f "$wheelhouse"/rollback_drill-*.whl
+  echo "$py_hash" > "$wheelhouse/.stamp"
+fi
+if [ "$(cat "$stamp_dir/pip" 2>/dev/null)" != "$py_hash" ]; then
+  log "pip install -e .[dev,embedded] from .venv/wheelhouse"
+  pip_quiet install --no-index --find-links "$wheelhouse" -e '.[dev,embedded]'
   mkdir -p "$stamp_dir" && echo "$py_hash" > "$stamp_dir/pip"
 fi
 # An editable install compiles none of the project's modules, and with PYTHONDONTWRITEBYTECODE

@@ -6,11 +6,19 @@ verify suite through pytest (0 against the healthy stack, 1 once a service is st
 shipped ones. Nothing may be written into the installed package.
 
 Slow by nature (a wheel build, a venv, an install, two stacks): one venv per session, and
-each step's time is printed (`-rP`). Marked `wheel` so a run can choose or skip it. Measured
-on a shared 2-core machine at load 6-8: building the wheel ~40 s (pip's isolated build
-environment), the venv ~25 s, installing it with its ~90 distributions 5.5 min (from the
-machine's package indexes; pip caches nothing between runs there, so a cache dir does not
-help).
+each step's time is printed (`-rP`). Marked `wheel` so a run can choose or skip it.
+Nothing is downloaded: scripts/setup.sh keeps every distribution `.[dev,embedded]` needs, and
+the build backend, in the wheelhouse .venv/wheelhouse, and both pip commands here run with
+`--no-index --find-links` it and no pip configuration (no index, no /opt/wheels). The wheel is
+still built from a clean copy of the tree in pip's isolated build environment (setuptools from
+the wheelhouse), and the install still resolves the wheel's own metadata: it installs only
+what the wheel asks for, a requirement the wheelhouse lacks fails the install, and one the
+metadata forgets is absent from the venv, so the commands below fail. Measured on a shared
+2-core machine at load 9-30 (a full suite running beside it): building the wheel 21 s, the
+venv 26 s, installing it with its dependencies from the wheelhouse 142 s (was 7 min from
+the indexes); up 19 s, doctor 2 s, pytest -m verify 6 s (healthy) and 7 s (backend stopped),
+verify 3 s, assess 3 s, down 6 s, run --drills DIR --collect-only 14 s, run -- -k emergency
+159 s; 7 min 11 s in all.
 """
 
 from __future__ import annotations
@@ -54,6 +62,20 @@ OURS = Drill(
 def test_team_drill(drill: Drill, drill_runner: DrillRunner) -> None:
     assert drill_runner(drill).passed
 '''
+
+
+WHEELHOUSE = PROJECT_ROOT / ".venv" / "wheelhouse"
+
+
+def _offline_pip(wheelhouse: Path) -> tuple[list[str], dict[str, str]]:
+    """pip's options and environment to take distributions from `wheelhouse` alone: no
+    configuration file (these machines' adds indexes and find-links) and no PIP_* variable."""
+    if not (wheelhouse / ".stamp").is_file():
+        pytest.fail(f"no wheelhouse at {wheelhouse}: run ./scripts/setup.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip then reads no configuration file at all
+    options = ["--no-index", "--find-links", str(wheelhouse), "--disable-pip-version-check"]
+    return options, env
 
 
 @dataclass
@@ -112,9 +134,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     started = time.monotonic()
     source = _source_copy(root / "src")
     wheels = root / "dist"
+    offline, pip_env = _offline_pip(WHEELHOUSE)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", ".", "-w", str(wheels)],
-        cwd=source, capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *offline, ".", "-w",
+         str(wheels)],
+        cwd=source, env=pip_env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel,) = wheels.glob("rollback_drill-*.whl")
@@ -122,13 +146,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     started = time.monotonic()
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    timings["venv"] = time.monotonic() - started
+    started = time.monotonic()
     done = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-         f"{wheel}[embedded]"],
-        capture_output=True, text=True, timeout=1200, check=False,
+        [str(venv / "bin" / "pip"), "install", "-q", *offline, f"{wheel}[embedded]"],
+        env=pip_env, capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    timings["venv + pip install wheel[embedded]"] = time.monotonic() - started
+    timings["pip install wheel[embedded] --no-index"] = time.monotonic() - started
     try:
         yield Installed(wheel, venv, timings)
     finally:
