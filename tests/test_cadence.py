@@ -14,7 +14,7 @@ import pytest
 from rollback_drill.cli import app as cli
 from rollback_drill.cli import programme as cli_programme
 from rollback_drill.evidence import record
-from rollback_drill.files import drillrecord
+from rollback_drill.files import drillrecord, recordfile
 from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import SpecError
@@ -142,7 +142,7 @@ def test_trend_compares_like_with_like() -> None:
     old = _run("2026-01-01T12:00:00.000000Z", _drill(time_to_recover_s=9.0))
     old["schema"] = "rollback-drill/record/2"
     del old["drills"][0]["data_volume"]
-    migrated = drillrecord.parse(old, "old.json")
+    migrated = recordfile.parse(old, "old.json")
     assert migrated.format == drillrecord.FORMAT and migrated.drills[0].data_volume is None
     runs = [migrated, *(_model(r) for r in (small, big, small_again))]
     rows = history.rows([(Path(), r) for r in runs])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollback_drill.evidence import environment
-from rollback_drill.files import drillrecord
+from rollback_drill.files import drillrecord, recordfile
 from rollback_drill.files.drillrecord import DrillRecord, RunRecord
 from rollback_drill.process import places
 from rollback_drill.process.errors import RecordError
@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # the engine's types; the record module itself loads none of 
 SCHEMA_ID = drillrecord.FORMAT
 #: generated from `RunRecord` by scripts/write-schemas.py; tests/test_schemas.py keeps it so
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-5.schema.json"
-#: Records this version reads: 1-4 migrated on read (`drillrecord.migrate`), 5 as written.
-READABLE = (*drillrecord.OLD_FORMATS, SCHEMA_ID)
+#: Records this version reads: 1-4 migrated on read (`recordfile.migrate`), 5 as written.
+READABLE = (*recordfile.OLD_FORMATS, SCHEMA_ID)
 DEFAULT_RECORDS = Path("reports") / "records"  # in the working folder
 
 
@@ -286,7 +286,7 @@ def write(record: RunRecord, directory: Path) -> WrittenRecord:
 
 def read(path: Path) -> RunRecord:
     """The record at `path` (an older format migrated); RecordError naming the file else."""
-    return drillrecord.load(path)
+    return recordfile.load(path)
 
 
 def verify_sidecar(path: Path) -> bool:
