@@ -440,7 +440,9 @@ def test_login_fails_against_the_performance_baseline_when_it_is_twice_as_slow(
     ):
         summary = _assert_fails("flow.login", with_baseline)
     assert "of the baseline" in summary and "interval" in summary, summary
-    assert "a slower service" in summary
+    # on a machine too busy to judge (CI's other worker running drills), the honest verdict
+    # is "not verified" - never a pass, which is what this guards
+    assert "a slower service" in summary or "too busy to judge" in summary, summary
     _assert_passes("flow.login", with_baseline)
 
 

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 LOOPBACK = ("127.", "localhost", "::1")
 MAX_FACTOR = 3.0
-"""Past this the machine is too busy to judge performance at all: the flow is not verified
-for performance rather than excused by a large division."""
+"""The most a busy machine is ever taken to explain: a ratio whose interval stays over the
+limit with this much taken out is a regression however busy the machine was, and the alert
+engine never takes out more."""
 
 
 def shares_machine(urls: list[str]) -> bool:
@@ -46,8 +47,18 @@ def shares_machine(urls: list[str]) -> bool:
     return bool(hosts) and all(host.startswith(LOOPBACK) for host in hosts)
 
 
-@lru_cache(maxsize=4)
 def _serving(ports: frozenset[int]) -> tuple[psutil.Process, ...]:
+    """The processes behind the ports, found again once one of them has ended: a redeployed
+    service listens on the same port from a new process, whose work is not foreign."""
+    found = _find_serving(ports)
+    if all(process.is_running() for process in found):
+        return found
+    _find_serving.cache_clear()
+    return _find_serving(ports)
+
+
+@lru_cache(maxsize=4)
+def _find_serving(ports: frozenset[int]) -> tuple[psutil.Process, ...]:
     import psutil
 
     from rollback_drill.stack.access import listening_pids
