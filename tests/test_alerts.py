@@ -3,14 +3,22 @@ what it guards, with the measured value beside its limit, and stays quiet on noi
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.files.spec import Classification, LoadedStack
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
+from rollback_drill.monitoring.contention import MachineLoad, Reading
 from rollback_drill.monitoring.decision import Finding, decide
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Sample
@@ -190,3 +198,79 @@ def test_classification_globs_and_categories(stack_file: LoadedStack) -> None:
 def test_load_stats_of_nothing_is_unknown_not_zero() -> None:
     stats = LoadStats.of([])
     assert stats.error_rate is None and stats.p50_s is None and stats.availability is None
+
+
+def _machine(steady_share: float, now_share: float) -> MachineLoad:
+    """Readings of a 2-core machine: the steady state (0-4 s) and the latency window (5-9 s)
+    with other work taking the given shares of it."""
+    cores = os.cpu_count() or 1
+    machine = MachineLoad()
+    busy = 0.0
+    for start, share in ((0.0, steady_share), (5.0, now_share)):
+        machine.readings.append(Reading(start, busy, {}))
+        busy += 4.0 * cores * share
+        machine.readings.append(Reading(start + 4.0, busy, {}))
+    return machine
+
+
+def test_a_busier_machine_is_taken_out_of_a_latency_rise_and_shown_beside_it() -> None:
+    """CI: a medium release read as login "+188 %" while the other worker's drills ran, and the
+    drill was classified critical. Other work's share rising from 10 % to 70 % explains x1.73
+    (damped); a rise beyond that still fires, and says what was taken out."""
+    engine = _engine(machine=_machine(0.1, 0.7))
+    engine.steady = by_journey(_requests(30, 0, latency=0.010))
+    engine.steady_share = engine.machine.share(0.0, 4.0) if engine.machine else None
+    assert engine.steady_share == pytest.approx(0.1)
+    busy_only = [
+        dataclasses.replace(s, at_s=5.5, latency_s=0.025) for s in _requests(30, 0)
+    ]  # +150 %: within x1.5 once x1.73 is taken out
+    assert engine._latency(busy_only, 9.0, 5.0) == []
+    slower = [dataclasses.replace(s, latency_s=0.040) for s in busy_only]  # x4: a slower release
+    (alert,) = engine._latency(slower, 9.0, 5.0)
+    assert alert.rule == "response_time_increase"
+    assert "other work took 70% of the machine (steady state 10%): x1.73 taken out" in (
+        alert.measured
+    )
+    quiet = _engine(machine=_machine(0.1, 0.1))  # the same rise on an unchanged machine
+    quiet.steady, quiet.steady_share = engine.steady, 0.1
+    assert [a.rule for a in quiet._latency(busy_only, 9.0, 5.0)] == ["response_time_increase"]
+
+
+def test_machine_load_counts_the_drills_own_processes_apart_from_other_work(
+    tmp_path: Path,
+) -> None:
+    """A busy loop this process started is the drill's own work; one it does not own (started
+    detached, so not a descendant) is other work."""
+    spin = [
+        sys.executable,
+        "-c",
+        "import time\nend = time.time() + 30\nwhile time.time() < end: pass",
+    ]
+    own = subprocess.Popen(spin)
+    try:
+        machine = MachineLoad()
+        machine.sample(0.0)
+        time.sleep(1.5)
+        machine.sample(1.5)
+        first, last = machine.readings[0], machine.readings[-1]
+        assert last.own_s[own.pid] - first.own_s[own.pid] > 0.3  # counted as its own
+    finally:
+        own.kill()
+        own.wait()
+    pidfile = tmp_path / "pid"
+    subprocess.run(  # the shell exits at once; the loop is reparented, no longer ours
+        ["sh", "-c", f'"$0" "$@" >/dev/null 2>&1 & echo $! > {pidfile}', *spin], check=True
+    )
+    foreign = psutil.Process(int(pidfile.read_text()))
+    assert foreign.cmdline() == spin  # the loop the shell started, nothing else
+    try:
+        assert foreign.pid not in {p.pid for p in psutil.Process().children(recursive=True)}
+        machine = MachineLoad()
+        machine.sample(10.0)
+        time.sleep(1.5)
+        machine.sample(11.5)
+        share = machine.share(10.0, 11.5)
+        assert share is not None and share > 0.5 / (os.cpu_count() or 1)
+    finally:
+        foreign.kill()  # started above by this test: its pid came from the shell's $!
+        foreign.wait(5)

@@ -29,6 +29,7 @@ from rollback_drill.engine.recovery import judge_gapless, judge_steps, monitorin
 from rollback_drill.files.spec import DrillSettings
 from rollback_drill.monitoring import assess
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
+from rollback_drill.monitoring.contention import MachineLoad
 from rollback_drill.monitoring.datawatch import DataWatch
 from rollback_drill.monitoring.decision import decide
 from rollback_drill.monitoring.load import LoadRun, LoadStats, by_journey
@@ -101,6 +102,7 @@ def run_drill(
             if svc.memory_limit_mb
         },
         rules=AlertRules(window_s=settings.alert_window_s),
+        machine=MachineLoad(),
     )
     brief = notify.Brief(drill.name, outcome.budget, loaded.spec.name, stack.backend_name,
                          drill.release, good)  # fmt: skip
@@ -196,6 +198,9 @@ def _run_phases(
             window = load.samples(start, timeline.now())
             outcome.steady = LoadStats.of(window)
             alerts.steady = by_journey(window)
+            if alerts.machine is not None:
+                alerts.steady_share = alerts.machine.share(start, timeline.now())
+                span.update({"other_work_share": alerts.steady_share})
             span.update({"users": outcome.steady.to_json()})
             if outcome.steady.requests < MIN_STEADY_REQUESTS:
                 raise DrillFailed(

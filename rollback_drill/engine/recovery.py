@@ -132,17 +132,19 @@ def _users_problems(
     for journey, before in (alerts.steady or {}).items():
         if before.requests - before.errors < need or before.p50_s is None:
             continue  # too rare in the steady state to have a reference
-        answered = [s.latency_s for s in since if s.journey == journey and s.ok][-need:]
-        if len(answered) < need:
+        last = [s for s in since if s.journey == journey and s.ok][-need:]
+        if len(last) < need:
             problems.append(
-                f"{journey}: {len(answered)} answers since the rollback, {need} needed to judge"
+                f"{journey}: {len(last)} answers since the rollback, {need} needed to judge"
             )
             continue
-        now = sorted(answered)[len(answered) // 2]
-        if rose(before.p50_s, now, thresholds):
+        now = sorted(s.latency_s for s in last)[len(last) // 2]
+        # a machine busier than in the steady state is not a slower release (contention.py)
+        factor, contention = alerts.contention(last[0].at_s, last[-1].at_s + 1.0)
+        if rose(before.p50_s * factor, now, thresholds):
             problems.append(
                 f"{journey}: median of its last {need} answers {now * 1000:.1f} ms vs "
-                f"{before.p50_s * 1000:.1f} ms in the steady state"
+                f"{before.p50_s * 1000:.1f} ms in the steady state{contention}"
             )
     return problems
 

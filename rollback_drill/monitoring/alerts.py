@@ -6,7 +6,9 @@
     Database errors: Critical            <- user requests whose failure names the database
     Memory usage > 90%: Warning          <- resource usage of each service (stack.stats())
     Performance degradation (>50% response time increase): Critical (the runbook's critical
-    issues list)                         <- p50 per journey against the steady-state window
+    issues list)                         <- p50 per journey against the steady-state window,
+                                            the machine's other work then and now taken out
+                                            (contention.py)
     and synthetic monitoring             <- a runbook check failing (checks/), e.g. a flow
 
 Each alert is a timeline event when it fires and when it resolves; detection is the first
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.files.spec import AlertRuleName, Classification
 from rollback_drill.files.specmodel import Severity, Thresholds
+from rollback_drill.monitoring.contention import MachineLoad
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.process.errors import AlertEngineBroken, WaitTimeout
@@ -122,6 +125,10 @@ class AlertEngine:
     memory_limits: dict[str, int] = field(default_factory=dict)  # service -> bytes
     rules: AlertRules = field(default_factory=AlertRules)
     steady: dict[str, LoadStats] | None = None
+    # other work's share of the machine in the steady-state window, and the readings that
+    # measure it now (monitoring.contention); None: a rise is judged as measured
+    machine: MachineLoad | None = None
+    steady_share: float | None = None
     not_before_s: float = 0.0  # samples before this (e.g. a rollout's own restart) are ignored
     active: dict[str, Alert] = field(default_factory=dict)
     # conditions seen but not yet held for `pending_s`: key -> (first seen, the alert)
@@ -149,6 +156,8 @@ class AlertEngine:
         """Fire what is true now (and, for statistical rules, has held `pending_s`), resolve
         what no longer is; returns the newly fired."""
         now = self.timeline.now()
+        if self.machine is not None:
+            self.machine.sample(now)
         current = {a.key: a for a in self._current(now)}
         new: list[Alert] = []
         with self._lock:
@@ -190,7 +199,7 @@ class AlertEngine:
         if self.load is not None:
             alerts += self._error_rate(self.load.samples(start, now + 1), now)
             recent = max(now - self.rules.latency_window_s, self.not_before_s)
-            alerts += self._latency(self.load.samples(recent, now + 1), now)
+            alerts += self._latency(self.load.samples(recent, now + 1), now, recent)
         alerts += self._memory(now)
         alerts += self._checks(now)
         return alerts
@@ -259,8 +268,23 @@ class AlertEngine:
             )
         return alerts
 
-    def _latency(self, window: Sequence[LoadSample], now: float) -> list[Alert]:
+    def contention(self, start_s: float, end_s: float) -> tuple[float, str]:
+        """The stretch other work on the machine explains between the steady state and this
+        window (1 where unmeasured), and how it is shown beside a rise."""
+        if self.machine is None:
+            return 1.0, ""
+        share = self.machine.share(start_s, end_s)
+        factor = self.machine.factor(self.steady_share, share)
+        if factor == 1.0:
+            return 1.0, ""
+        return factor, (
+            f"; other work took {share:.0%} of the machine (steady state "
+            f"{self.steady_share:.0%}): x{factor:.2f} taken out"
+        )
+
+    def _latency(self, window: Sequence[LoadSample], now: float, start: float) -> list[Alert]:
         alerts = []
+        factor, contention = self.contention(start, now)
         limit = self.thresholds.response_time_warning_s
         increase = self.thresholds.response_time_increase_critical
         floor = self.thresholds.response_time_increase_floor_s
@@ -290,7 +314,7 @@ class AlertEngine:
             before = (self.steady or {}).get(journey)
             if before is None or before.p50_s is None or stats.p50_s is None:
                 continue
-            if rose(before.p50_s, stats.p50_s, self.thresholds):
+            if rose(before.p50_s * factor, stats.p50_s, self.thresholds):
                 rise = stats.p50_s / before.p50_s - 1
                 alerts.append(
                     self._make(
@@ -298,7 +322,7 @@ class AlertEngine:
                         journey,
                         now,
                         f"p50 {stats.p50_s * 1000:.1f} ms vs {before.p50_s * 1000:.1f} ms in the "
-                        f"steady state (+{rise:.0%})",
+                        f"steady state (+{rise:.0%}){contention}",
                         f"+{increase:.0%} and +{floor * 1000:.0f} ms "
                         "(thresholds.response_time_increase_critical, _floor_s)",
                         f"{journey}: response time up {rise:.0%} over the steady state",
