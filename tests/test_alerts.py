@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from rollback_drill.checks.sampling import lower_bound
-from rollback_drill.files.spec import Classification, LoadedStack
+from rollback_drill.files.drillspec import Classification
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.contention import MachineLoad, Reading

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rollback_drill.checks.sampling import lower_bound
-from rollback_drill.files.spec import AlertRuleName, Classification
+from rollback_drill.files.drillspec import AlertRuleName, Classification
 from rollback_drill.files.specmodel import Severity, Thresholds
 from rollback_drill.monitoring.contention import MachineLoad
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
