@@ -484,6 +484,6 @@ def _sweep(config: pytest.Config) -> None:
         proc.sweep_orphans()
         artifacts.finish_abandoned(Path(config.getoption("--drill-artifacts")))
         if docker_available():
-            from rollback_drill.stack.docker import sweep_containers
+            from rollback_drill.stack.docker_infra import sweep_containers
 
             sweep_containers()
