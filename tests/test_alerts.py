@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from rollback_drill.checks.sampling import lower_bound
-from rollback_drill.files.spec import Classification, LoadedStack
+from rollback_drill.files.drillspec import Classification
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.contention import MachineLoad, Reading
@@ -23,6 +24,7 @@ from rollback_drill.monitoring.decision import Finding, decide
 from rollback_drill.monitoring.load import LoadSample, LoadStats, by_journey
 from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.process.errors import NothingToDecide
+from rollback_drill.process.wait import Wait
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.steps.timeline import Timeline
 
@@ -262,7 +264,8 @@ def test_machine_load_counts_the_drills_own_processes_apart_from_other_work(
         ["sh", "-c", f'"$0" "$@" >/dev/null 2>&1 & echo $! > {pidfile}', *spin], check=True
     )
     foreign = psutil.Process(int(pidfile.read_text()))
-    assert foreign.cmdline() == spin  # the loop the shell started, nothing else
+    # the loop the shell started, nothing else; its fork execs the loop a moment after `$!`
+    Wait("the detached loop to exec", 5.0).until(lambda: foreign.cmdline() == spin)
     try:
         assert foreign.pid not in {p.pid for p in psutil.Process().children(recursive=True)}
         machine = MachineLoad()

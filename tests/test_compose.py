@@ -37,7 +37,7 @@ def _project_containers(project: str) -> list[str]:
 
 
 def test_verify_suite_against_the_compose_stack(stack_file: LoadedStack, tmp_path: Path) -> None:
-    from rollback_drill.stack.docker import ensure_images
+    from rollback_drill.stack.docker_infra import ensure_images
 
     ensure_images(stack_file)
     prep = prepare_reference(stack_file, tmp_path, "1.4.0")

@@ -14,7 +14,7 @@ import pytest
 import rollback_drill.procedures as procedures_package
 from rollback_drill import checks
 from rollback_drill.cli import app as cli
-from rollback_drill.evidence import coverage
+from rollback_drill.evidence import coverage, runbookshell
 from rollback_drill.procedures import automation, configuration, emergency, planned
 from rollback_drill.steps.procedure import Procedure, Step
 from tests.helpers import copy_stack_file
@@ -28,7 +28,7 @@ def _noop(_: Any) -> None:
 
 
 def test_the_runbooks_commands_under_their_headings() -> None:
-    commands = coverage.parse_runbook(RUNBOOK.read_text())
+    commands = runbookshell.parse_runbook(RUNBOOK.read_text())
     first = commands[0]
     assert first.section == (
         "Rollback Procedures", "Emergency Rollback (Critical Issues)", "Step 1: Immediate Response"
@@ -53,8 +53,8 @@ def test_the_runbooks_commands_under_their_headings() -> None:
 
 
 def test_pieces_split_outside_quotes_only() -> None:
-    assert coverage.pieces("a  b; c\nd") == ["a b", "c", "d"]
-    assert coverage.pieces('x --eval "p; q"; y') == ['x --eval "p; q"', "y"]
+    assert runbookshell.pieces("a  b; c\nd") == ["a b", "c", "d"]
+    assert runbookshell.pieces('x --eval "p; q"; y') == ['x --eval "p; q"', "y"]
 
 
 def test_reference_coverage_and_what_is_left() -> None:

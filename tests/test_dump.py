@@ -29,7 +29,7 @@ from pymongo.database import Database
 
 from rollback_drill.monitoring.assess import newest_backup_in
 from rollback_drill.stack import backupfile
-from rollback_drill.stores import dump, mongo
+from rollback_drill.stores import dump, dumparchive, dumpfolder, mongo
 from rollback_drill.stores.mongoconn import collection_options, index_specs
 
 DB = "safepsy"
@@ -241,9 +241,9 @@ def test_crc64_is_gos_ecma_crc() -> None:
     """The check value of CRC-64/XZ (Go's crc64.ECMA) for "123456789", and the tool's table
     agreeing with the bitwise one on a real collection's bytes."""
     assert _crc64_ecma(b"123456789") == 0x995DC9BBDF1939FA
-    assert dump.crc64(b"123456789") == 0x995DC9BBDF1939FA
+    assert dumparchive.crc64(b"123456789") == 0x995DC9BBDF1939FA
     data = _bson(COLLECTIONS["users"][0][:50])
-    assert dump.crc64(data[100:], dump.crc64(data[:100])) == _crc64_ecma(data)
+    assert dumparchive.crc64(data[100:], dumparchive.crc64(data[:100])) == _crc64_ecma(data)
 
 
 FORMATS = ["out-folder", "out-folder-gzip", "archive", "archive-gzip", "tarball-of-gzip-folder",
@@ -295,7 +295,7 @@ def test_the_tools_own_backup_is_in_mongodumps_layout(server: str, tmp_path: Pat
         f"{n}{s}" for n in COLLECTIONS for s in (".bson", ".metadata.json")
     )
     assert (ours / mongo.MANIFEST).is_file() and not (ours / DB / mongo.MANIFEST).exists()
-    assert dump.layout_problems(ours / DB, _live(server)) == []
+    assert dumpfolder.layout_problems(ours / DB, _live(server)) == []
     meta = json.loads((ours / DB / "sessions.metadata.json").read_text())
     assert list(meta) == ["options", "indexes", "uuid", "collectionName", "type"]
     assert meta["indexes"][0]["v"] == {"$numberInt": "2"}, "canonical extended JSON"
@@ -315,7 +315,7 @@ def test_a_metadata_file_naming_an_index_the_database_lacks_is_named(
     conn: MongoClient[dict[str, Any]]
     with MongoClient(server) as conn:
         conn[DB].users.drop_index("created_-1_n_1")  # the restore's index, gone again
-    problems = dump.layout_problems(root / DB, _live(server))
+    problems = dumpfolder.layout_problems(root / DB, _live(server))
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{root / DB / 'users.metadata.json'}: index created_-1_n_1")
 

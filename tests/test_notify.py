@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from rollback_drill.engine.notify import Brief, Communicator
+from rollback_drill.files.drillspec import DecisionRow
 from rollback_drill.files.programmespec import CommunicationSpec
-from rollback_drill.files.spec import DecisionRow, load_stack
+from rollback_drill.files.spec import load_stack
 from rollback_drill.process.errors import SpecError
 from rollback_drill.process.proc import free_port
 from rollback_drill.stack import tls

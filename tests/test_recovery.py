@@ -10,7 +10,7 @@ import time
 from typing import cast
 
 from rollback_drill.engine.recovery import monitoring_green
-from rollback_drill.files.spec import Classification, DrillSettings
+from rollback_drill.files.drillspec import Classification, DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.load import LoadRun, LoadSample

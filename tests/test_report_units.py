@@ -16,7 +16,7 @@ from rollback_drill.files.drillrecord import RunRecord
 from rollback_drill.monitoring.load import LoadSample
 from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.process.errors import ReportError
-from rollback_drill.programme import certify, history
+from rollback_drill.programme import certverdict, history
 from rollback_drill.steps.timeline import Event
 from tests import records
 
@@ -118,8 +118,10 @@ def _record(*drills: dict[str, Any], run_id: str = "aaaaaaaaaaaa") -> RunRecord:
     return records.run_model(*drills, run_id=run_id)
 
 
-def _judge(data: RunRecord | None, exit_status: int = 0) -> certify.Verdict:
-    return certify.judge(data, exit_status=exit_status, bad="1.5.0", good="1.4.0", sidecar_ok=True)
+def _judge(data: RunRecord | None, exit_status: int = 0) -> certverdict.Verdict:
+    return certverdict.judge(
+        data, exit_status=exit_status, bad="1.5.0", good="1.4.0", sidecar_ok=True
+    )
 
 
 def test_certificate_verdict() -> None:
@@ -133,7 +135,7 @@ def test_certificate_verdict() -> None:
     wrong_pair = _judge(_record(_drill(bad_release="1.6.0")))
     assert not wrong_pair.certified
     assert not _judge(_record(_drill()), exit_status=1).certified
-    tampered = certify.judge(
+    tampered = certverdict.judge(
         _record(_drill()), exit_status=0, bad="1.5.0", good="1.4.0", sidecar_ok=False
     )
     assert not tampered.certified
@@ -144,10 +146,10 @@ def test_a_certificate_covers_one_environment() -> None:
     of schema 3 has no environment: production)."""
     staged = _record(_drill(environment="staging"))
     assert not _judge(staged).certified
-    assert certify.judge(
+    assert certverdict.judge(
         staged, exit_status=0, bad="1.5.0", good="1.4.0", sidecar_ok=True, environment="staging"
     ).certified
-    refused = certify.judge(
+    refused = certverdict.judge(
         _record(_drill()), exit_status=0, bad="1.5.0", good="1.4.0", sidecar_ok=True,
         environment="staging",
     )  # fmt: skip

@@ -230,7 +230,7 @@ def test_the_merge_has_the_drills_and_verdicts_of_one_unsharded_run(runs: Runs) 
 def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says(
     runs: Runs,
 ) -> None:
-    from rollback_drill.programme import certify
+    from rollback_drill.programme import certverdict
 
     reports = runs.base / "certified"
     done = subprocess.run(
@@ -243,8 +243,8 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
     path, merged = _record(reports)
     whole_path, whole = _record(runs.whole)
 
-    def verdict(data: RunRecord, where: Path) -> certify.Verdict:
-        return certify.judge(
+    def verdict(data: RunRecord, where: Path) -> certverdict.Verdict:
+        return certverdict.judge(
             data, exit_status=data.pytest_exit_status, bad="1.8.0", good="1.4.0",
             sidecar_ok=record.verify_sidecar(where),
         )  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any, cast
 from rollback_drill import DeployRelease, Drill
 from rollback_drill.engine.outcome import DrillOutcome
 from rollback_drill.evidence.report import _figures_html
-from rollback_drill.files.spec import DecisionRow
+from rollback_drill.files.drillspec import DecisionRow
 from rollback_drill.stack.base import Stack
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 from rollback_drill.steps.timeline import Timeline

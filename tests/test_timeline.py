@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rollback_drill.files.spec import DecisionRow
+from rollback_drill.files.drillspec import DecisionRow
 from rollback_drill.process.errors import TimelineError
 from rollback_drill.steps.timeline import (
     CHANGE_STARTED,

@@ -28,7 +28,7 @@ LIMIT = 64 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def container(stack_file: object) -> Iterator[str]:
-    from rollback_drill.stack.docker import ensure_images
+    from rollback_drill.stack.docker_infra import ensure_images
 
     assert stack_file is not None
     ensure_images(stack_file)  # type: ignore[arg-type]

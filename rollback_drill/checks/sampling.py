@@ -5,7 +5,7 @@ Zero failures in n requests bounds the error rate below 1 - (1 - c)^(1/n) at con
 With failures the bound is the exact (Clopper-Pearson) upper limit; a flow passes only when
 that bound is below the threshold: a rate we cannot show to be low is not called low. The
 alerts ask the mirror question with the exact lower limit: a rate we cannot show to be high
-pages nobody. Both are the one error-rate bound of the project (monitoring/alerts.py and
+pages nobody. Both are the one error-rate bound of the project (monitoring/alertrules.py and
 engine/recovery.py use `lower_bound`), computed in log space so that large windows do not
 underflow; tests/test_sampling_scipy.py checks them against scipy's beta quantiles.
 

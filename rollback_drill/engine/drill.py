@@ -26,7 +26,7 @@ from rollback_drill.checks.result import run_checks, run_checks_concurrently
 from rollback_drill.engine import notify
 from rollback_drill.engine.outcome import BASELINE, DataVolume, Drill, DrillOutcome, Integrity
 from rollback_drill.engine.recovery import judge_gapless, judge_steps, monitoring_green
-from rollback_drill.files.spec import DrillSettings
+from rollback_drill.files.drillspec import DrillSettings
 from rollback_drill.monitoring import assess
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.contention import MachineLoad

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rollback_drill.engine.channels import channel_name, post_json, secret, send_mail, url_secret
+from rollback_drill.files.drillspec import DecisionRow
 from rollback_drill.files.programmespec import (
     Audience,
     Channel,
@@ -33,7 +34,6 @@ from rollback_drill.files.programmespec import (
     StatusPageChannel,
     WebhookChannel,
 )
-from rollback_drill.files.spec import DecisionRow
 from rollback_drill.process.errors import DeliveryFailed, NotDelivered
 from rollback_drill.process.secrets import Secret, redact
 from rollback_drill.steps.timeline import NOTIFIED, Timeline

@@ -14,7 +14,8 @@ from rollback_drill.checks import Check
 from rollback_drill.checks.result import Outcome
 from rollback_drill.engine.notify import Communication
 from rollback_drill.failures.scenarios import Scenario
-from rollback_drill.files.spec import DecisionRow, LoadedStack
+from rollback_drill.files.drillspec import DecisionRow
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.files.specmodel import Severity
 from rollback_drill.monitoring.alerts import Alert
 from rollback_drill.monitoring.decision import Decision

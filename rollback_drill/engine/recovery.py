@@ -12,9 +12,10 @@ from collections.abc import Callable
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.checks.sampling import lower_bound
 from rollback_drill.engine.outcome import DrillOutcome
-from rollback_drill.files.spec import DrillSettings
+from rollback_drill.files.drillspec import DrillSettings
 from rollback_drill.files.specmodel import Thresholds
-from rollback_drill.monitoring.alerts import CONFIDENCE, AlertEngine, rose
+from rollback_drill.monitoring.alertrules import CONFIDENCE
+from rollback_drill.monitoring.alerts import AlertEngine, rose
 from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats
 from rollback_drill.process.errors import CheckSkipped, DrillFailed, VerdictError, WaitTimeout
 from rollback_drill.process.wait import Wait

@@ -22,7 +22,8 @@ import allure
 from rollback_drill.engine.outcome import Drill, DrillOutcome
 from rollback_drill.evidence import chart, coverage, environment, record
 from rollback_drill.evidence.report_evidence import evidence_rows
-from rollback_drill.files.spec import DecisionRow, LoadedStack
+from rollback_drill.files.drillspec import DecisionRow
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process.errors import EvidenceError
 from rollback_drill.process.secrets import redact
 from rollback_drill.steps.timeline import Artifact, Event

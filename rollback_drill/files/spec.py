@@ -1,278 +1,40 @@
-"""Stack and target files: the two files users write, validated once, with errors that name
-the file, the field and what was expected (an operator fixing a file at 3 a.m. needs all three).
+"""The stack file, the file users write to describe their stack, validated once, with errors
+that name the file, the field and what was expected (an operator fixing a file at 3 a.m. needs
+all three): the file as a whole (`StackSpec`), its environments (profiles), the checks that
+cross its sections and its release files, and the loaded stack (`LoadedStack`, `load_stack`)
+everything else reads.
 
-Over 400 lines: the stack file's model is one schema users write, with its cross-field
-checks beside the fields they check; its shared parts are in specmodel and fields.
+Its sections are models of their own: what the stack runs in `files.servicespec`, how drills
+observe and judge in `files.drillspec`, a release file in `files.releasespec`, the programme's
+cadences and communication in `files.programmespec`; the target file is `files.targetspec`.
 """
 
 from __future__ import annotations
 
 import copy
-from fnmatch import fnmatch
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, get_args
 
-from pydantic import (
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
-from rollback_drill.files.fields import (
-    CollectionName,
-    ContractArtifact,
-    DatabaseName,
-    Email,
-    EnvVarName,
-    ExistingDir,
-    HealthPath,
-    NonEmptyStr,
-    Port,
-    unique_severities,
-)
+from rollback_drill.files.drillspec import Classification, DecisionRow, DrillSettings
+from rollback_drill.files.fields import NonEmptyStr, Port, unique_severities
 from rollback_drill.files.programmespec import (
     CadenceName,
     CadenceSpec,
     CommunicationSpec,
     default_cadences,
 )
+from rollback_drill.files.releasespec import ReleaseSpec
+from rollback_drill.files.servicespec import (
+    ChainSpec,
+    SeedSpec,
+    ServiceSpec,
+    StoresSpec,
+    TestAccountSpec,
+)
 from rollback_drill.files.specmodel import FileModel, Severity, Thresholds, load_model
 from rollback_drill.process.errors import SpecError as SpecError
-
-
-class ServiceSpec(FileModel):
-    kind: Literal["app", "nginx"]
-    port: Port
-    health_path: HealthPath = "/health"
-    tls_port: Port | None = None
-    command: list[NonEmptyStr] = Field(default_factory=list)
-    pythonpath: ExistingDir | None = None
-    uses: list[Literal["mongodb", "redis", "chain"]] = Field(default_factory=list)
-    static_root: str | None = None
-    config_template: str | None = None
-    server_name: NonEmptyStr = "localhost"
-    upstreams: dict[str, str] = Field(default_factory=dict)
-    images: dict[str, str] = Field(
-        default_factory=dict, description="release version -> image reference (docker backend)"
-    )
-    memory_limit_mb: int | None = Field(
-        default=None, ge=16, description="the service's memory limit (docker enforces it)"
-    )
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> ServiceSpec:
-        if self.kind == "app" and not self.command:
-            raise ValueError("an app service needs `command` (the argv that starts it)")
-        if self.kind == "nginx" and not (self.config_template and self.static_root):
-            raise ValueError("an nginx service needs `config_template` and `static_root`")
-        return self
-
-    @model_validator(mode="after")
-    def _front_needs_upstreams(self) -> ServiceSpec:
-        missing = [r for r in ("backend", "chatbot") if r not in self.upstreams]
-        if self.kind == "nginx" and missing:
-            raise ValueError(
-                f"an nginx service needs `upstreams` {missing} (the services it proxies to)"
-            )
-        return self
-
-
-def _user_written() -> dict[str, str]:
-    return {"sessions": "createdAt", "chat_messages": "createdAt", "did_documents": "anchoredAt"}
-
-
-class MongoSpec(FileModel):
-    database: DatabaseName = "safepsy"
-    integrity_collections: list[CollectionName] = Field(
-        default_factory=lambda: ["users", "sessions"], min_length=1
-    )
-    user_written: dict[CollectionName, str] = Field(
-        default_factory=_user_written,
-        description="collections users keep writing to -> their creation-time field: "
-        "integrity covers the documents that existed at the baseline",
-    )
-    image: str | None = None
-
-
-class RedisSpec(FileModel):
-    image: str | None = None
-
-
-class StoresSpec(FileModel):
-    mongodb: MongoSpec = Field(default_factory=MongoSpec)
-    redis: RedisSpec = Field(default_factory=RedisSpec)
-
-
-class ChainSpec(FileModel):
-    chain_id: int = Field(ge=1)
-    contract_artifact: ContractArtifact
-    contracts: dict[NonEmptyStr, ContractArtifact] = Field(
-        default_factory=dict,
-        description="contract version (a release's contract_version) -> its compiled artifact; "
-        "when given, every release's contract version must be listed",
-    )
-    image: str | None = None
-
-
-class SeedSpec(FileModel):
-    command: list[NonEmptyStr] = Field(min_length=1)
-    pythonpath: ExistingDir | None = None
-    users: int = Field(default=200, ge=1)
-    seed: int = 42
-    chain_dids: int = Field(
-        default=0, ge=0, description="synthetic users whose DIDs are anchored on chain as well"
-    )
-
-
-class TestAccountSpec(FileModel):
-    email: Email
-    password_env: EnvVarName
-
-
-AlertRuleName = Literal[
-    "service_down",
-    "error_rate",
-    "database_errors",
-    "response_time",
-    "response_time_increase",
-    "memory",
-    "check_failed",
-]
-
-
-def _default_alert_severities() -> dict[AlertRuleName, Severity]:
-    return {
-        "service_down": "critical",  # "Service down: Immediate alert"; "Service unavailability"
-        "error_rate": "critical",  # "Error rate > 5%: Critical"
-        "database_errors": "critical",  # "Database errors: Critical"
-        # The runbook's critical issues list has "Performance degradation (>50% response time
-        # increase)", while its matrix has "Low | Performance": a rise past
-        # thresholds.response_time_increase_critical is critical here; slowness under it
-        # that still trips a warning is low.
-        "response_time_increase": "critical",
-        "response_time": "low",  # "Response time > 2s: Warning"
-        "memory": "low",  # "Memory usage > 90%: Warning"
-        "check_failed": "high",  # a failing check's own entry in `checks` decides
-    }
-
-
-def _default_check_severities() -> dict[str, Severity]:
-    return {
-        "health": "critical",  # service unavailability
-        "connectivity": "critical",  # database connectivity issues
-        "tls": "critical",  # SSL certificate failures
-        "integrity": "critical",  # data corruption
-        "errors": "critical",  # "Error rate > 5%: Critical", from the logs
-        "chain": "critical",  # the registry's code, owner or pause state is not as released
-        "functional": "high",  # major bugs
-        # A service or contract other than the one that should be deployed: what it breaks
-        # is judged by the health and flow checks, which classify on their own.
-        "rollback": "medium",
-        "resources": "low",  # "Memory usage > 90%: Warning"
-        "performance": "low",
-    }
-
-
-class Classification(FileModel):
-    """What each alert and each failed check means in the decision matrix's terms. Entries
-    given in the stack file extend and override the defaults. `checks` keys are a check's
-    full name, a glob over names (`functional.chat*`) or a category; the most specific wins:
-    the name, then the longest matching glob, then the category."""
-
-    alerts: dict[AlertRuleName, Severity] = Field(default_factory=_default_alert_severities)
-    checks: dict[str, Severity] = Field(default_factory=_default_check_severities)
-
-    @field_validator("alerts", mode="after")
-    @classmethod
-    def _alert_defaults(cls, given: dict[AlertRuleName, Severity]) -> dict[AlertRuleName, Severity]:
-        return {**_default_alert_severities(), **given}
-
-    @field_validator("checks", mode="after")
-    @classmethod
-    def _check_defaults(cls, given: dict[str, Severity]) -> dict[str, Severity]:
-        return {**_default_check_severities(), **given}
-
-    def of_check(self, name: str, category: str) -> Severity:
-        if name in self.checks:
-            return self.checks[name]
-        globs = [k for k in self.checks if any(c in k for c in "*?[") and fnmatch(name, k)]
-        if globs:
-            return self.checks[max(globs, key=len)]
-        return self.checks.get(category, "high")
-
-
-class DrillSettings(FileModel):
-    """How drills observe: the steady-state window before the fault, the alert window, and
-    the user load (locust users; 0 turns load off)."""
-
-    steady_state_s: float = Field(default=3.0, gt=0)
-    alert_window_s: float = Field(default=10.0, gt=0)
-    assess_window_s: float = Field(default=1.0, ge=0)
-    settle_s: float = Field(default=1.0, ge=0)
-    verify_timeout_s: float = Field(default=30.0, gt=0)
-    load_users: int = Field(default=6, ge=0)
-    detect_timeout_s: float = Field(default=30.0, gt=0)
-
-
-class DecisionRow(FileModel):
-    severity: Severity
-    impact: str
-    rollback_type: str
-    budget_s: float = Field(gt=0)
-
-
-class ServiceRelease(FileModel):
-    env: dict[str, str] = Field(default_factory=dict)
-    patches: list[str] = Field(
-        default_factory=list,
-        description="unified diffs (files relative to this release file; paths inside them "
-        "relative to the stack file, for `patch -p1`) that turn the stack's base sources into "
-        "this release's code",
-    )
-
-
-RunbookIssue = Literal[
-    "service unavailability",
-    "data corruption",
-    "security breach",
-    "performance degradation",
-    "database connectivity",
-    "ssl certificate failure",
-    "minor bug with workaround",
-    "major bug",
-    "performance optimization",
-    "feature rollback",
-    "configuration change",
-]
-
-
-class DefectSpec(FileModel):
-    """What is wrong with a release, in the runbook's words, and the matrix row it must reach."""
-
-    summary: str
-    issue: RunbookIssue
-    services: list[str] = Field(min_length=1)
-    severity: Severity
-    rollback: Literal["full", "partial", "database", "configuration", "contract"] = "full"
-
-
-class MigrationSpec(FileModel):
-    """A data migration the deploy runs once, after the release's code is out (`npm run
-    migrate`): the command, run in the named service's environment (`docker exec`)."""
-
-    service: NonEmptyStr
-    command: list[NonEmptyStr] = Field(min_length=1)
-
-
-class ReleaseSpec(FileModel):
-    version: NonEmptyStr
-    previous: NonEmptyStr | None = None
-    contract_version: NonEmptyStr
-    notes: str = ""
-    defect: DefectSpec | None = None
-    services: dict[str, ServiceRelease]
-    migration: MigrationSpec | None = None
-
 
 ProfileName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 PRODUCTION = "production"

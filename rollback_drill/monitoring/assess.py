@@ -21,7 +21,8 @@ from typing import Any
 
 from rollback_drill.checks import ALL_CHECKS, Check
 from rollback_drill.checks.result import Outcome, run_checks
-from rollback_drill.files.spec import Classification, LoadedStack
+from rollback_drill.files.drillspec import Classification
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.monitoring.alerts import AlertEngine
 from rollback_drill.monitoring.decision import Decision, Finding, decide, services_named
 from rollback_drill.monitoring.load import LoadRun, LoadStats

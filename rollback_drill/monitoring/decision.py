@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rollback_drill.files.spec import DecisionRow, LoadedStack
+from rollback_drill.files.drillspec import DecisionRow
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.files.specmodel import Severity
 from rollback_drill.process.errors import NothingToDecide
 

@@ -35,7 +35,7 @@ from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret
 from rollback_drill.stack import tls
 from rollback_drill.stack.configuration import OPERATOR_FUNDS_WEI
-from rollback_drill.stack.docker import container_nginx_values, container_peers
+from rollback_drill.stack.docker_infra import container_nginx_values, container_peers
 from rollback_drill.stack.seeding import SeedTarget, finish_seed, lookup_test_did, start_seed
 from rollback_drill.stack.target import Target
 from rollback_drill.stack.targetparts import Deployed, Reach, stack_settings

@@ -1,9 +1,12 @@
-"""The pytest plugin (entry point `pytest11`): options, markers, fixtures and the guards that
-keep a verify run read-only and a drill off anything it did not start itself.
+"""The pytest plugin (entry point `pytest11`): its hooks - the guards that keep a verify run
+read-only and a drill off anything it did not start itself, the selection of a run's drills,
+the session's interrupts (SIGTERM as Ctrl-C, shared with xdist workers) and the sweep of what
+a killed run left - and the registration of its other halves.
 
-Over 400 lines: pytest wants a plugin's hooks, options and fixtures registered from one
-module object; the concepts behind them (run record, verify half, shards) are modules of
-their own, registered from here.
+The plugin's options and markers are `plugin.options`, its fixtures `plugin.fixtures`; the
+verify suite's half (`plugin.verify`), the shards (`plugin.shard`) and the run's record
+(`plugin.run_record`) are modules of their own, all registered from here (`pytest_addhooks`,
+`pytest_configure`), so `-p rollback_drill.plugin.core` alone loads the whole plugin.
 """
 
 from __future__ import annotations
@@ -11,148 +14,46 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import signal
 import threading
-import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_drill.evidence import artifacts, record
-from rollback_drill.files.fields import positive_int
-from rollback_drill.plugin import run_record
+from rollback_drill.evidence import artifacts
+from rollback_drill.plugin import fixtures, run_record
+from rollback_drill.plugin.options import MARKERS
 from rollback_drill.process import interrupts, places, proc
-from rollback_drill.process.errors import SpecError
-from rollback_drill.stack.select import CHOICES, backends_for, docker_available, make_stack
+from rollback_drill.stack.select import backends_for, docker_available
 
 if TYPE_CHECKING:  # the drill engine loads when a drill runs, not on every pytest start
-    from rollback_drill.engine.outcome import Drill, DrillOutcome, DrillRunner
-    from rollback_drill.files.spec import LoadedStack
-    from rollback_drill.stack.base import Stack
+    from rollback_drill.engine.outcome import Drill
 
 
-MARKERS = {
-    "drill": "a rollback drill: spins up a stack, breaks it, rolls it back, verifies",
-    "verify": "a read-only verification of a live target (needs --target FILE)",
-    "emergency": "runbook: Emergency Rollback (Critical Issues)",
-    "planned": "runbook: Planned Rollback (Non-Critical Issues)",
-    "database": "runbook: Database Rollback (MongoDB)",
-    "redis_rollback": "runbook: Database Rollback (Redis)",
-    "contract": "runbook: Smart Contract Rollback",
-    "service": "runbook: Service-Specific Rollback",
-    "configuration": "runbook: Configuration Rollback (env, nginx, SSL)",
-    "staging": "runbook: Staging Environment Rollback",
-    "automation": "runbook: Rollback Automation (auto-rollback.sh)",
-}
 signals_key = pytest.StashKey[Any]()
 session_key = pytest.StashKey[str]()  # the controller's identity, handed to xdist workers
 WORKER_SESSION = "rollback_drill_session"  # its key in a worker's `workerinput`
-_interrupted_by: str | None = None  # set by pytest_keyboard_interrupt, read at teardown
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Registers the verify suite's half (`--target`, its fixtures) and the shards' (`--shard`)
-    along with this one. Not
+    """Registers the verify suite's half (`--target`, its fixtures), the shards' (`--shard`),
+    the drills' options (`options`) and fixtures (`fixtures`) along with this one. Not
     through `pytest_plugins`: pytest would then compile it afresh for assertion rewriting at
     every start, and a verify run's budget is a fraction of a second."""
-    from rollback_drill.plugin import shard
+    from rollback_drill.plugin import options, shard
     from rollback_drill.plugin import verify as verify_plugin
 
     if not pluginmanager.is_registered(verify_plugin):
         pluginmanager.register(verify_plugin, "rollback_drill.plugin.verify")
     if not pluginmanager.is_registered(shard):  # --shard K/N: one of N machines' share
         pluginmanager.register(shard, "rollback_drill.plugin.shard")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("rollback-drill")
-    group.addoption(
-        "--stack-file",
-        default=None,
-        help="stack file for drills (default: the SafePsy reference stack the package ships)",
-    )
-    group.addoption(
-        "--stack-backend",
-        default="auto",
-        choices=list(CHOICES),
-        help="where drills run the stack: local processes, docker containers, or auto",
-    )
-    group.addoption(
-        "--compose-file",
-        default=None,
-        help="bring this compose file up for the session before verifying",
-    )
-    group.addoption(
-        "--compose-command",
-        default=None,
-        choices=["auto", "docker compose", "docker-compose"],
-        help="compose v2 (`docker compose`) or v1 (`docker-compose`); default: detected, v2 "
-        "first (or ROLLBACK_DRILL_COMPOSE)",
-    )
-    group.addoption("--compose-project", default=None, help="compose project name")
-    group.addoption(
-        "--from-release",
-        default=None,
-        help="run only the drills that put this release out (certify's N+1)",
-    )
-    group.addoption(
-        "--to-release",
-        default=None,
-        help="the release to roll back to (default: the release's `previous`)",
-    )
-    group.addoption(
-        "--environment",
-        default="production",
-        help="the stack file's environment drills run in: production (the file itself) or a "
-        "profile such as staging (its seed, data and ports); the staging drills always run "
-        "in staging",
-    )
-    group.addoption(
-        "--seed-users",
-        type=positive_int,
-        default=None,
-        help="users to seed, at least 1 (default: the stack file's)",
-    )
-    group.addoption(
-        "--drill-artifacts",
-        default=str(Path("reports") / "artifacts"),
-        help="where drills keep preserved logs, backups and records",
-    )
-    group.addoption(
-        "--drill-records",
-        default=str(record.DEFAULT_RECORDS),
-        help="where the run's drill record (JSON, schema rollback-drill/record/5) is written; "
-        "incident documents go to its sibling incidents/",
-    )
-    group.addoption(
-        "--drill-run-id", default=None, help="id of this run in its drill record (default: random)"
-    )
-    group.addoption(
-        "--load-users",
-        type=int,
-        default=None,
-        help="locust users per drill (default: the stack file's drills.load_users; 0: no load)",
-    )
-    group.addoption(
-        "--load-workers",
-        type=int,
-        default=0,
-        help="run the load as a locust master with N worker processes (locust's distributed mode)",
-    )
-    group.addoption(
-        "--drill-cadence",
-        default=None,
-        help="the stack file's cadence this run is, for the record (set by run --cadence)",
-    )
-    group.addoption(
-        "--drill-invocation",
-        default="pytest",
-        help="what started the run, for the record (the CLI sets run or certify)",
-    )
+    if not pluginmanager.is_registered(options):
+        pluginmanager.register(options, "rollback_drill.plugin.options")
+    if not pluginmanager.is_registered(fixtures):
+        pluginmanager.register(fixtures, "rollback_drill.plugin.fixtures")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -197,8 +98,7 @@ def _sigterm_interrupts(config: pytest.Config) -> None:
     `proc.exit_if_stuck`: an unwinding that deadlocks is ended after a grace period, with
     everything the run started killed."""
 
-    global _interrupted_by
-    _interrupted_by = None  # a session run in-process after an interrupted one starts afresh
+    fixtures.remember_interrupt(None)  # afresh: this session may follow an interrupted one
     capman = config.pluginmanager.getplugin("capturemanager")
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -233,9 +133,9 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
     """Remembered so artifact folders torn down next say why they have no verdict (pytest
     calls this before it tears the fixtures down); and the session's other processes start
     nothing new (a worker's interrupt reaches the controller as xdist's own exception)."""
-    global _interrupted_by
-    _interrupted_by = str(excinfo.value) or "Ctrl-C"
-    interrupts.interrupt(f"{_interrupted_by} in pid {os.getpid()}")
+    reason = str(excinfo.value) or "Ctrl-C"
+    fixtures.remember_interrupt(reason)
+    interrupts.interrupt(f"{reason} in pid {os.getpid()}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -287,142 +187,11 @@ def _drill_of(item: pytest.Item) -> Drill | None:
     return value if isinstance(value, Drill) else None
 
 
-@pytest.fixture(scope="session")
-def stack_file(pytestconfig: pytest.Config) -> LoadedStack:
-    from rollback_drill.files.spec import load_stack
-
-    path = Path(pytestconfig.getoption("--stack-file") or places.reference_stack())
-    try:
-        return load_stack(path)
-    except SpecError as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A drill runs once per backend the --stack-backend choice means on this machine."""
     if "drill_stack" in metafunc.fixturenames:
         backends = backends_for(metafunc.config.getoption("--stack-backend"))
         metafunc.parametrize("stack_backend", backends, indirect=True)
-
-
-@pytest.fixture
-def stack_backend(request: pytest.FixtureRequest) -> str:
-    return str(getattr(request, "param", "local"))
-
-
-@pytest.fixture
-def drill_stack(
-    pytestconfig: pytest.Config,
-    stack_file: LoadedStack,
-    drill: Drill,
-    stack_backend: str,
-) -> Iterator[Stack]:
-    """A fresh stack at the release the drill rolls back to, torn down whatever happens."""
-    try:
-        good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
-        loaded = stack_file.in_environment(
-            drill.environment or pytestconfig.getoption("--environment")
-        )
-    except SpecError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    reason = interrupts.interrupted()
-    if reason is not None:  # the session stops here, as the interrupted process's did
-        raise KeyboardInterrupt(f"no new stack: the session was interrupted ({reason})")
-    stack = make_stack(
-        stack_backend,
-        drill.stack_file(loaded),
-        seed_users=pytestconfig.getoption("--seed-users"),
-    )
-    try:
-        with stack.running(good) as running:
-            yield running
-    finally:
-        stack.down()  # again (it does nothing twice): an interrupt just before `running`
-
-
-@pytest.fixture
-def drill_runner(
-    pytestconfig: pytest.Config,
-    stack_file: LoadedStack,
-    drill_stack: Stack,
-    drill_artifacts: Path,
-    request: pytest.FixtureRequest,
-) -> DrillRunner:
-    """Runs a drill on the fixture's stack with Allure as a reader of its timeline, and keeps
-    its outcome for the terminal summary and the run's drill record."""
-    return _runner(pytestconfig, stack_file, drill_stack, drill_artifacts, request, True)
-
-
-@pytest.fixture
-def rehearsal_runner(
-    pytestconfig: pytest.Config,
-    stack_file: LoadedStack,
-    drill_stack: Stack,
-    drill_artifacts: Path,
-    request: pytest.FixtureRequest,
-) -> DrillRunner:
-    """Runs a drill that is expected to fail - a rollback that goes wrong, whose test asserts
-    how - as `drill_runner` does, but keeps it out of the run's drill record: a run with it
-    would otherwise never count as a passing cadence."""
-    return _runner(pytestconfig, stack_file, drill_stack, drill_artifacts, request, False)
-
-
-def _runner(
-    pytestconfig: pytest.Config,
-    stack_file: LoadedStack,
-    drill_stack: Stack,
-    drill_artifacts: Path,
-    request: pytest.FixtureRequest,
-    recorded: bool,
-) -> DrillRunner:
-    from rollback_drill.engine.drill import LoadOptions, run_drill
-    from rollback_drill.evidence import report
-
-    def run(drill: Drill) -> DrillOutcome:
-        good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
-        report.label_drill(drill, stack_file.budget(drill.severity), drill_stack.backend_name)
-        listener = report.AllureListener()
-        outcome = run_drill(
-            drill_stack,
-            drill,
-            artifacts=drill_artifacts,
-            good_release=good,
-            listeners=[listener],
-            load=LoadOptions(
-                pytestconfig.getoption("--load-users"), pytestconfig.getoption("--load-workers")
-            ),
-        )
-        report.finish_drill(outcome, stack_file, listener)
-        if recorded:
-            run_record.keep(
-                pytestconfig, record.DrillEntry(outcome, stack_file, request.node.nodeid)
-            )
-        return outcome
-
-    return run
-
-
-@pytest.fixture
-def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """The drill's artifact folder; it ends with a drill.json whatever happens (see
-    `artifacts`): the drill's record, or one that says interrupted."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    # absolute: the drill's subprocesses (locust writing its samples here) run elsewhere
-    path = (
-        Path(pytestconfig.getoption("--drill-artifacts")).resolve()
-        / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
-    )
-    artifacts.begin(path, request.node.nodeid)
-    try:
-        yield path
-    finally:
-        why = _interrupted_by
-        artifacts.finish(
-            path,
-            f"the session was interrupted ({why}) before the drill wrote its record"
-            if why
-            else "the test ended before the drill wrote its record (an error outside the drill)",
-        )
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -447,29 +216,6 @@ def pytest_fixture_setup(
             finalizer._name = f"{fixturedef.argname}::teardown"
 
 
-@pytest.fixture(scope="session")
-def compose_services(pytestconfig: pytest.Config) -> Iterator[object | None]:
-    """With --compose-file: the compose project, up for the session (pytest-docker)."""
-    file = pytestconfig.getoption("--compose-file")
-    if not file:
-        yield None
-        return
-    from rollback_drill.plugin.compose import (
-        ComposeMissing,
-        compose_up,
-        detect_compose,
-        project_name,
-    )
-
-    try:
-        compose = detect_compose(pytestconfig.getoption("--compose-command"))
-    except ComposeMissing as exc:
-        raise pytest.UsageError(str(exc)) from None
-    project = pytestconfig.getoption("--compose-project") or project_name()
-    with compose_up(Path(file), project, compose=compose) as services:
-        yield services
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Sweep what an earlier, killed run left behind before starting anything new."""
     if session.config.getoption("--target"):
@@ -484,6 +230,6 @@ def _sweep(config: pytest.Config) -> None:
         proc.sweep_orphans()
         artifacts.finish_abandoned(Path(config.getoption("--drill-artifacts")))
         if docker_available():
-            from rollback_drill.stack.docker import sweep_containers
+            from rollback_drill.stack.docker_infra import sweep_containers
 
             sweep_containers()

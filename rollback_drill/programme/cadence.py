@@ -29,7 +29,7 @@ _OPERATORS = {"and", "or", "not"}
 def selection(loaded: LoadedStack, name: str) -> CadenceSpec:
     """The cadence's suite, its marker expression checked against the drills' markers: a
     misspelt marker would select nothing and the cadence would never be run."""
-    from rollback_drill.plugin.core import MARKERS
+    from rollback_drill.plugin.options import MARKERS
 
     cadences = loaded.spec.cadences
     if name not in cadences:

@@ -24,7 +24,7 @@ from pathlib import Path
 from rollback_drill.files.configbackup import private_dir
 from rollback_drill.process.errors import BackupFileError
 from rollback_drill.stack.base import Stack
-from rollback_drill.stores import dump
+from rollback_drill.stores import dumparchive
 
 PREFIX = "safepsy_backup"
 MANIFEST = "mongodb/manifest.json"
@@ -59,7 +59,7 @@ def _holds_a_backup(path: Path, folder: Path) -> Path:
     and the archive magic); refused naming `path` otherwise."""
     files = [p for p in folder.rglob("*") if p.is_file()]
     if not any(p.name.endswith(MONGO_MEMBERS) for p in files) and not any(
-        dump.is_mongodump_archive(p) for p in files
+        dumparchive.is_mongodump_archive(p) for p in files
     ):
         raise BackupFileError(
             f"{path}: not a store backup (it has neither {MANIFEST} nor mongodump's "
@@ -81,7 +81,7 @@ def opened(path: Path) -> Iterator[Path]:
         raise BackupFileError(f"{path}: no such backup file")
     work = Path(tempfile.mkdtemp(prefix="restore-"))
     try:
-        if dump.is_mongodump_archive(path):  # a `mongodump --archive` file, gzip'd or not
+        if dumparchive.is_mongodump_archive(path):  # a `mongodump --archive` file, gzip'd or not
             shutil.copyfile(path, work / path.name)
             yield work
             return

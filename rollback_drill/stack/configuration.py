@@ -18,7 +18,8 @@ from pathlib import Path
 
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
-from rollback_drill.files.spec import LoadedStack, ServiceSpec
+from rollback_drill.files.servicespec import ServiceSpec
+from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.secrets import Secret

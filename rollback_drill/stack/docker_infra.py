@@ -30,7 +30,8 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget  # noqa: E402
 
-from rollback_drill.files.spec import LoadedStack, ServiceSpec, StackSpec  # noqa: E402
+from rollback_drill.files.servicespec import ServiceSpec  # noqa: E402
+from rollback_drill.files.spec import LoadedStack, StackSpec  # noqa: E402
 from rollback_drill.process import interrupts  # noqa: E402
 from rollback_drill.process.errors import StackError  # noqa: E402
 from rollback_drill.process.procfs import ProcessIdentity  # noqa: E402

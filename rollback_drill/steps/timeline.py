@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from rollback_drill.files.spec import DecisionRow
+from rollback_drill.files.drillspec import DecisionRow
 from rollback_drill.process.errors import TimelineError
 
 log = logging.getLogger(__name__)

@@ -348,7 +348,7 @@ def test_nginx_accepts_the_stack_template(start: Callable[..., Started], tmp_pat
     service names through Docker's DNS (resolved per request: `nginx -t` needs none up).
     """
     from rollback_drill.stack import tls
-    from rollback_drill.stack.docker import container_nginx_values, container_peers
+    from rollback_drill.stack.docker_infra import container_nginx_values, container_peers
 
     container, _ = start(f"rollback-drill/safepsy-frontend:{VERSIONS[0]}", "edge", [80, 443])
     certs = tls.issue(tmp_path / "certs", "safepsy.local")
