@@ -62,6 +62,19 @@ def test_docker_stack_implements_the_protocol(docker_stack: DockerStack) -> None
     assert docker_stack.backend_name == "docker"
 
 
+def test_each_containers_cpu_is_read_as_the_stacks_own_work(docker_stack: DockerStack) -> None:
+    """A drill counts the containers' work as its own, not as other work on the machine
+    (monitoring.contention): every container's counter reads, and grows while it serves."""
+    before = docker_stack.outside_cpu_seconds()
+    assert len(before) == len([*docker_stack.all_services(), "chain"]), before
+    target = docker_stack.target()
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for _ in range(40):
+            client.get(target.backend_url + "/api/did/health")
+    after = docker_stack.outside_cpu_seconds()
+    assert sum(after.values()) > sum(before.values()), (before, after)
+
+
 def test_one_container_per_service_on_a_private_network(docker_stack: DockerStack) -> None:
     client = docker.from_env()
     try:

@@ -23,10 +23,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+# Two drills of the matrix's critical row: what this file tests is running them in parallel,
+# and a critical drill cannot be classified above its row by a response-time rise that the
+# machine's other work causes (two drills at once beside the suite's other worker: CI saw a
+# medium drill read "critical" with other work taking 80 % of the machine).
+CRITICAL_PAIR = "(test_emergency_rollback and service_down) or test_redis_rollback"
+
+
 def test_parallel_drills_are_counted_once(tmp_path: Path) -> None:
     done = _cli(
         "run", "--backend", "local", "--reports-dir", str(tmp_path),
-        "--", "-n", "2", "-k", "frontend or ai_chatbot",
+        "--", "-n", "2", "-k", CRITICAL_PAIR,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     (path, data), *others = record.load_all(tmp_path / "records")[0]
@@ -40,13 +47,14 @@ def test_parallel_drills_are_counted_once(tmp_path: Path) -> None:
     history = (tmp_path / "history" / "history.jsonl").read_text().splitlines()
     assert len(history) == 1
     results = json.loads(history[0])["testResults"]
-    assert len([r for r in results.values() if "service_rollback" in r["name"]]) == 2
+    names = sorted(r["name"] for r in results.values())
+    assert len(names) == 2 and "emergency_rollback" in names[0] and "redis" in names[1], names
 
 
 def test_load_through_locust_workers(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "drills" / "test_service.py"),
-         "-k", "ai_chatbot", "--stack-backend", "local", "--load-workers", "2", "-q",
+        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "drills" / "test_emergency.py"),
+         "-k", "service_down", "--stack-backend", "local", "--load-workers", "2", "-q",
          "-p", "no:cacheprovider", "--drill-artifacts", str(tmp_path / "a"),
          "--drill-records", str(tmp_path / "r")],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300, check=False,

@@ -29,9 +29,15 @@ from tests import records
 from tests.paths import PROJECT_ROOT
 
 CLI_TIMEOUT_S = 600
-# Two drills whose defects are not CPU-bound (a wrong registry, a route nginx lacks): on a
-# busy shared machine their verdicts do not hang on how fast a hash is computed.
-SELECTION = ["-k", "test_service_rollback and (backend or frontend)", "-p", "no:cacheprovider"]
+# Two drills of the matrix's critical row whose defects are not CPU-bound (a backend that
+# cannot start, session cache entries the previous release cannot read). What this file tests
+# is the sharding, not the drills: a critical drill cannot be classified above its row by a
+# response-time rise the machine's other work causes (CI misjudged the medium backend drill
+# "critical" on DID health +589 % with other work taking 80 % of the machine).
+SELECTION = [
+    "-k", "(test_emergency_rollback and service_down) or test_redis_rollback",
+    "-p", "no:cacheprovider",
+]  # fmt: skip
 
 
 # -- the plan, without a stack ------------------------------------------------------------------
@@ -234,18 +240,18 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
 
     reports = runs.base / "certified"
     done = subprocess.run(
-        _cli("certify", "--from", "1.8.0", "--to", "1.4.0", "--reports-dir", str(reports),
+        _cli("certify", "--from", "1.5.0", "--to", "1.4.0", "--reports-dir", str(reports),
              "--merge", *map(str, runs.shards)),
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
     )  # fmt: skip
-    # the selection also ran the 1.8.1 drill: not a certificate of 1.8.0 -> 1.4.0, either way
+    # the selection also ran the 1.11.0 drill: not a certificate of 1.5.0 -> 1.4.0, either way
     assert done.returncode == 1, _explain(done)
     path, merged = _record(reports)
     whole_path, whole = _record(runs.whole)
 
     def verdict(data: RunRecord, where: Path) -> certverdict.Verdict:
         return certverdict.judge(
-            data, exit_status=data.pytest_exit_status, bad="1.8.0", good="1.4.0",
+            data, exit_status=data.pytest_exit_status, bad="1.5.0", good="1.4.0",
             sidecar_ok=record.verify_sidecar(where),
         )  # fmt: skip
 
@@ -253,7 +259,7 @@ def test_a_certificate_from_the_shards_says_what_one_from_the_unsharded_run_says
     assert not verdict(merged, path).certified
     (certificate,) = (reports / "certificates").glob("*.md")
     text = certificate.read_text()
-    assert "NOT CERTIFIED" in text and "rolled back 1.8.1 -> 1.4.0" in text, text
+    assert "NOT CERTIFIED" in text and "rolled back 1.11.0 -> 1.4.0" in text, text
     assert path.name in text
 
 

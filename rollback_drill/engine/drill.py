@@ -102,7 +102,7 @@ def run_drill(
             if svc.memory_limit_mb
         },
         rules=AlertRules(window_s=settings.alert_window_s),
-        machine=MachineLoad(),
+        machine=MachineLoad(outside=stack.outside_cpu_seconds),
     )
     brief = notify.Brief(drill.name, outcome.budget, loaded.spec.name, stack.backend_name,
                          drill.release, good)  # fmt: skip

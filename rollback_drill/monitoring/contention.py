@@ -10,14 +10,13 @@ verify's (`checks.machine`): the foreign share of the machine's capacity in each
 all its CPU time minus what this process and its descendants spent (the harness, the load
 generator, and on the embedded stack the services themselves) - and their damped ratio is
 the stretch contention alone explains, taken out of the rise before it counts, at most
-`MAX_FACTOR`.
+`MAX_FACTOR`. On the docker backend the containers are not descendants: their work is read
+from their cgroups (`outside`, the stack's `outside_cpu_seconds`) and counted as the drill's.
 
 An alert cannot say "not verified" as verify can: it fires or it does not. Too little taken
 out pages for a busy machine; too much misses a slower release, which a drill shows as a
 missed matrix row (red), never as a green live environment - so the whole damped factor
-is taken out here. On the docker backend the containers' work is not a descendant and counts
-as foreign in both windows: a release that costs much more CPU raises the factor a little
-and is judged a little leniently (1.6.0, several times slower, still fires).
+is taken out here.
 
 One reading costs a walk of this process's descendants (psutil, a few milliseconds); the
 alert engine takes one every half second.
@@ -28,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -42,18 +42,18 @@ KEEP_S = 120.0  # the longest window judged (settle, a slow procedure's latency 
 class Reading:
     at_s: float  # on the drill's timeline
     busy_s: float  # the machine's CPU time, every core
-    own_s: dict[int, float]  # pid -> CPU time, this process and its descendants
+    own_s: dict[str, float]  # what ran it (a pid, a container) -> CPU time, the drill's own
 
 
-def _own_cpu() -> dict[int, float]:
+def _own_cpu() -> dict[str, float]:
     me = psutil.Process(os.getpid())
-    found: dict[int, float] = {}
+    found: dict[str, float] = {}
     for process in (me, *me.children(recursive=True)):
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue  # ended between the walk and the read
-        found[process.pid] = times.user + times.system
+        found[f"pid {process.pid}"] = times.user + times.system
     return found
 
 
@@ -66,6 +66,8 @@ def _busy_s() -> float:
 class MachineLoad:
     """Readings of the machine's and the drill's own CPU, kept for `KEEP_S`."""
 
+    # the stack's own work outside this process's descendants (containers), read each time
+    outside: Callable[[], dict[str, float]] | None = None
     readings: deque[Reading] = field(default_factory=lambda: deque(maxlen=int(KEEP_S * 4)))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,7 +76,10 @@ class MachineLoad:
         with self._lock:
             if self.readings and at_s - self.readings[-1].at_s < READING_EVERY_S:
                 return
-        reading = Reading(at_s, _busy_s(), _own_cpu())
+        own = _own_cpu()
+        if self.outside is not None:
+            own.update(self.outside())
+        reading = Reading(at_s, _busy_s(), own)
         with self._lock:
             self.readings.append(reading)
 

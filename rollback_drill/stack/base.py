@@ -125,5 +125,10 @@ class Stack(Protocol):
 
     def stats(self) -> dict[str, ResourceUsage]: ...
 
+    def outside_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the stack's own work that is not a process the harness
+        started (a container's processes), keyed by what ran it; empty where every service is
+        the harness's child. A drill counts it apart from other work on the machine."""
+
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]:
         """Run a command in the service's environment (docker exec, or locally with its env)."""

@@ -109,6 +109,10 @@ class StackBase(StoreBackups):
     @abstractmethod
     def stats(self) -> dict[str, ResourceUsage]: ...
 
+    def outside_cpu_seconds(self) -> dict[str, float]:
+        """Nothing outside the harness's own children, unless a backend says otherwise."""
+        return {}
+
     @abstractmethod
     def exec(self, service: str, argv: list[str], timeout_s: float = 30.0) -> tuple[int, str]: ...
 

@@ -35,6 +35,7 @@ from docker.errors import APIError, NotFound
 
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.wait import Wait
+from rollback_drill.stack import cgroupcpu
 from rollback_drill.stack.access import DockerStats, LogSource, StatsSource
 from rollback_drill.stack.base import ResourceUsage
 from rollback_drill.stack.common import START_TIMEOUT_S
@@ -190,6 +191,19 @@ class DockerStack(DockerContainers):
             if code == 0:
                 text += "\n--- access.log / error.log\n" + access
         return text
+
+    def outside_cpu_seconds(self) -> dict[str, float]:
+        """Each container's CPU counter (`cgroupcpu`): its processes are containerd's children,
+        not the harness's. A container whose counter cannot be read is left out."""
+        found: dict[str, float] = {}
+        for container in list(self._containers.values()):
+            wrapped = container.get_wrapped_container()
+            if wrapped is None:
+                continue
+            seconds = cgroupcpu.cpu_seconds(wrapped.id)
+            if seconds is not None:
+                found[f"container {wrapped.id}"] = seconds
+        return found
 
     def stats(self) -> dict[str, ResourceUsage]:
         """What `docker stats --no-stream` shows: one sample per container, in parallel."""
