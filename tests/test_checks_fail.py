@@ -72,7 +72,13 @@ def _assert_fails(name: str, target: Target) -> str:
 
 
 def _assert_passes(name: str, target: Target) -> None:
-    result = _run(name, target)
+    """Green on the healthy stack. A flow whose performance the machine was too busy to judge
+    ("not verified": never a pass, and what the check must say while CI's other worker
+    saturates the machine) is asked again, up to three times, before the test fails."""
+    for _ in range(3):
+        result = _run(name, target)
+        if result.ok or "too busy to judge" not in result.summary:
+            break
     assert result.ok, result.explain()
 
 

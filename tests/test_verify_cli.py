@@ -191,7 +191,10 @@ def test_performance_baseline_saved_when_green_and_used_by_the_next_run(
     with_baseline = target_file.parent / f"with-perf-{tmp_path.name}.yaml"
     with_baseline.write_text(yaml.safe_dump(data))
     again = _run([*CLI, "verify", "--target", str(with_baseline), "-k", "landing", "-rA"])
-    assert "vs baseline x" in again.stdout and "interval" in again.stdout, again.stdout[-2000:]
+    # judged against it: green ("vs baseline x1.02 ..."), or - with the machine too busy to
+    # judge while CI's other worker runs - "not verified" naming the same ratio "of the baseline"
+    judged = "vs baseline x" in again.stdout or "of the baseline" in again.stdout
+    assert judged and "interval" in again.stdout, again.stdout[-2000:]
     broken = target_file.parent / f"perf-broken-{tmp_path.name}.json"
     broken.write_text('{"format": "rollback-drill/performance/1", "p95_s": {"login": 0.1}}')
     data["performance_baseline"] = broken.name
