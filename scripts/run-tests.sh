@@ -11,7 +11,8 @@
 # --fast: the tier for day-to-day work - the same lint, then only the tests marked neither
 # `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs inside a test:
 # procedures made wrong, the reports and programme end to end, shards, parallel runs; large
-# restores; every release's defect; containers and images), local backend only. Run the
+# restores; every release's defect; containers and images; the wheel built, installed and
+# run), local backend only. Run the
 # whole suite before a merge.
 set -euo pipefail
 selection=(--stack-backend all)

@@ -40,7 +40,9 @@ import pytest
 from rollback_drill.process.wait import Wait
 from tests.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.wheel
+# builds and installs the wheel, then brings up stacks and runs a drill from it: 2-3 minutes,
+# so not in the fast tier (`run-tests.sh --fast`); the whole suite and CI run it
+pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 TEAM_DRILL = '''"""A team's own drill: collected beside the shipped ones by `run --drills DIR`."""
 
 import pytest
