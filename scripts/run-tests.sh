@@ -12,8 +12,7 @@
 # `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs inside a test:
 # procedures made wrong, the reports and programme end to end, shards, parallel runs; large
 # restores; every release's defect; containers and images; the wheel built, installed and
-# run), local backend only. Run the
-# whole suite before a merge.
+# run), local backend only. Run the whole suite before a merge.
 set -euo pipefail
 selection=(--stack-backend all)
 if [ "${1:-}" = "--fast" ]; then
