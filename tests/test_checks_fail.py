@@ -702,8 +702,15 @@ def test_routes_fail_when_a_leftover_release_serves_a_share_of_the_nginx_routes(
         _nginx_also_sends_backend_to(local_stack, port),
     ):
         summary = _assert_fails("rollback.routes", target)
-        assert "backend via nginx http answered as release backend 1.5.0" in summary
-        assert "backend via nginx https answered as release backend 1.5.0" in summary
+        # nginx sends each request to either backend: 6 samples on a route miss the leftover
+        # with probability 0.5^6 (1.6 %, the bound the evidence states), so one nginx route
+        # or both name it - the check fails either way; the direct URL never does
+        leftover = [
+            route
+            for route in ("nginx http", "nginx https")
+            if f"backend via {route} answered as release backend 1.5.0" in summary
+        ]
+        assert leftover, summary
         assert "via direct" not in summary
         evidence = _run("rollback.routes", target).evidence
         assert "1-(1-p)^6" in evidence["detection_bound"]
