@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from docker.errors import APIError, NotFound
+from testcontainers.core.exceptions import ContainerStartException
 
 from rollback_drill.process.errors import StackError
 from rollback_drill.process.wait import Wait
@@ -197,9 +198,10 @@ class DockerStack(DockerContainers):
         not the harness's. A container whose counter cannot be read is left out."""
         found: dict[str, float] = {}
         for container in list(self._containers.values()):
-            wrapped = container.get_wrapped_container()
-            if wrapped is None:
-                continue
+            try:  # read beside a redeploy, which may be replacing this very container
+                wrapped = container.get_wrapped_container()
+            except ContainerStartException:
+                continue  # not started (yet, or any more): it has no counter to read
             seconds = cgroupcpu.cpu_seconds(wrapped.id)
             if seconds is not None:
                 found[f"container {wrapped.id}"] = seconds
