@@ -82,7 +82,8 @@ def serving_processes(urls: list[str]) -> tuple[psutil.Process, ...]:
     return (*_serving(ports), psutil.Process(os.getpid()))
 
 
-def _busy_seconds() -> float:
+def busy_seconds() -> float:
+    """The CPU time the whole machine has spent, every core, idle and I/O wait left out."""
     import psutil
 
     times = psutil.cpu_times()
@@ -110,7 +111,7 @@ class Reading:
 
 
 def read(processes: tuple[psutil.Process, ...]) -> Reading:
-    return Reading(time.monotonic(), _busy_seconds(), _own_seconds(processes))
+    return Reading(time.monotonic(), busy_seconds(), _own_seconds(processes))
 
 
 def foreign_share(start: Reading, end: Reading) -> float | None:
@@ -119,9 +120,14 @@ def foreign_share(start: Reading, end: Reading) -> float | None:
     window = end.at - start.at
     if window < 0.05:
         return None
-    capacity = window * (os.cpu_count() or 1)
-    foreign = (end.busy_s - start.busy_s) - (end.own_s - start.own_s)
-    return min(max(foreign / capacity, 0.0), 0.99)
+    return share_of_capacity(window, end.busy_s - start.busy_s, end.own_s - start.own_s)
+
+
+def share_of_capacity(window_s: float, busy_s: float, own_s: float) -> float:
+    """What of the machine's capacity over `window_s` the busy time less our own work took:
+    other work's share, between 0 and 0.99 (never a machine with nothing left)."""
+    capacity = window_s * (os.cpu_count() or 1)
+    return min(max((busy_s - own_s) / capacity, 0.0), 0.99)
 
 
 DAMPING = 0.5

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from rollback_drill.checks import machine
 from rollback_drill.checks.machine import MAX_FACTOR, contention_factor
 
 READING_EVERY_S = 0.5
@@ -57,11 +58,6 @@ def _own_cpu() -> dict[str, float]:
     return found
 
 
-def _busy_s() -> float:
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
 @dataclass
 class MachineLoad:
     """Readings of the machine's and the drill's own CPU, kept for `KEEP_S`."""
@@ -79,7 +75,7 @@ class MachineLoad:
         own = _own_cpu()
         if self.outside is not None:
             own.update(self.outside())
-        reading = Reading(at_s, _busy_s(), own)
+        reading = Reading(at_s, machine.busy_seconds(), own)
         with self._lock:
             self.readings.append(reading)
 
@@ -92,9 +88,7 @@ class MachineLoad:
             return None
         first, last = inside[0], inside[-1]
         own = sum(cpu - first.own_s.get(pid, 0.0) for pid, cpu in last.own_s.items())
-        capacity = (last.at_s - first.at_s) * (os.cpu_count() or 1)
-        foreign = (last.busy_s - first.busy_s) - own
-        return min(max(foreign / capacity, 0.0), 0.99)
+        return machine.share_of_capacity(last.at_s - first.at_s, last.busy_s - first.busy_s, own)
 
     def factor(self, steady: float | None, now: float | None) -> float:
         """The stretch contention alone explains between the steady state and now: 1 when
