@@ -226,16 +226,43 @@ def test_a_busier_machine_is_taken_out_of_a_latency_rise_and_shown_beside_it() -
     busy_only = [
         dataclasses.replace(s, at_s=5.5, latency_s=0.025) for s in _requests(30, 0)
     ]  # +150 %: within x1.5 once x1.73 is taken out
-    assert engine._latency(busy_only, 9.0, 5.0) == []
+    assert engine._latency(busy_only, busy_only, 9.0, 5.0) == []
     slower = [dataclasses.replace(s, latency_s=0.040) for s in busy_only]  # x4: a slower release
-    (alert,) = engine._latency(slower, 9.0, 5.0)
+    (alert,) = engine._latency(slower, slower, 9.0, 5.0)
     assert alert.rule == "response_time_increase"
     assert "other work took 70% of the machine (steady state 10%): x1.73 taken out" in (
         alert.measured
     )
     quiet = _engine(machine=_machine(0.1, 0.1))  # the same rise on an unchanged machine
     quiet.steady, quiet.steady_share = engine.steady, 0.1
-    assert [a.rule for a in quiet._latency(busy_only, 9.0, 5.0)] == ["response_time_increase"]
+    assert [a.rule for a in quiet._latency(busy_only, busy_only, 9.0, 5.0)] == [
+        "response_time_increase"
+    ]
+
+
+def test_a_journey_too_slow_for_a_median_fires_on_a_sign_test() -> None:
+    """CI: release 1.6.0 (a login 20 times the work) on a busy machine answered three logins
+    in the five-second latency window, under the dozen a median needs, and the critical alert
+    never fired: the drill was classified high. Its answers over the longer window each past
+    the limit rule a median under it out; fewer, or mixed, do not."""
+    engine = _engine()
+    engine.steady = by_journey(_requests(30, 0, latency=0.020))
+
+    def logins(latencies: list[float]) -> list[LoadSample]:
+        return [LoadSample(1.0 + i, "login", s, True, 200, None) for i, s in enumerate(latencies)]
+
+    few = logins([1.2, 0.9, 1.5])  # the latency window: too few to judge
+    slow = logins([1.2, 0.9, 1.5, 2.1, 1.1])  # the longer window: 5 of 5 past +50 % and +25 ms
+    (alert,) = engine._latency(few, slow, 6.0, 1.0)
+    assert alert.rule == "response_time_increase" and alert.subject == "login"
+    assert "5 of 5 answers each over the limit" in alert.measured
+    assert "ruled out at 95%" in alert.measured
+    assert engine._latency(few, slow[:4], 6.0, 1.0) == []  # 4 of 4: p = 0.06, not ruled out
+    mixed = logins([1.2, 0.9, 0.021, 2.1, 1.1, 0.019])  # 4 of 6 rose: a median may be under
+    assert engine._latency(few, mixed, 6.0, 1.0) == []
+    (seven_of_eight,) = engine._latency(few, logins([1.2, 0.9, 0.02, 2.1, 1.1, 1.0, 1.3, 1.4]),
+                                        9.0, 1.0)  # fmt: skip
+    assert "7 of 8 answers" in seven_of_eight.measured
 
 
 def test_machine_load_counts_the_drills_own_processes_apart_from_other_work(

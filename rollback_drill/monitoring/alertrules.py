@@ -45,7 +45,8 @@ from rollback_drill.monitoring.monitor import Sample
 from rollback_drill.stack.base import ResourceUsage
 
 AlertRule = AlertRuleName  # the rules a stack file can classify are the rules there are
-CONFIDENCE = 0.95  # one-sided, for every error-rate alert
+CONFIDENCE = 0.95  # one-sided, for every error-rate alert and the latency sign test
+SIGN_TEST_MIN = 5  # the fewest answers that can rule out a median at 95 % (0.5^5 = 0.031)
 _DATABASE = re.compile(r"mongo|redis|database", re.I)
 
 
@@ -136,7 +137,9 @@ class AlertConditions:
         if self.load is not None:
             alerts += self._error_rate(self.load.samples(start, now + 1), now)
             recent = max(now - self.rules.latency_window_s, self.not_before_s)
-            alerts += self._latency(self.load.samples(recent, now + 1), now, recent)
+            alerts += self._latency(
+                self.load.samples(recent, now + 1), self.load.samples(start, now + 1), now, recent
+            )
         alerts += self._memory(now)
         alerts += self._checks(now)
         return alerts
@@ -219,7 +222,9 @@ class AlertConditions:
             f"{self.steady_share:.0%}): x{factor:.2f} taken out"
         )
 
-    def _latency(self, window: Sequence[LoadSample], now: float, start: float) -> list[Alert]:
+    def _latency(
+        self, window: Sequence[LoadSample], longer: Sequence[LoadSample], now: float, start: float
+    ) -> list[Alert]:
         alerts = []
         factor, contention = self.contention(start, now)
         limit = self.thresholds.response_time_warning_s
@@ -230,6 +235,10 @@ class AlertConditions:
             stats = seen.get(journey, LoadStats(0, 0, None, None, None))
             ok_count = stats.requests - stats.errors
             if ok_count < self.rules.min_latency_samples:
+                slow = self._few_but_slow(journey, longer, now)
+                if slow is not None:
+                    alerts.append(slow)
+                    continue
                 # Too few answers to judge: a latency alert already firing stays (a service so
                 # slow that few requests finish is not a recovered one).
                 for rule in ("response_time", "response_time_increase"):
@@ -266,6 +275,37 @@ class AlertConditions:
                     )
                 )
         return alerts
+
+    def _few_but_slow(self, journey: str, longer: Sequence[LoadSample], now: float) -> Alert | None:
+        """A journey so slow that too few answers for a median arrive in the latency window
+        (a login 20 times slower on a busy machine: three in five seconds) is judged over the
+        error-rate window by a sign test: the rise counts when so many of its answers each rose
+        past the limit that a median under it is ruled out at `CONFIDENCE` (5 of 5, 7 of 8,
+        9 of 11). Without it the slowest releases were the ones the rule could not see."""
+        before = (self.steady or {}).get(journey)
+        if before is None or before.p50_s is None:
+            return None
+        answers = [s for s in longer if s.journey == journey and s.ok]
+        if len(answers) < SIGN_TEST_MIN:
+            return None
+        start = min(s.at_s for s in answers)
+        factor, contention = self.contention(start, now)
+        risen = [s for s in answers if rose(before.p50_s * factor, s.latency_s, self.thresholds)]
+        if lower_bound(len(risen), len(answers), CONFIDENCE) <= 0.5:
+            return None
+        median = sorted(s.latency_s for s in answers)[len(answers) // 2]
+        return self._make(
+            "response_time_increase",
+            journey,
+            now,
+            f"{len(risen)} of {len(answers)} answers each over the limit (median "
+            f"{median * 1000:.1f} ms vs {before.p50_s * 1000:.1f} ms in the steady state; "
+            f"a median under the limit ruled out at {CONFIDENCE:.0%}){contention}",
+            f"+{self.thresholds.response_time_increase_critical:.0%} and "
+            f"+{self.thresholds.response_time_increase_floor_s * 1000:.0f} ms "
+            "(thresholds.response_time_increase_critical, _floor_s)",
+            f"{journey}: response time up {median / before.p50_s - 1:.0%} over the steady state",
+        )
 
     def _memory(self, now: float) -> list[Alert]:
         with self._lock:
