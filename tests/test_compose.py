@@ -23,7 +23,10 @@ from rollback_drill.stack.select import docker_available
 from rollback_drill.stack.targetfile import write_target_file
 from tests.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers")
+pytestmark = [
+    pytest.mark.skipif(not docker_available(), reason="no Docker daemon answers"),
+    pytest.mark.slow,  # containers and images: the whole suite runs it, the fast tier does not
+]
 COMPOSE_FILE = PROJECT_ROOT / "fixtures" / "safepsy" / "docker-compose.yml"
 
 

@@ -134,6 +134,7 @@ def test_down_never_signals_a_process_it_cannot_prove_is_its_supervisor(
         assert decoy.alive() and decoy.signals() == []
 
 
+@pytest.mark.slow  # waits out a 20 s `up --timeout`
 def test_up_that_times_out_leaves_nothing_running(up_dir: Path, tmp_path: Path) -> None:
     """Bug 3: `up --timeout` exited 1 but the supervisor and its servers kept running. And
     (issue 20) neither the message nor supervisor.log said which step hung: both name it."""
