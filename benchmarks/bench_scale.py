@@ -130,7 +130,8 @@ def report(label: str, users: int, outcome: DrillOutcome, timings: dict[str, flo
            calls: list[Call]) -> dict[str, float]:  # fmt: skip
     tl = outcome.timeline
     ttr = outcome.verdict.time_to_recover_s if outcome.verdict else float("nan")
-    verdict = "PASS" if outcome.passed else f"FAIL {(outcome.failure or '').splitlines()[0]}"
+    # the whole failure: its first line only says "verification failed after rollback:"
+    verdict = "PASS" if outcome.passed else "FAIL " + (outcome.failure or "").replace("\n", "\n   ")
     seeded = timings.get("seeded_s", 0.0) - timings.get("contract_deployed_s", 0.0)
     print(f"\n== {label}, {users} users: TTR {ttr:.2f} s (target {TARGET_S:.0f} s, "
           f"{'met' if ttr <= TARGET_S else 'MISSED'}); {verdict}")  # fmt: skip
