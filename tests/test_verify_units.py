@@ -271,3 +271,45 @@ def test_verify_reads_the_chain_without_web3() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(("documents", "second"), [(200, False), (100_000, True)])
+def test_whole_collection_reads_go_second_only_on_a_large_database(
+    documents: int, second: bool
+) -> None:
+    """On a large database the fingerprint and the DID listing wait for the checks that
+    exercise the application (SecantusDB holds every query while it builds a whole-collection
+    read: at 100 000 users the flows failed on the 503s verify caused); on a small one all
+    start at once."""
+    import dataclasses
+    import threading
+    import time
+
+    from rollback_drill.checks.result import run_checks_concurrently
+    from tests.helpers import bare_target
+
+    times: dict[str, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    def timed(name: str) -> Check:
+        def run(_: object) -> CheckResult:
+            start = time.monotonic()
+            time.sleep(0.2)
+            with lock:
+                times[name] = (start, time.monotonic())
+            return CheckResult(name, True, "ok")
+
+        return Check(name, "test", run, reads_whole_collections=name.startswith("reads"))
+
+    users = CollectionPrint(documents, "0" * 64)
+    target = dataclasses.replace(
+        bare_target("t", "http://127.0.0.1:1"),
+        baseline=Fingerprint("db", {"users": users}),
+    )
+    checks = [timed("flow"), timed("reads.fingerprint"), timed("health"), timed("reads.dids")]
+    outcomes = run_checks_concurrently(checks, target, deadline_s=5)
+    assert [o.check.name for o in outcomes] == [c.name for c in checks]
+    assert all(o.result is not None and o.result.ok for o in outcomes)
+    last_app_end = max(times["flow"][1], times["health"][1])
+    first_read_start = min(times["reads.fingerprint"][0], times["reads.dids"][0])
+    assert (first_read_start >= last_app_end) is second, times

@@ -167,5 +167,6 @@ CHECKS = [
         _did_documents,
         doc="each anchored DID's document on chain equals the database's record (all, or a "
         "sample sized for a stated detection bound)",
+        reads_whole_collections=True,  # lists the anchored DIDs
     )
 ]

@@ -69,5 +69,6 @@ CHECKS = [
         "integrity",
         _integrity,
         doc="db.users.countDocuments(); db.sessions.countDocuments() - and every document",
+        reads_whole_collections=True,
     )
 ]
