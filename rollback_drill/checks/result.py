@@ -175,9 +175,9 @@ def run_checks_concurrently(
     checks: list[Check], target: Target, deadline_s: float | None = None
 ) -> list[Outcome]:
     """Every check at once (or in two waves, `_waves`), in daemon threads, under one overall
-    deadline: a check still
-    running when it passes fails as "no answer within the deadline" and is abandoned (its own
-    timeouts end it later; a daemon thread never keeps the process alive)."""
+    deadline: a check still running when it passes fails as "no answer within the deadline"
+    and is abandoned (its own timeouts end it later; a daemon thread never keeps the process
+    alive)."""
     limit = target.deadline_s if deadline_s is None else deadline_s
     results: dict[str, Outcome] = {}
     lock = threading.Lock()
