@@ -7,13 +7,21 @@ arithmetic on samples, not load generation (drills run real locust)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import cast
 
-from rollback_drill.engine.recovery import monitoring_green
-from rollback_drill.files.drillspec import Classification, DrillSettings
+import pytest
+
+from rollback_drill import DeployRelease, Drill
+from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.engine.recovery import judge_gapless, monitoring_green
+from rollback_drill.files.drillspec import Classification, DecisionRow, DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.load import LoadRun, LoadSample
+from rollback_drill.process.errors import DrillFailed
+from rollback_drill.steps.procedure import Procedure
 from rollback_drill.steps.timeline import Timeline
 
 
@@ -71,3 +79,45 @@ def test_nothing_decided_and_never_green_waits_out_the_timeout() -> None:
     assert not result.ok and not result.decided
     assert "not green within 2 s" in result.summary
     assert took >= 2.0
+
+
+class _Recorded:
+    """A load run's samples as the load reader hands them over."""
+
+    def __init__(self, rows: list[LoadSample]) -> None:
+        self.rows = rows
+
+    def samples(self, start_s: float = 0.0, end_s: float = float("inf")) -> list[LoadSample]:
+        return [s for s in self.rows if start_s <= s.at_s < end_s]
+
+
+def test_a_gapless_step_that_lost_a_request_names_it(tmp_path: Path) -> None:
+    """The drill's failure names each lost request (journey, when, what it met) so a red run
+    in CI says whether nginx dropped a connection or the application answered 5xx; a 4xx is
+    the change's own answer and is only counted."""
+    timeline = Timeline()
+    with timeline.step("3. Reload nginx", runbook="docker-compose restart nginx"):
+        time.sleep(0.05)
+    step = timeline.of_kind("step")[0]
+    at = step.at_s + 0.01
+    rows = [
+        LoadSample(at, "page /", 0.004, True, 200, None),
+        LoadSample(at, "login", 0.003, False, 404, "HTTP 404: no route"),
+        LoadSample(at, "login", 0.012, False, None, "RemoteDisconnected('closed')"),
+        LoadSample(at, "did health", 0.020, False, 502, "HTTP 502: Bad Gateway"),
+    ]
+    procedure = Procedure("nginx", "Configuration Rollback > Nginx", "emergency", ())
+    drill = Drill("d", "1.4.0", DeployRelease(), procedure, "critical")
+    drill = replace(drill, gapless_steps=("Reload nginx",))
+    row = DecisionRow(severity="critical", impact="x", rollback_type="emergency", budget_s=300)
+    outcome = DrillOutcome(drill, "local", "1.4.0", "1.4.0", row, timeline, tmp_path)
+    with pytest.raises(DrillFailed) as failed:
+        judge_gapless(outcome, cast(LoadRun, _Recorded(rows)))
+    message = str(failed.value)
+    assert "2 of 4 user requests got no answer or a 5xx" in message
+    assert "1 answered 4xx" in message
+    assert "login at +0.01 s, 12 ms: no answer (RemoteDisconnected('closed'))" in message
+    assert "did health at +0.01 s, 20 ms: HTTP 502: Bad Gateway" in message
+
+    healthy = [LoadSample(at, "page /", 0.004, True, 200, None)]
+    judge_gapless(outcome, cast(LoadRun, _Recorded(healthy)))

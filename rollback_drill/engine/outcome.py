@@ -152,10 +152,14 @@ class DataVolume:
         return {"seed_users": self.seed_users, "documents": dict(self.documents)}
 
 
-def unavailable(samples: list[LoadSample]) -> int:
+def lost_requests(samples: list[LoadSample]) -> list[LoadSample]:
     """User requests that got no answer or a 5xx: what a rollback step cost users (a 4xx is
     the application's answer - the defect's, while it is still live)."""
-    return sum(1 for s in samples if not s.ok and (s.status is None or s.status >= 500))
+    return [s for s in samples if not s.ok and (s.status is None or s.status >= 500)]
+
+
+def unavailable(samples: list[LoadSample]) -> int:
+    return len(lost_requests(samples))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.checks.sampling import lower_bound
-from rollback_drill.engine.outcome import DrillOutcome
+from rollback_drill.engine.outcome import DrillOutcome, lost_requests
 from rollback_drill.files.drillspec import DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alertrules import CONFIDENCE
@@ -210,4 +210,16 @@ def judge_gapless(outcome: DrillOutcome, load: LoadRun | None) -> None:
                   "answered_4xx": answered_4xx, "seconds": round(seen.end_s - seen.start_s, 3)},
     )  # fmt: skip
     if seen.unavailable:
-        raise DrillFailed(f"{summary}: the steps must cost users no request")
+        window = [s for s in outcome.load if seen.start_s <= s.at_s < seen.end_s]
+        named = "; ".join(_lost_request(s, seen.start_s) for s in lost_requests(window))
+        raise DrillFailed(f"{summary}: the steps must cost users no request ({named})")
+
+
+def _lost_request(sample: LoadSample, since_s: float) -> str:
+    """One lost request as an operator reads it: which journey, when, what it met."""
+    if sample.status is None:
+        met = f"no answer ({sample.error})" if sample.error else "no answer"
+    else:
+        met = sample.error or f"HTTP {sample.status}"
+    when = f"+{sample.at_s - since_s:.2f} s, {sample.latency_s * 1000:.0f} ms"
+    return f"{sample.journey} at {when}: {met}"
