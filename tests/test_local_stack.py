@@ -238,3 +238,24 @@ def test_cli_up_verify_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert ProcessIdentity.of(int(state["pid"])) is None  # gone (a zombie until init reaps it)
     assert _owned_processes(int(state["pid"])) == []
+
+
+def test_down_stops_a_process_spawned_before_an_interrupt_it_never_remembered(
+    stack_file: LoadedStack,
+) -> None:
+    """An interrupt between `proc.spawn` and the line that puts the process in the stack's
+    table: the process ran on, writing into the workdir, so the workdir outlived the stack
+    (CI: tests/test_interrupted_session.py). `down` stops every process started in the
+    workdir, and the workdir goes."""
+    stack = LocalStack(stack_file)
+    workdir = stack.workdir
+    writer = proc.spawn(
+        "mongodb",  # as the stack's first service would be, but never in its table
+        ["sh", "-c", "while :; do mkdir -p data/$RANDOM; sleep 0.01; done"],
+        workdir / "logs" / "mongodb.log",
+        cwd=workdir,
+    )
+    Wait("the writer writing", 10, 0.02).until(lambda: (workdir / "data").is_dir())
+    stack.down()
+    assert not writer.alive()
+    assert not workdir.exists()

@@ -223,9 +223,22 @@ def make_temp_dir(prefix: str) -> Path:
 
 
 def remove_temp_dir(path: Path) -> None:
+    """The folder and everything in it. When something still wrote into it while it went (a
+    process nobody had stopped), it stays registered: `kill_all` at exit kills that process
+    first and removes the folder then."""
     shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        return
     with contextlib.suppress(ValueError):
         _temp_dirs.remove(path)
+
+
+def started_in(folder: Path) -> list[ManagedProcess]:
+    """Every live process this run started with `folder` as its working directory: a stack
+    finds by this what it spawned even when an interrupt came between the spawn and the
+    line that remembered it."""
+    with _live_lock:
+        return [p for p in _live.values() if p.cwd == folder]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -178,6 +178,9 @@ class LocalStack(StackBase):
             for name in reversed([*self.all_services(), "chain"])
             if (process := self._procs.pop(name, None)) is not None
         ]
+        # also one spawned just before an interrupt, which never reached `_procs` (measured:
+        # it kept writing into the workdir, which then outlived the stack)
+        stopping += [p for p in proc.started_in(self._workdir) if p not in stopping]
         for process in stopping:
             process.signal_group(signal.SIGCONT)  # a paused process cannot handle SIGTERM
             process.signal_group(signal.SIGTERM)
