@@ -237,8 +237,18 @@ def started_in(folder: Path) -> list[ManagedProcess]:
     """Every live process this run started with `folder` as its working directory: a stack
     finds by this what it spawned even when an interrupt came between the spawn and the
     line that remembered it."""
-    with _live_lock:
-        return [p for p in _live.values() if p.cwd == folder]
+    return [p for p in _registered() if p.cwd == folder]
+
+
+def _registered() -> list[ManagedProcess]:
+    """The processes this run started and has not stopped. The lock is taken with a timeout:
+    an interrupted thread may have left it held, and teardown must go on then."""
+    locked = _live_lock.acquire(timeout=2)
+    try:
+        return list(_live.values())
+    finally:
+        if locked:
+            _live_lock.release()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -264,12 +274,7 @@ def sweep_orphans() -> SweepResult:
 
 def kill_all() -> None:
     """Last-resort cleanup: every process this run started, then every temp dir."""
-    locked = _live_lock.acquire(timeout=2)  # an interrupted thread may have left it held
-    try:
-        procs = list(_live.values())
-    finally:
-        if locked:
-            _live_lock.release()
+    procs = _registered()
     for proc in procs:  # every one signalled before any is waited for: a process slow to
         proc.signal_group(signal.SIGKILL)  # die (disk-bound) delays the others not at all
     for proc in procs:
