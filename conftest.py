@@ -33,29 +33,3 @@ def _interrupts_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
             pytest.PytestWarning,
             stacklevel=1,
         )
-
-
-# Seconds a test is expected to take, by what it runs: a whole drill (or drill runs, a wheel
-# install, containers: the `slow` tests) against a unit test. Rough on purpose: only the order
-# of files matters below.
-_EXPECTED_S = {"drill": 30.0, "slow": 30.0}
-_QUICK_S = 0.5
-
-
-def _expected_s(item: pytest.Item) -> float:
-    marks = {m.name for m in item.iter_markers()}
-    return max((s for name, s in _EXPECTED_S.items() if name in marks), default=_QUICK_S)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist's `--dist loadfile`, the files in the order of their expected time, longest
-    first (`scripts/run-tests.sh` passes --no-loadscope-reorder, which keeps this order).
-    xdist's own order is by number of tests: tests/test_wheel.py (two tests, three minutes)
-    was handed out among the last, and one worker ran it while the other had nothing left.
-    Longest first leaves the short files for the end, where they even the workers out."""
-    if not hasattr(config, "workerinput"):
-        return  # one process runs everything: the order changes nothing
-    by_file: dict[str, float] = {}
-    for item in items:
-        by_file[item.path.as_posix()] = by_file.get(item.path.as_posix(), 0.0) + _expected_s(item)
-    items.sort(key=lambda item: -by_file[item.path.as_posix()])  # stable within a file

@@ -6,9 +6,7 @@
 # answers, every drill also runs on the docker backend (--stack-backend all) and the docker
 # tests run; without one they skip. Two pytest-xdist workers run the files side by side (each
 # drill on its own stack; ROLLBACK_DRILL_TEST_WORKERS=1 for one at a time): 25 min instead of
-# 46 on a busy 2-core machine; files go out longest first (conftest.py's order, kept by
-# --no-loadscope-reorder), so no long file starts last. pytest's exit 5 (no tests ran) is a
-# failure.
+# 46 on a busy 2-core machine. pytest's exit 5 (no tests ran) is a failure.
 #
 # --fast: the tier for day-to-day work - the same lint, then only the tests marked neither
 # `drill` (drills/: a whole drill each) nor `slow` (whole drills or drill runs inside a test:
@@ -33,7 +31,7 @@ cd "$root"
 .venv/bin/mypy
 .venv/bin/lint-imports
 set +e
-.venv/bin/pytest "${selection[@]}" -n "$workers" --dist loadfile --no-loadscope-reorder \
+.venv/bin/pytest "${selection[@]}" -n "$workers" --dist loadfile \
   --alluredir reports/allure-results "$@"
 code=$?
 set -e
