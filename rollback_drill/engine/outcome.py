@@ -158,10 +158,6 @@ def lost_requests(samples: list[LoadSample]) -> list[LoadSample]:
     return [s for s in samples if not s.ok and (s.status is None or s.status >= 500)]
 
 
-def unavailable(samples: list[LoadSample]) -> int:
-    return len(lost_requests(samples))
-
-
 @dataclass(frozen=True)
 class StepLoad:
     """What users saw while one procedure step ran."""
@@ -170,7 +166,16 @@ class StepLoad:
     start_s: float
     end_s: float
     stats: LoadStats
-    unavailable: int = 0  # requests that got no answer or a 5xx (the step's cost to users)
+    lost: tuple[LoadSample, ...] = ()  # requests that got no answer or a 5xx (`lost_requests`)
+
+    @property
+    def unavailable(self) -> int:
+        """How many requests the step cost users."""
+        return len(self.lost)
+
+    @classmethod
+    def of(cls, step: str, start_s: float, end_s: float, rows: list[LoadSample]) -> StepLoad:
+        return cls(step, start_s, end_s, LoadStats.of(rows), tuple(lost_requests(rows)))
 
 
 @dataclass
@@ -253,7 +258,7 @@ class DrillOutcome:
         for e in steps:
             rows = [s for s in self.load if e.at_s <= s.at_s < e.at_s + e.duration_s]
             end = e.at_s + e.duration_s
-            loads.append(StepLoad(e.name, e.at_s, end, LoadStats.of(rows), unavailable(rows)))
+            loads.append(StepLoad.of(e.name, e.at_s, end, rows))
         return loads
 
     def load_of_steps(self, names: tuple[str, ...]) -> StepLoad | None:
@@ -265,7 +270,7 @@ class DrillOutcome:
         start, end = min(s.start_s for s in ran), max(s.end_s for s in ran)
         rows = [s for s in self.load if start <= s.at_s < end]
         label = " .. ".join(dict.fromkeys([ran[0].step, ran[-1].step]))
-        return StepLoad(label, start, end, LoadStats.of(rows), unavailable(rows))
+        return StepLoad.of(label, start, end, rows)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.checks.sampling import lower_bound
-from rollback_drill.engine.outcome import DrillOutcome, lost_requests
+from rollback_drill.engine.outcome import DrillOutcome
 from rollback_drill.files.drillspec import DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alertrules import CONFIDENCE
@@ -172,13 +172,12 @@ def judge_steps(outcome: DrillOutcome, limit: float) -> None:
     they are reported per step, not charged to it."""
     over = []
     for s in outcome.step_load():
-        rows = [x for x in outcome.load if s.start_s <= x.at_s < s.end_s]
-        unavailable = s.unavailable
-        bound = lower_bound(unavailable, len(rows), CONFIDENCE)
+        unavailable, requests = s.unavailable, s.stats.requests
+        bound = lower_bound(unavailable, requests, CONFIDENCE)
         if bound > limit:
             over.append(
-                f"{s.step}: {unavailable}/{len(rows)} user requests got no answer or a 5xx "
-                f"({unavailable / len(rows):.1%}, 95 % lower bound {bound:.1%} > {limit:.0%})"
+                f"{s.step}: {unavailable}/{requests} user requests got no answer or a 5xx "
+                f"({unavailable / requests:.1%}, 95 % lower bound {bound:.1%} > {limit:.0%})"
             )
     if over:
         raise DrillFailed(
@@ -210,8 +209,7 @@ def judge_gapless(outcome: DrillOutcome, load: LoadRun | None) -> None:
                   "answered_4xx": answered_4xx, "seconds": round(seen.end_s - seen.start_s, 3)},
     )  # fmt: skip
     if seen.unavailable:
-        window = [s for s in outcome.load if seen.start_s <= s.at_s < seen.end_s]
-        named = "; ".join(_lost_request(s, seen.start_s) for s in lost_requests(window))
+        named = "; ".join(_lost_request(s, seen.start_s) for s in seen.lost)
         raise DrillFailed(f"{summary}: the steps must cost users no request ({named})")
 
 
