@@ -117,6 +117,17 @@ class AlertEngine(AlertConditions):
                 self.timeline.alert(gone.key, now, True, resolved=True, rule=gone.rule)
         return new
 
+    def latency_in(self, start_s: float, end_s: float) -> dict[str, Alert]:
+        """The latency conditions one window of user requests shows, judged as the live rule
+        judges them (limit, floor, contention, the sign test when few answer, an alert already
+        firing kept while too few answer); by key. Nothing fires: `resample` asks."""
+        if self.load is None:
+            return {}
+        if self.machine is not None:
+            self.machine.sample(end_s)
+        window = self.load.samples(start_s, end_s + 1)
+        return {a.key: a for a in self._latency(window, window, end_s, start_s)}
+
     # -- live -----------------------------------------------------------------------------------
     def start(self) -> AlertEngine:
         self._threads = [threading.Thread(target=self._evaluate_loop, daemon=True)]

@@ -26,6 +26,7 @@ from rollback_drill.files.spec import LoadedStack
 from rollback_drill.monitoring.alerts import AlertEngine
 from rollback_drill.monitoring.decision import Decision, Finding, decide, services_named
 from rollback_drill.monitoring.load import LoadRun, LoadStats
+from rollback_drill.monitoring.resample import resample
 from rollback_drill.stack.backupfile import PREFIX as BACKUP_PREFIX
 from rollback_drill.stack.base import Stack
 from rollback_drill.stack.target import Target
@@ -101,6 +102,7 @@ class Assessed:
     checks: list[Outcome]
     user_impact: dict[str, Any] = field(default_factory=dict)
     data_loss: DataLossRisk | None = None
+    latency_resampled: list[str] = field(default_factory=list)  # resample.py, in a drill
 
     def integrity_status(self) -> str:
         for o in self.checks:
@@ -129,6 +131,7 @@ class Assessed:
             },
             "findings": [f.to_json() for f in decision.findings],
             "checks_failed": [o.result.explain() for o in self.checks if o.failed and o.result],
+            "latency_resampled": self.latency_resampled,
         }
 
 
@@ -182,6 +185,8 @@ def during_drill(
                 tuple(services_named(alert.subject)),
             )
         )
+    # a latency rise that alone decides is measured again before it counts (resample.py)
+    resampled = resample(alerts, findings)
     impact: dict[str, Any] = {}
     if load is not None:
         impact = {
@@ -192,7 +197,7 @@ def during_drill(
         name: time_field for name, time_field in loaded.spec.stores.mongodb.user_written.items()
     }
     risk = DataLossRisk(newest_write(target, time_fields), stack_newest_backup(stack))
-    return Assessed(findings, outcomes, impact, risk)
+    return Assessed(resampled.findings, outcomes, impact, risk, resampled.notes)
 
 
 def stack_newest_backup(stack: Stack) -> datetime | None:
