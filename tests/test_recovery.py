@@ -6,7 +6,9 @@ arithmetic on samples, not load generation (drills run real locust)."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -14,12 +16,13 @@ from typing import cast
 import pytest
 
 from rollback_drill import DeployRelease, Drill
+from rollback_drill.checks.result import CheckResult
 from rollback_drill.engine.outcome import DrillOutcome
 from rollback_drill.engine.recovery import judge_gapless, monitoring_green
 from rollback_drill.files.drillspec import Classification, DecisionRow, DrillSettings
 from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
-from rollback_drill.monitoring.load import LoadRun, LoadSample
+from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats, by_journey
 from rollback_drill.process.errors import DrillFailed
 from rollback_drill.steps.procedure import Procedure
 from rollback_drill.steps.timeline import Timeline
@@ -121,3 +124,67 @@ def test_a_gapless_step_that_lost_a_request_names_it(tmp_path: Path) -> None:
 
     healthy = [LoadSample(at, "page /", 0.004, True, 200, None)]
     judge_gapless(outcome, cast(LoadRun, _Recorded(healthy)))
+
+
+class _TakingTurns:
+    """Login and DID answers, each every 20 ms of the timeline, served once their time has
+    come; `slow(journey, at_s)` says which of them are five times the steady 30 ms."""
+
+    def __init__(self, timeline: Timeline, slow: Callable[[str, float], bool]) -> None:
+        self.timeline = timeline
+        self.rows = [
+            LoadSample(i / 100, journey, 0.150 if slow(journey, i / 100) else 0.030, True, 200,
+                       None)
+            for i in range(3000)
+            for journey in (("login",) if i % 2 else ("did",))
+        ]  # fmt: skip
+
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
+        now = self.timeline.now()
+        return [s for s in self.rows if start_s <= s.at_s < end_s and s.at_s <= now]
+
+
+def _watch_turns(slow: Callable[[str, float], bool], timeout_s: float) -> CheckResult:
+    timeline = Timeline()
+    users = _TakingTurns(timeline, slow)
+    rules = AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=0.4)
+    alerts = AlertEngine(timeline, Thresholds(), Classification(), load=users, rules=rules)
+    steady = [LoadSample(0, j, 0.030, True, 200, None) for j in ("login", "did")] * 40
+    alerts.steady = by_journey(steady)
+    settings = DrillSettings(settle_s=0.5, verify_timeout_s=timeout_s)
+    outcome = monitoring_green(
+        timeline, alerts, cast(LoadRun, users), LoadStats.of(steady), settings, 0.0
+    )
+    assert outcome.result is not None
+    return outcome.result
+
+
+def _in_turns(journey: str, at_s: float) -> bool:
+    """Login slow for the first 0.6 s of every second, DID for the last 0.6 s: at every
+    moment the last 12 answers of one of them have a median five times the steady state."""
+    phase = at_s % 1.0
+    return phase < 0.6 if journey == "login" else phase >= 0.4
+
+
+def test_journeys_slow_in_turns_are_each_back_at_the_steady_pace_and_green() -> None:
+    """A busy machine slows one journey, then another (measured: 2-6 times, in turns). Each
+    journey that has once been served at the steady pace since the rollback counts as
+    recovered, so the wait ends green instead of waiting for every journey at once."""
+    result = _watch_turns(_in_turns, timeout_s=10.0)
+    assert result.ok, result.summary
+    assert set(result.evidence["paced_at_s"]) == {"login", "did"}
+    assert "each journey back at the steady pace since the rollback" in result.summary
+
+
+def test_a_journey_slow_throughout_keeps_monitoring_red_and_is_named() -> None:
+    """The release's own slowdown: DID five times slower the whole time never gets paced,
+    and the wait ends red naming it with its median against the steady state."""
+
+    def did_slow(journey: str, at_s: float) -> bool:
+        return journey == "did" or _in_turns(journey, at_s)
+
+    result = _watch_turns(did_slow, timeout_s=3.0)
+    assert not result.ok
+    assert "not green within 3 s" in result.summary
+    assert "did: median of its last 12 answers 150.0 ms vs 30.0 ms" in result.summary
+    assert list(result.evidence["paced_at_s"]) == ["login"]

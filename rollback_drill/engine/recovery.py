@@ -47,9 +47,13 @@ def monitoring_green(
     Or sooner, red, when `decided` (asked at most every DECIDE_EVERY_S while not green) names
     failures no wait can change - a service healthy as the wrong release: waiting out the
     timeout for it would only delay the verdict. A recovery that is merely slow (cold
-    caches, few samples, a 5xx while starting) decides nothing and gets its whole time."""
+    caches, few samples, a 5xx while starting) decides nothing and gets its whole time.
+
+    A journey once served at the steady pace since the rollback is not held to it again
+    (`_users_problems`): on a busy machine journeys slow down in turns, never all at once."""
     thresholds = alerts.thresholds
     started = time.monotonic()
+    paced: dict[str, float] = {}  # journey -> when it was first served at the steady pace
     last: list[str] = ["not looked yet"]
     stats = LoadStats(0, 0, None, None, None)
     asked = [0.0]  # monotonic time decided() was last asked
@@ -64,11 +68,15 @@ def monitoring_green(
             return False
         alerts.not_before_s = window_start
         alerts.evaluate()
-        problems = [a.message for a in alerts.troubles()]
+        users: list[str] = []
         if load is not None:
             window = load.samples(window_start, now)
             stats = LoadStats.of(window)
-            problems += _users_problems(window, load.samples(since_s, now), alerts, thresholds)
+            since = load.samples(since_s, now)
+            users = _users_problems(window, since, alerts, thresholds, paced, since_s)
+        problems = [
+            a.message for a in alerts.troubles() if not _paced_rise(a.rule, a.subject, paced)
+        ] + users
         last[:] = problems
         if problems and decided is not None and time.monotonic() - asked[0] >= DECIDE_EVERY_S:
             asked[0] = time.monotonic()
@@ -99,16 +107,36 @@ def monitoring_green(
             f"; {stats.requests} user requests, error rate {100 * (rate or 0):.1f} % "
             f"(limit {100 * thresholds.error_rate_critical:.0f} %), median "
             f"{1000 * (stats.p50_s or 0):.1f} ms (steady state "
-            f"{1000 * ((steady.p50_s if steady else None) or 0):.1f} ms)"
+            f"{1000 * ((steady.p50_s if steady else None) or 0):.1f} ms)" + _paced_summary(paced)
             if load is not None
             else ""
         )
         if ok
         else not_green + "; ".join(last)
     )
-    evidence = {**stats.to_json(), **({"decided_by": list(final)} if final else {})}
+    evidence = {
+        **stats.to_json(),
+        "paced_at_s": {j: round(t, 3) for j, t in sorted(paced.items())},
+        **({"decided_by": list(final)} if final else {}),
+    }
     result = CheckResult(RECOVERED.name, ok, summary, evidence, waited, decided=bool(final))
     return Outcome(RECOVERED, result)
+
+
+_RISE_RULES = ("response_time_increase",)
+
+
+def _paced_rise(rule: str, journey: str, paced: dict[str, float]) -> bool:
+    """A rise over the steady state on a journey already served at the steady pace since the
+    rollback: the machine's noise, not the release (see `_users_problems`)."""
+    return rule in _RISE_RULES and journey in paced
+
+
+def _paced_summary(paced: dict[str, float]) -> str:
+    if not paced:
+        return ""
+    seen = ", ".join(f"{j} at +{t:.1f} s" for j, t in sorted(paced.items(), key=lambda x: x[1]))
+    return f"; each journey back at the steady pace since the rollback: {seen}"
 
 
 def _users_problems(
@@ -116,12 +144,24 @@ def _users_problems(
     since: list[LoadSample],
     alerts: AlertEngine,
     thresholds: Thresholds,
+    paced: dict[str, float],
+    since_s: float,
 ) -> list[str]:
     """What keeps users from counting as served well, besides the alerts: too many errors in
     the window, or a journey the steady state measured that is slower now or cannot be judged
     yet. Each such journey is judged on its last `min_latency_samples` answers since the
     rollback (a count, not a time window: a service too slow to answer enough requests can
-    never look recovered, and its cold start drops out as answers accumulate)."""
+    never look recovered, and its cold start drops out as answers accumulate).
+
+    A journey is judged until it has once been served at the steady pace since the rollback
+    (its median within the allowed rise): then it is `paced` (journey -> seconds after the
+    rollback) and its later rises over the steady state no longer count, nor do the alert
+    engine's. Measured on a 2-core machine shared with another drill, healthy releases' medians
+    rose 2-6 times in turns, one journey after another, so that all of them were never inside
+    the limit at once within the 30 s wait (CI: "not green" on a healthy 1.4.0). A release that
+    is slower stays over the limit on its journey and never gets paced; a slowdown that only
+    comes later is the Verify flows' to find (judged against the baseline, re-sampled), and
+    errors, the absolute response-time limit and every other alert count until the end."""
     stats = LoadStats.of(window)
     if stats.requests < MIN_SETTLE_REQUESTS:
         return [f"only {stats.requests} user requests to judge (need {MIN_SETTLE_REQUESTS})"]
@@ -133,6 +173,8 @@ def _users_problems(
     for journey, before in (alerts.steady or {}).items():
         if before.requests - before.errors < need or before.p50_s is None:
             continue  # too rare in the steady state to have a reference
+        if journey in paced:
+            continue
         last = [s for s in since if s.journey == journey and s.ok][-need:]
         if len(last) < need:
             problems.append(
@@ -147,6 +189,8 @@ def _users_problems(
                 f"{journey}: median of its last {need} answers {now * 1000:.1f} ms vs "
                 f"{before.p50_s * 1000:.1f} ms in the steady state{contention}"
             )
+        else:
+            paced[journey] = last[-1].at_s - since_s
     return problems
 
 
