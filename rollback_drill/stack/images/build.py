@@ -87,9 +87,18 @@ class _Runner:
         self.report = BuildReport()
         self.loaded_bundles: set[Path] = set()
         self.replaced_any = False
+        # Every image as Docker has it at the start, read in one `docker image inspect` (one
+        # call per image cost 37 ms each, 1.5 s of a 2.2 s run where all 40 were current);
+        # an entry is dropped when this run changes the image (a build, a bundle load).
+        found = inspect_images(tags)
+        self.known: dict[str, ImageInfo | None] = {tag: found.get(tag) for tag in tags}
         # Image ids at the start of the run: an image that is current now but had another id
         # then, and that this run did not build, came from a bundle.
-        self.initial_ids = {tag: info.image_id for tag, info in inspect_images(tags).items()}
+        self.initial_ids = {tag: info.image_id for tag, info in found.items()}
+
+    def _inspect(self, tag: str) -> ImageInfo | None:
+        """The image as Docker has it now: read at the start unless this run changed it."""
+        return self.known[tag] if tag in self.known else inspect_image(tag)
 
     def _outcome(
         self,
@@ -127,6 +136,7 @@ class _Runner:
                 and info.labels.get(LABEL_INPUTS) == expected[t]
             }
             start = time.monotonic()
+            self.known.clear()  # a load may re-tag any image the bundle holds
             load_bundle(path)
             for kept_tag, image_id in keep.items():
                 if image_id_of(kept_tag) != image_id:
@@ -145,7 +155,7 @@ class _Runner:
     ) -> Outcome:
         """Keep, load or build ``tag`` so that its inputs label is ``inputs``."""
         start = time.monotonic()
-        before = inspect_image(tag)
+        before = self._inspect(tag)
         if not self.force and before is not None and before.labels.get(LABEL_INPUTS) == inputs:
             if before.image_id == self.initial_ids.get(tag):
                 return self._outcome(tag, "cached", time.monotonic() - start, info=before)
@@ -156,6 +166,7 @@ class _Runner:
             return self._outcome(tag, "loaded", time.monotonic() - start, "(from the bundle)")
         if before is not None:
             self.replaced_any = True
+        self.known.pop(tag, None)
         note = build()
         if current_inputs(tag) != inputs:
             raise ImageBuildError(f"{tag}: built, but its {LABEL_INPUTS} label does not match")
