@@ -15,7 +15,7 @@ from rollback_drill.files.specmodel import Thresholds
 from rollback_drill.monitoring.alerts import AlertEngine, AlertRules
 from rollback_drill.monitoring.decision import Finding
 from rollback_drill.monitoring.load import LoadSample, by_journey
-from rollback_drill.monitoring.resample import deciding_latency, resample
+from rollback_drill.monitoring.resample import MAX_WINDOWS, deciding_latency, resample
 from rollback_drill.steps.timeline import Timeline
 
 WINDOW_S = 0.4  # the rule's latency window, short for a test; the stack file's is 5 s
@@ -84,7 +84,7 @@ def test_a_spike_that_passes_is_not_counted_and_the_fresh_window_is_shown() -> N
     result = resample(engine, [finding])
     assert result.findings == []
     (note,) = result.notes
-    assert "did not hold in fresh window 1 of 2" in note
+    assert "did not hold in fresh window 1 (0.4 s)" in note
     assert "p50 32.0 ms" in note and "vs 30.0 ms in the steady state" in note
 
 
@@ -107,3 +107,60 @@ def test_latency_decides_only_above_every_other_finding() -> None:
     assert deciding_latency([latency, errors]) == []
     assert deciding_latency([medium]) == []
     assert deciding_latency([slow]) == [slow]
+
+
+JOURNEYS = ("login", "page /", "DID resolve")
+
+
+class Everywhere:
+    """Login, the page and DID resolve every 10 ms each, with latency `latency(at_s)` for all
+    three (a whole stack slower or not), served once their time has come."""
+
+    def __init__(self, timeline: Timeline, latency: Callable[[float], float]) -> None:
+        self.timeline, self.latency = timeline, latency
+
+    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
+        now = self.timeline.now()
+        ticks = range(max(0, int(start_s * 100)), int(min(end_s, now, 30.0) * 100) + 1)
+        return [
+            LoadSample(i / 100, j, self.latency(i / 100), True, 200, None)
+            for i in ticks
+            for j in JOURNEYS
+            if start_s <= i / 100 < end_s and i / 100 <= now
+        ]
+
+
+def _stack_engine(latency: Callable[[float], float]) -> AlertEngine:
+    timeline = Timeline()
+    engine = AlertEngine(
+        timeline,
+        Thresholds(),
+        Classification(),
+        load=Everywhere(timeline, latency),
+        rules=AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=WINDOW_S),
+    )
+    steady = [LoadSample(0, j, 0.030, True, 200, None) for j in JOURNEYS] * 40
+    engine.steady = by_journey(steady)
+    return engine
+
+
+def test_a_rise_with_the_whole_stack_slower_is_judged_longer_and_dropped_once_it_passes() -> None:
+    """Every journey 2.5 times its steady median for two windows, then back: the login rise
+    holds in both windows, but so do the others', so the judgement goes on and drops it."""
+    until = [math.inf]
+    engine = _stack_engine(lambda at: 0.075 if at < until[0] else 0.031)
+    finding = _latency_finding(engine)
+    until[0] = engine.timeline.now() + 2 * WINDOW_S
+    result = resample(engine, [finding])
+    assert result.findings == [], result.notes
+    assert any("the whole stack was slower in fresh window 2" in n for n in result.notes)
+    assert "did not hold in fresh window 3" in result.notes[-1], result.notes
+
+
+def test_a_whole_stack_slower_throughout_still_counts_after_the_longest_judgement() -> None:
+    engine = _stack_engine(lambda at: 0.075)  # a release slower everywhere
+    finding = _latency_finding(engine)
+    result = resample(engine, [finding])
+    (kept,) = result.findings
+    assert f"held in {MAX_WINDOWS} fresh 0.4 s windows" in kept.measured
+    assert sum("held in fresh window" in n for n in result.notes) == MAX_WINDOWS
