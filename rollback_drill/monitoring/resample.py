@@ -18,9 +18,10 @@ counts only if it holds in every one. The cost falls on the drills where latency
 (the slow-release drill: 2 x 5 s); a decision that other findings already make (a service
 down, an error rate) is not delayed. What each window measured stays in the assessment.
 
-A rise that holds while the whole stack is slower - the median of the other journeys' rises
-past the runbook's +50 % too - is not yet the release's: the window goes on, up to
-`MAX_WINDOWS` in all, and the finding counts only if it holds in every window judged. Seen on
+A rise that holds while the whole stack is slower - within the runbook's +50 % of the median
+rise of the other journeys in the same window - is not yet shown to be the release's: the
+judgement goes on, up to `MAX_WINDOWS` windows in all, and the finding counts only if it
+holds in every window judged. Seen on
 the docker backend after a release redeployed all three services beside another drill: DID
 health +117 % and +125 % in both windows with login, the signed-in page and DID resolve 1.5-3
 times their steady medians too, all back within 15 s of the deploy. A release slower on one
@@ -31,6 +32,7 @@ only later.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from rollback_drill.monitoring.alertrules import SIGN_TEST_MIN
 from rollback_drill.monitoring.alerts import AlertEngine
 from rollback_drill.monitoring.decision import ORDER, Finding
-from rollback_drill.monitoring.load import by_journey
+from rollback_drill.monitoring.load import LoadStats, by_journey
 
 WINDOWS = 2
 MAX_WINDOWS = 4  # while the whole stack is slower, at most this many windows in all
@@ -82,22 +84,32 @@ def _measured_without_alert(alerts: AlertEngine, journey: str, start: float, end
     return f"{now} vs {before.p50_s * 1000:.1f} ms in the steady state"
 
 
+def _rise(stats: LoadStats | None, before: LoadStats | None) -> float | None:
+    """A journey's median now over its steady-state median; None without both."""
+    if stats is None or before is None or not before.p50_s or stats.p50_s is None:
+        return None
+    return stats.p50_s / before.p50_s
+
+
 def stack_wide_rise(
     alerts: AlertEngine, start: float, end: float, deciding: set[str]
-) -> float | None:
-    """The median rise (now over the steady state, as a ratio of medians) of the journeys
-    that are not deciding, over those with `SIGN_TEST_MIN` answers or more in the window and a
-    steady-state median; None with fewer than two such journeys."""
+) -> tuple[float | None, dict[str, float]]:
+    """The median rise (ratio of medians, now over the steady state) of the journeys that are
+    not deciding, over those with `SIGN_TEST_MIN` answers or more in the window (None with
+    fewer than two such journeys); and each deciding journey's own rise in the same window."""
     assert alerts.load is not None
     seen = by_journey(alerts.load.samples(start, end + 1))
-    ratios = []
+    steady = alerts.steady or {}
+    others, own = [], {}
     for journey, stats in seen.items():
-        before = (alerts.steady or {}).get(journey)
-        if journey in deciding or before is None or not before.p50_s or stats.p50_s is None:
+        rise = _rise(stats, steady.get(journey))
+        if rise is None:
             continue
-        if stats.requests - stats.errors >= SIGN_TEST_MIN:
-            ratios.append(stats.p50_s / before.p50_s)
-    return statistics.median(ratios) if len(ratios) >= 2 else None
+        if journey in deciding:
+            own[journey] = rise
+        elif stats.requests - stats.errors >= SIGN_TEST_MIN:
+            others.append(rise)
+    return (statistics.median(others) if len(others) >= 2 else None), own
 
 
 def resample(alerts: AlertEngine, findings: Sequence[Finding], windows: int = WINDOWS) -> Resampled:
@@ -130,11 +142,16 @@ def resample(alerts: AlertEngine, findings: Sequence[Finding], windows: int = WI
             else:
                 notes.append(f"{name}: held in {where}: {alert.measured}")
                 held[name].append(alert.measured)
-        wide = stack_wide_rise(alerts, start, end, journeys)
-        if held and number == last and wide is not None and wide > allowed and last < MAX_WINDOWS:
+        wide, own = stack_wide_rise(alerts, start, end, journeys)
+        held_journeys = [name.split(":", 1)[1] for name in held]
+        explained = wide is not None and all(
+            own.get(j, math.inf) <= wide * allowed for j in held_journeys
+        )
+        if held and number == last and explained and last < MAX_WINDOWS:
+            rises = ", ".join(f"{j} x{own[j]:.2f}" for j in held_journeys)
             notes.append(
                 f"the whole stack was slower in fresh window {number}: the other journeys' "
-                f"median rise x{wide:.2f} (past x{allowed:.2f}); one more window"
+                f"median rise x{wide:.2f} explains {rises} within x{allowed:.2f}; one more window"
             )
             last += 1
     kept: list[Finding] = []
