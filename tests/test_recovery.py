@@ -6,7 +6,6 @@ arithmetic on samples, not load generation (drills run real locust)."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,6 +25,7 @@ from rollback_drill.monitoring.load import LoadRun, LoadSample, LoadStats, by_jo
 from rollback_drill.process.errors import DrillFailed
 from rollback_drill.steps.procedure import Procedure
 from rollback_drill.steps.timeline import Timeline
+from tests.alongtheclock import AlongTheClock
 
 
 class _Users:
@@ -126,27 +126,12 @@ def test_a_gapless_step_that_lost_a_request_names_it(tmp_path: Path) -> None:
     judge_gapless(outcome, cast(LoadRun, _Recorded(healthy)))
 
 
-class _TakingTurns:
-    """Login and DID answers, each every 20 ms of the timeline, served once their time has
-    come; `slow(journey, at_s)` says which of them are five times the steady 30 ms."""
-
-    def __init__(self, timeline: Timeline, slow: Callable[[str, float], bool]) -> None:
-        self.timeline = timeline
-        self.rows = [
-            LoadSample(i / 100, journey, 0.150 if slow(journey, i / 100) else 0.030, True, 200,
-                       None)
-            for i in range(3000)
-            for journey in (("login",) if i % 2 else ("did",))
-        ]  # fmt: skip
-
-    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
-        now = self.timeline.now()
-        return [s for s in self.rows if start_s <= s.at_s < end_s and s.at_s <= now]
-
-
 def _watch_turns(slow: Callable[[str, float], bool], timeout_s: float) -> CheckResult:
     timeline = Timeline()
-    users = _TakingTurns(timeline, slow)
+    # login and DID each answer every 20 ms, five times the steady 30 ms where `slow` says
+    users = AlongTheClock(
+        timeline, lambda j, at: 0.150 if slow(j, at) else 0.030, ("login", "did"), every_s=0.02
+    )
     rules = AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=0.4)
     alerts = AlertEngine(timeline, Thresholds(), Classification(), load=users, rules=rules)
     steady = [LoadSample(0, j, 0.030, True, 200, None) for j in ("login", "did")] * 40

@@ -17,38 +17,24 @@ from rollback_drill.monitoring.decision import Finding
 from rollback_drill.monitoring.load import LoadSample, by_journey
 from rollback_drill.monitoring.resample import MAX_WINDOWS, deciding_latency, resample
 from rollback_drill.steps.timeline import Timeline
+from tests.alongtheclock import AlongTheClock
 
 WINDOW_S = 0.4  # the rule's latency window, short for a test; the stack file's is 5 s
 
 
-class AlongTheClock:
-    """Login answers every 10 ms of the engine's timeline, with the latency `latency(at_s)`,
-    each served once its time has come, as a live source serves them."""
-
-    def __init__(
-        self, timeline: Timeline, latency: Callable[[float], float], until_s: float = 30.0
-    ) -> None:
-        self.timeline = timeline
-        self.rows = [
-            LoadSample(i / 100, "login", latency(i / 100), True, 200, None)
-            for i in range(int(until_s * 100))
-        ]
-
-    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
-        now = self.timeline.now()
-        return [s for s in self.rows if start_s <= s.at_s < end_s and s.at_s <= now]
-
-
-def _engine(latency: Callable[[float], float]) -> AlertEngine:
+def _engine(
+    latency: Callable[[float], float], journeys: tuple[str, ...] = ("login",)
+) -> AlertEngine:
+    """An engine judging `journeys`, all at `latency(at_s)`, against a 30 ms steady state."""
     timeline = Timeline()
     engine = AlertEngine(
         timeline,
         Thresholds(),
         Classification(),
-        load=AlongTheClock(timeline, latency),
+        load=AlongTheClock(timeline, lambda _, at: latency(at), journeys),
         rules=AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=WINDOW_S),
     )
-    engine.steady = by_journey([LoadSample(0, "login", 0.030, True, 200, None)] * 40)
+    engine.steady = by_journey([LoadSample(0, j, 0.030, True, 200, None) for j in journeys] * 40)
     return engine
 
 
@@ -109,46 +95,14 @@ def test_latency_decides_only_above_every_other_finding() -> None:
     assert deciding_latency([slow]) == [slow]
 
 
-JOURNEYS = ("login", "page /", "DID resolve")
-
-
-class Everywhere:
-    """Login, the page and DID resolve every 10 ms each, with latency `latency(at_s)` for all
-    three (a whole stack slower or not), served once their time has come."""
-
-    def __init__(self, timeline: Timeline, latency: Callable[[float], float]) -> None:
-        self.timeline, self.latency = timeline, latency
-
-    def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
-        now = self.timeline.now()
-        ticks = range(max(0, int(start_s * 100)), int(min(end_s, now, 30.0) * 100) + 1)
-        return [
-            LoadSample(i / 100, j, self.latency(i / 100), True, 200, None)
-            for i in ticks
-            for j in JOURNEYS
-            if start_s <= i / 100 < end_s and i / 100 <= now
-        ]
-
-
-def _stack_engine(latency: Callable[[float], float]) -> AlertEngine:
-    timeline = Timeline()
-    engine = AlertEngine(
-        timeline,
-        Thresholds(),
-        Classification(),
-        load=Everywhere(timeline, latency),
-        rules=AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=WINDOW_S),
-    )
-    steady = [LoadSample(0, j, 0.030, True, 200, None) for j in JOURNEYS] * 40
-    engine.steady = by_journey(steady)
-    return engine
+JOURNEYS = ("login", "page /", "DID resolve")  # a whole stack, slower or not
 
 
 def test_a_rise_with_the_whole_stack_slower_is_judged_longer_and_dropped_once_it_passes() -> None:
     """Every journey 2.5 times its steady median for two windows, then back: the login rise
     holds in both windows, but so do the others', so the judgement goes on and drops it."""
     until = [math.inf]
-    engine = _stack_engine(lambda at: 0.075 if at < until[0] else 0.031)
+    engine = _engine(lambda at: 0.075 if at < until[0] else 0.031, JOURNEYS)
     finding = _latency_finding(engine)
     until[0] = engine.timeline.now() + 2 * WINDOW_S
     result = resample(engine, [finding])
@@ -158,7 +112,7 @@ def test_a_rise_with_the_whole_stack_slower_is_judged_longer_and_dropped_once_it
 
 
 def test_a_whole_stack_slower_throughout_still_counts_after_the_longest_judgement() -> None:
-    engine = _stack_engine(lambda at: 0.075)  # a release slower everywhere
+    engine = _engine(lambda at: 0.075, JOURNEYS)  # a release slower everywhere
     finding = _latency_finding(engine)
     result = resample(engine, [finding])
     (kept,) = result.findings

@@ -21,10 +21,10 @@ down, an error rate) is not delayed. What each window measured stays in the asse
 A rise that holds while the whole stack is slower - within the runbook's +50 % of the median
 rise of the other journeys in the same window - is not yet shown to be the release's: the
 judgement goes on, up to `MAX_WINDOWS` windows in all, and the finding counts only if it
-holds in every window judged. Seen on
-the docker backend after a release redeployed all three services beside another drill: DID
-health +117 % and +125 % in both windows with login, the signed-in page and DID resolve 1.5-3
-times their steady medians too, all back within 15 s of the deploy. A release slower on one
+holds in every window judged. Seen on the docker backend after a release redeployed all three
+services beside another drill: DID health +117 % and +125 % in both windows with login, the
+signed-in page and DID resolve 1.5-3 times their steady medians too, all back within 15 s of
+the deploy. A release slower on one
 journey (1.6.0's login) is judged in `WINDOWS` as before; one slower everywhere still counts,
 only later.
 """
@@ -142,12 +142,11 @@ def resample(alerts: AlertEngine, findings: Sequence[Finding], windows: int = WI
             else:
                 notes.append(f"{name}: held in {where}: {alert.measured}")
                 held[name].append(alert.measured)
+        if not held or number < last or last == MAX_WINDOWS:
+            continue  # the stack-wide rise can only extend the judgement after its last window
         wide, own = stack_wide_rise(alerts, start, end, journeys)
         held_journeys = [name.split(":", 1)[1] for name in held]
-        explained = wide is not None and all(
-            own.get(j, math.inf) <= wide * allowed for j in held_journeys
-        )
-        if held and number == last and explained and last < MAX_WINDOWS:
+        if wide is not None and all(own.get(j, math.inf) <= wide * allowed for j in held_journeys):
             rises = ", ".join(f"{j} x{own[j]:.2f}" for j in held_journeys)
             notes.append(
                 f"the whole stack was slower in fresh window {number}: the other journeys' "
