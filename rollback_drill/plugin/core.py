@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_drill.evidence import artifacts
 from rollback_drill.plugin import fixtures, run_record
 from rollback_drill.plugin.options import MARKERS
 from rollback_drill.process import interrupts, places, proc
@@ -227,6 +226,8 @@ def _sweep(config: pytest.Config) -> None:
     """Processes, folders and containers of runs whose harness is gone (a SIGKILLed run's,
     or this run's workers killed by xdist), and their artifact folders marked abandoned."""
     if os.environ.get("ROLLBACK_DRILL_NO_SWEEP") != "1":
+        from rollback_drill.evidence import artifacts
+
         proc.sweep_orphans()
         artifacts.finish_abandoned(Path(config.getoption("--drill-artifacts")))
         if docker_available():

@@ -5,8 +5,10 @@ project up for the session.
 
 Separate from `plugin.core` (the hooks that guard and select a run) because a fixture is what
 a drill asks for by name, built and torn down around it; the engine loads inside them, when
-a drill runs, never on pytest's start. Registered by `core.pytest_addhooks`; core tells it
-what interrupted the session (`remember_interrupt`), for artifact folders torn down after.
+a drill runs, never on pytest's start (the drill record's models and the artifact folder's
+too: 0.1 s of a `pytest -m verify` run, which writes neither). Registered by
+`core.pytest_addhooks`; core tells it what interrupted the session (`remember_interrupt`), for
+artifact folders torn down after.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rollback_drill.evidence import artifacts, record
 from rollback_drill.plugin import run_record
 from rollback_drill.process import interrupts, places
 from rollback_drill.process.errors import SpecError
@@ -122,7 +123,7 @@ def _runner(
     recorded: bool,
 ) -> DrillRunner:
     from rollback_drill.engine.drill import LoadOptions, run_drill
-    from rollback_drill.evidence import report
+    from rollback_drill.evidence import record, report
 
     def run(drill: Drill) -> DrillOutcome:
         good = drill.check(stack_file, pytestconfig.getoption("--to-release"))
@@ -152,6 +153,8 @@ def _runner(
 def drill_artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Path]:
     """The drill's artifact folder; it ends with a drill.json whatever happens (see
     `artifacts`): the drill's record, or one that says interrupted."""
+    from rollback_drill.evidence import artifacts
+
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     # absolute: the drill's subprocesses (locust writing its samples here) run elsewhere
     path = (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rollback_drill.evidence import record
 from rollback_drill.files.fields import positive_int
+from rollback_drill.process import places
 from rollback_drill.stack.select import CHOICES
 
 MARKERS = {
@@ -89,7 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--drill-records",
-        default=str(record.DEFAULT_RECORDS),
+        default=str(places.RECORDS),
         help="where the run's drill record (JSON, schema rollback-drill/record/5) is written; "
         "incident documents go to its sibling incidents/",
     )

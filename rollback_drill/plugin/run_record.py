@@ -8,20 +8,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rollback_drill.evidence import record
 from rollback_drill.plugin import shard
 from rollback_drill.process import places
 
-drills_key = pytest.StashKey[list[record.DrillRecord]]()  # every drill that ran
+if TYPE_CHECKING:  # imported where a drill's record is made: a verify run never loads it
+    from rollback_drill.evidence import record
+
+drills_key: pytest.StashKey[list[record.DrillRecord]] = pytest.StashKey()  # every drill that ran
 WORKER_DRILLS = "rollback_drill_drills"  # xdist workeroutput key: a worker's drills
 test_outcomes_key = pytest.StashKey[dict[str, str]]()
 test_seconds_key = pytest.StashKey[dict[str, float]]()  # node id -> set-up + call + teardown
 started_key = pytest.StashKey[float]()
-written_key = pytest.StashKey[record.WrittenRecord]()
+written_key: pytest.StashKey[record.WrittenRecord] = pytest.StashKey()
 incidents_key = pytest.StashKey[tuple[list[Path], str | None]]()  # written, or why not
 
 
@@ -35,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def keep(config: pytest.Config, entry: record.DrillEntry) -> None:
     """A drill that counts for the run's record (a rehearsal of a failed rollback does not)."""
+    from rollback_drill.evidence import record
+
     config.stash[drills_key].append(record.drill_json(entry, None))
 
 
@@ -58,6 +62,8 @@ class RunCollector:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """An xdist worker finished: keep the drills it ran, for the run's one record."""
+        from rollback_drill.evidence import record
+
         drills = getattr(node, "workeroutput", {}).get(WORKER_DRILLS)
         found = json.loads(drills) if drills else []
         self.config.stash[drills_key].extend(record.DrillRecord.model_validate(d) for d in found)
@@ -77,6 +83,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not entries and part is None:
         return
     exitstatus = int(session.exitstatus)  # as the shard plugin may have set it
+    from rollback_drill.evidence import record
+
     data = record.build(
         entries,
         run_id=config.getoption("--drill-run-id") or record.new_run_id(),
@@ -129,6 +137,8 @@ def pytest_terminal_summary(
             terminalreporter.write_line(f"     {d.failure.splitlines()[0]}")
     written = config.stash.get(written_key, None)
     if written is not None:
+        from rollback_drill.evidence import record
+
         terminalreporter.write_line(f"drill record: {written.path} (sha256 {written.sha256})")
         coverage = record.read(written.path).runbook_coverage
         if coverage:

@@ -162,10 +162,12 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 def of_run(config: pytest.Config) -> ShardPart | None:
     """This shard's part of the run's record; None when the run is not sharded."""
+    found = config.stash.get(plan_key, None)
+    if found is None:
+        return None
     from rollback_drill.files.drillrecord import ShardPart
 
-    found = config.stash.get(plan_key, None)
-    return None if found is None else ShardPart.model_validate(found)
+    return ShardPart.model_validate(found)
 
 
 @pytest.hookimpl(tryfirst=True)  # before the record is written with the exit status

@@ -54,6 +54,10 @@ def work_dir() -> Path:
     return Path.cwd()
 
 
+RECORDS = Path("reports") / "records"
+"""Where the drill records go by default, relative to the working folder."""
+
+
 def reports_dir() -> Path:
     """The default root of allure-results/, html/, history/, records/, artifacts/."""
     return work_dir() / "reports"
