@@ -5,26 +5,29 @@ the re-sample's fresh windows and the wait for green need, which a recorded list
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rollback_drill.monitoring.load import LoadSample
 from rollback_drill.steps.timeline import Timeline
 
 
 class AlongTheClock:
-    """One answer of each of `journeys` every `every_s` of the timeline, for `until_s`, with the
-    latency `latency(journey, at_s)`."""
+    """One answer of each of `journeys` every `every_s` of the timeline (or each at its own pace:
+    journey -> seconds), for `until_s`, with the latency `latency(journey, at_s)`."""
 
     def __init__(
         self,
         timeline: Timeline,
         latency: Callable[[str, float], float],
         journeys: Sequence[str] = ("login",),
-        every_s: float = 0.01,
+        every_s: float | Mapping[str, float] = 0.01,
         until_s: float = 30.0,
     ) -> None:
         self.timeline, self.latency = timeline, latency
-        self.answers = [(i * every_s, j) for i in range(int(until_s / every_s)) for j in journeys]
+        pace = every_s if isinstance(every_s, Mapping) else dict.fromkeys(journeys, every_s)
+        self.answers = sorted(
+            (i * pace[j], j) for j in journeys for i in range(int(until_s / pace[j]))
+        )
 
     def samples(self, start_s: float = -math.inf, end_s: float = math.inf) -> list[LoadSample]:
         """The answers in [start_s, end_s) whose time has come, their latency asked now (a

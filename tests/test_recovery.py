@@ -127,14 +127,23 @@ def test_a_gapless_step_that_lost_a_request_names_it(tmp_path: Path) -> None:
 
 
 def _watch_turns(slow: Callable[[str, float], bool], timeout_s: float) -> CheckResult:
-    timeline = Timeline()
     # login and DID each answer every 20 ms, five times the steady 30 ms where `slow` says
-    users = AlongTheClock(
-        timeline, lambda j, at: 0.150 if slow(j, at) else 0.030, ("login", "did"), every_s=0.02
-    )
+    def latency(journey: str, at_s: float) -> float:
+        return 0.150 if slow(journey, at_s) else 0.030
+
+    return _watch_paces(latency, {"login": 0.02, "did": 0.02}, timeout_s)
+
+
+def _watch_paces(
+    latency: Callable[[str, float], float], pace: dict[str, float], timeout_s: float
+) -> CheckResult:
+    """The wait for green over journeys answering at their own pace (`pace`: journey ->
+    seconds between answers), each at a steady 30 ms before the rollback."""
+    timeline = Timeline()
+    users = AlongTheClock(timeline, latency, tuple(pace), every_s=pace)
     rules = AlertRules(pending_s=0.0, latency_pending_s=0.0, latency_window_s=0.4)
     alerts = AlertEngine(timeline, Thresholds(), Classification(), load=users, rules=rules)
-    steady = [LoadSample(0, j, 0.030, True, 200, None) for j in ("login", "did")] * 40
+    steady = [LoadSample(0, j, 0.030, True, 200, None) for j in pace] * 40
     alerts.steady = by_journey(steady)
     settings = DrillSettings(settle_s=0.5, verify_timeout_s=timeout_s)
     outcome = monitoring_green(
@@ -173,3 +182,53 @@ def test_a_journey_slow_throughout_keeps_monitoring_red_and_is_named() -> None:
     assert "not green within 3 s" in result.summary
     assert "did: median of its last 12 answers 150.0 ms vs 30.0 ms" in result.summary
     assert list(result.evidence["paced_at_s"]) == ["login"]
+
+
+# three journeys answering every 20 ms, and "typed" (login with the e-mail as typed) every 100 ms
+_SPARSE = {"login": 0.02, "did": 0.02, "page": 0.02, "typed": 0.1}
+
+
+def _busy(at_s: float) -> bool:
+    """A machine busy for the first 0.6 s of every second: the dense journeys are back at the
+    steady pace between busy spells, but any 12 answers of "typed" (1.1 s) hold 6 or more slow
+    ones."""
+    return at_s % 1.0 < 0.6
+
+
+def test_a_sparse_journey_as_slow_as_the_paced_ones_is_the_machine_and_green() -> None:
+    """The main job's red: "typed", answering ten times less often than login, never had 12
+    answers in a row at the steady pace on a busy machine. Only as slow as the journeys already
+    back at that pace (x3.5 beside x3), it is the machine's, and the wait ends green saying so."""
+
+    def latency(journey: str, at_s: float) -> float:
+        return (0.105 if journey == "typed" else 0.090) if _busy(at_s) else 0.030
+
+    result = _watch_paces(latency, _SPARSE, timeout_s=10.0)
+    assert result.ok, result.summary
+    assert set(result.evidence["paced_at_s"]) == set(_SPARSE)
+    assert list(result.evidence["paced_beside"]) == ["typed"]
+    assert "typed at +" in result.summary and "as slow as the journeys back at it" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("others_busy", "typed_s", "seen"),
+    [(False, 0.105, "105.0 ms"), (True, 0.240, "240.0 ms")],
+    ids=["others-at-the-steady-pace", "much-slower-than-the-busy-others"],
+)
+def test_a_sparse_journey_slower_than_the_paced_ones_stays_red(
+    others_busy: bool, typed_s: float, seen: str
+) -> None:
+    """The release's own slowdown on the sparse journey: x3.5 while the others answer at the
+    steady pace, or x8 while they are x3 on a busy machine (beyond its +50 %), is never
+    explained away; the wait ends red naming it."""
+
+    def latency(journey: str, at_s: float) -> float:
+        if journey == "typed":
+            return typed_s
+        return 0.090 if others_busy and _busy(at_s) else 0.030
+
+    result = _watch_paces(latency, _SPARSE, timeout_s=3.0)
+    assert not result.ok
+    assert f"typed: median of its last 12 answers {seen} vs 30.0 ms" in result.summary
+    assert set(result.evidence["paced_at_s"]) == {"login", "did", "page"}
+    assert result.evidence["paced_beside"] == {}

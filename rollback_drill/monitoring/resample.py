@@ -35,7 +35,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from rollback_drill.monitoring.alertrules import SIGN_TEST_MIN
@@ -92,11 +92,16 @@ def _rise(stats: LoadStats | None, before: LoadStats | None) -> float | None:
 
 
 def stack_wide_rise(
-    alerts: AlertEngine, start: float, end: float, deciding: set[str]
+    alerts: AlertEngine,
+    start: float,
+    end: float,
+    deciding: Collection[str],
+    among: Collection[str] | None = None,
 ) -> tuple[float | None, dict[str, float]]:
     """The median rise (ratio of medians, now over the steady state) of the journeys that are
-    not deciding, over those with `SIGN_TEST_MIN` answers or more in the window (None with
-    fewer than two such journeys); and each deciding journey's own rise in the same window."""
+    not deciding (only those `among`, when given), over those with `SIGN_TEST_MIN` answers or
+    more in the window (None with fewer than two such journeys); and each deciding journey's
+    own rise in the same window."""
     assert alerts.load is not None
     seen = by_journey(alerts.load.samples(start, end + 1))
     steady = alerts.steady or {}
@@ -107,6 +112,8 @@ def stack_wide_rise(
             continue
         if journey in deciding:
             own[journey] = rise
+        elif among is not None and journey not in among:
+            continue
         elif stats.requests - stats.errors >= SIGN_TEST_MIN:
             others.append(rise)
     return (statistics.median(others) if len(others) >= 2 else None), own
