@@ -5,12 +5,15 @@ run's stack folder, a process whose pid is right but whose start time is not."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rollback_drill.process import ownership, proc, procfs
@@ -178,3 +181,62 @@ def test_an_interrupt_waits_until_logging_lets_go_of_its_lock() -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "deferred", done.stdout + done.stderr
     assert lines[-2:] == ["still holding", "interrupted after the release"], done.stdout
+
+
+_STARTING = """
+import signal, sys, threading, time
+from rollback_drill.process import proc
+
+def handler(signum, frame):  # as the plugin's
+    if proc.interrupt_is_unsafe(signum):
+        return
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGINT, handler)
+real = proc.popen_owned
+
+def started_then_interrupted(*args, **kwargs):
+    popen, leader = real(*args, **kwargs)
+    print(popen.pid, flush=True)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C, right now
+    time.sleep(0.2)  # where the handler runs: the child started, not yet remembered
+    return popen, leader
+
+proc.popen_owned = started_then_interrupted
+folder = proc.make_temp_dir("starting")
+print(folder, flush=True)
+# a server writing into its stack's folder, as SecantusDB and redis do
+writer = f'while :; do mkdir -p "{folder}/data"; date >> "{folder}/data/log"; sleep 0.005; done'
+try:
+    proc.spawn("writer", ["sh", "-c", writer, sys.argv[1]], folder / "writer.log", cwd=folder)
+    time.sleep(5)
+    print("never interrupted", flush=True)
+except KeyboardInterrupt:
+    print("interrupted after the start", flush=True)
+for started in proc.started_in(folder):  # the stack's teardown (stack.local._teardown)
+    started.stop(grace=0.5)
+proc.remove_temp_dir(folder)
+"""
+
+
+def test_an_interrupt_as_a_child_starts_waits_until_it_is_remembered() -> None:
+    """Ctrl-C between a child's start and its entry in the table of live processes left a
+    server nobody stopped: it kept writing into its stack's folder while the teardown removed
+    it, and the folder outlived the run (the interrupted-session test's red under four
+    workers). The interrupt waits until the child is remembered, so the teardown stops it."""
+    token = f"rollback-drill-test-{os.urandom(4).hex()}"  # in the writer's argv: only ours
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTING, token],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    folder, child = Path(lines[0]), int(lines[1])
+    try:
+        assert lines[2:] == ["interrupted after the start"], done.stdout + done.stderr
+        Wait("the started child gone with its run", 10).until(lambda: not _alive(child))
+        assert not folder.exists(), f"{folder} outlived the run: {os.listdir(folder)}"
+    finally:  # what a run that leaked them left: the writer proven ours by its one-off argument
+        with contextlib.suppress(psutil.Error):
+            if token in psutil.Process(child).cmdline():
+                psutil.Process(child).kill()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -14,7 +14,6 @@ such timer; the limit is then checked when the work returns (documented, not sil
 
 from __future__ import annotations
 
-import logging
 import math
 import signal
 import threading
@@ -22,6 +21,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+from rollback_drill.process.proc import raising_now_is_unsafe
 
 RETRY_S = 0.02
 
@@ -62,7 +63,7 @@ def time_limit(limit_s: float, what: str) -> Iterator[None]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if fired.is_set():
             return
-        if _inside_logging_lock():
+        if _unsafe_now():
             signal.setitimer(signal.ITIMER_REAL, RETRY_S)  # cancelled with the block
             return
         fired.set()
@@ -81,13 +82,12 @@ def time_limit(limit_s: float, what: str) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
 
 
-def _inside_logging_lock() -> bool:
-    """Raising now would leave logging's module lock held for good (proc.interrupt_is_unsafe
-    says why); the timer then fires again a moment later instead. Not that function itself: it
-    re-sends the signal from another thread, which could arrive after the block restored the
-    default SIGALRM action and end the process."""
-    lock = getattr(logging, "_lock", None)
-    return lock is not None and bool(lock._is_owned())
+def _unsafe_now() -> bool:
+    """Raising now would leave logging's module lock held, or a started child unremembered
+    (proc.raising_now_is_unsafe says why); the timer then fires again a moment later instead.
+    Not proc.interrupt_is_unsafe itself: it re-sends the signal from another thread, which
+    could arrive after the block restored the default SIGALRM action and end the process."""
+    return raising_now_is_unsafe()
 
 
 __all__ = ["CutOff", "time_limit"]

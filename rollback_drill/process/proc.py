@@ -39,6 +39,7 @@ _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
 _temp_dirs: list[Path] = []
+_main_starting = 0  # ManagedProcess.start calls the main thread is inside
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -119,14 +120,27 @@ class ManagedProcess:
     _cwd_seen: str = field(default="", repr=False)
 
     def start(self) -> ManagedProcess:
+        """Start the process and remember it, with no interrupt between the two: an interrupt
+        raised in the main thread after the child started and before it was in the table of
+        live processes left a server nobody would stop (seen: it kept writing into a stack's
+        workdir, which outlived the stack, until a later run's sweep). Interrupt handlers
+        wait for it (`interrupt_is_unsafe`); the counter changes with no call in between."""
+        global _main_starting
+        main = threading.current_thread() is threading.main_thread()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._cwd_seen = str(self.cwd or os.getcwd())
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.popen, self.leader = popen_owned(self.argv, self.env, log, self.cwd)
-        with _live_lock:
-            _live[self.popen.pid] = self
+        if main:
+            _main_starting += 1
+        try:
+            with self.log_path.open("ab") as log:
+                log.write(f"--- start {' '.join(self.argv)}\n".encode())
+                log.flush()
+                self.popen, self.leader = popen_owned(self.argv, self.env, log, self.cwd)
+            with _live_lock:
+                _live[self.popen.pid] = self
+        finally:
+            if main:
+                _main_starting -= 1
         return self
 
     @property
@@ -289,13 +303,19 @@ INTERRUPT_GRACE_S = 45.0
 _watchdog = threading.Event()
 
 
-def interrupt_is_unsafe(signum: int) -> bool:
-    """Raising from a signal handler now would leave a lock held for good: the main thread is
-    inside logging's module lock, which Python 3.11 takes with a bare acquire() before its
-    `try` (an interrupt there wedged teardowns here: worker threads then wait on it forever).
-    The signal is then sent again to the main thread a moment later."""
+def raising_now_is_unsafe() -> bool:
+    """Whether an exception raised in the main thread now would break something for good:
+    logging's module lock held (Python 3.11 takes it with a bare acquire() before its `try`:
+    an interrupt there wedged teardowns here, worker threads then waiting on it forever), or
+    a child started and not yet remembered (`ManagedProcess.start`)."""
     lock = getattr(logging, "_lock", None)
-    if lock is None or not lock._is_owned():
+    return _main_starting > 0 or (lock is not None and bool(lock._is_owned()))
+
+
+def interrupt_is_unsafe(signum: int) -> bool:
+    """Raising from a signal handler now is unsafe (`raising_now_is_unsafe`): the signal is
+    then sent again to the main thread a moment later."""
+    if not raising_now_is_unsafe():
         return False
     main = threading.main_thread().ident
     if main is not None:
