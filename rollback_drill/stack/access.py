@@ -307,10 +307,11 @@ _listeners: _Listeners | None = None
 
 
 def _scan_listeners() -> _Listeners:
-    """psutil decodes every socket's addresses, so it costs more than the hand scan of
-    /proc/net/tcp it replaced: 0.08-0.10 s with 10 400 TCP sockets on this machine (mostly
-    TIME_WAITs of load and verify runs), against 0.17-0.20 s for 4 200 when five callers
-    scanned at once. Hence one scan, shared (`listening_pids`)."""
+    """Every listening TCP socket of the machine and its processes. psutil decodes every
+    socket's addresses, listening or not: 0.08-0.10 s with 10 400 TCP sockets on this machine
+    (mostly the TIME_WAITs of load and verify runs), where the hand scan of /proc/net/tcp it
+    replaced skipped the others. Shared by every caller (`listening_pids`), once per run is
+    within verify's budget."""
     found: dict[int, set[int]] = {}
     try:
         connections = psutil.net_connections(kind="tcp")
@@ -329,8 +330,10 @@ def listening_pids(ports: Collection[int]) -> dict[int, set[int]]:
 
     One scan of the machine's sockets serves every caller while it still answers for their
     ports (`_Listeners.answers`); callers that ask at once wait for the one scan under way
-    instead of each paying for their own. Measured with `benchmarks/bench_verify.py`: five
-    concurrent scans took about 0.4 s of a 2-core machine's CPU in each verify run."""
+    instead of each paying for their own. Five scans at once took 0.2-0.3 s of a 2-core
+    machine's CPU in each verify run with 10 000 sockets on the machine; sharing one took
+    `rollback-drill verify` from 1.81 s to 1.17 s there (`benchmarks/bench_verify_ab.sh`,
+    docs/benchmarks.md)."""
     global _listeners
     if not ports:
         return {}
