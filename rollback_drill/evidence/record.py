@@ -37,7 +37,6 @@ SCHEMA_ID = drillrecord.FORMAT
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record-5.schema.json"
 #: Records this version reads: 1-4 migrated on read (`recordfile.migrate`), 5 as written.
 READABLE = (*recordfile.OLD_FORMATS, SCHEMA_ID)
-DEFAULT_RECORDS = places.RECORDS  # in the working folder
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,11 @@ def time_limit(limit_s: float, what: str) -> Iterator[None]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if fired.is_set():
             return
-        if _unsafe_now():
+        # Raising now would leave logging's module lock held, or a started child unremembered
+        # (proc.raising_now_is_unsafe): the timer fires again a moment later instead. Not
+        # proc.interrupt_is_unsafe: it re-sends the signal from another thread, which could
+        # arrive after the block restored the default SIGALRM action and end the process.
+        if raising_now_is_unsafe():
             signal.setitimer(signal.ITIMER_REAL, RETRY_S)  # cancelled with the block
             return
         fired.set()
@@ -80,14 +84,6 @@ def time_limit(limit_s: float, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
         if outer > 0:
             signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
-
-
-def _unsafe_now() -> bool:
-    """Raising now would leave logging's module lock held, or a started child unremembered
-    (proc.raising_now_is_unsafe says why); the timer then fires again a moment later instead.
-    Not proc.interrupt_is_unsafe itself: it re-sends the signal from another thread, which
-    could arrive after the block restored the default SIGALRM action and end the process."""
-    return raising_now_is_unsafe()
 
 
 __all__ = ["CutOff", "time_limit"]
