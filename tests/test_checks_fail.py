@@ -24,6 +24,7 @@ from bson.raw_bson import RawBSONDocument
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
+from rollback_drill.checks.http import ssl_context
 from rollback_drill.checks.result import CheckResult
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.perfbaseline import PerformanceBaseline
@@ -500,6 +501,38 @@ def test_tls_fails_when_nginx_serves_a_certificate_from_another_ca(
         shutil.copytree(saved, ssl_dir, dirs_exist_ok=True)
         local_stack.restart("frontend")
     _assert_passes("tls.certificate", target)
+
+
+@pytest.fixture
+def system_ca_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """The file OpenSSL reads as the system's CA store (SSL_CERT_FILE), empty to start with;
+    the shared SSL contexts are made anew on both sides of the test."""
+    store = tmp_path / "system-store.pem"
+    store.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(store))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    ssl_context.cache_clear()
+    yield store
+    ssl_context.cache_clear()
+
+
+def test_tls_trusts_the_system_store_when_the_target_names_no_ca_file(
+    local_stack: LocalStack, system_ca_store: Path
+) -> None:
+    """A production site's certificate comes from a public CA: its target names no `ca_file`
+    and the system's store verifies it. That verified handshake was once judged "chain not
+    verified (no CA file given)", a false "not recovered" on every such target."""
+    target = _target(local_stack, ca_file=None)
+    unknown = _assert_fails("tls.certificate", target)  # no CA in the store: not verified
+    assert "chain not verified" in unknown and "the system's CA store" in unknown, unknown
+    assert local_stack.certs is not None
+    system_ca_store.write_bytes(local_stack.certs.ca_file.read_bytes())
+    ssl_context.cache_clear()
+    result = _run("tls.certificate", target)
+    assert result.ok, result.summary
+    assert result.evidence["trusted_ca"] == "the system's CA store"
+    assert result.evidence["chain_verified"] is True and result.evidence["key_matches"] is True
+    assert "safepsy.local" in result.evidence["names"] and result.evidence["days_left"] > 7
 
 
 @pytest.mark.parametrize(
