@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def test_issuing_needs_the_ca_key(certs: tls.CertSet) -> None:
         tls.issue_from(keyless, [NAME], _now(), _now() + dt.timedelta(days=1))
 
 
-def _handshake(ca_file: Path, cert_file: Path, key_file: Path) -> dict[str, object]:
+def _handshake(ca_file: Path, cert_file: Path, key_file: Path) -> dict[str, Any]:
     """The decoded certificate of a verified handshake with a real TLS server on 127.0.0.1."""
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_file, key_file)
