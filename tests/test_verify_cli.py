@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollback_drill.checks import ALL_CHECKS
-from rollback_drill.plugin.verification import ExitCode
+from rollback_drill.checks import ALL_CHECKS, BY_NAME
+from rollback_drill.plugin.verification import ExitCode, load_for_verify
+from rollback_drill.stack import tls
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.stack.targetfile import write_target_file
 from tests.helpers import REFERENCE_ARTIFACT, silent_server
@@ -79,6 +80,31 @@ def test_verify_without_a_target_is_a_usage_error_but_a_full_run_deselects_it() 
     mixed = _pytest(str(PROJECT_ROOT / "verifications"), "tests/test_verify_units.py", "-q")
     assert mixed.returncode == 0, mixed.stdout[-2000:]
     assert f"{len(ALL_CHECKS)} deselected" in mixed.stdout and " passed" in mixed.stdout
+
+
+def test_a_frontend_served_over_tls_alone_has_its_certificate_judged(
+    target_file: Path, tmp_path: Path
+) -> None:
+    """Production frontends are often HTTPS alone (port 80 redirects): the target names one
+    https `frontend` and no `frontend_tls`. Its certificate is judged (it once went "not
+    verified", exit 6, on every run) and its one route sampled once, as "nginx https"."""
+    data = yaml.safe_load(target_file.read_text())
+    data["services"]["frontend"] = data["services"].pop("frontend_tls")
+    https_only = target_file.parent / "https-only.yaml"  # its relative paths stay right
+    https_only.write_text(yaml.safe_dump(data))
+    run = _run([*CLI, "verify", "--target", str(https_only)])
+    assert run.returncode == ExitCode.VERIFIED, run.stdout[-3000:]
+    rows = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
+    assert "PASS" in rows["tls.certificate"] and "verified, TLSv1.3" in rows["tls.certificate"]
+    assert "59 requests, 1 routes" in rows["flow.landing"], rows["flow.landing"]
+
+    target = load_for_verify(https_only)
+    assert target.frontend_routes() == [("nginx https", target.frontend_url)]
+    rogue = tls.issue(tmp_path / "rogue", "safepsy.local")  # another CA than nginx's
+    data["tls"]["ca_file"] = str(rogue.ca_file)
+    https_only.write_text(yaml.safe_dump(data))
+    judged = BY_NAME["tls.certificate"].run(load_for_verify(https_only))
+    assert not judged.ok and "chain does not verify" in judged.summary, judged.summary
 
 
 def test_a_broken_target_file_is_one_clear_error(target_file: Path, tmp_path: Path) -> None:

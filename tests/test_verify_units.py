@@ -4,8 +4,10 @@ summary's verdicts. No stack: each piece is fed the data that must turn it red."
 
 from __future__ import annotations
 
+import http.server
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from Crypto.Hash import keccak
 
 from rollback_drill.chain import artifacts
 from rollback_drill.chain.artifacts import PINNED_SELECTORS
-from rollback_drill.checks import logs, sampling
+from rollback_drill.checks import BY_NAME, logs, sampling
 from rollback_drill.checks.flows import FlowVerdict, Operation, Sample
 from rollback_drill.checks.result import Check, CheckResult, Outcome
 from rollback_drill.plugin.verification import ExitCode, status, table, verdict
@@ -30,6 +32,7 @@ from rollback_drill.stores.fingerprint import (
     compare,
     pack,
 )
+from tests.helpers import bare_target
 from tests.paths import PROJECT_ROOT
 
 ARTIFACT = (
@@ -313,3 +316,33 @@ def test_whole_collection_reads_go_second_only_on_a_large_database(
     last_app_end = max(times["flow"][1], times["health"][1])
     first_read_start = min(times["reads.fingerprint"][0], times["reads.dids"][0])
     assert (first_read_start >= last_app_end) is second, times
+
+
+@pytest.mark.parametrize(
+    ("location", "hinted"),
+    [("https://safepsy.example/", True), ("http://elsewhere.example/", False)],
+    ids=["to_https", "elsewhere"],
+)
+def test_a_frontend_url_that_redirects_fails_and_says_why(location: str, hinted: bool) -> None:
+    """A redirect is not the page (curl -f without -L prints no page either); one to HTTPS
+    says what to do about it: name the https URL as the frontend."""
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            result = BY_NAME["health.frontend"].run(bare_target("redirecting", url))
+        finally:
+            server.shutdown()
+    assert not result.ok and result.summary.startswith("GET / -> 301"), result.summary
+    assert ("name the https URL as the target's frontend" in result.summary) is hinted

@@ -56,10 +56,7 @@ class Sample:
 
 def routes(target: Target, service_url: str) -> list[tuple[str, str]]:
     """(route label, base URL): the service itself, then nginx over HTTP and HTTPS."""
-    found = [("direct", service_url), ("nginx http", target.frontend_url)]
-    if target.frontend_tls_url:
-        found.append(("nginx https", target.frontend_tls_url))
-    return found
+    return [("direct", service_url), *target.frontend_routes()]
 
 
 def sample_count(target: Target, operations: int) -> int:

@@ -61,10 +61,7 @@ def _landing(target: Target) -> CheckResult:
             return "200 but not the SafePsy page (no safepsy-release meta)"
         return None
 
-    bases = [("nginx http", target.frontend_url)]
-    if target.frontend_tls_url:
-        bases.append(("nginx https", target.frontend_tls_url))
-    ops = [Operation(route, "GET", base + "/", accept) for route, base in bases]
+    ops = [Operation(route, "GET", base + "/", accept) for route, base in target.frontend_routes()]
     return judge("landing", target, ops)
 
 

@@ -55,7 +55,15 @@ def _frontend(name: str, url_of: str, runbook: str = "") -> Check:
         if isinstance(resp, CheckResult):
             return resp
         ok = resp.status == 200 and "<html" in resp.text.lower()
-        return CheckResult(check_name, ok, f"GET / -> {resp.status}", evidence(resp, base + "/"))
+        summary = f"GET / -> {resp.status}"
+        moved_to = resp.headers.get("location", "")
+        if resp.status in (301, 302, 307, 308) and moved_to.startswith("https://"):
+            # not the page on this route; most often a frontend served over HTTPS alone
+            summary += (
+                f" to {moved_to}: this URL redirects to HTTPS; if users are meant to land "
+                f"there, name the https URL as the target's frontend"
+            )
+        return CheckResult(check_name, ok, summary, evidence(resp, base + "/"))
 
     return Check(check_name, "health", run, doc="curl -f http://localhost:80", runbook=runbook)
 

@@ -68,16 +68,13 @@ class Source:
 
 
 def sources(target: Target) -> list[Source]:
-    pages = [("nginx http", target.frontend_url)]
-    if target.frontend_tls_url:
-        pages.append(("nginx https", target.frontend_tls_url))
     return [
         # /api/did/health: the backend's whole identity, on a path nginx proxies
         Source("backend", "/api/did/health", routes(target, target.backend_url)),
         # GET /api/chat answers 405 (it takes POST) and writes nothing; the header names
         # the instance that answered it
         Source("ai-chatbot", "/api/chat", routes(target, target.chatbot_url)),
-        Source("frontend", "/", pages),
+        Source("frontend", "/", target.frontend_routes()),
     ]
 
 

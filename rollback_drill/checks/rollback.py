@@ -33,7 +33,7 @@ def _deployed(target: Target) -> tuple[dict[str, str | None], dict[str, str]]:
         if release is None:
             why[service] = f"/health -> {resp.status} without a release"
     pages = [("frontend", target.frontend_url)]
-    if target.frontend_tls_url:
+    if target.frontend_tls_url and target.frontend_tls_url != target.frontend_url:
         pages.append(("frontend (https)", target.frontend_tls_url))
     for label, base in pages:
         resp = get(target, "rollback.releases", base + "/", f"{label} GET /")

@@ -98,12 +98,16 @@ class Target:
         target file's defaults; `source`: the target file it came from."""
         deployed = deployed or Deployed()
         judging = judging or Judging()
+        frontend = reach.frontend_url.rstrip("/")
+        served_tls = reach.frontend_tls_url.rstrip("/") if reach.frontend_tls_url else None
+        if served_tls is None and frontend.startswith("https://"):
+            served_tls = frontend  # a frontend served over TLS alone: its certificate is judged
         return cls(
             name=name,
             backend_url=reach.backend_url.rstrip("/"),
             chatbot_url=reach.chatbot_url.rstrip("/"),
-            frontend_url=reach.frontend_url.rstrip("/"),
-            frontend_tls_url=reach.frontend_tls_url.rstrip("/") if reach.frontend_tls_url else None,
+            frontend_url=frontend,
+            frontend_tls_url=served_tls,
             mongodb_uri=reach.mongodb_uri,
             mongodb_database=settings.mongodb_database,
             redis_url=reach.redis_url,
@@ -134,6 +138,19 @@ class Target:
             deadline_s=judging.deadline_s,
             source=source,
         )
+
+    def frontend_routes(self) -> list[tuple[str, str]]:
+        """(route, base URL) of each way users reach the frontend: its URL ("nginx http", or
+        "nginx https" when served over TLS), and the TLS URL when it is another one. A
+        production frontend is often HTTPS alone (port 80 redirects): its one route is then
+        sampled once, not twice under two names."""
+        first = "nginx https" if self.frontend_url.startswith("https://") else "nginx http"
+        found = [(first, self.frontend_url)]
+        if self.frontend_tls_url and self.frontend_tls_url != self.frontend_url:
+            found.append(
+                ("nginx https" if first == "nginx http" else "frontend_tls", self.frontend_tls_url)
+            )
+        return found
 
     def service_urls(self) -> dict[str, str]:
         urls = {
