@@ -24,7 +24,7 @@ from bson.raw_bson import RawBSONDocument
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
-from rollback_drill.checks.http import ssl_context
+from rollback_drill.checks.http import pinned_context, ssl_context
 from rollback_drill.checks.result import CheckResult
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.perfbaseline import PerformanceBaseline
@@ -511,9 +511,14 @@ def system_ca_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
     store.write_text("")
     monkeypatch.setenv("SSL_CERT_FILE", str(store))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    ssl_context.cache_clear()
+    _new_contexts()
     yield store
+    _new_contexts()
+
+
+def _new_contexts() -> None:
     ssl_context.cache_clear()
+    pinned_context.cache_clear()
 
 
 def test_tls_trusts_the_system_store_when_the_target_names_no_ca_file(
@@ -527,12 +532,30 @@ def test_tls_trusts_the_system_store_when_the_target_names_no_ca_file(
     assert "chain not verified" in unknown and "the system's CA store" in unknown, unknown
     assert local_stack.certs is not None
     system_ca_store.write_bytes(local_stack.certs.ca_file.read_bytes())
-    ssl_context.cache_clear()
+    _new_contexts()
     result = _run("tls.certificate", target)
     assert result.ok, result.summary
     assert result.evidence["trusted_ca"] == "the system's CA store"
     assert result.evidence["chain_verified"] is True and result.evidence["key_matches"] is True
     assert "safepsy.local" in result.evidence["names"] and result.evidence["days_left"] > 7
+
+
+def test_a_private_ca_for_some_urls_leaves_the_public_ones_trusted(
+    local_stack: LocalStack, system_ca_store: Path, tmp_path: Path
+) -> None:
+    """A target names its company's CA (`tls.ca_file`) while its frontend's certificate
+    comes from a CA the system trusts: users reach it, and so do the flows (requests trusted
+    only the named CA: every one over HTTPS failed, a false red). `tls.certificate` still
+    holds the frontend to the CA the target names, and says it is another."""
+    assert local_stack.certs is not None
+    system_ca_store.write_bytes(local_stack.certs.ca_file.read_bytes())  # the "public" CA
+    company = tls.issue(tmp_path / "company", "internal.safepsy.local")
+    _new_contexts()
+    target = _target(local_stack, ca_file=company.ca_file)
+    _assert_passes("flow.landing", target)
+    assert "chain does not verify against the expected CA" in _assert_fails(
+        "tls.certificate", target
+    )
 
 
 @pytest.mark.parametrize(

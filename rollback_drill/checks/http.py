@@ -36,7 +36,22 @@ class Response:
 
 @lru_cache(maxsize=8)
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """Loading a CA costs milliseconds; every request of a run shares one context per CA."""
+    """What users' clients trust: the system's CA store, and the target's own CA when it
+    names one. A private CA for some of a target's URLs leaves the others public (internal
+    service URLs under the company's CA, the public frontend under a public one): trusting
+    the named CA alone failed every request to the public ones. Loading the CAs costs
+    milliseconds; every request of a run shares one context per CA."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+@lru_cache(maxsize=8)
+def pinned_context(ca_file: str | None) -> ssl.SSLContext:
+    """The target's CA alone (the system's store when it names none): what `tls.certificate`
+    holds the frontend's chain to - a certificate from another CA that users' clients would
+    also accept is still not the one the target expects."""
     return ssl.create_default_context(cafile=ca_file)
 
 

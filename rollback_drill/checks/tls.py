@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from rollback_drill.checks.http import ssl_context
+from rollback_drill.checks.http import pinned_context
 from rollback_drill.checks.result import Check, CheckResult
 from rollback_drill.process import lazy
 from rollback_drill.process.errors import CheckSkipped
@@ -249,7 +249,7 @@ def _certificate(target: Target) -> CheckResult:
     port = parts.port or 443
     server_name = target.server_name or host
     timeout_s = target.thresholds.request_timeout_s
-    context = ssl_context(str(target.ca_file) if target.ca_file else None)
+    context = pinned_context(str(target.ca_file) if target.ca_file else None)
     verify_error = ""
     protocol = None
     decoded: dict[str, Any] | None = None
