@@ -26,6 +26,7 @@ from rollback_drill.chain import keys
 from rollback_drill.checks import ALL_CHECKS, BY_NAME, run_checks_concurrently
 from rollback_drill.checks.http import pinned_context, ssl_context
 from rollback_drill.checks.result import CheckResult
+from rollback_drill.failures.rpcproxy import FlakyRpc, RpcFaults
 from rollback_drill.files import perfbaseline
 from rollback_drill.files.perfbaseline import PerformanceBaseline
 from rollback_drill.process import proc
@@ -841,6 +842,33 @@ def test_did_documents_fail_when_a_redeploys_migration_missed_a_subject(
     assert f"{missed['did']}: recorded as anchored, not registered on chain" in summary
     new.register(signer, did_subject(missed["did"]), old.resolve(did_subject(missed["did"])), 30.0)
     _assert_passes("stores.did_documents", moved)
+
+
+def test_did_documents_through_an_endpoint_that_caps_its_batches(local_stack: LocalStack) -> None:
+    """Public RPC endpoints refuse a batch over their cap as a whole (one error object): the
+    check asks again in smaller batches, compares every DID, and still finds a disagreement
+    - where it once failed on how the endpoint is run, a false red."""
+    target = _target(local_stack)
+    anchored = anchored_dids(local_stack)
+    with FlakyRpc(local_stack.rpc_url, RpcFaults(max_batch=8)) as proxy:
+        capped = dataclasses.replace(target, rpc_url=proxy.url)
+        result = _run("stores.did_documents", capped)
+        assert result.ok, result.explain()
+        assert result.evidence["compared"] == len(anchored) > 8
+        assert any("refused over 8" in str(f.get("fault")) for f in proxy.log.faults)
+        registry = registry_of(local_stack)
+        signer = keys.operator_signer(local_stack.workdir)
+        victim = next(a for a in anchored if a["did"] != target.test_did)
+        original = registry.resolve(did_subject(victim["did"]))
+        assert original is not None
+        registry.register(
+            signer, did_subject(victim["did"]), original.replace("did:", "did:x", 1), 30.0
+        )
+        try:
+            summary = _assert_fails("stores.did_documents", capped)
+            assert f"{victim['did']}: the chain's document differs" in summary, summary
+        finally:
+            registry.register(signer, did_subject(victim["did"]), original, 30.0)
 
 
 def test_did_documents_sample_many_with_a_stated_bound_and_seed(

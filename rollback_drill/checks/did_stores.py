@@ -100,10 +100,7 @@ def _on_chain(target: Target, dids: list[str]) -> dict[str, str | None]:
     ]  # fmt: skip
     found: dict[str, str | None] = {}
     for start in range(0, len(calls), BATCH):
-        resp = request(target, "POST", target.rpc_url, json=calls[start : start + BATCH])
-        if resp.status != 200 or not isinstance(resp.body, list):
-            raise RuntimeError(f"RPC batch of eth_call -> {resp.status} {resp.text[:200]}")
-        for answer in resp.body:
+        for answer in _answers(target, calls[start : start + BATCH]):
             did = dids[int(answer.get("id", -1))]
             error = answer.get("error")
             if error is None:
@@ -117,6 +114,24 @@ def _on_chain(target: Target, dids: list[str]) -> dict[str, str | None]:
     if missing:
         raise RuntimeError(f"the RPC batch answered no result for {len(missing)} DID(s)")
     return found
+
+
+def _answers(target: Target, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answers to a batch of calls. An endpoint that refuses the batch as a whole (one
+    error object instead of a list, or 413: public endpoints cap batches, some at 10) gets
+    it again in halves, down to single calls, rather than the check failing on how the
+    endpoint is run; a single call it still refuses is a RuntimeError naming its answer."""
+    assert target.rpc_url
+    resp = request(target, "POST", target.rpc_url, json=calls if len(calls) > 1 else calls[0])
+    if resp.status == 200 and isinstance(resp.body, list):
+        return [a for a in resp.body if isinstance(a, dict)]
+    if resp.status == 200 and isinstance(resp.body, dict) and len(calls) == 1:
+        return [resp.body]
+    refused_as_a_batch = resp.status == 413 or (resp.status == 200 and isinstance(resp.body, dict))
+    if refused_as_a_batch and len(calls) > 1:
+        half = len(calls) // 2
+        return _answers(target, calls[:half]) + _answers(target, calls[half:])
+    raise RuntimeError(f"RPC batch of eth_call -> {resp.status} {resp.text[:200]}")
 
 
 def _compare(did: str, recorded: Any, chain: str | None) -> str | None:

@@ -31,6 +31,9 @@ class RpcFaults:
     stall: tuple[int, ...] = ()  # forwarded, answer held `stall_s` (past the client's timeout)
     stall_s: float = 3.0
     methods: tuple[str, ...] = ("eth_sendRawTransaction",)
+    # a batch of more calls than this is refused whole, with one error object (as public
+    # endpoints answer a batch over their cap); None: any batch is forwarded
+    max_batch: int | None = None
 
     def action(self, number: int) -> Action:
         if number in self.drop_request:
@@ -118,9 +121,14 @@ class FlakyRpc:
                     self.close_connection = True
                     return
                 try:
-                    method = str(json.loads(body).get("method", ""))
-                except (ValueError, AttributeError):
-                    method = ""
+                    sent = json.loads(body)
+                except ValueError:
+                    sent = None
+                cap = proxy.faults.max_batch
+                if isinstance(sent, list) and cap is not None and len(sent) > cap:
+                    self._refuse_batch(len(sent), cap)
+                    return
+                method = str(sent.get("method", "")) if isinstance(sent, dict) else ""
                 action = proxy._decide(method)
                 if action == "dropped request":
                     self.close_connection = True
@@ -139,10 +147,21 @@ class FlakyRpc:
                     time.sleep(proxy.faults.stall_s)
                     self.close_connection = True
                     return
-                self.send_response(answer.status_code)
+                self._send(answer.status_code, answer.content)
+
+            def _refuse_batch(self, size: int, cap: int) -> None:
+                with proxy._lock:
+                    proxy.log.faults.append({"batch": size, "fault": f"refused over {cap}"})
+                message = f"batch of {size} requests exceeds the limit of {cap}"
+                refusal = {"jsonrpc": "2.0", "id": None,
+                           "error": {"code": -32600, "message": message}}  # fmt: skip
+                self._send(200, json.dumps(refusal).encode())
+
+            def _send(self, status: int, content: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(answer.content)
+                self.wfile.write(content)
 
         return Handler
