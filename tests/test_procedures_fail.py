@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from rollback_drill import (
 )
 from rollback_drill.engine.outcome import DrillOutcome
 from rollback_drill.failures.datascenarios import PRE_DEPLOY_BACKUP
-from rollback_drill.files.spec import LoadedStack
+from rollback_drill.files.spec import LoadedStack, load_stack
 from rollback_drill.procedures import (
     automation,
     configuration,
@@ -36,6 +37,7 @@ from rollback_drill.process.errors import ProcedureMiswired
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.steps.procedure import DrillContext, Procedure, Step, StepResult
 from rollback_drill.stores import mongo
+from tests.helpers import copy_stack_file
 
 pytestmark = pytest.mark.slow  # whole drills, each with a procedure made wrong: not fast
 
@@ -46,11 +48,27 @@ def _without(procedure: Procedure, *names: str) -> Procedure:
     return dataclasses.replace(procedure, steps=steps)
 
 
+SERVICE_START_S = 10.0
+"""The backend's `start_timeout_s` in tests whose procedure brings it back broken: the
+reference backend answers healthy within 1-2 s of a start, so waiting the default 30 s for
+it to answer proves nothing more, and cost these tests 20 s each."""
+
+
+def _starting_within(directory: Path, seconds: float) -> LoadedStack:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["services"]["backend"]["start_timeout_s"] = seconds
+
+    return load_stack(copy_stack_file(directory, "stack.yaml", edit))
+
+
 @pytest.fixture
 def run(stack_file: LoadedStack, tmp_path: Path) -> Iterator[object]:
-    def go(drill: Drill) -> DrillOutcome:
-        good = drill.check(stack_file)
-        loaded = stack_file.in_environment(drill.environment or "production")
+    def go(drill: Drill, backend_start_s: float | None = None) -> DrillOutcome:
+        stacked = (
+            stack_file if backend_start_s is None else _starting_within(tmp_path, backend_start_s)
+        )
+        good = drill.check(stacked)
+        loaded = stacked.in_environment(drill.environment or "production")
         with LocalStack(loaded, seed_users=50).running(good) as stack:
             return run_drill(stack, drill, artifacts=tmp_path / "artifacts")
 
@@ -171,11 +189,12 @@ def test_automation_without_reverting_the_code_turns_red(run) -> None:  # type: 
         _without(automation.PROCEDURE, "Rollback code"),
         "critical",
     )
-    outcome = run(drill)
+    outcome = run(drill, backend_start_s=SERVICE_START_S)
     assert not outcome.passed
     failure = outcome.procedure_failure
     assert failure is not None and failure.step == "Start", outcome.failure
     assert "did not come back: backend" in failure.cause
+    assert f"backend not ready within {SERVICE_START_S:.1f} s" in failure.cause  # its own bound
     assert "503" in failure.services["backend"] and "1.5.0" in failure.services["backend"]
 
 
@@ -272,6 +291,6 @@ def test_complete_staging_rollback_without_reverting_the_code_turns_red(run) -> 
         "critical",
         environment="staging",
     )
-    outcome = run(drill)
+    outcome = run(drill, backend_start_s=SERVICE_START_S)
     assert not outcome.passed
     assert "health" in (outcome.failure or ""), outcome.failure

@@ -51,6 +51,16 @@ def test_reference_stack_file_loads() -> None:
         ({"services.backend.port": "three thousand"}, "services.backend.port", "valid integer"),
         ({"services.backend.port": 70000}, "services.backend.port", "less than or equal to 65535"),
         ({"services.backend.kind": "lambda"}, "services.backend.kind", "'app' or 'nginx'"),
+        (
+            {"services.backend.start_timeout_s": 0},
+            "services.backend.start_timeout_s",
+            "greater than 0",
+        ),
+        (
+            {"services.backend.start_timeout_s": "soon"},
+            "services.backend.start_timeout_s",
+            "valid number",
+        ),
         ({"chain": None}, "chain", "Field required"),
         ({"decision_matrix": []}, "decision_matrix", "at least 1 item"),
         (

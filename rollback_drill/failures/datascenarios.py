@@ -25,8 +25,6 @@ from rollback_drill.steps.facts import Fact
 from rollback_drill.steps.procedure import DrillContext, StepResult
 from rollback_drill.stores.archive import MANIFEST
 
-START_TIMEOUT_S = 30.0
-
 
 @dataclass(frozen=True)
 class StoreBackup:
@@ -58,7 +56,7 @@ def take_backup(ctx: DrillContext, environment: str) -> StoreBackup:
 
 
 def answering_as(ctx: DrillContext, service: str, release: str) -> None:
-    Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+    Wait(f"{service} answering as release {release}", ctx.stack.start_timeout(service)).until(
         lambda: ctx.stack.answers_as(service) == release
     )
 

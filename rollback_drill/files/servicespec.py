@@ -26,6 +26,10 @@ from rollback_drill.files.fields import (
 )
 from rollback_drill.files.specmodel import FileModel
 
+DEFAULT_START_TIMEOUT_S = 30.0
+"""How long a service may take to answer healthy after a start or a redeploy, unless its
+stack file says otherwise; also the stores' (MongoDB, Redis, the chain node)."""
+
 
 class ServiceSpec(FileModel):
     kind: Literal["app", "nginx"]
@@ -41,6 +45,13 @@ class ServiceSpec(FileModel):
     upstreams: dict[str, str] = Field(default_factory=dict)
     images: dict[str, str] = Field(
         default_factory=dict, description="release version -> image reference (docker backend)"
+    )
+    start_timeout_s: float = Field(
+        default=DEFAULT_START_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="how long the service may take to answer healthy after a start or a "
+        "redeploy (a JVM or a cache warm-up may need minutes); past it the start fails",
     )
     memory_limit_mb: int | None = Field(
         default=None, ge=16, description="the service's memory limit (docker enforces it)"

@@ -10,13 +10,12 @@ from rollback_drill.process.wait import Wait
 from rollback_drill.steps.procedure import DrillContext, StepResult
 
 STAYS_HEALTHY_S = 1.0
-START_TIMEOUT_S = 30.0
 
 
 def answers_as_good_release(ctx: DrillContext, service: str) -> StepResult:
     """Wait until `service` answers as the good release, then watch it for a moment."""
     stack, release = ctx.stack, ctx.good_release
-    took = Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+    took = Wait(f"{service} answering as release {release}", stack.start_timeout(service)).until(
         lambda: stack.answers_as(service) == release
     )
     seen: list[str | None] = [release]

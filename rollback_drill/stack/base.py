@@ -80,6 +80,10 @@ class Stack(Protocol):
         """The release a running service says it is (its /health, or the page's meta);
         None when it does not answer healthy."""
 
+    def start_timeout(self, service: str) -> float:
+        """How long `service` may take to answer healthy after a start or a redeploy (its
+        stack file's `start_timeout_s`)."""
+
     def rebuild(self, service: str, release: str) -> Path:
         """The runbook's `build --no-cache` / `rm -rf build/`: remove the release's build of
         the service and make it again from its sources."""

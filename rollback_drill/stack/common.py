@@ -34,7 +34,6 @@ from rollback_drill.stack.targetparts import Deployed, stack_settings
 from rollback_drill.stores import mongo
 from rollback_drill.stores import redis as redis_store
 
-START_TIMEOUT_S = 30.0
 _RELEASE_META = re.compile(r'<meta name="safepsy-release" content="([^"]+)"')
 
 
@@ -269,7 +268,7 @@ class StackBase(StoreBackups):
     def _wait_healthy(self, name: str) -> None:
         try:
             self.timings[f"{name}_healthy_s"] = Wait(
-                f"{name} healthy", START_TIMEOUT_S, 0.02
+                f"{name} healthy", self.start_timeout(name), 0.02
             ).until(self.probe(name))
         except TimeoutError as exc:
             raise StackError(f"{exc}; log tail:\n{self.logs(name)[-2000:]}") from None

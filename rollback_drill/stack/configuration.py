@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rollback_drill.chain import deploy as chain
 from rollback_drill.chain import keys
-from rollback_drill.files.servicespec import ServiceSpec
+from rollback_drill.files.servicespec import DEFAULT_START_TIMEOUT_S, ServiceSpec
 from rollback_drill.files.spec import LoadedStack
 from rollback_drill.process import proc
 from rollback_drill.process.errors import StackError
@@ -115,6 +115,12 @@ class StackConfiguration(ABC):
             raise StackError(
                 f"unknown service {name!r}; expected one of {self.all_services()}"
             ) from None
+
+    def start_timeout(self, name: str) -> float:
+        """How long `name` may take to answer healthy after a start or a redeploy: its stack
+        file's `start_timeout_s`; the stores' is the default."""
+        svc = self.spec.services.get(name)
+        return svc.start_timeout_s if svc is not None else DEFAULT_START_TIMEOUT_S
 
     def _front(self) -> str:
         return next(n for n, s in self.spec.services.items() if s.kind == "nginx")

@@ -39,7 +39,6 @@ from rollback_drill.process.wait import Wait
 from rollback_drill.stack import cgroupcpu
 from rollback_drill.stack.access import DockerStats, LogSource, StatsSource
 from rollback_drill.stack.base import ResourceUsage
-from rollback_drill.stack.common import START_TIMEOUT_S
 from rollback_drill.stack.docker_containers import DockerContainers
 from rollback_drill.stack.docker_infra import (
     NGINX_CONF_IN_CONTAINER,
@@ -107,7 +106,7 @@ class DockerStack(DockerContainers):
             self._reload_front(service, release)
         else:
             self._replace_app(service, release)
-        Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+        Wait(f"{service} answering as release {release}", self.start_timeout(service)).until(
             lambda: self.answers_as(service) == release
         )
 
@@ -121,7 +120,9 @@ class DockerStack(DockerContainers):
             service, published, name=f"rd-{self.run_id}-{service}-{generation}"
         )
         url = f"http://127.0.0.1:{published[svc.port]}"
-        wait = ProbeWaitStrategy(service, lambda: self.answers_at(service, url) == release)
+        wait = ProbeWaitStrategy(
+            service, lambda: self.answers_at(service, url) == release, self.start_timeout(service)
+        )
         joined = time.monotonic()
         try:
             container.waiting_for(wait).start()

@@ -175,7 +175,7 @@ class DockerContainers(StackBase):
         """Start the existing container if its definition is unchanged, else replace it;
         return the seconds until its wait strategy said ready."""
         container, fingerprint = self._definition(service)
-        wait = ProbeWaitStrategy(service, self.probe(service, healthy))
+        wait = ProbeWaitStrategy(service, self.probe(service, healthy), self.start_timeout(service))
         start = time.monotonic()
         existing = self._containers.get(service)
         if existing is not None and self._fingerprints.get(service) == fingerprint:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -35,7 +36,6 @@ from rollback_drill.files.spec import LoadedStack, StackSpec  # noqa: E402
 from rollback_drill.process import interrupts  # noqa: E402
 from rollback_drill.process.errors import StackError  # noqa: E402
 from rollback_drill.process.procfs import ProcessIdentity  # noqa: E402
-from rollback_drill.stack.common import START_TIMEOUT_S  # noqa: E402
 
 LABEL_RUN = "rollback-drill.run"
 LABEL_OWNER = "rollback-drill.owner-pid"
@@ -100,11 +100,12 @@ class ProbeWaitStrategy(WaitStrategy):
     host sees the service through its published port; fails at once if the container exits,
     with its logs, instead of waiting out the timeout."""
 
-    def __init__(self, service: str, probe: Callable[[], bool]) -> None:
+    def __init__(self, service: str, probe: Callable[[], bool], timeout_s: float) -> None:
         super().__init__()
         self._service = service
         self._probe = probe
-        self.with_startup_timeout(int(START_TIMEOUT_S)).with_poll_interval(0.05)
+        self._timeout_s = timeout_s
+        self.with_startup_timeout(max(1, math.ceil(timeout_s))).with_poll_interval(0.05)
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         wrapped = container.get_wrapped_container()
@@ -127,7 +128,7 @@ class ProbeWaitStrategy(WaitStrategy):
         if not done:
             logs = wrapped.logs().decode(errors="replace")[-2000:]
             raise StackError(
-                f"{self._service}: not ready within {START_TIMEOUT_S:.0f} s; logs:\n{logs}"
+                f"{self._service}: not ready within {self._timeout_s:g} s; logs:\n{logs}"
             )
 
 

@@ -33,7 +33,7 @@ from rollback_drill.stack.access import (
     group_rss,
 )
 from rollback_drill.stack.base import DATA_SERVICES, ResourceUsage
-from rollback_drill.stack.common import START_TIMEOUT_S, StackBase
+from rollback_drill.stack.common import StackBase
 from rollback_drill.stores import secantus
 
 
@@ -124,7 +124,7 @@ class LocalStack(StackBase):
             self._procs[name] = launched[name]
 
         def wait(name: str) -> float:
-            return launched[name].wait_ready(self.probe(name, healthy), START_TIMEOUT_S)
+            return launched[name].wait_ready(self.probe(name, healthy), self.start_timeout(name))
 
         errors = []
         with ThreadPoolExecutor(max_workers=max(len(launched), 1)) as pool:
@@ -155,7 +155,7 @@ class LocalStack(StackBase):
         argv, env = self._argv_env(service)
         new = proc.spawn(service, argv, self._log(service), env=env, cwd=self._workdir)
         try:
-            new.wait_ready(lambda: self.answers_as(service) == release, START_TIMEOUT_S)
+            new.wait_ready(lambda: self.answers_as(service) == release, self.start_timeout(service))
         except BaseException:
             new.stop(grace=2.0)
             raise
@@ -163,7 +163,7 @@ class LocalStack(StackBase):
         old.stop(grace=5.0)
 
     def _wait_answers_as(self, service: str, release: str) -> None:
-        Wait(f"{service} answering as release {release}", START_TIMEOUT_S).until(
+        Wait(f"{service} answering as release {release}", self.start_timeout(service)).until(
             lambda: self.answers_as(service) == release
         )
 
