@@ -12,6 +12,7 @@ import dataclasses
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,14 +33,35 @@ from rollback_drill.failures.operatoredits import (
 )
 from rollback_drill.failures.operatorfiles import backup_of, env_file, nginx_conf, ssl_files
 from rollback_drill.failures.scenarios import ENV_BACKUPS
+from rollback_drill.files.spec import load_stack
 from rollback_drill.procedures import configuration
 from rollback_drill.process.proc import port_open
 from rollback_drill.stack.local import LocalStack
 from rollback_drill.steps.failure import ProcedureFailed, ProcedureFailure
 from rollback_drill.steps.procedure import DrillContext, Procedure, StepResult
 from rollback_drill.steps.timeline import Timeline
+from tests.helpers import copy_stack_file
 
 pytestmark = pytest.mark.slow  # configuration drills made wrong, under load: not fast
+
+
+APP_START_S = 10.0
+"""The apps' `start_timeout_s` here: two tests wait for a service their procedure left broken
+to answer as its release, and the reference apps answer within 1-2 s of a start - the
+default 30 s only made each of those tests 20 s longer."""
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The reference stack at 1.4.0, its apps given APP_START_S to answer after a start."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        for name in ("backend", "ai-chatbot"):
+            spec["services"][name]["start_timeout_s"] = APP_START_S
+
+    stack_file = copy_stack_file(tmp_path_factory.mktemp("stack"), "stack.yaml", edit)
+    with LocalStack(load_stack(stack_file), seed_users=50).running("1.4.0") as stack:
+        yield stack
 
 
 @pytest.fixture
