@@ -241,6 +241,28 @@ def test_deploy_is_the_gap_redeploy_avoids(docker_stack: DockerStack) -> None:
     assert any(f[0] == "GET /api/did/health" for f in failures()), failures()
 
 
+def test_a_log_whose_mark_could_not_be_read_counts_only_what_came_after(
+    docker_stack: DockerStack,
+) -> None:
+    """nginx's log files are marked by their line counts. A count `docker exec` could not
+    read (None) once read as 0 - the whole access log new, every 502 of a drill's restart
+    judged again: now that file keeps the lines nginx stamped from the mark's second on."""
+    front = docker_stack.target().frontend_url
+    httpx.get(front + "/before-the-mark", timeout=5)
+    time.sleep(1.1)  # nginx stamps whole seconds
+    at = time.time()
+    counts = docker_stack.log_lines("frontend")
+    assert counts and all(isinstance(n, int) for n in counts.values())
+    httpx.get(front + "/after-the-mark", timeout=5)
+    unknown = {**counts, "access.log": None}
+    Wait("the request in nginx's log", 5.0).until(
+        lambda: "/after-the-mark" in docker_stack.log_since("frontend", at, unknown)
+    )
+    window = docker_stack.log_since("frontend", at, unknown)
+    assert "/before-the-mark" not in window, window
+    assert "/before-the-mark" in docker_stack.log_since("frontend", at, {**counts, "access.log": 0})
+
+
 def test_redeploy_reloads_the_front_in_place(docker_stack: DockerStack) -> None:
     """nginx takes the release's page and config on SIGHUP: users are served throughout,
     the container is the same one (a reload, not a restart), the page is the release's."""

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import re
 import tarfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +72,24 @@ def _logged_at(line: str) -> float:
         return 0.0
 
 
+_ACCESS_TIME = re.compile(r"\[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\]")
+_ERROR_TIME = re.compile(r"^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) ")
+
+
+def nginx_logged_at(line: str) -> float:
+    """The epoch second nginx stamped a line of its access log (`[$time_local]`) or error log
+    (its leading date, UTC in the container) with; 0.0 for a line without one."""
+    found = _ACCESS_TIME.search(line)
+    if found:
+        return datetime.strptime(found.group(1), "%d/%b/%Y:%H:%M:%S %z").timestamp()
+    found = _ERROR_TIME.match(line)
+    if found:
+        return (
+            datetime.strptime(found.group(1), "%Y/%m/%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+        )
+    return 0.0
+
+
 @dataclass(frozen=True)
 class _DockerStackLogs:
     """A docker stack's logs as verify reads them: marked per part - each container's output
@@ -80,7 +101,7 @@ class _DockerStackLogs:
     def services(self) -> list[str]:
         return self.stack.app_services()
 
-    def mark(self) -> tuple[float, dict[str, dict[str, int]]]:
+    def mark(self) -> tuple[float, dict[str, dict[str, int | None]]]:
         return time.time(), {s: self.stack.log_lines(s) for s in self.services()}
 
     def since(self, mark: object) -> dict[str, str]:
@@ -268,19 +289,27 @@ class DockerStack(DockerContainers):
         through one-shot `docker stats` (a full sample waits two seconds for CPU)."""
         return _DockerStackLogs(self), DockerStats(self.container_names())
 
-    def log_lines(self, service: str) -> dict[str, int]:
-        """Lines in each of nginx's own log files now (the marks `_DockerStackLogs` keeps)."""
+    def log_lines(self, service: str) -> dict[str, int | None]:
+        """Lines in each of nginx's own log files now (the marks `_DockerStackLogs` keeps);
+        None for a file whose count could not be read, asked twice. Read as 0, a failed
+        `docker exec` once made a whole access log count as new: every 502 of the drill's
+        own restart judged again in its Verify phase, a false red."""
         if not (self._service(service).kind == "nginx" and self.is_running(service)):
             return {}
-        counts = {}
+        counts: dict[str, int | None] = {}
         for name in NGINX_LOG_FILES:
-            code, out = self.exec(service, ["sh", "-c", f"wc -l < /tmp/nginx/{name}"])
-            counts[name] = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+            counts[name] = None
+            for _ in range(2):
+                code, out = self.exec(service, ["sh", "-c", f"wc -l < /tmp/nginx/{name}"])
+                if code == 0 and out.strip().isdigit():
+                    counts[name] = int(out.strip())
+                    break
         return counts
 
-    def log_since(self, service: str, at: float, lines: dict[str, int]) -> str:
+    def log_since(self, service: str, at: float, lines: Mapping[str, int | None]) -> str:
         """What the service logged after `at` (its container's output, by timestamp) and
-        after `lines` in each of nginx's files."""
+        after `lines` in each of nginx's files; in a file whose count is unknown, the lines
+        nginx stamped in `at`'s second or later."""
         parts = []
         container = self._containers.get(service)
         wrapped = getattr(container, "_container", None)
@@ -293,9 +322,14 @@ class DockerStack(DockerContainers):
                     if _logged_at(line) > at
                 ]
         for name, count in lines.items():
-            code, out = self.exec(service, ["tail", "-n", f"+{count + 1}", f"/tmp/nginx/{name}"])
-            if code == 0:
-                parts.append(out.rstrip("\n"))
+            start = 1 if count is None else count + 1
+            code, out = self.exec(service, ["tail", "-n", f"+{start}", f"/tmp/nginx/{name}"])
+            if code != 0:
+                continue
+            if count is None:
+                kept = [ln for ln in out.splitlines() if nginx_logged_at(ln) >= math.floor(at)]
+                out = "\n".join(kept)
+            parts.append(out.rstrip("\n"))
         return "\n".join(p for p in parts if p)
 
     def container_names(self) -> dict[str, str]:
