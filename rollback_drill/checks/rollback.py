@@ -32,9 +32,11 @@ def _deployed(target: Target) -> tuple[dict[str, str | None], dict[str, str]]:
         found[service] = str(release) if release is not None else None
         if release is None:
             why[service] = f"/health -> {resp.status} without a release"
-    pages = [("frontend", target.frontend_url)]
-    if target.frontend_tls_url and target.frontend_tls_url != target.frontend_url:
-        pages.append(("frontend (https)", target.frontend_tls_url))
+    # the frontend's own URL, then its TLS one when it is another (`frontend_routes`)
+    pages = [
+        ("frontend" if i == 0 else "frontend (https)", base)
+        for i, (_, base) in enumerate(target.frontend_routes())
+    ]
     for label, base in pages:
         resp = get(target, "rollback.releases", base + "/", f"{label} GET /")
         if isinstance(resp, CheckResult):

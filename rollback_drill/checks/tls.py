@@ -258,8 +258,7 @@ def _certificate(target: Target) -> CheckResult:
             socket.create_connection((host, port), timeout=timeout_s) as raw,
             context.wrap_socket(raw, server_hostname=server_name) as conn,
         ):
-            der = conn.getpeercert(binary_form=True)
-            decoded = conn.getpeercert()
+            decoded = conn.getpeercert()  # a verified handshake's certificate, decoded
             protocol = conn.version()
     except ConnectionRefusedError:
         return CheckResult("tls.certificate", False, f"{host}:{port}: connection refused")
@@ -269,8 +268,7 @@ def _certificate(target: Target) -> CheckResult:
         )
     except ssl.SSLCertVerificationError as exc:
         verify_error = exc.verify_message or str(exc)
-        der = None
-    if der and decoded:
+    if decoded:
         report = from_handshake(decoded, server_name)
     else:
         leaf = _served(host, port, server_name, timeout_s)
@@ -282,7 +280,7 @@ def _certificate(target: Target) -> CheckResult:
                 report, chain_error=f"no CA file given; the system's CA store: {verify_error}"
             )
     problems = report.problems()
-    ok = not problems and bool(der)
+    ok = not problems and bool(decoded)
     summary = (
         f"{server_name}: verified, {protocol}, expires in {report.days_left} days"
         if ok
